@@ -1,0 +1,5 @@
+import sys
+
+from cxrtl.cli import main
+
+sys.exit(main())
