@@ -1,0 +1,74 @@
+"""The preprocessed dataset: decoded images as one uint8 array, labels and a split.
+
+Layout of a prepared folder (written by ``cxrtl preprocess``, read by train and evaluate):
+
+- ``images.npy``  uint8 [N, S, S] grayscale, already resized; read memory-mapped
+- ``labels.npy``  int64 [N]; ``1`` = COVID (the positive class), ``0`` = Normal
+- ``split.npy``   uint8 [N]; ``0`` train, ``1`` validation, ``2`` test
+- ``ids.json``    the N image paths relative to the dataset root, for predictions.csv
+- ``info.json``   how it was made: recipe, image size, seed, counts, skipped files, dataset version
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrtl.errors import CxrtlError
+
+CLASS_NAMES = ("Normal", "COVID")  # index = label; COVID is the positive class
+POSITIVE_LABEL = 1
+SPLITS = ("train", "val", "test")
+_FILES = ("images.npy", "labels.npy", "split.npy", "ids.json", "info.json")
+
+
+@dataclass
+class PreparedData:
+    images: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    ids: list[str]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if self.images.ndim != 3 or self.images.dtype != np.uint8:
+            raise CxrtlError(f"images must be uint8 [N, S, S], got {self.images.dtype} {self.images.shape}")
+        if not (len(self.labels) == len(self.split) == len(self.ids) == n):
+            raise CxrtlError("images, labels, split and ids differ in length")
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[1])
+
+    def indices(self, split: str) -> np.ndarray:
+        """Indices of one split, in file order."""
+        return np.flatnonzero(self.split == SPLITS.index(split))
+
+    def save(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(out / "images.npy", self.images)
+        np.save(out / "labels.npy", self.labels.astype(np.int64))
+        np.save(out / "split.npy", self.split.astype(np.uint8))
+        (out / "ids.json").write_text(json.dumps(self.ids))
+        (out / "info.json").write_text(json.dumps(self.info, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, folder: Path) -> PreparedData:
+        folder = Path(folder)
+        missing = [name for name in _FILES if not (folder / name).is_file()]
+        if missing:
+            raise CxrtlError(
+                f"{folder} is not a preprocessed dataset (missing {', '.join(missing)}); run 'cxrtl preprocess'"
+            )
+        return cls(
+            images=np.load(folder / "images.npy", mmap_mode="r"),
+            labels=np.load(folder / "labels.npy"),
+            split=np.load(folder / "split.npy"),
+            ids=json.loads((folder / "ids.json").read_text()),
+            info=json.loads((folder / "info.json").read_text()),
+        )

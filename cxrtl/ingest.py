@@ -1,0 +1,361 @@
+"""Fetch the raw dataset (from Kaggle, a downloaded zip or a folder), check its layout and record what it is.
+
+An ingested folder holds::
+
+    COVID-19_Radiography_Dataset/<Class>/images/*.png   (and whatever else the release carries)
+    ingest.json       the IngestResult: slug, version, sha256, per-class counts, source kind, created_at
+    MANIFEST.sha256   ``sha256sum`` lines for every dataset file, relative to the folder, sorted
+
+With a store, the archive is cached at ``datasets/covid19-radiography-database/<VERSION>/archive.zip``
+(next to its ``ingest.json``), so a later ingest of the same version is not downloaded again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from cxrtl.errors import CxrtlError
+from cxrtl.store import Store
+from cxrtl.store.base import sha256_file
+
+logger = logging.getLogger(__name__)
+
+SLUG = "tawsifurrahman/covid19-radiography-database"
+ARCHIVE_NAME = "covid19-radiography-database.zip"  # the name Kaggle serves the download under
+DATASET_DIR = "COVID-19_Radiography_Dataset"
+CLASSES = ("COVID", "Normal", "Lung_Opacity", "Viral Pneumonia")
+REQUIRED_CLASSES = ("COVID", "Normal")  # the binary task needs these two
+STORE_PREFIX = "datasets/covid19-radiography-database"
+INGEST_FILE = "ingest.json"
+MANIFEST_FILE = "MANIFEST.sha256"
+ARCHIVE_KEY = "archive.zip"
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp: archives do not depend on when they were made
+
+
+@dataclass
+class IngestResult:
+    slug: str
+    version: str  # Kaggle's version number, or "sha256:<12 hex>" for a local zip or folder
+    sha256: str  # of the archive; for a folder, of its manifest
+    counts: dict[str, int]  # images per class, all four classes
+    source: str  # "kaggle", "zip" or "folder"
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {name}" for name, n in self.counts.items())
+        return f"{self.slug} version {self.version} from {self.source}: {counts} images"
+
+
+def ingest(source: str, out: Path, store: Store | None = None) -> IngestResult:
+    """Fetch ``source`` ("kaggle", a .zip or a folder) into ``out``; all or nothing."""
+    out = Path(out)
+    with staged_folder(out, marker=INGEST_FILE) as staged:
+        scratch = staged.parent
+        if source == "kaggle":
+            result = _ingest_kaggle(staged, scratch, store)
+        else:
+            path = Path(source).expanduser()
+            if path.is_dir():
+                result = _ingest_folder(path, staged, scratch, store)
+            elif path.is_file():
+                result = _ingest_zip(path, path.name, "zip", staged, scratch, store)
+            else:
+                raise CxrtlError(f"ingest source {source}: no such file or folder (give 'kaggle', a .zip or a folder)")
+        (staged / INGEST_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    logger.info("ingested %s into %s", result.summary(), out)
+    return result
+
+
+# --- sources ----------------------------------------------------------------------------------------------
+
+
+def _ingest_zip(
+    archive: Path, label: str, kind: str, staged: Path, scratch: Path, store: Store | None, version: str = ""
+) -> IngestResult:
+    digest = sha256_file(archive)
+    version = version or f"sha256:{digest[:12]}"
+    extracted = scratch / "extracted"
+    safe_extract(archive, extracted, label)
+    os.replace(find_dataset(extracted, label), staged / DATASET_DIR)
+    _write_manifest(staged)
+    result = _result(staged, version, digest, kind)
+    if store is not None:
+        _keep_in_store(store, result, lambda: archive)
+    return result
+
+
+def _ingest_folder(folder: Path, staged: Path, scratch: Path, store: Store | None) -> IngestResult:
+    shutil.copytree(find_dataset(folder, str(folder)), staged / DATASET_DIR)
+    digest = hashlib.sha256(_write_manifest(staged).encode()).hexdigest()
+    result = _result(staged, f"sha256:{digest[:12]}", digest, "folder")
+    if store is not None:
+
+        def archive() -> Path:
+            # Zipped only when the store lacks it: the real dataset is close to a gigabyte.
+            write_deterministic_zip(scratch / ARCHIVE_NAME, _folder_entries(staged))
+            return scratch / ARCHIVE_NAME
+
+        _keep_in_store(store, result, archive)
+    return result
+
+
+def _ingest_kaggle(staged: Path, scratch: Path, store: Store | None) -> IngestResult:
+    if not kaggle_credentials_present():
+        raise CxrtlError(
+            "no Kaggle credentials found: set KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY, or put "
+            "kaggle.json in ~/.kaggle), or pass a downloaded zip or folder as the source instead"
+        )
+    api = _kaggle_api()
+    version = str(_kaggle_call("look up the current version of", lambda: _kaggle_version(api)))
+    label = f"{SLUG} version {version}"
+    archive = scratch / ARCHIVE_NAME
+    stored = _stored_sha256(store, version) if store is not None else None
+    if store is not None and stored is not None:
+        logger.info("%s is already in %s; reusing it instead of downloading", label, store)
+        store.get_file(_store_key(version, ARCHIVE_KEY), archive)
+        result = _ingest_zip(archive, label, "kaggle", staged, scratch, None, version)
+        if result.sha256 != stored:
+            raise CxrtlError(f"{store}: the cached archive of {label} does not match its ingest record")
+        return result
+    logger.info("downloading %s from Kaggle", label)
+    download = scratch / "download"
+    _kaggle_call("download", lambda: api.dataset_download_files(f"{SLUG}/{version}", path=str(download)))
+    os.replace(download / ARCHIVE_NAME, archive)
+    return _ingest_zip(archive, label, "kaggle", staged, scratch, store, version)
+
+
+def kaggle_credentials_present() -> bool:
+    """Whether any credential the Kaggle client reads is there; checked without importing it.
+
+    Importing ``kaggle`` authenticates at once (and creates its config folder), so this comes first.
+    """
+    env = os.environ
+    if env.get("KAGGLE_API_TOKEN") or (env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY")):
+        return True
+    home = Path.home()
+    folders = [Path(env["KAGGLE_CONFIG_DIR"])] if env.get("KAGGLE_CONFIG_DIR") else []
+    folders += [home / ".kaggle", Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"]
+    names = ("kaggle.json", "access_token", "access_token.txt", "credentials.json")
+    return any((folder / name).is_file() for folder in folders for name in names)
+
+
+def _kaggle_api() -> Any:
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    api = KaggleApi()
+    # authenticate() calls exit(1) when the credentials it finds are unusable.
+    _kaggle_call("authenticate for", api.authenticate)
+    return api
+
+
+def _kaggle_version(api: Any) -> int:
+    status = json.loads(api.dataset_status(SLUG, format="json(current_version_number)"))
+    return int(status["current_version_number"])
+
+
+def _kaggle_call(what: str, call: Callable[[], Any]) -> Any:
+    # The client prints help and URLs to stdout, which is the CLI's; only the exception's type reaches
+    # the message, as the client's texts can carry request details.
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return call()
+    except (Exception, SystemExit) as exc:
+        raise CxrtlError(
+            f"Kaggle API: could not {what} {SLUG} ({type(exc).__name__}); check the credentials and the "
+            "network, or pass a downloaded zip or folder as the source"
+        ) from exc
+
+
+# --- store ------------------------------------------------------------------------------------------------
+
+
+def _store_key(version: str, name: str) -> str:
+    return f"{STORE_PREFIX}/{version.replace(':', '-')}/{name}"
+
+
+def _stored_sha256(store: Store, version: str) -> str | None:
+    """The sha256 recorded for a complete cached copy of ``version``, or None."""
+    record = _store_key(version, INGEST_FILE)
+    if store.exists(record) and store.exists(_store_key(version, ARCHIVE_KEY)):
+        return store.get_json(record)["sha256"]
+    return None
+
+
+def _keep_in_store(store: Store, result: IngestResult, archive: Callable[[], Path]) -> None:
+    label = f"{SLUG} version {result.version}"
+    stored = _stored_sha256(store, result.version)
+    if stored == result.sha256:
+        logger.info("%s is already in %s; not storing it again", label, store)
+        return
+    if stored is not None:
+        logger.warning("%s holds a different archive for %s; replacing it", store, label)
+    store.put_file(_store_key(result.version, ARCHIVE_KEY), archive())
+    # The record goes last: its presence means the archive is complete.
+    store.put_json(_store_key(result.version, INGEST_FILE), result.to_dict())
+    logger.info("stored %s in %s", label, store)
+
+
+# --- layout, extraction, manifest -------------------------------------------------------------------------
+
+
+def safe_extract(archive: Path, dest: Path, label: str) -> None:
+    """Extract a zip, refusing absolute paths, ``..``, symlinks and anything that would land outside ``dest``."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            dest.mkdir(parents=True, exist_ok=True)
+            root = dest.resolve()
+            for info in members:
+                _check_member(info, root, label)
+            for info in members:
+                zf.extract(info, dest)
+    except zipfile.BadZipFile as exc:
+        raise CxrtlError(f"{label}: not a readable zip file ({exc})") from exc
+
+
+def _check_member(info: zipfile.ZipInfo, root: Path, label: str) -> None:
+    name = info.filename.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or (parts and parts[0].endswith(":")):
+        raise CxrtlError(f"{label}: refusing the absolute path {info.filename!r} in the archive")
+    if ".." in parts:
+        raise CxrtlError(f"{label}: refusing the path {info.filename!r} in the archive (it climbs out with '..')")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise CxrtlError(f"{label}: refusing the symbolic link {info.filename!r} in the archive")
+    if not (root / name).resolve().is_relative_to(root):
+        raise CxrtlError(f"{label}: refusing {info.filename!r}, which would be written outside the target")
+
+
+def _dataset_root(folder: Path) -> Path | None:
+    """The ``COVID-19_Radiography_Dataset`` folder: inside ``folder``, or ``folder`` itself."""
+    if (folder / DATASET_DIR).is_dir():
+        return folder / DATASET_DIR
+    if any((folder / name).is_dir() for name in CLASSES):
+        return folder
+    return None
+
+
+def find_dataset(folder: Path, label: str) -> Path:
+    """The checked dataset folder of an ingested (or Kaggle-layout) folder; CxrtlError if it is not one."""
+    root = _dataset_root(folder)
+    if root is None:
+        raise CxrtlError(_layout_error(label, f"no {DATASET_DIR}/{REQUIRED_CLASSES[0]}/images/ folder"))
+    _check_layout(root, label)
+    return root
+
+
+def _check_layout(root: Path, label: str) -> None:
+    for name in REQUIRED_CLASSES:
+        images = root / name / "images"
+        if not images.is_dir():
+            raise CxrtlError(_layout_error(label, f"no {DATASET_DIR}/{name}/images/ folder"))
+        if not list_images(images):
+            raise CxrtlError(_layout_error(label, f"no PNG images in {DATASET_DIR}/{name}/images/"))
+
+
+def _layout_error(label: str, problem: str) -> str:
+    return f"{label}: {problem}; is this the Kaggle COVID-19 Radiography Database?"
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The PNG files in ``folder``, in name order; none if it is missing."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+
+
+def _result(staged: Path, version: str, digest: str, kind: str) -> IngestResult:
+    root = staged / DATASET_DIR
+    return IngestResult(
+        slug=SLUG,
+        version=version,
+        sha256=digest,
+        counts={name: len(list_images(root / name / "images")) for name in CLASSES},
+        source=kind,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _write_manifest(folder: Path) -> str:
+    """Write ``MANIFEST.sha256`` for the dataset under ``folder``; returns its text."""
+    lines = [f"{sha256_file(folder / rel)}  {rel}\n" for rel in _dataset_files(folder)]
+    text = "".join(lines)
+    (folder / MANIFEST_FILE).write_text(text)
+    return text
+
+
+def _dataset_files(folder: Path) -> list[str]:
+    """Relative posix paths of all files under ``folder/COVID-19_Radiography_Dataset``, sorted."""
+    root = folder / DATASET_DIR
+    return sorted(p.relative_to(folder).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _folder_entries(folder: Path) -> Iterator[tuple[str, bytes]]:
+    for rel in _dataset_files(folder):
+        yield rel, (folder / rel).read_bytes()
+
+
+def write_deterministic_zip(target: Path, entries: Iterable[tuple[str, bytes]]) -> None:
+    """Write a zip whose bytes depend only on the entries (fixed timestamps and modes), atomically.
+
+    PNGs are stored as they are (deflating them again gains nothing); other files are deflated.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w") as zf:
+            for name, data in entries:
+                info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+                info.external_attr = (stat.S_IFREG | 0o644) << 16
+                png = name.lower().endswith(".png")
+                info.compress_type = zipfile.ZIP_STORED if png else zipfile.ZIP_DEFLATED
+                zf.writestr(info, data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- writing a folder all or nothing ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path, marker: str) -> Iterator[Path]:
+    """Yield an empty folder that replaces ``out`` when the block succeeds; on error ``out`` is untouched.
+
+    The staging folder sits next to ``out`` (so the final move is a rename) and its parent is scratch
+    space private to the caller. ``out`` may be missing, empty, or an earlier output (it holds ``marker``);
+    anything else is refused rather than overwritten.
+    """
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).is_file())):
+        raise CxrtlError(f"{out} exists and is not an earlier output of this step; give a new or empty folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        staged = work / "result"
+        staged.mkdir()
+        yield staged
+        if out.exists():
+            os.replace(out, work / "previous")
+        os.replace(staged, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,157 @@
+"""Turn an ingested folder into a :class:`~cxrtl.data.PreparedData`: COVID vs Normal, decoded, resized, split.
+
+Each image is decoded once with PIL, converted to grayscale and resized with bilinear filtering, which is
+what the study's ``Resize(224)`` did to its PIL images (the Kaggle images are square). The study fed RGB
+copies of grayscale images; the model side repeats the one stored channel, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sklearn.model_selection import train_test_split
+
+from cxrtl.data import CLASS_NAMES, SPLITS, PreparedData
+from cxrtl.errors import CxrtlError
+from cxrtl.ingest import INGEST_FILE, find_dataset, list_images, staged_folder
+from cxrtl.recipes import get_recipe
+
+logger = logging.getLogger(__name__)
+
+MIN_IMAGE_SIZE = 32
+_PROGRESS_EVERY = 1000
+_INFO_FILE = "info.json"
+
+
+def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 224, seed: int = 0) -> PreparedData:
+    """Prepare COVID (label 1) and Normal (label 0) images of the ingested folder ``raw`` into ``out``."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
+        raise CxrtlError(f"image_size must be at least {MIN_IMAGE_SIZE}, got {image_size}")
+    chosen = get_recipe(recipe)
+    raw = Path(raw)
+    if not raw.is_dir():
+        raise CxrtlError(f"raw folder {raw} does not exist; run 'cxrtl ingest' first")
+    root = find_dataset(raw, str(raw))
+
+    available = {name: list_images(root / name / "images") for name in CLASS_NAMES}
+    rng = np.random.default_rng(seed)
+    selected = _balance(available, rng) if chosen.balance_classes else available
+    paths = [p for name in CLASS_NAMES for p in sorted(selected[name], key=_natural_key)]
+    labels = np.array([label for label, name in enumerate(CLASS_NAMES) for _ in selected[name]], dtype=np.int64)
+    ids = [p.relative_to(root).as_posix() for p in paths]
+
+    images, ok = _decode_all(paths, image_size)
+    skipped = [ids[i] for i in np.flatnonzero(~ok)]
+    if skipped:
+        logger.warning("skipped %d unreadable image(s): %s", len(skipped), ", ".join(skipped[:10]))
+        keep = np.flatnonzero(ok)
+        if not len(keep):
+            raise CxrtlError(f"{raw}: none of the {len(paths)} COVID and Normal images could be read")
+        images, labels, ids = images[keep], labels[keep], [ids[i] for i in keep]
+    split = _stratified_split(labels, chosen.split_fractions, seed, str(raw))
+
+    data = PreparedData(
+        images=images,
+        labels=labels,
+        split=split,
+        ids=ids,
+        info={
+            "recipe": chosen.name,
+            "image_size": image_size,
+            "seed": seed,
+            "classes": list(CLASS_NAMES),
+            "available": {name: len(files) for name, files in available.items()},
+            "counts": {
+                s: {name: int(np.sum((split == code) & (labels == label))) for label, name in enumerate(CLASS_NAMES)}
+                for code, s in enumerate(SPLITS)
+            },
+            "total": len(ids),
+            "skipped_count": len(skipped),
+            "skipped": skipped,
+            "dataset": _ingest_record(raw),
+        },
+    )
+    with staged_folder(Path(out), marker=_INFO_FILE) as staged:
+        data.save(staged)
+    logger.info("prepared %d images of %dpx (%s) in %s", len(ids), image_size, data.info["counts"], out)
+    return data
+
+
+def _balance(available: dict[str, list[Path]], rng: np.random.Generator) -> dict[str, list[Path]]:
+    """Subsample every class to the smallest one's count (the study: all COVID, as many Normal)."""
+    n = min(len(files) for files in available.values())
+    return {
+        name: files if len(files) == n else [files[i] for i in sorted(rng.choice(len(files), n, replace=False))]
+        for name, files in available.items()
+    }
+
+
+def _stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], seed: int, label: str) -> np.ndarray:
+    """Split codes (0 train, 1 val, 2 test) with each class in the given proportions; a 0 fraction is empty."""
+    split = np.zeros(len(labels), dtype=np.uint8)
+    remaining, share = np.arange(len(labels)), 1.0
+    for code in (2, 1):  # test first, then validation from what is left
+        fraction = fractions[code]
+        if fraction <= 0:
+            continue
+        try:
+            remaining, taken = train_test_split(
+                remaining, test_size=fraction / share, stratify=labels[remaining], random_state=seed
+            )
+        except ValueError as exc:
+            raise CxrtlError(
+                f"{label}: too few images ({len(labels)}) for a stratified {SPLITS[code]} split ({exc})"
+            ) from exc
+        split[taken] = code
+        share -= fraction
+    return split
+
+
+def _decode_all(paths: list[Path], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode into one preallocated array; returns it and which images could be read."""
+    images = np.zeros((len(paths), size, size), dtype=np.uint8)
+    ok = np.zeros(len(paths), dtype=bool)
+
+    def decode(i: int) -> None:
+        array = _load(paths[i], size)
+        if array is not None:
+            images[i] = array
+            ok[i] = True
+
+    # Pillow releases the GIL while decoding and resizing, so threads use every core without copying.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for done, _ in enumerate(pool.map(decode, range(len(paths))), start=1):
+            if done % _PROGRESS_EVERY == 0:
+                logger.info("decoded %d of %d images", done, len(paths))
+    return images, ok
+
+
+def _load(path: Path, size: int) -> np.ndarray | None:
+    try:
+        with Image.open(path) as image:
+            gray = image.convert("L")
+            if gray.size != (size, size):
+                gray = gray.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(gray)
+    # PIL reports broken files as OSError (truncated, unidentified), SyntaxError (bad PNG chunks) or others.
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        logger.debug("cannot read %s: %s", path, exc)
+        return None
+
+
+def _natural_key(path: Path) -> list[Any]:
+    """``COVID-2.png`` before ``COVID-10.png``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _ingest_record(raw: Path) -> dict[str, Any] | None:
+    record = raw / INGEST_FILE
+    return json.loads(record.read_text()) if record.is_file() else None

@@ -1,0 +1,69 @@
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrtl.cli import main
+from cxrtl.demo_data import write_demo_dataset
+from cxrtl.errors import CxrtlError
+from cxrtl.ingest import CLASSES, DATASET_DIR
+
+
+def _read(zf: zipfile.ZipFile, name: str, size: int | None = None) -> np.ndarray:
+    image = Image.open(io.BytesIO(zf.read(name)))
+    if size is not None:
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
+def test_layout_names_and_image_format(tmp_path):
+    archive = write_demo_dataset(tmp_path, per_class=3, seed=1, image_size=64)
+    assert archive == tmp_path / "covid19-radiography-database.zip"
+    with zipfile.ZipFile(archive) as zf:
+        names = set(zf.namelist())
+        expected = {
+            f"{DATASET_DIR}/{c}/{kind}/{c}-{i}.png" for c in CLASSES for kind in ("images", "masks") for i in (1, 2, 3)
+        }
+        assert names == expected | {f"{DATASET_DIR}/README.md.txt"}
+        image = Image.open(io.BytesIO(zf.read(f"{DATASET_DIR}/Viral Pneumonia/images/Viral Pneumonia-3.png")))
+        assert (image.mode, image.size) == ("L", (64, 64))
+        assert set(np.unique(_read(zf, f"{DATASET_DIR}/COVID/masks/COVID-1.png"))) == {0, 255}
+
+
+def test_same_arguments_same_bytes_and_seed_matters(tmp_path):
+    first = write_demo_dataset(tmp_path / "a", per_class=2, seed=3, image_size=64).read_bytes()
+    again = write_demo_dataset(tmp_path / "b", per_class=2, seed=3, image_size=64).read_bytes()
+    other = write_demo_dataset(tmp_path / "c", per_class=2, seed=4, image_size=64).read_bytes()
+    assert first == again
+    assert first != other
+
+
+def test_mean_lung_brightness_separates_covid_from_normal_after_downscaling(tmp_path):
+    archive = write_demo_dataset(tmp_path, per_class=25, seed=0, image_size=128)
+    means = {}
+    with zipfile.ZipFile(archive) as zf:
+        for c in ("COVID", "Normal"):
+            values = []
+            for i in range(1, 26):
+                image = _read(zf, f"{DATASET_DIR}/{c}/images/{c}-{i}.png", size=32).astype(float)
+                lungs = _read(zf, f"{DATASET_DIR}/{c}/masks/{c}-{i}.png", size=32) > 127
+                values.append(image[lungs].mean())
+            means[c] = np.array(values)
+    assert means["COVID"].min() > means["Normal"].max() + 30
+    assert means["Normal"].std() > 0  # images vary, not one picture repeated
+
+
+@pytest.mark.parametrize("per_class", [0, -1])
+def test_per_class_must_be_positive(tmp_path, per_class):
+    with pytest.raises(CxrtlError, match="per_class"):
+        write_demo_dataset(tmp_path, per_class=per_class)
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli(tmp_path, capsys):
+    assert main(["demo-data", str(tmp_path), "--per-class", "1", "--image-size", "32"]) == 0
+    assert (tmp_path / "covid19-radiography-database.zip").is_file()
+    assert main(["demo-data", str(tmp_path), "--per-class", "0"]) == 2
+    assert "cxrtl: error: per_class" in capsys.readouterr().err

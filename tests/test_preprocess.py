@@ -1,0 +1,129 @@
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrtl.cli import main
+from cxrtl.data import PreparedData
+from cxrtl.demo_data import write_demo_dataset
+from cxrtl.errors import CxrtlError
+from cxrtl.ingest import DATASET_DIR, ingest
+from cxrtl.preprocess import preprocess
+
+COVID, NORMAL = 10, 15  # more Normal than COVID, as in the real data
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    """An ingested folder with 10 COVID and 15 Normal images (Normal trimmed from a 15-per-class demo set)."""
+    base = tmp_path_factory.mktemp("data")
+    raw = base / "raw"
+    ingest(str(write_demo_dataset(base, per_class=NORMAL, image_size=64)), raw)
+    for i in range(COVID + 1, NORMAL + 1):
+        (raw / DATASET_DIR / "COVID" / "images" / f"COVID-{i}.png").unlink()
+    return raw
+
+
+def _counts(data: PreparedData, split: str) -> tuple[int, int]:
+    labels = data.labels[data.indices(split)]
+    return int(np.sum(labels == 1)), int(np.sum(labels == 0))
+
+
+def test_paper_recipe_balances_and_splits_80_20_stratified(raw, tmp_path):
+    out = tmp_path / "prepared"
+    data = preprocess(raw, out, recipe="paper", image_size=32, seed=0)
+
+    assert data.images.shape == (2 * COVID, 32, 32) and data.images.dtype == np.uint8
+    assert _counts(data, "train") == (8, 8)
+    assert _counts(data, "val") == (0, 0)
+    assert _counts(data, "test") == (2, 2)
+    assert sum(i.startswith("COVID/images/") for i in data.ids) == COVID
+
+    loaded = PreparedData.load(out)
+    np.testing.assert_array_equal(loaded.images, data.images)
+    np.testing.assert_array_equal(loaded.split, data.split)
+    info = loaded.info
+    assert (info["recipe"], info["image_size"], info["seed"]) == ("paper", 32, 0)
+    assert info["counts"]["train"] == {"COVID": 8, "Normal": 8}
+    assert info["available"] == {"COVID": COVID, "Normal": NORMAL}
+    assert info["skipped_count"] == 0
+    assert info["dataset"] == json.loads((raw / "ingest.json").read_text())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_the_seed_picks_the_normal_subsample_and_the_split(raw, tmp_path):
+    a = preprocess(raw, tmp_path / "a", image_size=32, seed=0)
+    b = preprocess(raw, tmp_path / "b", image_size=32, seed=0)
+    c = preprocess(raw, tmp_path / "c", image_size=32, seed=1)
+    assert a.ids == b.ids and np.array_equal(a.split, b.split)
+    assert a.ids != c.ids or not np.array_equal(a.split, c.split)
+
+
+def test_recommended_recipe_uses_all_images_70_10_20(raw, tmp_path):
+    data = preprocess(raw, tmp_path / "prepared", recipe="recommended", image_size=32, seed=0)
+    assert len(data.ids) == COVID + NORMAL
+    assert _counts(data, "test") == (2, 3)
+    assert _counts(data, "val") == (1, 2)
+    assert _counts(data, "train") == (7, 10)
+
+
+def test_images_are_resized_grayscale_of_the_source(raw, tmp_path):
+    data = preprocess(raw, tmp_path / "prepared", recipe="recommended", image_size=48)
+    index = data.ids.index("Normal/images/Normal-7.png")
+    with Image.open(raw / DATASET_DIR / data.ids[index]) as source:
+        expected = np.asarray(source.convert("L").resize((48, 48), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(data.images[index], expected)
+    assert data.labels[index] == 0 and data.labels[data.ids.index("COVID/images/COVID-10.png")] == 1
+
+
+def test_corrupt_images_are_skipped_and_counted(raw, tmp_path, caplog):
+    copy = tmp_path / "raw"
+    shutil.copytree(raw, copy)
+    images = copy / DATASET_DIR / "COVID" / "images"
+    (images / "COVID-3.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    truncated = (images / "COVID-4.png").read_bytes()
+    (images / "COVID-4.png").write_bytes(truncated[: len(truncated) // 2])
+
+    caplog.set_level(logging.WARNING, logger="cxrtl.preprocess")
+    data = preprocess(copy, tmp_path / "prepared", recipe="recommended", image_size=32)
+    assert len(data.ids) == COVID + NORMAL - 2
+    assert data.info["skipped_count"] == 2
+    assert data.info["skipped"] == ["COVID/images/COVID-3.png", "COVID/images/COVID-4.png"]
+    assert "skipped 2 unreadable image(s)" in caplog.text
+
+
+def test_image_size_must_be_at_least_32(raw, tmp_path):
+    with pytest.raises(CxrtlError, match="image_size must be at least 32, got 16"):
+        preprocess(raw, tmp_path / "prepared", image_size=16)
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_missing_raw_folder(tmp_path):
+    with pytest.raises(CxrtlError, match=f"raw folder {tmp_path / 'nope'} does not exist"):
+        preprocess(tmp_path / "nope", tmp_path / "prepared")
+
+
+def test_folder_without_the_layout(tmp_path):
+    (tmp_path / "raw" / "pictures").mkdir(parents=True)
+    with pytest.raises(CxrtlError, match="no COVID-19_Radiography_Dataset/COVID/images/ folder"):
+        preprocess(tmp_path / "raw", tmp_path / "prepared")
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_rerun_replaces_an_earlier_output(raw, tmp_path):
+    out = tmp_path / "prepared"
+    preprocess(raw, out, recipe="recommended", image_size=32)
+    preprocess(raw, out, recipe="paper", image_size=32)
+    assert PreparedData.load(out).info["recipe"] == "paper"
+
+
+def test_cli(raw, tmp_path, capsys):
+    out = tmp_path / "prepared"
+    argv = ["-q", "preprocess", "--raw", str(raw), "--out", str(out), "--image-size", "32"]
+    assert main(argv) == 0
+    assert f"20 images of 32x32 written to {out}" in capsys.readouterr().out
+    assert main([*argv[:-1], "16"]) == 2
+    assert capsys.readouterr().err.strip() == "cxrtl: error: image_size must be at least 32, got 16"
