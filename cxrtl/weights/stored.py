@@ -1,0 +1,233 @@
+"""Weight files in the store: put once, checked; resolved by source name wherever a step runs.
+
+Layout under the store, per source::
+
+    weights/SOURCE/SHA256.pth    the checkpoint as published (or a stand-in), named by its sha256
+    weights/SOURCE/SHA256.json   its record: source, sha256, file_name, stand_in, tensors (backbone
+                                 tensors matched), filled_num_batches_tracked, format,
+                                 published_sha256, sha256_check, stored_at, verified_at, verified
+    weights/SOURCE/current.json  {"sha256": ..., "updated_at": ...}: the file train steps get
+
+``sha256_check`` says how the file relates to the registry: ``match`` (the published sha256),
+``not-published`` (the publisher gives none), ``mismatch-allowed`` (stored with the explicit
+override) or ``stand-in``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cxrtl.errors import CxrtlError
+from cxrtl.store import Store, StoreError
+from cxrtl.store.base import sha256_file
+from cxrtl.weights.adapters import check_checkpoint
+from cxrtl.weights.registry import SOURCE_NAMES, get_source
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "weights"
+
+
+@dataclass(frozen=True)
+class StoredWeights:
+    source: str
+    sha256: str
+    stand_in: bool
+    path: Path  # a local copy of the file
+    key: str  # where it is in the store
+    tensors: int  # backbone tensors the adapter matched when it was put
+
+
+@dataclass(frozen=True)
+class WeightStatus:
+    """One row of ``cxrtl weights list``."""
+
+    source: str
+    origin: str
+    stored: bool
+    sha256: str | None
+    stand_in: bool
+    sha256_check: str | None
+    verified: bool | None
+    verified_at: str | None
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    source: str
+    sha256: str
+    ok: bool
+    detail: str
+
+
+def file_key(source: str, sha256: str) -> str:
+    return f"{PREFIX}/{source}/{sha256}.pth"
+
+
+def record_key(source: str, sha256: str) -> str:
+    return f"{PREFIX}/{source}/{sha256}.json"
+
+
+def current_key(source: str) -> str:
+    return f"{PREFIX}/{source}/current.json"
+
+
+def put_weights(
+    store: Store, source: str, file: Path | str, *, stand_in: bool = False, allow_sha_mismatch: bool = False
+) -> StoredWeights:
+    """Check ``file`` with ``source``'s adapter, store it and make it the source's current file."""
+    weight_source = get_source(source)
+    file = Path(file)
+    check = check_checkpoint(source, file)
+    digest = sha256_file(file)
+    if stand_in:
+        sha256_check = "stand-in"
+    elif weight_source.sha256_matches(digest) is None:
+        sha256_check = "not-published"
+        logger.info("%s: no published sha256; recording %s", source, digest)
+    elif weight_source.sha256_matches(digest):
+        sha256_check = "match"
+    elif allow_sha_mismatch:
+        sha256_check = "mismatch-allowed"
+        logger.warning(
+            "%s: %s has sha256 %s, not the published %s...; storing it anyway (--allow-sha-mismatch)",
+            source,
+            file,
+            digest,
+            weight_source.sha256,
+        )
+    else:
+        raise CxrtlError(
+            f"{file}: sha256 {digest} is not the published {weight_source.sha256}... for {source}; "
+            "check the download, or pass --allow-sha-mismatch to store it anyway"
+        )
+
+    key = file_key(source, digest)
+    if not (store.exists(key) and store.sha256(key) == digest):
+        stored_digest = store.put_file(key, file)
+        if stored_digest != digest:
+            raise StoreError(f"{file} changed while it was being stored (sha256 {digest} then {stored_digest})")
+    now = _now()
+    store.put_json(
+        record_key(source, digest),
+        {
+            "source": source,
+            "sha256": digest,
+            "file_name": file.name,
+            "stand_in": stand_in,
+            "tensors": check.tensors,
+            "filled_num_batches_tracked": len(check.filled),
+            "format": weight_source.format.name,
+            "published_sha256": weight_source.sha256,
+            "sha256_check": sha256_check,
+            "stored_at": now,
+            "verified_at": now,
+            "verified": True,
+        },
+    )
+    # The pointer is written last, so it never names a file or record that is not there.
+    store.put_json(current_key(source), {"sha256": digest, "updated_at": now})
+    logger.info("stored %s%s as %s (%d backbone tensors)", source, " stand-in" if stand_in else "", key, check.tensors)
+    return StoredWeights(source, digest, stand_in, file, key, check.tensors)
+
+
+def current_record(store: Store, source: str) -> dict | None:
+    """The record of ``source``'s current file, or None when nothing is stored for it."""
+    get_source(source)
+    if not store.exists(current_key(source)):
+        return None
+    sha256 = store.get_json(current_key(source))["sha256"]
+    return store.get_json(record_key(source, sha256))
+
+
+def resolve_weights(store: Store, source: str, cache_dir: Path | str) -> StoredWeights:
+    """A local copy of ``source``'s current file, fetched into ``cache_dir`` unless already there."""
+    record = current_record(store, source)
+    if record is None:
+        raise CxrtlError(
+            f"no weights stored for {source} in {store.url}: run `cxrtl weights fetch {source}` or "
+            f"`cxrtl weights put {source} FILE` (for a demo: `cxrtl weights stand-in {source} OUT` "
+            f"then `cxrtl weights put {source} OUT --stand-in`)"
+        )
+    sha256 = record["sha256"]
+    key = file_key(source, sha256)
+    path = Path(cache_dir) / source / f"{sha256}.pth"
+    if path.is_file() and sha256_file(path) == sha256:
+        logger.info("%s: using the cached %s", source, path)
+    else:
+        fetched = store.get_file(key, path)
+        if fetched != sha256:
+            path.unlink(missing_ok=True)
+            raise StoreError(f"{store.url}: {key} has sha256 {fetched}, not the {sha256} its name says")
+    logger.info(
+        "%s: weights %s%s (%s)", source, sha256, " [stand-in]" if record["stand_in"] else "", record["file_name"]
+    )
+    return StoredWeights(source, sha256, record["stand_in"], path, key, record["tensors"])
+
+
+def list_weights(store: Store) -> list[WeightStatus]:
+    rows = []
+    for source in SOURCE_NAMES:
+        record = current_record(store, source)
+        origin = get_source(source).origin
+        if record is None:
+            rows.append(WeightStatus(source, origin, False, None, False, None, None, None))
+        else:
+            rows.append(
+                WeightStatus(
+                    source,
+                    origin,
+                    True,
+                    record["sha256"],
+                    record["stand_in"],
+                    record["sha256_check"],
+                    record["verified"],
+                    record["verified_at"],
+                )
+            )
+    return rows
+
+
+def verify_weights(store: Store) -> list[VerifyResult]:
+    """Re-hash every stored weight file against its name, record and the registry; records the outcome."""
+    results = []
+    for key in store.list(f"{PREFIX}/"):
+        if not key.endswith(".pth"):
+            continue
+        source, name = key.split("/")[1:3]
+        sha256 = name.removesuffix(".pth")
+        ok, detail = _verify_one(store, key, source, sha256)
+        results.append(VerifyResult(source, sha256, ok, detail))
+        if store.exists(record_key(source, sha256)):
+            record = store.get_json(record_key(source, sha256))
+            record.update(verified=ok, verified_at=_now())
+            store.put_json(record_key(source, sha256), record)
+        (logger.info if ok else logger.error)("%s %s: %s", source, sha256[:12], detail)
+    return results
+
+
+def _verify_one(store: Store, key: str, source: str, sha256: str) -> tuple[bool, str]:
+    if source not in SOURCE_NAMES:
+        return False, f"{key}: not a known weight source"
+    if not store.exists(record_key(source, sha256)):
+        return False, f"{key}: no record (not stored by `cxrtl weights put`)"
+    with tempfile.TemporaryDirectory(prefix="cxrtl-verify-") as tmp:
+        try:
+            # get_file re-hashes the bytes against the sha256 stored with them, and returns that sha256.
+            actual = store.get_file(key, Path(tmp) / "file")
+        except StoreError as exc:
+            return False, str(exc)
+    if actual != sha256:
+        return False, f"{key}: content has sha256 {actual}, not the one in its name"
+    record = store.get_json(record_key(source, sha256))
+    if record["sha256_check"] == "match" and not get_source(source).sha256_matches(actual):
+        return False, f"{key}: no longer the published {get_source(source).sha256}..."
+    return True, f"sha256 ok ({record['sha256_check']})"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
