@@ -1,0 +1,81 @@
+"""``cxrtl store``: look inside the artifact store (a folder or an S3 bucket) by hand."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+_STORE_HELP = "s3://BUCKET[/PREFIX], file:///PATH or a plain path (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "store",
+        help="list, fetch, upload or remove objects in the artifact store",
+        description="Objects are addressed by key (weights/SOURCE/SHA256.pth, runs/RUN_ID/..., ...). "
+        "s3:// stores read MINIO_ENDPOINT, MINIO_ACCESS_KEY, MINIO_SECRET_KEY and MINIO_SECURE.",
+    )
+    parser.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    # --store is accepted after the action too; SUPPRESS keeps a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", metavar="URL", default=argparse.SUPPRESS, help=_STORE_HELP)
+    actions = parser.add_subparsers(dest="store_action", required=True, metavar="ACTION")
+
+    p = actions.add_parser("ls", parents=[common], help="list keys, optionally only those starting with PREFIX")
+    p.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
+    p.set_defaults(func=_ls)
+
+    p = actions.add_parser("get", parents=[common], help="download KEY to FILE (or into FILE if it is a folder)")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.set_defaults(func=_get)
+
+    p = actions.add_parser("put", parents=[common], help="upload FILE as KEY")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("key", metavar="KEY")
+    p.set_defaults(func=_put)
+
+    p = actions.add_parser("rm", parents=[common], help="remove KEY")
+    p.add_argument("key", metavar="KEY")
+    p.set_defaults(func=_rm)
+
+    p = actions.add_parser("mb", parents=[common], help="create the store's bucket (or folder) if it is missing")
+    p.set_defaults(func=_mb)
+
+
+def _open(args: argparse.Namespace):
+    from cxrtl.store import open_store
+
+    return open_store(args.store)
+
+
+def _ls(args: argparse.Namespace) -> None:
+    for key in _open(args).list(args.prefix):
+        print(key)
+
+
+def _get(args: argparse.Namespace) -> None:
+    target = args.file / args.key.rsplit("/", 1)[-1] if args.file.is_dir() else args.file
+    digest = _open(args).get_file(args.key, target)
+    print(f"{target}  sha256 {digest}")
+
+
+def _put(args: argparse.Namespace) -> None:
+    store = _open(args)
+    digest = store.put_file(args.key, args.file)
+    print(f"{store.url}/{args.key}  sha256 {digest}")
+
+
+def _rm(args: argparse.Namespace) -> None:
+    from cxrtl.store import StoreError
+
+    store = _open(args)
+    if not store.exists(args.key):
+        raise StoreError(f"{store.url}: no object {args.key}")
+    store.delete(args.key)
+
+
+def _mb(args: argparse.Namespace) -> None:
+    store = _open(args)
+    store.create()
+    print(store.url)

@@ -1,0 +1,106 @@
+"""The storage interface every backend implements, and the checks they share."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from cxrtl.errors import CxrtlError
+
+CHUNK = 1 << 20
+
+
+class StoreError(CxrtlError):
+    """A store operation failed (missing object, bad credentials, unreachable endpoint, checksum)."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def normalize_key(key: str) -> str:
+    """``key`` as ``a/b/c``: no empty, ``.`` or ``..`` parts, so it cannot escape the store's root or prefix."""
+    parts = [p for p in key.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise StoreError(f"invalid store key {key!r}")
+    return "/".join(parts)
+
+
+def recorded_sha256(url: str, key: str, recorded: str | None) -> str:
+    """The sha256 recorded with ``key``; an object without one was not written by a store, so it is refused."""
+    if not recorded:
+        raise StoreError(f"{url}: {key} has no recorded sha256 (not written through cxrtl?); refusing it")
+    return recorded
+
+
+def check_sha256(url: str, key: str, recorded: str | None, actual: str) -> None:
+    """Refuse an object whose content does not hash to the sha256 recorded when it was written."""
+    expected = recorded_sha256(url, key, recorded)
+    if actual != expected:
+        raise StoreError(f"{url}: {key} fails its sha256 check (stored {expected[:12]}, read {actual[:12]})")
+
+
+def source_file(path: Path) -> Path:
+    """``path`` if it is a readable file, else a StoreError naming it (a missing upload source is bad input)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path}: no such file to upload")
+    return path
+
+
+class Store(abc.ABC):
+    """Objects addressed by key; each stored with its sha256, verified when read back."""
+
+    url: str
+
+    @abc.abstractmethod
+    def put_file(self, key: str, path: Path) -> str:
+        """Upload ``path`` under ``key``; returns its sha256. All or nothing."""
+
+    @abc.abstractmethod
+    def get_file(self, key: str, path: Path) -> str:
+        """Download ``key`` to ``path`` (atomically), verifying its sha256; returns it."""
+
+    @abc.abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> str: ...
+
+    @abc.abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys under ``prefix``, sorted."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+
+    @abc.abstractmethod
+    def sha256(self, key: str) -> str:
+        """The sha256 recorded when ``key`` was written."""
+
+    @abc.abstractmethod
+    def create(self) -> None:
+        """Make the place objects go (folder, bucket) if it is missing."""
+
+    def put_json(self, key: str, obj: Any) -> str:
+        return self.put_bytes(key, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+    def get_json(self, key: str) -> Any:
+        try:
+            return json.loads(self.get_bytes(key))
+        except ValueError as exc:
+            raise StoreError(f"{self.url}: {key} is not JSON ({exc})") from None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

@@ -1,0 +1,115 @@
+"""A folder as a store: the default for local runs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from cxrtl.store.base import (
+    Store,
+    StoreError,
+    check_sha256,
+    normalize_key,
+    recorded_sha256,
+    sha256_file,
+    source_file,
+)
+
+_SHA_SUFFIX = ".sha256"
+
+
+class LocalStore(Store):
+    """Objects are files under ``root``; each has a ``.sha256`` sidecar written after it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        if key.endswith(_SHA_SUFFIX):
+            raise StoreError(f"invalid store key {key!r}: {_SHA_SUFFIX} names the checksum sidecars")
+        return self.root.joinpath(*normalize_key(key).split("/"))
+
+    def _write_atomically(self, key: str, write) -> str:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+            digest = sha256_file(Path(tmp))
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        Path(str(target) + _SHA_SUFFIX).write_text(digest + "\n")
+        return digest
+
+    def put_file(self, key: str, path: Path) -> str:
+        with open(source_file(path), "rb") as src:
+            return self._write_atomically(key, lambda f: shutil.copyfileobj(src, f))
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        return self._write_atomically(key, lambda f: f.write(data))
+
+    def get_file(self, key: str, path: Path) -> str:
+        source = self._existing(key)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            digest = sha256_file(Path(tmp))
+            self._verify(key, digest)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest
+
+    def get_bytes(self, key: str) -> bytes:
+        data = self._existing(key).read_bytes()
+        self._verify(key, hashlib.sha256(data).hexdigest())
+        return data
+
+    def list(self, prefix: str = "") -> list[str]:
+        if not self.root.is_dir():
+            return []
+        keys = []
+        for path in self.root.rglob("*"):
+            if path.is_file() and not path.name.endswith(_SHA_SUFFIX) and not path.name.endswith(".part"):
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        Path(str(path) + _SHA_SUFFIX).unlink(missing_ok=True)
+
+    def sha256(self, key: str) -> str:
+        return recorded_sha256(self.url, key, self._recorded(key))
+
+    def _recorded(self, key: str) -> str:
+        sidecar = Path(str(self._existing(key)) + _SHA_SUFFIX)
+        return sidecar.read_text().strip() if sidecar.is_file() else ""
+
+    def create(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _existing(self, key: str) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise StoreError(f"{self.url}: no object {key}")
+        return path
+
+    def _verify(self, key: str, actual: str) -> None:
+        check_sha256(self.url, key, self._recorded(key), actual)

@@ -1,0 +1,413 @@
+"""An S3 bucket (MinIO) as a store, through the ``minio`` SDK.
+
+Connection settings come from the environment (in the cluster, from a Kubernetes Secret):
+
+``MINIO_ENDPOINT``
+    ``HOST:PORT``, or ``http://HOST:PORT`` / ``https://HOST:PORT`` (the scheme then decides TLS).
+``MINIO_ACCESS_KEY``, ``MINIO_SECRET_KEY``
+    The key pair. Neither value ever appears in a log line, an error or a ``repr``.
+``MINIO_SECURE``
+    ``true`` or ``false`` (default ``false``: the in-cluster MinIO service speaks plain HTTP).
+
+Each object carries its sha256 as user metadata (``x-amz-meta-sha256``); reads refuse an object
+whose content does not match it, or that has none. A single PUT is atomic; a multipart upload
+(files over ``part_size``) is aborted on any failure, so no object and no parts are left behind.
+Buckets are never created implicitly: a typo in a bucket name must not scatter artifacts into a
+new bucket. ``create()`` (``cxrtl store mb``) makes one on purpose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import urllib3
+from minio import Minio
+from minio.error import InvalidResponseError, S3Error, ServerError
+from minio.helpers import MIN_PART_SIZE, check_bucket_name
+from urllib3.util import Retry, Timeout
+
+from cxrtl.store.base import (
+    CHUNK,
+    Store,
+    StoreError,
+    check_sha256,
+    normalize_key,
+    recorded_sha256,
+    sha256_file,
+    source_file,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PART_SIZE = 16 << 20
+# Connection errors and 5xx answers are retried this many times, with exponential back-off
+# (0 s, 0.5 s, 1 s), so a down endpoint fails within a few seconds.
+RETRIES = 3
+BACKOFF_S = 0.25
+_METADATA_KEY = "sha256"
+_METADATA_HEADER = f"x-amz-meta-{_METADATA_KEY}"
+_ACCESS_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Settings:
+    """Where the S3 server is and the key pair to sign requests with."""
+
+    endpoint: str  # HOST[:PORT], as errors name it
+    secure: bool
+    access_key: str = dataclasses.field(repr=False)
+    secret_key: str = dataclasses.field(repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> S3Settings:
+        env = os.environ if environ is None else environ
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise StoreError(
+                    f"{name} is not set: an s3:// store needs MINIO_ENDPOINT, MINIO_ACCESS_KEY and MINIO_SECRET_KEY"
+                )
+            return value
+
+        endpoint = required("MINIO_ENDPOINT")
+        access_key = required("MINIO_ACCESS_KEY")
+        secret_key = required("MINIO_SECRET_KEY")
+        secure_text = env.get("MINIO_SECURE", "").strip().lower()
+        if secure_text and secure_text not in _TRUE | _FALSE:
+            raise StoreError(f"MINIO_SECURE={secure_text!r}: use true or false")
+        secure = secure_text in _TRUE if secure_text else None
+
+        if "://" in endpoint:
+            parts = urlsplit(endpoint)
+            if parts.username or parts.password:
+                # Not echoed: the value holds credentials.
+                raise StoreError(
+                    "MINIO_ENDPOINT carries credentials: put them in MINIO_ACCESS_KEY and MINIO_SECRET_KEY"
+                )
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") or parts.query:
+                raise StoreError(f"MINIO_ENDPOINT={endpoint!r}: use HOST:PORT or http(s)://HOST:PORT")
+            if secure is not None and secure != (parts.scheme == "https"):
+                raise StoreError(f"MINIO_ENDPOINT={endpoint!r} contradicts MINIO_SECURE={secure_text!r}")
+            endpoint, secure = parts.netloc, parts.scheme == "https"
+        elif "@" in endpoint:
+            raise StoreError("MINIO_ENDPOINT carries credentials: put them in MINIO_ACCESS_KEY and MINIO_SECRET_KEY")
+        elif "/" in endpoint:
+            raise StoreError(f"MINIO_ENDPOINT={endpoint!r}: use HOST:PORT or http(s)://HOST:PORT")
+        return cls(endpoint=endpoint, secure=bool(secure), access_key=access_key, secret_key=secret_key)
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``s3://BUCKET[/PREFIX]`` -> (bucket, prefix without slashes at either end)."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise StoreError(f"store URL {url!r}: use s3://BUCKET[/PREFIX]")
+    try:
+        check_bucket_name(parts.netloc, strict=True)
+    except ValueError:
+        raise StoreError(f"store URL {url!r}: {parts.netloc!r} is not a valid bucket name") from None
+    prefix = parts.path.strip("/")
+    return parts.netloc, normalize_key(prefix) if prefix else ""
+
+
+class _Client(Minio):
+    """Remembers each thread's multipart upload in progress: minio aborts it on an ``Exception`` but
+    not on ``KeyboardInterrupt`` (Ctrl-C, or a signal turned into one), which the store then aborts."""
+
+    _uploads = threading.local()
+
+    def _create_multipart_upload(self, bucket_name: str, object_name: str, headers) -> str:
+        upload_id = super()._create_multipart_upload(bucket_name, object_name, headers)
+        self._uploads.current = (bucket_name, object_name, upload_id)
+        return upload_id
+
+    def take_upload_in_progress(self) -> tuple[str, str, str] | None:
+        """The (bucket, object, upload id) this thread started last, forgetting it."""
+        upload, self._uploads.current = getattr(self._uploads, "current", None), None
+        return upload
+
+
+class S3Store(Store):
+    """Objects in ``bucket``, every key under ``prefix``; see the module doc for the settings."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        settings: S3Settings | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+    ) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size {part_size}: S3 parts are at least {MIN_PART_SIZE} bytes")
+        self.settings = settings or S3Settings.from_env()
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.part_size = part_size
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._bucket_checked = False
+        # A custom pool so that retries are bounded and quick; minio's default waits minutes.
+        self._client = _Client(
+            self.settings.endpoint,
+            access_key=self.settings.access_key,
+            secret_key=self.settings.secret_key,
+            secure=self.settings.secure,
+            http_client=urllib3.PoolManager(
+                timeout=Timeout(connect=10, read=300),
+                maxsize=4,
+                cert_reqs="CERT_REQUIRED",
+                retries=Retry(
+                    total=RETRIES,
+                    backoff_factor=BACKOFF_S,
+                    status_forcelist=(500, 502, 503, 504),
+                ),
+            ),
+        )
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs) -> S3Store:
+        bucket, prefix = parse_url(url)
+        return cls(bucket, prefix, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r} at {self.settings.endpoint})"
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def put_file(self, key: str, path: Path) -> str:
+        path = source_file(path)
+        digest = sha256_file(path)
+        with open(path, "rb") as f:
+            self._put(key, f, path.stat().st_size, digest)
+        return digest
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        self._put(key, io.BytesIO(data), len(data), digest)
+        return digest
+
+    def _put(self, key: str, stream: BinaryIO, length: int, digest: str) -> None:
+        """Upload ``length`` bytes of ``stream`` (whose sha256 is ``digest``) as ``key``, all or nothing."""
+        name = self._object(key)
+        self._check_bucket()
+        self._client.take_upload_in_progress()
+        try:
+            with self._errors(key):
+                self._client.put_object(
+                    self.bucket,
+                    name,
+                    _SourceReader(stream, key),
+                    length,
+                    metadata={_METADATA_KEY: digest},
+                    part_size=self.part_size,
+                    # One part at a time: on failure minio aborts with no part still in flight,
+                    # which could otherwise land after the abort and linger.
+                    num_parallel_uploads=1,
+                )
+        except Exception:
+            raise  # minio has already aborted the multipart upload
+        except BaseException:
+            self._abort_interrupted_upload()
+            raise
+        logger.info("stored %s in %s (%d bytes, sha256 %s)", key, self.url, length, digest[:12])
+
+    def _abort_interrupted_upload(self) -> None:
+        upload = self._client.take_upload_in_progress()
+        if upload is None:
+            return
+        bucket, name, upload_id = upload
+        try:
+            self._client._abort_multipart_upload(bucket, name, upload_id)
+        except (S3Error, urllib3.exceptions.HTTPError) as exc:
+            # It may have completed just before the interrupt; otherwise the server's stale-upload
+            # clean-up reclaims the parts. Either way no partial object is visible.
+            logger.warning("could not abort the interrupted upload of %s in %s: %s", name, self.url, type(exc).__name__)
+
+    def delete(self, key: str) -> None:
+        name = self._object(key)
+        self._check_bucket()
+        with self._errors(key):
+            self._client.remove_object(self.bucket, name)
+
+    def create(self) -> None:
+        with self._errors():
+            if not self._client.bucket_exists(self.bucket):
+                self._client.make_bucket(self.bucket)
+                logger.info("created bucket %s at %s", self.bucket, self.settings.endpoint)
+        self._bucket_checked = True
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get_file(self, key: str, path: Path) -> str:
+        name = self._object(key)
+        self._check_bucket()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f, self._errors(key), self._response(name) as response:
+                digest = hashlib.sha256()
+                for chunk in response.stream(CHUNK):
+                    digest.update(chunk)
+                    f.write(chunk)
+                check_sha256(self.url, key, response.headers.get(_METADATA_HEADER), digest.hexdigest())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        logger.info("fetched %s from %s to %s", key, self.url, path)
+        return digest.hexdigest()
+
+    def get_bytes(self, key: str) -> bytes:
+        name = self._object(key)
+        self._check_bucket()
+        with self._errors(key), self._response(name) as response:
+            data = response.read()
+            check_sha256(self.url, key, response.headers.get(_METADATA_HEADER), hashlib.sha256(data).hexdigest())
+        return data
+
+    def list(self, prefix: str = "") -> list[str]:
+        self._check_bucket()
+        root = f"{self.prefix}/" if self.prefix else ""
+        with self._errors():
+            names = [
+                obj.object_name
+                for obj in self._client.list_objects(self.bucket, prefix=root + prefix, recursive=True)
+                if obj.object_name and not obj.is_dir
+            ]
+        return sorted(name.removeprefix(root) for name in names)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._stat(key)
+        except _Missing:
+            return False
+        return True
+
+    def sha256(self, key: str) -> str:
+        try:
+            stat = self._stat(key)
+        except _Missing:
+            raise StoreError(f"{self.url}: no object {key}") from None
+        return recorded_sha256(self.url, key, (stat.metadata or {}).get(_METADATA_HEADER))
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _object(self, key: str) -> str:
+        key = normalize_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _stat(self, key: str):
+        name = self._object(key)
+        self._check_bucket()
+        with self._errors(key):
+            try:
+                return self._client.stat_object(self.bucket, name)
+            except S3Error as exc:
+                if exc.code in _MISSING_CODES:
+                    raise _Missing from None
+                raise
+
+    @contextlib.contextmanager
+    def _response(self, name: str) -> Iterator[urllib3.BaseHTTPResponse]:
+        response = self._client.get_object(self.bucket, name)
+        try:
+            yield response
+        finally:
+            response.close()
+            response.release_conn()
+
+    def _check_bucket(self) -> None:
+        """Fail early, and clearly, on a missing bucket or bad credentials (once per store)."""
+        if self._bucket_checked:
+            return
+        with self._errors():
+            found = self._client.bucket_exists(self.bucket)
+        if not found:
+            raise StoreError(self._no_bucket_message())
+        self._bucket_checked = True
+
+    def _no_bucket_message(self) -> str:
+        return (
+            f"bucket {self.bucket!r} does not exist at {self.settings.endpoint}: create it with "
+            f"`cxrtl store --store s3://{self.bucket} mb` (or `mc mb ALIAS/{self.bucket}`)"
+        )
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None = None) -> Iterator[None]:
+        """Turn the SDK's and urllib3's exceptions into one-line StoreErrors.
+
+        The originals are kept only as ``__context__`` (hidden from tracebacks); their text holds
+        request details but never the secret, which only ever feeds the signature.
+        """
+        endpoint = self.settings.endpoint
+        try:
+            yield
+        except S3Error as exc:
+            if exc.code in _ACCESS_CODES:
+                message = f"access denied by {endpoint} ({exc.code}): check MINIO_ACCESS_KEY and MINIO_SECRET_KEY"
+            elif exc.code == "NoSuchBucket":
+                message = self._no_bucket_message()
+            elif exc.code in _MISSING_CODES and key is not None:
+                message = f"{self.url}: no object {key}"
+            else:
+                target = f"{self.url}/{key}" if key else self.url
+                message = f"{endpoint} refused an operation on {target}: {exc.code}: {exc.message}"
+            raise StoreError(message) from None
+        except (InvalidResponseError, ServerError) as exc:
+            status = exc.status_code if isinstance(exc, ServerError) else exc._code
+            raise StoreError(
+                f"{endpoint} did not answer as an S3 server (HTTP {status}): check MINIO_ENDPOINT"
+            ) from None
+        except urllib3.exceptions.MaxRetryError as exc:
+            raise StoreError(
+                f"cannot reach S3 endpoint {endpoint} after {RETRIES + 1} attempts ({_reason(exc.reason)}): "
+                "check MINIO_ENDPOINT and that the server is up"
+            ) from None
+        except urllib3.exceptions.HTTPError as exc:
+            target = f"{self.url}/{key}" if key else self.url
+            raise StoreError(
+                f"connection to {endpoint} broke during an operation on {target} ({_reason(exc)})"
+            ) from None
+
+
+class _Missing(Exception):
+    """The object is not there (used to tell exists() from real errors)."""
+
+
+class _SourceReader:
+    """What minio reads the upload from: a failing read becomes a StoreError naming the key."""
+
+    def __init__(self, stream: BinaryIO, key: str) -> None:
+        self._stream = stream
+        self._key = key
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except OSError as exc:
+            raise StoreError(f"reading the data for {self._key} failed: {exc}") from None
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The innermost OS-level cause ("connection refused"), else the exception's class."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.lower()
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__ if exc is not None else "unknown error"

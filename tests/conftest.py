@@ -1,0 +1,108 @@
+"""Shared fixtures. ``s3_server``: a real S3 server (s3rver, SigV4, checks keys) on loopback.
+
+``make test`` installs it (``npm ci --prefix tests/s3rver``); without it the S3 tests fail, never skip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import secrets
+import select
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from minio import Minio
+
+S3RVER_DIR = Path(__file__).parent / "s3rver"
+# A guard against a server that hangs while starting, not a speed check.
+_START_LIMIT_S = 60
+_bucket_numbers = itertools.count(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Server:
+    """A running s3rver: where it listens, its one valid key pair, and the folder it stores into."""
+
+    endpoint: str  # 127.0.0.1:PORT
+    access_key: str
+    secret_key: str = dataclasses.field(repr=False)
+    directory: Path
+
+    def env(self) -> dict[str, str]:
+        """The MINIO_* variables that point the store (or a subprocess) at this server."""
+        return {
+            "MINIO_ENDPOINT": self.endpoint,
+            "MINIO_ACCESS_KEY": self.access_key,
+            "MINIO_SECRET_KEY": self.secret_key,
+            "MINIO_SECURE": "false",
+        }
+
+    def client(self, secret_key: str | None = None) -> Minio:
+        """A plain minio client, for looking at (or tampering with) the bucket behind the store's back."""
+        return Minio(self.endpoint, self.access_key, secret_key or self.secret_key, secure=False)
+
+    def make_bucket(self) -> str:
+        """A new, empty bucket; its name."""
+        name = f"test-{next(_bucket_numbers)}-{secrets.token_hex(3)}"
+        self.client().make_bucket(name)
+        return name
+
+    def incomplete_uploads(self, bucket: str) -> list[str]:
+        """Multipart uploads started and neither completed nor aborted (read from s3rver's folder)."""
+        uploads = self.directory / bucket / "._S3rver_uploads"
+        return sorted(p.name for p in uploads.iterdir()) if uploads.is_dir() else []
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not on PATH: the S3 tests need Node.js to run tests/s3rver (see `make test`)")
+    if not (S3RVER_DIR / "node_modules" / "@20minutes" / "s3rver").is_dir():
+        pytest.fail("tests/s3rver/node_modules is missing: run `make test` (it runs `npm ci --prefix tests/s3rver`)")
+
+    directory = tmp_path_factory.mktemp("s3rver-data")
+    log_path = tmp_path_factory.mktemp("s3rver-log") / "stderr.log"
+    access_key, secret_key = f"cxrtl-test-{secrets.token_hex(4)}", f"secret-{secrets.token_hex(16)}"
+    env = {**os.environ, "S3RVER_ACCESS_KEY": access_key, "S3RVER_SECRET_KEY": secret_key}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [node, "server.js", "--port", "0", "--directory", str(directory), "--stop-on-stdin-eof"],
+            cwd=S3RVER_DIR,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], _START_LIMIT_S)
+        line = process.stdout.readline() if ready else ""
+        try:
+            port = json.loads(line)["port"]
+        except (ValueError, KeyError):
+            pytest.fail(f"s3rver did not start (ready line {line!r}): {log_path.read_text().strip()[-2000:]}")
+        yield S3Server(f"127.0.0.1:{port}", access_key, secret_key, directory)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdin.close()
+        process.stdout.close()
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch, s3_server: S3Server) -> str:
+    """MINIO_* set for ``s3_server`` (subprocesses inherit them); returns ``s3://BUCKET`` of a fresh bucket."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{s3_server.make_bucket()}"
