@@ -1,0 +1,120 @@
+"""Sub-commands for the pipeline's steps, so a person can run any one of them by hand."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cxrtl.recipes import RECIPES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("demo-data", help="write a synthetic dataset in the Kaggle layout, zipped")
+    p.add_argument("out", type=Path, help="folder to write the zip into")
+    p.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=299, help="image side in pixels (default 299, as Kaggle's)")
+    p.set_defaults(func=_demo_data)
+
+    p = subparsers.add_parser("ingest", help="fetch the raw dataset (Kaggle, a zip or a folder) and check it")
+    p.add_argument("--source", required=True, help="'kaggle', a .zip file or a folder in the Kaggle layout")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--store", help="store URL that caches the raw archive (default: no caching)")
+    p.set_defaults(func=_ingest)
+
+    p = subparsers.add_parser("preprocess", help="decode, resize and split COVID vs Normal into arrays")
+    p.add_argument("--raw", required=True, type=Path, help="an ingested folder")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="paper")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_preprocess)
+
+    p = subparsers.add_parser("train", help="fine-tune ResNet50 from one weight source")
+    p.add_argument("--data", required=True, type=Path, help="a preprocessed folder")
+    p.add_argument("--weights", required=True, metavar="SOURCE", help="weight source name (see 'cxrtl weights list')")
+    p.add_argument("--out", required=True, type=Path, help="folder for the best model")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="default: the recipe the data was preprocessed with")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", dest="learning_rate", type=float)
+    p.add_argument("--freeze-backbone-after", type=_epochs_or_never, metavar="N|never",
+                   help="train the whole network for N epochs, then the head only (the study: 1)")
+    p.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute BatchNorm statistics over the training split before each evaluation")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    p.add_argument("--keep-checkpoints", type=int, help="epoch checkpoints kept in the store (default 1)")
+    p.add_argument("--store", help="store URL for weights and checkpoints (default: CXRTL_STORE or ~/.cache/cxrtl)")
+    p.add_argument("--run-id", help="resume this run's checkpoints; default: a new run id")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("evaluate", help="test-split metrics and predictions of a trained model")
+    p.add_argument("--data", required=True, type=Path, help="a preprocessed folder")
+    p.add_argument("--model", required=True, type=Path, help="a folder written by 'cxrtl train'")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser("report", help="compare weight sources in one table (Markdown, HTML, CSV)")
+    p.add_argument("--results", required=True, type=Path, nargs="+", help="folders written by 'cxrtl evaluate'")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_report)
+
+
+def _epochs_or_never(value: str) -> int | str:
+    return value if value == "never" else int(value)
+
+
+def _demo_data(args: argparse.Namespace) -> None:
+    from cxrtl.demo_data import write_demo_dataset
+
+    print(write_demo_dataset(args.out, per_class=args.per_class, seed=args.seed, image_size=args.image_size))
+
+
+def _ingest(args: argparse.Namespace) -> None:
+    from cxrtl.ingest import ingest
+    from cxrtl.store import open_store
+
+    result = ingest(args.source, args.out, store=open_store(args.store) if args.store else None)
+    print(result.summary())
+
+
+def _preprocess(args: argparse.Namespace) -> None:
+    from cxrtl.preprocess import preprocess
+
+    data = preprocess(args.raw, args.out, recipe=args.recipe, image_size=args.image_size, seed=args.seed)
+    print(f"{len(data.ids)} images of {data.image_size}x{data.image_size} written to {args.out}")
+
+
+_TRAIN_OPTIONS = ("epochs", "batch_size", "learning_rate", "freeze_backbone_after", "recalibrate_bn", "seed",
+                  "device", "keep_checkpoints")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from cxrtl.checkpoints import new_run_id
+    from cxrtl.store import open_store
+    from cxrtl.train import config_for_data, train
+
+    overrides = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k) is not None}
+    if overrides.get("freeze_backbone_after") == "never":
+        overrides["freeze_backbone_after"] = None
+    config = config_for_data(args.data, args.recipe, **overrides)
+    run_id = args.run_id or new_run_id()
+    result = train(args.data, args.weights, args.out, config, open_store(args.store), run_id)
+    meta = result.metadata
+    print(f"{args.weights}: best epoch {meta['best_epoch']} ({meta['selection_split']} accuracy "
+          f"{meta['selection_accuracy']:.4f}), run {run_id}, model {result.model_path}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from cxrtl.evaluate import evaluate
+
+    m = evaluate(args.data, args.model, args.out, device=args.device).metrics
+    print("  ".join(f"{k} {v:.4f}" for k, v in m.items()))
+
+
+def _report(args: argparse.Namespace) -> None:
+    from cxrtl.report import report_from_folders
+
+    print(report_from_folders(args.results, args.out).text())

@@ -1,0 +1,100 @@
+"""Evaluate a trained model on the held-out test split."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData
+from cxrtl.engine import predict, resolve_device
+from cxrtl.errors import CxrtlError
+from cxrtl.metrics import binary_metrics, roc_points
+from cxrtl.store import Store
+from cxrtl.train import load_model
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+ROC_FILE = "roc.json"
+# What of the model's metadata travels with its results into the report.
+_MODEL_FIELDS = (
+    "source", "source_description", "weights_sha256", "weights_stand_in", "run_id",
+    "best_epoch", "selection_split", "selection_accuracy", "config", "dataset",
+)
+
+
+@dataclass
+class Evaluation:
+    result: dict[str, Any]  # what metrics.json holds
+    roc: dict[str, list[float]]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.result["metrics"]
+
+
+def evaluate(
+    data_dir: Path,
+    model_dir: Path,
+    out_dir: Path,
+    store: Store | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+) -> Evaluation:
+    """Write metrics.json, predictions.csv and roc.json for the test split to ``out_dir`` (and the store)."""
+    data = PreparedData.load(data_dir)
+    test_idx = data.indices("test")
+    if len(test_idx) == 0:
+        raise CxrtlError(f"{data_dir}: the test split is empty")
+    model, metadata = load_model(model_dir)
+    if metadata.get("image_size") not in (None, data.image_size):
+        raise CxrtlError(
+            f"{model_dir} was trained on {metadata['image_size']} px images, {data_dir} holds {data.image_size} px"
+        )
+    torch_device = resolve_device(device)
+    normalize = bool(metadata.get("config", {}).get("normalize", False))
+    probs = predict(model.to(torch_device), data.images, test_idx, batch_size, normalize, torch_device)
+    p_covid = probs[:, POSITIVE_LABEL]
+    y_true = data.labels[test_idx]
+    result = binary_metrics(y_true, p_covid)
+    result["model"] = {k: metadata.get(k) for k in _MODEL_FIELDS}
+    roc = roc_points(y_true, p_covid)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / METRICS_FILE).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    (out_dir / ROC_FILE).write_text(json.dumps(roc) + "\n")
+    _write_predictions(out_dir / PREDICTIONS_FILE, [data.ids[i] for i in test_idx], y_true, p_covid)
+    if store is not None and metadata.get("run_id"):
+        prefix = f"models/{metadata['source']}/{metadata['run_id']}"
+        for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE):
+            store.put_file(f"{prefix}/{name}", out_dir / name)
+    m = result["metrics"]
+    logger.info(
+        "%s on %d test images: accuracy %.4f, sensitivity %.4f, specificity %.4f, ROC AUC %.4f",
+        metadata.get("source"), result["n"], m["accuracy"], m["sensitivity"], m["specificity"], m["roc_auc"],
+    )
+    return Evaluation(result, roc)
+
+
+def load_evaluation(folder: Path) -> Evaluation:
+    folder = Path(folder)
+    if not (folder / METRICS_FILE).is_file():
+        raise CxrtlError(f"{folder}: no {METRICS_FILE}; is this the output of 'cxrtl evaluate'?")
+    roc_path = folder / ROC_FILE
+    roc = json.loads(roc_path.read_text()) if roc_path.is_file() else {"fpr": [], "tpr": [], "thresholds": []}
+    return Evaluation(json.loads((folder / METRICS_FILE).read_text()), roc)
+
+
+def _write_predictions(path: Path, ids: list[str], y_true: np.ndarray, p_covid: np.ndarray) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "true_label", "predicted_label", "covid_probability"])
+        for image_id, label, p in zip(ids, y_true, p_covid, strict=True):
+            writer.writerow([image_id, CLASS_NAMES[label], CLASS_NAMES[int(p >= 0.5)], f"{p:.6f}"])

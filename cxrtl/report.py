@@ -1,0 +1,219 @@
+"""One table comparing the weight sources, like the study's results table: terminal, Markdown, HTML, CSV."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cxrtl.errors import CxrtlError
+from cxrtl.evaluate import Evaluation, load_evaluation
+from cxrtl.metrics import METRIC_NAMES
+from cxrtl.store import Store
+from cxrtl.weights import get_source
+
+logger = logging.getLogger(__name__)
+
+_HEADERS = {
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "f1": "F1",
+    "roc_auc": "ROC AUC",
+}
+
+
+@dataclass
+class Row:
+    source: str
+    metrics: dict[str, float]
+    accuracy_ci: tuple[float, float]
+    n: int
+    best_epoch: int | None
+    stand_in: bool
+    weights_sha256: str
+    published_accuracy: float | None
+
+
+@dataclass
+class Report:
+    rows: list[Row]  # best first
+    notes: list[str] = field(default_factory=list)
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+
+    @property
+    def best(self) -> Row:
+        return self.rows[0]
+
+    def text(self) -> str:
+        header = ["source", *METRIC_NAMES, "epoch", "weights"]
+        lines = [header] + [
+            [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), str(r.best_epoch or "-"), _weights(r)]
+            for r in self.rows
+        ]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
+        out.insert(1, "  ".join("-" * w for w in widths))
+        out[2] += "   <- best"
+        return "\n".join([*out, "", *self.notes])
+
+    def markdown(self) -> str:
+        head = ["Source", *(_HEADERS[m] for m in METRIC_NAMES), "Accuracy 95% CI", "Best epoch", "Weights",
+                "Published accuracy"]
+        lines = ["# Weight sources compared", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for i, r in enumerate(self.rows):
+            cells = [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), _ci(r.accuracy_ci),
+                     str(r.best_epoch or "-"), _weights(r), _fmt(r.published_accuracy)]
+            if i == 0:
+                cells = [f"**{c}**" for c in cells]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", f"Best: **{self.best.source}**. Test images: {self.best.n}. COVID is the positive class.", ""]
+        lines += [f"- {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        head = ["Source", *(_HEADERS[m] for m in METRIC_NAMES), "Accuracy 95% CI", "Best epoch", "Weights",
+                "Published accuracy"]
+        body = []
+        for i, r in enumerate(self.rows):
+            cells = [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), _ci(r.accuracy_ci),
+                     str(r.best_epoch or "-"), _weights(r), _fmt(r.published_accuracy)]
+            cls = ' class="best"' if i == 0 else ""
+            body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        plot = _roc_png(self.evaluations)
+        img = f'<img alt="ROC curves" src="data:image/png;base64,{plot}">' if plot else ""
+        return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cxrtl: weight sources compared</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }}
+th, td {{ padding: .35em .7em; border-bottom: 1px solid #ddd; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+tr.best {{ background: #e6f4ea; font-weight: bold; }}
+</style></head><body>
+<h1>Weight sources compared</h1>
+<p>Best: <strong>{html.escape(self.best.source)}</strong>. Test images: {self.best.n}.
+COVID is the positive class.</p>
+<table><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in head)}</tr></thead>
+<tbody>{"".join(body)}</tbody></table>
+<ul>{notes}</ul>
+{img}
+</body></html>
+"""
+
+    def write(self, out_dir: Path) -> dict[str, Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {name: out_dir / f"report.{name}" for name in ("txt", "md", "html")}
+        paths["csv"] = out_dir / "results.csv"
+        paths["txt"].write_text(self.text() + "\n")
+        paths["md"].write_text(self.markdown())
+        paths["html"].write_text(self.html())
+        with open(paths["csv"], "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["source", *METRIC_NAMES, "n", "best_epoch", "stand_in", "weights_sha256"])
+            for r in self.rows:
+                writer.writerow([r.source, *(r.metrics[m] for m in METRIC_NAMES), r.n, r.best_epoch,
+                                 r.stand_in, r.weights_sha256])
+        return paths
+
+
+def build_report(evaluations: list[Evaluation], extra_notes: list[str] | None = None) -> Report:
+    if not evaluations:
+        raise CxrtlError("no evaluation results to report")
+    rows, by_source = [], {}
+    for ev in evaluations:
+        model = ev.result.get("model", {})
+        source = model.get("source") or "?"
+        if source in by_source:
+            raise CxrtlError(f"two results for weight source {source!r}; give each source once")
+        by_source[source] = ev
+        published = get_source(source).published if source != "?" else None
+        rows.append(Row(
+            source=source,
+            metrics=ev.result["metrics"],
+            accuracy_ci=tuple(ev.result.get("intervals_95", {}).get("accuracy", (math.nan, math.nan))),
+            n=ev.result["n"],
+            best_epoch=model.get("best_epoch"),
+            stand_in=bool(model.get("weights_stand_in")),
+            weights_sha256=model.get("weights_sha256") or "",
+            published_accuracy=published.accuracy if published else None,
+        ))
+    rows.sort(key=lambda r: (r.metrics["accuracy"], _nan_low(r.metrics["roc_auc"])), reverse=True)
+    return Report(rows, _notes(evaluations) + list(extra_notes or []), by_source)
+
+
+def report_from_folders(folders: list[Path], out_dir: Path, store: Store | None = None, run_id: str = "",
+                        extra_notes: list[str] | None = None) -> Report:
+    """Build the report from ``cxrtl evaluate`` output folders and write it to ``out_dir`` (and the store)."""
+    report = build_report([load_evaluation(f) for f in folders], extra_notes)
+    paths = report.write(out_dir)
+    if store is not None and run_id:
+        for path in paths.values():
+            store.put_file(f"reports/{run_id}/{path.name}", path)
+    return report
+
+
+def _notes(evaluations: list[Evaluation]) -> list[str]:
+    models = [ev.result.get("model", {}) for ev in evaluations]
+    notes = []
+    configs = {(m.get("config") or {}).get("recipe") for m in models}
+    notes.append(f"Recipe: {', '.join(sorted(str(c) for c in configs))}.")
+    if any(m.get("selection_split") == "test" for m in models):
+        notes.append(
+            "The best epoch was chosen on the test split, as the study did: these test metrics are optimistic. "
+            "The recommended recipe chooses on a validation split instead."
+        )
+    stand_ins = sorted(m.get("source", "?") for m in models if m.get("weights_stand_in"))
+    if stand_ins:
+        notes.append(
+            f"Trained from STAND-IN weights (random, in the native checkpoint format), not the published ones: "
+            f"{', '.join(stand_ins)}. Their numbers say nothing about those sources."
+        )
+    versions = {str((m.get("dataset") or {}).get("version")) for m in models}
+    notes.append(f"Dataset version: {', '.join(sorted(versions))}.")
+    return notes
+
+
+def _roc_png(evaluations: dict[str, Evaluation]) -> str:
+    curves = {s: ev.roc for s, ev in evaluations.items() if ev.roc.get("fpr")}
+    if not curves:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+    for source, roc in sorted(curves.items()):
+        auc = evaluations[source].metrics["roc_auc"]
+        ax.plot(roc["fpr"], roc["tpr"], label=f"{source} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC, test split (COVID positive)")
+    ax.legend(loc="lower right", fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _ci(interval: tuple[float, float]) -> str:
+    return "-" if any(math.isnan(v) for v in interval) else f"{interval[0]:.3f}-{interval[1]:.3f}"
+
+
+def _weights(row: Row) -> str:
+    return "stand-in" if row.stand_in else (row.weights_sha256[:12] or "?")
+
+
+def _nan_low(value: float) -> float:
+    return -1.0 if math.isnan(value) else value
