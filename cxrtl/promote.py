@@ -1,0 +1,159 @@
+"""Champion/challenger: a run's best model replaces the current champion only when it is really better."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cxrtl import __version__
+from cxrtl.errors import CxrtlError
+from cxrtl.evaluate import Evaluation, evaluate
+from cxrtl.metrics import METRIC_NAMES
+from cxrtl.store import Store
+from cxrtl.train import METADATA_FILE, MODEL_FILE
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+
+
+@dataclass
+class Decision:
+    promoted: bool
+    reason: str
+    metric: str
+    margin: float
+    challenger: dict[str, Any]
+    champion: dict[str, Any] | None  # the champion before this decision, scored on this run's test split
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Decision:
+        return cls(**json.loads(text))
+
+    def note(self) -> str:
+        verdict = "promoted to champion" if self.promoted else "not promoted"
+        return f"Promotion: {self.challenger['source']} {verdict}: {self.reason}"
+
+
+def promote(
+    store: Store,
+    data_dir: Path,
+    candidates: list[Evaluation],
+    metric: str = "accuracy",
+    margin: float = 0.005,
+) -> Decision:
+    """Promote the run's best model if its test ``metric`` beats the champion's on the same split by > ``margin``."""
+    if metric not in METRIC_NAMES:
+        raise CxrtlError(f"promotion metric must be one of {', '.join(METRIC_NAMES)}, got {metric!r}")
+    if not candidates:
+        raise CxrtlError("no evaluated models to promote")
+    best = max(candidates, key=lambda ev: ev.metrics[metric])
+    model = best.result["model"]
+    challenger = {"source": model["source"], "run_id": model["run_id"], "score": best.metrics[metric]}
+
+    champion = _score_champion(store, data_dir, metric)
+    if champion is None:
+        promoted, reason = True, f"there was no champion; {metric} {challenger['score']:.4f}"
+    elif "error" in champion:
+        promoted, reason = False, f"the champion could not be scored on this test split ({champion['error']})"
+    elif challenger["score"] > champion["score"] + margin:
+        promoted = True
+        reason = (
+            f"{metric} {challenger['score']:.4f} beats the champion's {champion['score']:.4f} "
+            f"({champion['source']}, run {champion['run_id']}) by more than {margin}"
+        )
+    else:
+        promoted = False
+        reason = (
+            f"{metric} {challenger['score']:.4f} does not beat the champion's {champion['score']:.4f} "
+            f"({champion['source']}, run {champion['run_id']}) by more than {margin}"
+        )
+    decision = Decision(promoted, reason, metric, margin, challenger, champion)
+    if promoted:
+        _install(store, best, decision)
+    logger.info("%s", decision.note())
+    return decision
+
+
+def _score_champion(store: Store, data_dir: Path, metric: str) -> dict[str, Any] | None:
+    if not store.exists(f"{CHAMPION}/{MODEL_FILE}"):
+        return None
+    card = store.get_json(f"{CHAMPION}/card.json")
+    with tempfile.TemporaryDirectory(prefix="cxrtl-champion-") as tmp:
+        model_dir = Path(tmp) / "model"
+        store.get_file(f"{CHAMPION}/{MODEL_FILE}", model_dir / MODEL_FILE)
+        try:
+            score = evaluate(data_dir, model_dir, Path(tmp) / "eval").metrics[metric]
+        except CxrtlError as exc:
+            return {"source": card.get("source"), "run_id": card.get("run_id"), "error": str(exc)}
+    return {"source": card.get("source"), "run_id": card.get("run_id"), "score": score}
+
+
+def _install(store: Store, best: Evaluation, decision: Decision) -> None:
+    model = best.result["model"]
+    prefix = f"models/{model['source']}/{model['run_id']}"
+    with tempfile.TemporaryDirectory(prefix="cxrtl-promote-") as tmp:
+        for name in (MODEL_FILE, METADATA_FILE):
+            store.get_file(f"{prefix}/{name}", Path(tmp) / name)
+        card = model_card(best, decision)
+        # The card goes last: a champion is only complete once its card says so.
+        for name in (MODEL_FILE, METADATA_FILE):
+            store.put_file(f"{CHAMPION}/{name}", Path(tmp) / name)
+    store.put_bytes(f"{CHAMPION}/card.md", card_markdown(card).encode())
+    store.put_json(f"{CHAMPION}/card.json", card)
+    store.put_json(f"{CHAMPION}/history/{model['run_id']}.json", card)
+
+
+def model_card(best: Evaluation, decision: Decision) -> dict[str, Any]:
+    model = best.result["model"]
+    return {
+        "source": model["source"],
+        "source_description": model.get("source_description"),
+        "weights_sha256": model.get("weights_sha256"),
+        "weights_stand_in": model.get("weights_stand_in"),
+        "run_id": model["run_id"],
+        "dataset": model.get("dataset"),
+        "recipe": (model.get("config") or {}).get("recipe"),
+        "best_epoch": model.get("best_epoch"),
+        "selection_split": model.get("selection_split"),
+        "test_images": best.result["n"],
+        "metrics": best.metrics,
+        "intervals_95": best.result.get("intervals_95"),
+        "confusion": best.result.get("confusion"),
+        "promotion": {"metric": decision.metric, "margin": decision.margin, "reason": decision.reason},
+        "code_version": __version__,
+        "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    intervals = card.get("intervals_95") or {}
+    lines = [
+        f"# Model card: ResNet50 from {card['source']}",
+        "",
+        "COVID-19 vs Normal chest X-ray classifier (COVID positive); research use only, not a medical device.",
+        "",
+        f"- Weight source: {card['source']} ({card.get('source_description')}), sha256 {card.get('weights_sha256')}"
+        + (" (STAND-IN weights)" if card.get("weights_stand_in") else ""),
+        f"- Data: {json.dumps(card.get('dataset'), sort_keys=True)}",
+        f"- Recipe: {card.get('recipe')}; best epoch {card.get('best_epoch')} chosen on the "
+        f"{card.get('selection_split')} split",
+        f"- Run: {card['run_id']}; code cxrtl {card['code_version']}; promoted {card['promoted_at']}",
+        f"- Promotion: {card['promotion']['reason']}",
+        "",
+        f"| metric (n = {card['test_images']}) | value | 95% CI |",
+        "|---|---|---|",
+    ]
+    for name, value in card["metrics"].items():
+        lo_hi = intervals.get(name)
+        ci = f"{lo_hi[0]:.3f}-{lo_hi[1]:.3f}" if lo_hi else "-"
+        lines.append(f"| {name} | {value:.4f} | {ci} |")
+    return "\n".join(lines) + "\n"

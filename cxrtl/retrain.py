@@ -1,0 +1,77 @@
+"""Whether a scheduled run has anything new to learn from: the dataset, the code or the settings."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cxrtl
+from cxrtl.store import Store
+
+logger = logging.getLogger(__name__)
+
+STATE_KEY = "state/last-success.json"
+
+
+def code_fingerprint() -> str:
+    """The package version plus a hash of its sources, so an unreleased code change counts too."""
+    root = Path(cxrtl.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{cxrtl.__version__}+{digest.hexdigest()[:12]}"
+
+
+def run_fingerprint(dataset: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """What a run's result depends on: dataset version and sha256, code, and the training settings."""
+    return {
+        "dataset_version": dataset.get("version"),
+        "dataset_sha256": dataset.get("sha256"),
+        "code": code_fingerprint(),
+        "settings": settings,
+    }
+
+
+@dataclass
+class ChangeCheck:
+    changed: bool
+    reason: str
+
+
+def check_for_changes(store: Store, fingerprint: dict[str, Any], run_id: str, force: bool = False) -> ChangeCheck:
+    """Compare with the last successful run; the fingerprint waits under ``state/runs/`` until this run succeeds."""
+    store.put_json(_pending_key(run_id), fingerprint)
+    if force:
+        return ChangeCheck(True, "retraining forced")
+    last = last_success(store)
+    if last is None:
+        return ChangeCheck(True, "no earlier successful run")
+    previous = last.get("fingerprint", {})
+    differences = [key for key in fingerprint if previous.get(key) != fingerprint[key]]
+    if differences:
+        return ChangeCheck(True, f"changed since run {last.get('run_id')}: {', '.join(differences)}")
+    return ChangeCheck(
+        False,
+        f"dataset {fingerprint['dataset_version']}, code {fingerprint['code']} and settings are unchanged "
+        f"since run {last.get('run_id')} ({last.get('finished_at')}): nothing to retrain",
+    )
+
+
+def record_success(store: Store, run_id: str) -> None:
+    """Make ``run_id``'s fingerprint, saved by :func:`check_for_changes`, the one later runs compare with."""
+    fingerprint = store.get_json(_pending_key(run_id))
+    finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    store.put_json(STATE_KEY, {"run_id": run_id, "finished_at": finished, "fingerprint": fingerprint})
+    logger.info("run %s recorded as the last successful one", run_id)
+
+
+def last_success(store: Store) -> dict[str, Any] | None:
+    return store.get_json(STATE_KEY) if store.exists(STATE_KEY) else None
+
+
+def _pending_key(run_id: str) -> str:
+    return f"state/runs/{run_id}.json"
