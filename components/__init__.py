@@ -1,0 +1,1 @@
+"""KFP lightweight components, one per step. Each body imports cxrtl and calls it; nothing else."""

@@ -1,0 +1,16 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components.images import image
+
+
+@dsl.component(base_image=image("cxrtl-cpu"), install_kfp_package=False)
+def ingest(source: str, store: str, raw: Output[Dataset]):
+    """Fetch the COVID-19 Radiography Database (Kaggle, a zip or a folder), check it, cache it in the store."""
+    from pathlib import Path
+
+    from cxrtl.ingest import ingest as ingest_dataset
+    from cxrtl.store import open_store
+
+    result = ingest_dataset(source, Path(raw.path), store=open_store(store))
+    raw.metadata.update(result.to_dict())

@@ -1,0 +1,19 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Input
+
+from components.images import image
+
+
+@dsl.component(base_image=image("cxrtl-cpu"), install_kfp_package=False)
+def promote(data: Input[Dataset], results: Input[list[Dataset]], store: str, metric: str, margin: float) -> str:
+    """Make the run's best model the champion if it beats the current one on this test split by > margin."""
+    from pathlib import Path
+
+    from cxrtl.evaluate import load_evaluation
+    from cxrtl.promote import promote as promote_best
+    from cxrtl.store import open_store
+
+    evaluations = [load_evaluation(Path(r.path)) for r in results]
+    decision = promote_best(open_store(store), Path(data.path), evaluations, metric=metric, margin=margin)
+    print(decision.note())
+    return decision.to_json()

@@ -1,0 +1,31 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.images import image
+
+
+@dsl.component(base_image=image("cxrtl-train"), install_kfp_package=False)
+def train(
+    data: Input[Dataset],
+    source: str,
+    store: str,
+    run_id: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    model: Output[Model],
+):
+    """Fine-tune ResNet50 from one weight source; checkpoints each epoch to the store and resumes from them."""
+    from pathlib import Path
+
+    from cxrtl.store import open_store
+    from cxrtl.train import config_for_data
+    from cxrtl.train import train as train_model
+
+    # 0 means the recipe's own value.
+    settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
+    config = config_for_data(Path(data.path), seed=seed, **{k: v for k, v in settings.items() if v})
+    result = train_model(Path(data.path), source, Path(model.path), config, open_store(store), run_id)
+    keep = ("source", "weights_sha256", "weights_stand_in", "backbone_tensors_loaded", "best_epoch", "selection_split")
+    model.metadata.update({k: result.metadata[k] for k in keep})

@@ -1,0 +1,376 @@
+#!/usr/bin/env python
+"""The cxrtl Kubeflow pipeline and its command line.
+
+    python pipeline.py compile [-o cxrtl.yaml]       the IR YAML for Kubeflow Pipelines
+    python pipeline.py run --demo                    the same pipeline, locally, on synthetic data
+    python pipeline.py submit --host URL ...         upload, start a run, print its UI link
+    python pipeline.py schedule --host URL --cron ...  retrain on a schedule
+
+ingest → check-changes → [if changed] preprocess → for each weight source (in parallel, on GPUs):
+train → evaluate; then promote the best model if it beats the champion, and report.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kfp import compiler, dsl, kubernetes
+
+from components.check_changes import check_changes
+from components.evaluate import evaluate
+from components.ingest import ingest
+from components.preprocess import preprocess
+from components.promote import promote
+from components.report import report
+from components.train import train
+from cxrtl.errors import CxrtlError
+from cxrtl.recipes import RECIPES
+from cxrtl.weights import SOURCE_NAMES
+
+PIPELINE_NAME = "cxrtl"
+DEFAULT_STORE = "s3://cxrtl"
+
+
+@dataclass
+class ClusterOptions:
+    """Compile-time settings: how the tasks land on the cluster. Ignored by local runs."""
+
+    parallelism: int = 0  # concurrent training tasks; 0 = all sources at once
+    gpu_resource: str = "nvidia.com/gpu"
+    gpu_node_selector: dict[str, str] = field(default_factory=dict)
+    gpu_tolerations: list[dict[str, str]] = field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    )
+    minio_secret: str = "cxrtl-minio"
+    kaggle_secret: str = "cxrtl-kaggle"
+    config_map: str = "cxrtl-config"
+    train_cpu: str = "4"
+    train_memory: str = "24Gi"
+    step_cpu: str = "2"
+    step_memory: str = "8Gi"
+    shm_size: str = "8Gi"
+    retries: int = 3
+
+
+def _use_store(task: dsl.PipelineTask, options: ClusterOptions) -> None:
+    """MinIO settings from the cluster: endpoint from the ConfigMap, keys from the Secret, never in the spec."""
+    kubernetes.use_config_map_as_env(
+        task, options.config_map, {"MINIO_ENDPOINT": "MINIO_ENDPOINT", "MINIO_SECURE": "MINIO_SECURE"}
+    )
+    kubernetes.use_secret_as_env(
+        task, options.minio_secret, {"MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"}
+    )
+
+
+def _on_cpu(task: dsl.PipelineTask, options: ClusterOptions, caching: bool) -> dsl.PipelineTask:
+    task.set_cpu_request(options.step_cpu).set_memory_request(options.step_memory)
+    task.set_retry(num_retries=options.retries, backoff_duration="30s", backoff_factor=2)
+    task.set_caching_options(caching)
+    _use_store(task, options)
+    return task
+
+
+def _on_gpu(task: dsl.PipelineTask, options: ClusterOptions) -> dsl.PipelineTask:
+    task.set_accelerator_type(options.gpu_resource).set_accelerator_limit(1)
+    task.set_cpu_request(options.train_cpu).set_memory_request(options.train_memory)
+    # A retried task resumes from its newest checkpoint in the store, so retries are cheap.
+    task.set_retry(num_retries=options.retries, backoff_duration="60s", backoff_factor=2)
+    task.set_caching_options(False)
+    for key, value in options.gpu_node_selector.items():
+        kubernetes.add_node_selector(task, key, value)
+    for toleration in options.gpu_tolerations:
+        kubernetes.add_toleration(task, **toleration)
+    kubernetes.empty_dir_mount(task, "dshm", "/dev/shm", medium="Memory", size_limit=options.shm_size)
+    _use_store(task, options)
+    return task
+
+
+def build_pipeline(options: ClusterOptions | None = None):
+    options = options or ClusterOptions()
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="COVID-19 vs Normal chest X-rays: ResNet50 fine-tuned from ten pretrained-weight sources "
+        "(Hossain et al. 2022), compared, and the best promoted to champion.",
+    )
+    def cxrtl_pipeline(
+        dataset_source: str = "kaggle",
+        store: str = DEFAULT_STORE,
+        sources: list = list(SOURCE_NAMES),  # noqa: B006 (KFP reads parameter defaults from the signature)
+        recipe: str = "paper",
+        image_size: int = 224,
+        epochs: int = 0,
+        batch_size: int = 0,
+        learning_rate: float = 0.0,
+        seed: int = 0,
+        force: bool = False,
+        promotion_metric: str = "accuracy",
+        promotion_margin: float = 0.005,
+    ):
+        # Not cached: "kaggle" names the latest version, which a cache keyed on that word would never see.
+        # The step itself reuses the archive from the store when version and sha256 are unchanged.
+        raw = _on_cpu(ingest(source=dataset_source, store=store), options, caching=False)
+        kubernetes.use_secret_as_env(
+            raw,
+            options.kaggle_secret,
+            {"KAGGLE_USERNAME": "KAGGLE_USERNAME", "KAGGLE_KEY": "KAGGLE_KEY"},
+            optional=True,
+        )
+        check = _on_cpu(
+            check_changes(
+                raw=raw.outputs["raw"], store=store, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                sources=sources, recipe=recipe, image_size=image_size, epochs=epochs, batch_size=batch_size,
+                learning_rate=learning_rate, seed=seed, force=force,
+            ),
+            options, caching=False,
+        )
+        with dsl.If(check.output == True, name="retrain"):  # noqa: E712 (a KFP condition, not a test)
+            data = _on_cpu(
+                preprocess(raw=raw.outputs["raw"], recipe=recipe, image_size=image_size, seed=seed),
+                options, caching=True,
+            )
+            with dsl.ParallelFor(sources, parallelism=options.parallelism, name="weight-sources") as source:
+                model = _on_gpu(
+                    train(
+                        data=data.outputs["data"], source=source, store=store,
+                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, epochs=epochs, batch_size=batch_size,
+                        learning_rate=learning_rate, seed=seed,
+                    ),
+                    options,
+                )
+                scored = _on_cpu(
+                    evaluate(data=data.outputs["data"], model=model.outputs["model"], store=store),
+                    options, caching=True,
+                )
+            decision = _on_cpu(
+                promote(
+                    data=data.outputs["data"], results=dsl.Collected(scored.outputs["results"]), store=store,
+                    metric=promotion_metric, margin=promotion_margin,
+                ),
+                options, caching=False,
+            )
+            _on_cpu(
+                report(
+                    results=dsl.Collected(scored.outputs["results"]), decision=decision.output,
+                    store=store, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                ),
+                options, caching=False,
+            )
+
+    return cxrtl_pipeline
+
+
+def compile_pipeline(output: Path, options: ClusterOptions | None = None) -> Path:
+    compiler.Compiler().compile(build_pipeline(options), str(output))
+    return output
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _toleration(text: str) -> dict[str, str]:
+    """KEY[=VALUE]:EFFECT, as kubectl taint writes it."""
+    spec, sep, effect = text.rpartition(":")
+    effects = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+    if not sep or effect not in effects:
+        raise argparse.ArgumentTypeError(f"expected KEY[=VALUE]:EFFECT with EFFECT one of {', '.join(effects)}")
+    key, has_value, value = spec.partition("=")
+    if has_value:
+        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    defaults = ClusterOptions()
+    g = parser.add_argument_group("cluster settings (compiled into the pipeline)")
+    g.add_argument("--parallelism", type=int, default=defaults.parallelism,
+                   help="training tasks at once (default 0: all sources)")
+    g.add_argument("--gpu-resource", default=defaults.gpu_resource, help="accelerator resource name per train task")
+    g.add_argument("--gpu-node-selector", type=_key_value, action="append", metavar="KEY=VALUE",
+                   help="node label for train tasks, e.g. cloud.google.com/gke-accelerator=nvidia-l4 (repeatable)")
+    g.add_argument("--gpu-toleration", type=_toleration, action="append", metavar="KEY[=VALUE]:EFFECT",
+                   help="taint tolerated by train tasks (repeatable; default nvidia.com/gpu:NoSchedule)")
+    g.add_argument("--minio-secret", default=defaults.minio_secret,
+                   help="Secret with MINIO_ACCESS_KEY and MINIO_SECRET_KEY")
+    g.add_argument("--kaggle-secret", default=defaults.kaggle_secret, help="Secret with KAGGLE_USERNAME and KAGGLE_KEY")
+    g.add_argument("--config-map", default=defaults.config_map, help="ConfigMap with MINIO_ENDPOINT and MINIO_SECURE")
+    g.add_argument("--train-cpu", default=defaults.train_cpu)
+    g.add_argument("--train-memory", default=defaults.train_memory)
+    g.add_argument("--shm-size", default=defaults.shm_size, help="memory-backed /dev/shm for training")
+    g.add_argument("--retries", type=int, default=defaults.retries)
+
+
+def _cluster_options(args: argparse.Namespace) -> ClusterOptions:
+    if args.parallelism < 0:
+        raise CxrtlError(f"--parallelism must be 0 or more, got {args.parallelism}")
+    if args.retries < 0:
+        raise CxrtlError(f"--retries must be 0 or more, got {args.retries}")
+    options = ClusterOptions(
+        parallelism=args.parallelism,
+        gpu_resource=args.gpu_resource,
+        gpu_node_selector=dict(args.gpu_node_selector or []),
+        minio_secret=args.minio_secret,
+        kaggle_secret=args.kaggle_secret,
+        config_map=args.config_map,
+        train_cpu=args.train_cpu,
+        train_memory=args.train_memory,
+        shm_size=args.shm_size,
+        retries=args.retries,
+    )
+    if args.gpu_toleration:
+        options.gpu_tolerations = args.gpu_toleration
+    return options
+
+
+def _compile(args: argparse.Namespace) -> None:
+    print(compile_pipeline(args.output, _cluster_options(args)))
+
+
+def _compile_to_temp(args: argparse.Namespace) -> Path:
+    return compile_pipeline(Path(tempfile.mkdtemp(prefix="cxrtl-")) / "cxrtl.yaml", _cluster_options(args))
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--demo", action="store_true",
+                   help="synthetic data in the Kaggle layout, stand-in weights, 64 px images, 3 epochs")
+    p.add_argument("--dataset-source", help="'kaggle', a .zip or a folder (required unless --demo)")
+    p.add_argument("--store", help="store URL (default: a store folder inside --output)")
+    p.add_argument("--sources", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+                   help="comma-separated weight sources (default: all ten)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="default: paper; recommended with --demo")
+    p.add_argument("--image-size", type=int, help="default 224; 64 with --demo")
+    p.add_argument("--epochs", type=int, help="default: the recipe's; 3 with --demo")
+    p.add_argument("--batch-size", type=int, help="default: the recipe's; 16 with --demo")
+    p.add_argument("--lr", type=float, help="Adam learning rate; default: the recipe's; 3e-4 with --demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", type=int, default=80, help="demo images per class (default 80)")
+    p.add_argument("--force", action="store_true", help="retrain even if nothing changed since the last run")
+    p.add_argument("--promotion-metric", default="accuracy")
+    p.add_argument("--promotion-margin", type=float, default=0.005)
+    p.add_argument("--output", type=Path, help="folder for everything the run writes (default: runs/NAME-TIME)")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from kfp import local
+
+    from cxrtl.retrain import last_success
+    from cxrtl.store import open_store
+    from cxrtl.weights import get_source
+
+    if not args.demo and not args.dataset_source:
+        raise CxrtlError("--dataset-source is required without --demo ('kaggle', a .zip or a folder)")
+    sources = args.sources or list(SOURCE_NAMES)
+    for name in sources:
+        get_source(name)
+    image_size = args.image_size or (64 if args.demo else 224)
+    if image_size < 32:
+        raise CxrtlError(f"--image-size must be at least 32, got {image_size}")
+    # 0 leaves the recipe's value; the demo's are small enough for two CPU cores.
+    epochs = _positive("--epochs", args.epochs, 3 if args.demo else 0)
+    batch_size = _positive("--batch-size", args.batch_size, 16 if args.demo else 0)
+    learning_rate = _positive("--lr", args.lr, 3e-4 if args.demo else 0.0)
+    if args.per_class < 1:
+        raise CxrtlError(f"--per-class must be a positive integer, got {args.per_class}")
+    out = (args.output or Path("runs") / time.strftime(f"{'demo' if args.demo else 'local'}-%Y%m%d-%H%M%S")).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    store_url = args.store or str(out / "store")
+    store = open_store(store_url)
+    dataset_source = args.dataset_source
+    if args.demo:
+        dataset_source = dataset_source or str(_demo_inputs(out, store, sources, args.per_class, args.seed))
+
+    # kfp.local runs two tasks at once: one thread each keeps them from fighting over the cores.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "pipeline-root"))
+    before = last_success(store)
+    # Retries exist for pre-empted cluster nodes; locally they would only repeat a failure after a back-off.
+    build_pipeline(ClusterOptions(retries=0))(
+        dataset_source=dataset_source,
+        store=store_url,
+        sources=sources,
+        recipe=args.recipe or ("recommended" if args.demo else "paper"),
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=args.seed,
+        force=args.force,
+        promotion_metric=args.promotion_metric,
+        promotion_margin=args.promotion_margin,
+    )
+    after = last_success(store)
+    if after is None or after == before:
+        print(f"Nothing changed since run {before['run_id'] if before else '?'}: no retraining (--force retrains).")
+    else:
+        print(store.get_bytes(f"reports/{after['run_id']}/report.txt").decode())
+    print(f"\nOutputs: {out} (store: {store_url})")
+
+
+def _positive(option: str, value: float | None, default: float) -> float:
+    if value is None:
+        return default
+    if value <= 0:
+        raise CxrtlError(f"{option} must be positive, got {value}")
+    return value
+
+
+def _demo_inputs(out: Path, store, sources: list[str], per_class: int, seed: int) -> Path:
+    """Synthetic data in the Kaggle layout, and a stand-in checkpoint per source in the store."""
+    from cxrtl.demo_data import write_demo_dataset
+    from cxrtl.weights import put_weights, write_stand_in
+
+    archive = write_demo_dataset(out / "demo-data", per_class=per_class, seed=seed)
+    with tempfile.TemporaryDirectory(prefix="cxrtl-stand-in-") as tmp:
+        for source in sources:
+            path = write_stand_in(source, Path(tmp) / f"{source}.pth", seed=seed)
+            put_weights(store, source, path, stand_in=True)
+            path.unlink()
+    return archive
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cluster import add_cluster_arguments
+
+    parser = argparse.ArgumentParser(prog="pipeline.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("compile", help="write the pipeline's IR YAML")
+    p.add_argument("-o", "--output", type=Path, default=Path("cxrtl.yaml"))
+    _add_cluster_options(p)
+    p.set_defaults(func=_compile)
+    p = sub.add_parser("run", help="run the pipeline locally with kfp.local")
+    _add_run_options(p)
+    p.set_defaults(func=_run)
+    add_cluster_arguments(sub, _compile_to_temp)
+    for name in ("submit", "schedule"):
+        _add_cluster_options(sub.choices[name])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cluster import ClusterError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args) or 0
+    except (CxrtlError, ClusterError) as exc:
+        print(f"pipeline.py: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
