@@ -1,0 +1,606 @@
+"""Talks to a Kubeflow Pipelines cluster: the ``submit`` and ``schedule`` sub-commands of pipeline.py.
+
+Everything that can be checked offline (the cron expression, the host URL, the ``--param`` names and
+types against the compiled package) is checked before the first request, so a typo never leaves a
+half-uploaded pipeline behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import difflib
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import kfp
+import urllib3
+import yaml
+from kfp_server_api import ApiException
+
+from cxrtl.errors import CxrtlError
+
+CompilePackage = Callable[[argparse.Namespace], Path]
+
+DEFAULT_EXPERIMENT = "cxrtl"
+# Tried in order when neither --token nor KFP_TOKEN is given: the projected token KFP multi-user
+# mounts for pipelines.kubeflow.org, then the pod's own service-account token.
+SA_TOKEN_PATHS = (
+    "/var/run/secrets/kubeflow/pipelines/token",
+    "/var/run/secrets/kubernetes.io/serviceaccount/token",
+)
+# kfp's own override for the first path; honoured so pods configured for kfp.Client work unchanged.
+SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+# (connect, read) seconds for the first request: it is the one that meets an unreachable host.
+_PROBE_TIMEOUT = (10, 30)
+_PAGE_SIZE = 100
+
+
+class ClusterError(CxrtlError):
+    """A KFP cluster refused, could not be reached, or was given bad input; the message is one line."""
+
+
+# --------------------------------------------------------------------------------------------- cron
+
+
+@dataclasses.dataclass(frozen=True)
+class _CronField:
+    name: str
+    low: int
+    high: int
+    names: tuple[str, ...] = ()  # names[i] stands for low + i
+    question_mark: bool = False
+
+    def value(self, text: str) -> int | None:
+        if text.isascii() and text.isdigit():
+            return int(text)
+        if text.upper() in self.names:
+            return self.low + self.names.index(text.upper())
+        return None
+
+    def expected(self) -> str:
+        names = f" or a name {self.names[0]}-{self.names[-1]}" if self.names else ""
+        return f"a number {self.low}-{self.high}{names}"
+
+
+# KFP parses schedules with robfig/cron v1: seconds first, and '?' means "any" for the day fields.
+_CRON_FIELDS = (
+    _CronField("seconds", 0, 59),
+    _CronField("minutes", 0, 59),
+    _CronField("hours", 0, 23),
+    _CronField("day-of-month", 1, 31, question_mark=True),
+    _CronField("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    _CronField("day-of-week", 0, 6, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), question_mark=True),
+)
+
+
+def _cron_item_problem(field: _CronField, item: str) -> str | None:
+    base, slash, step = item.partition("/")
+    if slash and not (step.isascii() and step.isdigit() and int(step) >= 1):
+        return f"step {step!r} is not a whole number >= 1"
+    if base == "*" or (base == "?" and field.question_mark):
+        return None
+    if base == "?":
+        return "'?' is allowed only for day-of-month and day-of-week"
+    start_text, dash, end_text = base.partition("-")
+    bounds = []
+    for text in (start_text, end_text) if dash else (start_text,):
+        value = field.value(text)
+        if value is None:
+            return f"{text!r} is not {field.expected()}"
+        if not field.low <= value <= field.high:
+            return f"{value} is outside {field.low}-{field.high}"
+        bounds.append(value)
+    if bounds[0] > bounds[-1]:
+        return f"range {base!r} runs backwards"
+    return None
+
+
+def validate_cron(expression: str) -> str:
+    """Check a 6-field KFP cron expression (SEC MIN HOUR DOM MON DOW); return it with single spaces."""
+    fields = expression.split()
+    if len(fields) != 6:
+        # A 5-field Unix cron is the usual mistake; robfig would read it shifted by one field.
+        raise ClusterError(
+            f"bad --cron {expression!r}: {len(fields)} fields, KFP expects 6: SEC MIN HOUR DOM MON DOW "
+            "(e.g. '0 0 3 * * *' = daily at 03:00)"
+        )
+    for field, text in zip(_CRON_FIELDS, fields, strict=True):
+        for item in text.split(","):
+            problem = _cron_item_problem(field, item)
+            if problem:
+                raise ClusterError(f"bad --cron {expression!r}: {field.name} field {text!r}: {problem}")
+    return " ".join(fields)
+
+
+# ------------------------------------------------------------------------------ package and params
+
+
+def read_pipeline_spec(package: Path) -> dict[str, Any]:
+    """The PipelineSpec document of a compiled package (the platform spec, if any, follows it)."""
+    try:
+        with package.open(encoding="utf-8") as stream:
+            spec = next(yaml.safe_load_all(stream), None)
+    except (OSError, yaml.YAMLError) as exc:
+        reason = " ".join(str(exc).split())
+        raise ClusterError(f"cannot read the compiled pipeline {package}: {reason}") from exc
+    if not isinstance(spec, dict) or "pipelineInfo" not in spec:
+        raise ClusterError(f"{package} is not a compiled KFP pipeline (no pipelineInfo)")
+    return spec
+
+
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _to_bool(raw: str) -> bool:
+    try:
+        return _BOOLEANS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(raw) from None
+
+
+def _to_finite_float(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
+
+
+def _json_of(kind: type) -> Callable[[str], Any]:
+    def convert(raw: str) -> Any:
+        value = json.loads(raw)
+        if not isinstance(value, kind):
+            raise ValueError(raw)
+        return value
+
+    return convert
+
+
+# parameterType in the compiled spec -> (converter, what the user must give)
+_CONVERTERS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "STRING": (str, "a string"),
+    "NUMBER_INTEGER": (int, "an integer"),
+    "NUMBER_DOUBLE": (_to_finite_float, "a finite number"),
+    "BOOLEAN": (_to_bool, "true or false"),
+    "LIST": (_json_of(list), 'a JSON list, e.g. ["a","b"]'),
+    "STRUCT": (_json_of(dict), 'a JSON object, e.g. {"k": 1}'),
+}
+
+
+def parse_params(pairs: list[str], spec: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``KEY=VALUE`` strings into typed run parameters, checked against the package's root inputs."""
+    declared: dict[str, dict[str, Any]] = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, raw = pair.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise ClusterError(f"--param {pair!r} is not KEY=VALUE")
+        if key not in declared:
+            close = difflib.get_close_matches(key, declared, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            known = ", ".join(sorted(declared)) or "none"
+            raise ClusterError(f"--param {key}: the pipeline has no parameter {key!r}{hint}; it has: {known}")
+        if key in values:
+            raise ClusterError(f"--param {key} is given twice")
+        convert, expected = _CONVERTERS.get(declared[key].get("parameterType", "STRING"), _CONVERTERS["STRING"])
+        try:
+            values[key] = convert(raw)
+        except ValueError:
+            raise ClusterError(f"--param {key}={raw}: {key} expects {expected}") from None
+    missing = [
+        name
+        for name, definition in declared.items()
+        if name not in values and "defaultValue" not in definition and not definition.get("isOptional")
+    ]
+    if missing:
+        raise ClusterError(f"pipeline parameter {', '.join(missing)} has no default: pass --param {missing[0]}=VALUE")
+    return values
+
+
+# ------------------------------------------------------------------------------------- connection
+
+
+def check_host(host: str) -> str:
+    """The API address without a trailing slash; KFP behind Kubeflow keeps its /pipeline path."""
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ClusterError(
+            f"--host {host!r} is not an http(s) URL: give e.g. http://localhost:8080 "
+            "(after kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80)"
+        )
+    return host.rstrip("/")
+
+
+def find_token(explicit: str | None) -> str | None:
+    """--token, else KFP_TOKEN, else the first service-account token file present; None means anonymous."""
+    if explicit:
+        return explicit.strip()
+    if os.environ.get("KFP_TOKEN"):
+        return os.environ["KFP_TOKEN"].strip()
+    override = os.environ.get(SA_TOKEN_PATH_ENV)
+    for candidate in (*([override] if override else []), *SA_TOKEN_PATHS):
+        path = Path(candidate)
+        if path.is_file():
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ClusterError(f"cannot read the token file {path}: {exc.strerror}") from exc
+    return None
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _server_message(body: bytes | str | None) -> str | None:
+    """KFP answers errors as {"error"|"message": ...}; other proxies answer HTML, which we do not echo."""
+    try:
+        decoded = json.loads(body or "")
+    except ValueError:
+        return None
+    if isinstance(decoded, dict):
+        return decoded.get("message") or decoded.get("error")
+    return None
+
+
+def _unreachable(host: str, reason: object) -> str:
+    reason = getattr(reason, "reason", None) or reason  # MaxRetryError wraps the real cause
+    # urllib3 prefixes the cause with "HTTPConnection(host=..., port=...): "; the host is named already
+    text = re.sub(r"^\w+\(host=[^)]*\): ", "", _one_line(reason))
+    text = text.removeprefix("Failed to establish a new connection: ")
+    return f"cannot reach KFP at {host} ({text})"
+
+
+@contextlib.contextmanager
+def _calling(host: str, action: str) -> Iterator[None]:
+    """Turn kfp's multi-line failures into one ClusterError line; keep kfp.Client's print()s off stdout."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    except ApiException as exc:
+        if exc.status in (401, 403):
+            message = f"KFP at {host} refused the credentials ({exc.status}): pass --token or set KFP_TOKEN"
+        elif not exc.status:  # TLS failures arrive as status 0
+            message = _unreachable(host, exc.reason)
+        else:
+            detail = _server_message(exc.body) or exc.reason
+            message = f"KFP at {host} failed {action} (HTTP {exc.status}): {_one_line(detail)}"
+        raise ClusterError(message) from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise ClusterError(_unreachable(host, exc)) from exc
+    except ValueError as exc:  # kfp.Client reports ambiguous names this way
+        raise ClusterError(f"KFP at {host}: {action} failed: {_one_line(exc)}") from exc
+
+
+class _Client(kfp.Client):
+    """kfp.Client made fit for a CLI: a failed call fails once, at once, instead of retrying.
+
+    kfp retries its health check five times with 5 s sleeps on any error (a refused token included),
+    and urllib3 retries and logs every refused connection three times.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.healthz_content_type: str | None = None
+        self._healthz: Any = None
+        super().__init__(**kwargs)
+
+    def _load_config(self, *args: Any, **kwargs: Any) -> Any:
+        config = super()._load_config(*args, **kwargs)
+        config.retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5)
+        return config
+
+    def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
+        if self._healthz is None:
+            self._healthz, _, headers = self._healthz_api.healthz_service_get_healthz_with_http_info(
+                _request_timeout=_PROBE_TIMEOUT
+            )
+            self.healthz_content_type = headers.get("Content-Type", "")
+        return self._healthz
+
+
+def connect(host: str, token: str | None, namespace: str | None) -> tuple[kfp.Client, str | None]:
+    """A client whose API answered its health check, and the namespace to work in (None: single-user)."""
+    with _calling(host, "the health check"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later"
+        # kfp.Client treats its default namespace "kubeflow" as "not given"
+        client = _Client(host=host, existing_token=token, namespace=namespace or "kubeflow")
+        healthz = client.get_kfp_healthz()
+    if "json" not in (client.healthz_content_type or ""):
+        raise ClusterError(
+            f"KFP at {host} answered the health check with {client.healthz_content_type or 'no content type'}"
+            ", not JSON (a login page?): check --host and pass --token or set KFP_TOKEN"
+        )
+    namespace = namespace or client.get_user_namespace() or None
+    if healthz.multi_user and not namespace:
+        raise ClusterError(f"KFP at {host} is multi-user: pass --namespace (your Kubeflow profile namespace)")
+    return client, namespace
+
+
+# ------------------------------------------------------------------------------------- operations
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineVersion:
+    pipeline_id: str
+    version_id: str
+    name: str
+    state: str  # "new pipeline", "new version" or "unchanged"
+
+
+def _name_filter(name: str) -> str:
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+
+
+def _latest_version(client: kfp.Client, host: str, pipeline_id: str) -> Any | None:
+    with _calling(host, "listing pipeline versions"):
+        page = client.list_pipeline_versions(pipeline_id, sort_by="created_at desc", page_size=1)
+    return (page.pipeline_versions or [None])[0]
+
+
+def upload_package(
+    client: kfp.Client, host: str, package: Path, pipeline_name: str, namespace: str | None
+) -> PipelineVersion:
+    """Upload as a new pipeline, or as a new version (named by UTC time and content hash) of an existing one.
+
+    If the latest version holds the same package, it is reused: a ``schedule`` right after a ``submit``
+    of the same package points at that version instead of uploading a twin.
+    """
+    digest = hashlib.sha256(package.read_bytes()).hexdigest()
+    with _calling(host, "looking up the pipeline"):
+        found = client.list_pipelines(filter=_name_filter(pipeline_name), namespace=namespace, page_size=2)
+    pipelines = found.pipelines or []
+    if len(pipelines) > 1:
+        raise ClusterError(
+            f"KFP at {host} has {len(pipelines)} pipelines named {pipeline_name!r}: pass --pipeline-name"
+        )
+    if not pipelines:
+        with _calling(host, "uploading the pipeline"):
+            pipeline = client.upload_pipeline(str(package), pipeline_name=pipeline_name, namespace=namespace)
+        # The upload creates the first version too but answers with the pipeline only.
+        first = _latest_version(client, host, pipeline.pipeline_id)
+        if first is None:
+            raise ClusterError(f"KFP at {host} created pipeline {pipeline_name!r} without a version")
+        return PipelineVersion(pipeline.pipeline_id, first.pipeline_version_id, first.display_name, "new pipeline")
+    pipeline_id = pipelines[0].pipeline_id
+    latest = _latest_version(client, host, pipeline_id)
+    if latest is not None and latest.display_name.endswith(f"-{digest[:12]}"):
+        return PipelineVersion(pipeline_id, latest.pipeline_version_id, latest.display_name, "unchanged")
+    version_name = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{digest[:12]}"
+    with _calling(host, "uploading a pipeline version"):
+        version = client.upload_pipeline_version(
+            str(package),
+            pipeline_version_name=version_name,
+            pipeline_id=pipeline_id,
+            description=f"package sha256 {digest}",
+        )
+    return PipelineVersion(pipeline_id, version.pipeline_version_id, version_name, "new version")
+
+
+def ensure_experiment(client: kfp.Client, host: str, name: str, namespace: str | None) -> str:
+    with _calling(host, f"getting or creating experiment {name!r}"):
+        return client.create_experiment(name, namespace=namespace).experiment_id
+
+
+def list_recurring_runs(
+    client: kfp.Client, host: str, namespace: str | None, experiment_id: str | None = None
+) -> list[Any]:
+    runs: list[Any] = []
+    page_token = ""
+    while True:
+        with _calling(host, "listing recurring runs"):
+            page = client.list_recurring_runs(
+                page_token=page_token, page_size=_PAGE_SIZE, experiment_id=experiment_id, namespace=namespace
+            )
+        runs.extend(page.recurring_runs or [])
+        page_token = page.next_page_token
+        if not page_token:
+            return runs
+
+
+# ------------------------------------------------------------------------------------ CLI handlers
+
+
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    host: str
+    client: kfp.Client
+    namespace: str | None
+    package: Path
+    pipeline_name: str
+    params: dict[str, Any]
+
+
+def _prepare(args: argparse.Namespace, compile_package: CompilePackage) -> _Prepared:
+    """Offline checks first, then compile, then the first request."""
+    host = check_host(args.host)
+    package = Path(compile_package(args))
+    spec = read_pipeline_spec(package)
+    params = parse_params(args.param, spec)
+    client, namespace = connect(host, find_token(args.token), args.namespace)
+    pipeline_name = args.pipeline_name or spec["pipelineInfo"]["name"]
+    return _Prepared(host, client, namespace, package, pipeline_name, params)
+
+
+def _version_line(version: PipelineVersion, pipeline_name: str) -> str:
+    if version.state == "unchanged":
+        return f"pipeline {pipeline_name!r}: package unchanged, reusing version {version.name!r}"
+    return f"pipeline {pipeline_name!r} version {version.name!r} uploaded ({version.state})"
+
+
+def _submit(args: argparse.Namespace, compile_package: CompilePackage) -> int:
+    ready = _prepare(args, compile_package)
+    version = upload_package(ready.client, ready.host, ready.package, ready.pipeline_name, ready.namespace)
+    experiment = args.experiment or DEFAULT_EXPERIMENT
+    experiment_id = ensure_experiment(ready.client, ready.host, experiment, ready.namespace)
+    run_name = args.run_name or f"{ready.pipeline_name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"
+    with _calling(ready.host, "creating the run"):
+        run = ready.client.run_pipeline(
+            experiment_id,
+            run_name,
+            params=ready.params,
+            pipeline_id=version.pipeline_id,
+            version_id=version.version_id,
+        )
+    print(_version_line(version, ready.pipeline_name))
+    print(f"run {run_name!r} started in experiment {experiment!r}")
+    print(f"{ready.host}/#/runs/details/{run.run_id}")
+    return 0
+
+
+def _schedule(args: argparse.Namespace, compile_package: CompilePackage) -> int:
+    if args.list:
+        return _schedule_list(args)
+    if args.delete:
+        return _schedule_delete(args)
+    cron = validate_cron(args.cron)
+    ready = _prepare(args, compile_package)
+    name = args.name or f"{ready.pipeline_name}-scheduled"
+    clash = [run for run in list_recurring_runs(ready.client, ready.host, ready.namespace) if run.display_name == name]
+    if clash:
+        raise ClusterError(
+            f"a recurring run named {name!r} already exists ({clash[0].recurring_run_id}): "
+            f"remove it with 'schedule --delete {name}' or pick another --name"
+        )
+    version = upload_package(ready.client, ready.host, ready.package, ready.pipeline_name, ready.namespace)
+    experiment = args.experiment or DEFAULT_EXPERIMENT
+    experiment_id = ensure_experiment(ready.client, ready.host, experiment, ready.namespace)
+    with _calling(ready.host, "creating the recurring run"):
+        recurring = ready.client.create_recurring_run(
+            experiment_id,
+            name,
+            description=f"cron {cron}; pipeline version {version.name}",
+            cron_expression=cron,
+            # One retraining at a time, and a paused schedule does not replay every missed slot.
+            max_concurrency=1,
+            no_catchup=True,
+            params=ready.params,
+            pipeline_id=version.pipeline_id,
+            version_id=version.version_id,
+        )
+    print(_version_line(version, ready.pipeline_name))
+    print(
+        f"recurring run {name!r} ({recurring.recurring_run_id}) created in experiment {experiment!r}: "
+        f"cron {cron!r}, max concurrency 1, no catch-up"
+    )
+    print(f"{ready.host}/#/recurringrun/details/{recurring.recurring_run_id}")
+    return 0
+
+
+def _connect_for_listing(args: argparse.Namespace) -> tuple[str, kfp.Client, str | None]:
+    host = check_host(args.host)
+    client, namespace = connect(host, find_token(args.token), args.namespace)
+    return host, client, namespace
+
+
+def _describe_trigger(run: Any) -> str:
+    trigger = run.trigger
+    if trigger and trigger.cron_schedule:
+        return f"cron {trigger.cron_schedule.cron!r}"
+    if trigger and trigger.periodic_schedule:
+        return f"every {trigger.periodic_schedule.interval_second}s"
+    return "no trigger"
+
+
+def _schedule_list(args: argparse.Namespace) -> int:
+    host, client, namespace = _connect_for_listing(args)
+    experiment_id = None
+    if args.experiment:
+        with _calling(host, f"finding experiment {args.experiment!r}"):
+            experiment_id = client.get_experiment(experiment_name=args.experiment, namespace=namespace).experiment_id
+    runs = list_recurring_runs(client, host, namespace, experiment_id)
+    if not runs:
+        print("no recurring runs")
+    for run in runs:
+        print(f"{run.recurring_run_id}\t{run.display_name}\t{_describe_trigger(run)}\t{run.status or run.mode}")
+    return 0
+
+
+def _schedule_delete(args: argparse.Namespace) -> int:
+    host, client, namespace = _connect_for_listing(args)
+    runs = list_recurring_runs(client, host, namespace)
+    target = [run for run in runs if run.recurring_run_id == args.delete] or [
+        run for run in runs if run.display_name == args.delete
+    ]
+    if not target:
+        raise ClusterError(f"KFP at {host} has no recurring run with ID or name {args.delete!r}")
+    if len(target) > 1:
+        ids = ", ".join(run.recurring_run_id for run in target)
+        raise ClusterError(f"{len(target)} recurring runs are named {args.delete!r} ({ids}): delete one by ID")
+    with _calling(host, f"deleting recurring run {args.delete!r}"):
+        client.delete_recurring_run(target[0].recurring_run_id)
+    print(f"deleted recurring run {target[0].display_name!r} ({target[0].recurring_run_id})")
+    return 0
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", required=True, help="KFP API/UI address, e.g. http://localhost:8080")
+    parser.add_argument(
+        "--token",
+        help="bearer token (default: $KFP_TOKEN, else the in-cluster service-account token); "
+        "prefer KFP_TOKEN, command lines are visible to other users",
+    )
+    parser.add_argument("--namespace", help="Kubeflow profile namespace (multi-user KFP)")
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", help=f"experiment name, created if missing (default: {DEFAULT_EXPERIMENT})")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pipeline parameter; repeatable; typed by the pipeline (int, float, bool, JSON list/object)",
+    )
+    parser.add_argument("--pipeline-name", help="pipeline name in KFP (default: the compiled pipeline's name)")
+
+
+def add_cluster_arguments(
+    subparsers: argparse._SubParsersAction, compile_package: CompilePackage
+) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """Add ``submit`` and ``schedule``; return both parsers so compile-time options can be added to them.
+
+    ``compile_package(args)`` gets the parsed arguments and returns the path of a compiled ``.yaml``
+    package; it is called only when something is uploaded (not for ``schedule --list/--delete``).
+    The handlers raise ClusterError (a CxrtlError) for anything the user must fix.
+    """
+    submit = subparsers.add_parser(
+        "submit",
+        help="upload the pipeline (or a new version) to KFP and start a run",
+        description="Upload the compiled pipeline to Kubeflow Pipelines (a new version if the name exists), "
+        "start a run and print its UI link.",
+    )
+    _add_connection_arguments(submit)
+    _add_run_arguments(submit)
+    submit.add_argument("--run-name", help="run name (default: pipeline name and UTC time)")
+    submit.set_defaults(func=lambda args: _submit(args, compile_package))
+
+    schedule = subparsers.add_parser(
+        "schedule",
+        help="create, list or delete a KFP recurring run",
+        description="Create a recurring run (max concurrency 1, no catch-up), or list or delete them. "
+        "Times are in the KFP scheduler's time zone (UTC unless configured).",
+    )
+    _add_connection_arguments(schedule)
+    _add_run_arguments(schedule)
+    action = schedule.add_mutually_exclusive_group(required=True)
+    action.add_argument(
+        "--cron", metavar='"SEC MIN HOUR DOM MON DOW"', help="6-field cron, e.g. '0 0 3 * * *' (03:00 daily)"
+    )
+    action.add_argument("--list", action="store_true", help="list recurring runs (of --experiment if given)")
+    action.add_argument("--delete", metavar="ID_OR_NAME", help="delete a recurring run by ID or name")
+    schedule.add_argument("--name", help="recurring run name (default: <pipeline name>-scheduled)")
+    schedule.set_defaults(func=lambda args: _schedule(args, compile_package))
+    return submit, schedule

@@ -1,0 +1,455 @@
+"""``submit`` and ``schedule`` against a recording stand-in of the KFP v2beta1 API (tests/kfp_api_stub.py).
+
+The CLI runs in-process through a parser built like pipeline.py's: add_cluster_arguments plus one
+compile-time option, and CxrtlError printed as one ``pipeline.py: error:`` line with exit code 2.
+"""
+# No "from __future__ import annotations" here: kfp reads the component's annotations as types.
+
+import argparse
+import hashlib
+import logging
+import re
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kfp import compiler, dsl
+from kfp_api_stub import KfpApiStub
+
+from cxrtl.errors import CxrtlError
+
+# cluster.py sits at the repo root beside pipeline.py, outside the installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cluster
+
+TOKEN = "tok-3f9a1c-do-not-print"
+REQUIRED = ["--param", "store_url=s3://models"]
+
+
+def compile_tiny(path: Path, gpu_type: str) -> None:
+    """A small real pipeline with one parameter of each type; gpu_type changes the compiled bytes."""
+
+    @dsl.component(base_image="python:3.11-slim")
+    def train(store_url: str, epochs: int, lr: float, sources: list, dry_run: bool, options: dict) -> str:
+        return store_url
+
+    # KFP takes a parameter's default from the signature, so the list and dict defaults stay literal.
+    @dsl.pipeline(name="cxrtl-tiny")
+    def tiny(
+        store_url: str,
+        epochs: int = 2,
+        lr: float = 0.001,
+        sources: list = ["imagenet"],  # noqa: B006
+        dry_run: bool = False,
+        options: dict = {"seed": 1},  # noqa: B006
+    ) -> None:
+        task = train(store_url=store_url, epochs=epochs, lr=lr, sources=sources, dry_run=dry_run, options=options)
+        task.set_accelerator_type(gpu_type).set_accelerator_limit(1)
+
+    compiler.Compiler().compile(tiny, str(path))
+
+
+class CompilePackage:
+    """The compile callable the lead supplies; records the arguments it is given."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.calls: list[argparse.Namespace] = []
+
+    def __call__(self, args: argparse.Namespace) -> Path:
+        self.calls.append(args)
+        path = self.folder / f"pipeline-{len(self.calls)}.yaml"
+        compile_tiny(path, args.gpu_type)
+        return path
+
+
+def run_cli(argv: list[str], compile_package: CompilePackage) -> int:
+    parser = argparse.ArgumentParser(prog="pipeline.py")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for sub in cluster.add_cluster_arguments(subparsers, compile_package):
+        sub.add_argument("--gpu-type", default="nvidia.com/gpu")
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CxrtlError as exc:
+        print(f"pipeline.py: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """The single stderr line of a failed command; nothing on stdout, no warnings logged on the side."""
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pipeline.py: error: "), err
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("KFP_TOKEN", raising=False)
+    monkeypatch.delenv(cluster.SA_TOKEN_PATH_ENV, raising=False)
+    monkeypatch.setattr(cluster, "SA_TOKEN_PATHS", (str(tmp_path / "kfp-token"), str(tmp_path / "sa-token")))
+
+
+@pytest.fixture
+def stub() -> Iterator[KfpApiStub]:
+    with KfpApiStub() as server:
+        yield server
+
+
+@pytest.fixture
+def compile_package(tmp_path: Path) -> CompilePackage:
+    folder = tmp_path / "packages"
+    folder.mkdir()
+    return CompilePackage(folder)
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_submit_uploads_the_package_and_starts_a_run_with_typed_parameters(
+    stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["submit", "--host", stub.url + "/", "--experiment", "nightly", "--run-name", "first", "--token", TOKEN]
+    argv += ["--gpu-type", "nvidia.com/gpu-h100", *REQUIRED, "--param", "epochs=5", "--param", "lr=0.01"]
+    argv += ["--param", 'sources=["imagenet","radimagenet"]', "--param", "dry_run=TRUE"]
+    argv += ["--param", 'options={"seed": 7}']
+
+    assert run_cli(argv, compile_package) == 0
+
+    assert [args.gpu_type for args in compile_package.calls] == ["nvidia.com/gpu-h100"]
+    [upload] = stub.calls("POST", "/pipelines/upload")
+    assert upload.fields["uploadfile"] == (compile_package.folder / "pipeline-1.yaml").read_text()
+    assert upload.filenames["uploadfile"].endswith(".yaml")
+    assert upload.query["name"] == "cxrtl-tiny"
+    [pipeline] = stub.pipelines.values()
+    [version] = stub.versions.values()
+    [experiment] = stub.experiments.values()
+    assert experiment["display_name"] == "nightly"
+    [create] = stub.calls("POST", "/runs")
+    assert create.json["display_name"] == "first"
+    assert create.json["experiment_id"] == experiment["experiment_id"]
+    assert create.json["pipeline_version_reference"] == {
+        "pipeline_id": pipeline["pipeline_id"],
+        "pipeline_version_id": version["pipeline_version_id"],
+    }
+    assert create.json["runtime_config"]["parameters"] == {
+        "store_url": "s3://models",
+        "epochs": 5,
+        "lr": 0.01,
+        "sources": ["imagenet", "radimagenet"],
+        "dry_run": True,
+        "options": {"seed": 7},
+    }
+    assert "pipeline_spec" not in create.json  # the run points at the uploaded version, not an inline copy
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in stub.requests)
+    [run_id] = stub.runs
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == f"{stub.url}/#/runs/details/{run_id}"
+    assert err == ""
+    assert TOKEN not in out
+
+
+def test_a_changed_package_becomes_a_new_version_and_an_unchanged_one_is_reused(
+    stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["submit", "--host", stub.url, *REQUIRED]
+    assert run_cli([*base, "--gpu-type", "nvidia.com/gpu"], compile_package) == 0
+    assert run_cli([*base, "--gpu-type", "amd.com/gpu"], compile_package) == 0
+
+    assert len(stub.calls("POST", "/pipelines/upload")) == 1
+    [upload] = stub.calls("POST", "/pipelines/upload_version")
+    second = compile_package.folder / "pipeline-2.yaml"
+    assert upload.fields["uploadfile"] == second.read_text()
+    [pipeline_id] = stub.pipelines
+    assert upload.query["pipelineid"] == pipeline_id
+    digest = hashlib.sha256(second.read_bytes()).hexdigest()
+    assert re.fullmatch(rf"\d{{8}}-\d{{6}}-{digest[:12]}", upload.query["name"])
+    new_version = next(v for v in stub.versions.values() if v["display_name"] == upload.query["name"])
+    last_run = stub.calls("POST", "/runs")[-1].json
+    assert last_run["pipeline_version_reference"]["pipeline_version_id"] == new_version["pipeline_version_id"]
+    assert len(stub.calls("POST", "/experiments")) == 1  # the default experiment is found the second time
+
+    assert run_cli([*base, "--gpu-type", "amd.com/gpu"], compile_package) == 0
+    assert len(stub.calls("POST", "/pipelines/upload_version")) == 1
+    assert len(stub.versions) == 2
+    last_run = stub.calls("POST", "/runs")[-1].json
+    assert last_run["pipeline_version_reference"]["pipeline_version_id"] == new_version["pipeline_version_id"]
+    assert "package unchanged, reusing version" in capsys.readouterr().out
+
+
+def test_schedule_creates_a_recurring_run_with_cron_one_at_a_time_and_no_catch_up(
+    stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["schedule", "--host", stub.url, "--cron", "0  30 2 * * MON-FRI", "--name", "weekdays", *REQUIRED]
+    assert run_cli([*argv, "--param", "epochs=3"], compile_package) == 0
+
+    [create] = stub.calls("POST", "/recurringruns")
+    body = create.json
+    assert body["trigger"]["cron_schedule"]["cron"] == "0 30 2 * * MON-FRI"
+    assert str(body["max_concurrency"]) == "1"
+    assert body["no_catchup"] is True
+    assert body["mode"] == "ENABLE"
+    assert body["display_name"] == "weekdays"
+    assert body["runtime_config"]["parameters"] == {"store_url": "s3://models", "epochs": 3}
+    [version] = stub.versions.values()
+    assert body["pipeline_version_reference"] == {
+        "pipeline_id": version["pipeline_id"],
+        "pipeline_version_id": version["pipeline_version_id"],
+    }
+    [recurring_id] = stub.recurring_runs
+    assert capsys.readouterr().out.splitlines()[-1] == f"{stub.url}/#/recurringrun/details/{recurring_id}"
+
+
+def test_schedule_list_and_delete_by_name_and_by_id(
+    stub: KfpApiStub,
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cluster, "_PAGE_SIZE", 1)  # so listing has to follow next_page_token
+    for name, cron in (("nightly", "0 0 3 * * *"), ("weekly", "0 0 4 ? * SUN")):
+        argv = ["schedule", "--host", stub.url, "--cron", cron, "--name", name, *REQUIRED]
+        assert run_cli(argv, compile_package) == 0
+    ids = {run["display_name"]: run_id for run_id, run in stub.recurring_runs.items()}
+    capsys.readouterr()
+
+    assert run_cli(["schedule", "--host", stub.url, "--list"], compile_package) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed == [
+        f"{ids['nightly']}\tnightly\tcron '0 0 3 * * *'\tENABLED",
+        f"{ids['weekly']}\tweekly\tcron '0 0 4 ? * SUN'\tENABLED",
+    ]
+
+    uploads = len(stub.requests)
+    argv = ["schedule", "--host", stub.url, "--cron", "0 0 5 * * *", "--name", "nightly", *REQUIRED]
+    assert run_cli(argv, compile_package) == 2
+    assert "a recurring run named 'nightly' already exists" in one_error_line(capsys, caplog)
+    assert [r.method for r in stub.requests[uploads:]] == ["GET", "GET", "GET"]  # healthz and two list pages
+
+    compiled = len(compile_package.calls)
+    assert run_cli(["schedule", "--host", stub.url, "--delete", "nightly"], compile_package) == 0
+    assert run_cli(["schedule", "--host", stub.url, "--delete", ids["weekly"]], compile_package) == 0
+    deleted = [r.path.rsplit("/", 1)[1] for r in stub.calls("DELETE", "/recurringruns/.+")]
+    assert deleted == [ids["nightly"], ids["weekly"]]
+    assert stub.recurring_runs == {}
+    capsys.readouterr()
+
+    assert run_cli(["schedule", "--host", stub.url, "--list"], compile_package) == 0
+    assert capsys.readouterr().out == "no recurring runs\n"
+    assert run_cli(["schedule", "--host", stub.url, "--delete", "nightly"], compile_package) == 2
+    assert "no recurring run with ID or name 'nightly'" in one_error_line(capsys, caplog)
+    assert len(compile_package.calls) == compiled  # listing and deleting compile nothing
+
+
+@pytest.mark.parametrize(
+    ("cron", "names"),
+    [
+        ("0 3 * * *", "5 fields, KFP expects 6"),
+        ("0 0 3 * * * *", "7 fields"),
+        ("61 0 3 * * *", "seconds field '61': 61 is outside 0-59"),
+        ("0 0 24 * * *", "hours field '24'"),
+        ("0 0 3 0 * *", "day-of-month field '0'"),
+        ("0 0 3 * 13 *", "month field '13'"),
+        ("0 0 3 * * 8", "day-of-week field '8'"),
+        ("0 0 3 * * FUNDAY", "day-of-week field 'FUNDAY'"),
+        ("0 0 3 * * MON-", "day-of-week field 'MON-'"),
+        ("0 0 3 * * 1,,5", "day-of-week field '1,,5'"),
+        ("*/0 * * * * *", "seconds field '*/0': step '0'"),
+        ("0 0 5-2 * * *", "hours field '5-2': range '5-2' runs backwards"),
+        ("? 0 3 * * *", "seconds field '?'"),
+    ],
+)
+def test_a_bad_cron_is_one_error_line_and_no_request(
+    cron: str,
+    names: str,
+    stub: KfpApiStub,
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert run_cli(["schedule", "--host", stub.url, "--cron", cron, *REQUIRED], compile_package) == 2
+    line = one_error_line(capsys, caplog)
+    assert line.startswith(f"pipeline.py: error: bad --cron {cron!r}: ")
+    assert names in line
+    assert stub.requests == []
+    assert compile_package.calls == []
+
+
+@pytest.mark.parametrize(
+    "cron",
+    ["0 0 9 ? * 2-6", "0 0 3 * * *", "*/10 * * * * ?", "0 0,30 8-18/2 1,15 jan-Jun,DEC sun", "30 5/15 * * * *"],
+)
+def test_validate_cron_accepts_kfp_cron_syntax(cron: str) -> None:
+    assert cluster.validate_cron(f"  {cron} ") == cron
+
+
+@pytest.mark.parametrize(
+    ("params", "names"),
+    [
+        (["--param", "epcohs=3"], "no parameter 'epcohs' (did you mean 'epochs'?)"),
+        (["--param", "epochs=three"], "--param epochs=three: epochs expects an integer"),
+        (["--param", "lr=nan"], "lr expects a finite number"),
+        (["--param", "dry_run=maybe"], "dry_run expects true or false"),
+        (["--param", "sources=imagenet"], "sources expects a JSON list"),
+        (["--param", "options=[1]"], "options expects a JSON object"),
+        (["--param", "epochs"], "--param 'epochs' is not KEY=VALUE"),
+        (["--param", "epochs=1", "--param", "epochs=2"], "--param epochs is given twice"),
+    ],
+)
+def test_a_bad_param_is_one_error_line_and_no_request(
+    params: list[str],
+    names: str,
+    stub: KfpApiStub,
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert run_cli(["submit", "--host", stub.url, *REQUIRED, *params], compile_package) == 2
+    assert names in one_error_line(capsys, caplog)
+    assert stub.requests == []
+
+
+def test_a_missing_required_param_is_named(
+    stub: KfpApiStub,
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert run_cli(["submit", "--host", stub.url, "--param", "epochs=1"], compile_package) == 2
+    assert "store_url has no default: pass --param store_url=VALUE" in one_error_line(capsys, caplog)
+    assert stub.requests == []
+
+
+@pytest.mark.parametrize("command", [["submit", *REQUIRED], ["schedule", "--list"]])
+def test_an_unreachable_host_is_one_error_line_naming_it(
+    command: list[str],
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    host = closed_port_url()
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    assert run_cli([command[0], "--host", host, *command[1:]], compile_package) == 2
+    line = one_error_line(capsys, caplog)
+    assert line.startswith(f"pipeline.py: error: cannot reach KFP at {host} (")
+    assert "Connection refused" in line
+    # one connection attempt, not urllib3's default of four with a warning per retry
+    assert [r for r in caplog.records if "Retrying" in r.getMessage()] == []
+
+
+def test_a_host_without_scheme_is_refused_before_connecting(
+    compile_package: CompilePackage, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert run_cli(["submit", "--host", "localhost:8080", *REQUIRED], compile_package) == 2
+    assert "--host 'localhost:8080' is not an http(s) URL" in one_error_line(capsys, caplog)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("command", [["submit", *REQUIRED], ["schedule", "--delete", "nightly"]])
+def test_refused_credentials_are_one_error_line_after_one_request(
+    status: int,
+    command: list[str],
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with KfpApiStub(reject_with=status) as server:
+        assert run_cli([command[0], "--host", server.url, "--token", TOKEN, *command[1:]], compile_package) == 2
+    line = one_error_line(capsys, caplog)
+    assert line == (
+        f"pipeline.py: error: KFP at {server.url} refused the credentials ({status}): pass --token or set KFP_TOKEN"
+    )
+    assert TOKEN not in line
+    assert len(server.requests) == 1  # kfp.Client's own health check would retry 5 times, 5 s apart
+
+
+def test_a_login_page_instead_of_the_api_is_one_error_line(
+    compile_package: CompilePackage, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with KfpApiStub(answer_html=True) as server:
+        assert run_cli(["submit", "--host", server.url, *REQUIRED], compile_package) == 2
+    line = one_error_line(capsys, caplog)
+    assert f"KFP at {server.url} answered the health check with text/html" in line
+    assert "not JSON" in line
+
+
+def test_multi_user_kfp_needs_a_namespace_and_gets_it_everywhere(
+    compile_package: CompilePackage, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with KfpApiStub(multi_user=True) as server:
+        assert run_cli(["submit", "--host", server.url, *REQUIRED], compile_package) == 2
+        assert "is multi-user: pass --namespace" in one_error_line(capsys, caplog)
+        assert [r.path for r in server.requests] == ["/apis/v2beta1/healthz"]
+
+        assert run_cli(["submit", "--host", server.url, "--namespace", "team-a", *REQUIRED], compile_package) == 0
+    [upload] = server.calls("POST", "/pipelines/upload")
+    assert upload.query["namespace"] == "team-a"
+    assert all(r.query["namespace"] == "team-a" for r in server.calls("GET", "/pipelines"))
+    assert server.calls("POST", "/experiments")[0].json["namespace"] == "team-a"
+
+
+def test_token_comes_from_flag_env_then_token_files_and_is_never_printed(
+    stub: KfpApiStub,
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    def header_of_next_run(*extra: str) -> str | None:
+        before = len(stub.requests)
+        assert run_cli(["submit", "--host", stub.url, *REQUIRED, *extra], compile_package) == 0
+        headers = {r.headers.get("authorization") for r in stub.requests[before:]}
+        assert len(headers) == 1
+        return headers.pop()
+
+    caplog.set_level(logging.DEBUG)
+    assert header_of_next_run() is None
+    kfp_file, sa_file = (Path(p) for p in cluster.SA_TOKEN_PATHS)
+    sa_file.write_text("sa-token\n")
+    assert header_of_next_run() == "Bearer sa-token"
+    kfp_file.write_text("kfp-token\n")
+    assert header_of_next_run() == "Bearer kfp-token"
+    override = tmp_path / "override-token"
+    override.write_text("override-token")
+    monkeypatch.setenv(cluster.SA_TOKEN_PATH_ENV, str(override))
+    assert header_of_next_run() == "Bearer override-token"
+    monkeypatch.setenv("KFP_TOKEN", "env-token")
+    assert header_of_next_run() == "Bearer env-token"
+    assert header_of_next_run("--token", TOKEN) == f"Bearer {TOKEN}"
+
+    out, err = capsys.readouterr()
+    for secret in ("sa-token", "kfp-token", "override-token", "env-token", TOKEN):
+        assert secret not in out + err + caplog.text
+
+
+def test_schedule_needs_one_of_cron_list_delete(compile_package: CompilePackage) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["schedule", "--host", "http://127.0.0.1:1"], compile_package)
+    assert exit_info.value.code == 2
+
+
+def test_a_server_error_midway_is_one_line_with_the_servers_message(
+    stub: KfpApiStub,
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stub.fail("POST", "/runs", 500, "Failed to create a run:\n  workflow quota exceeded\n  at server.go:42")
+    assert run_cli(["submit", "--host", stub.url, *REQUIRED], compile_package) == 2
+    line = one_error_line(capsys, caplog)
+    assert line == (
+        f"pipeline.py: error: KFP at {stub.url} failed creating the run (HTTP 500): "
+        "Failed to create a run: workflow quota exceeded at server.go:42"
+    )
