@@ -129,10 +129,11 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, demo_zip: Path) -> dict[s
 
     root = tmp_path_factory.mktemp("prepared")
     ingest(str(demo_zip), root / "raw")
-    return {
-        recipe: preprocess(root / "raw", root / recipe, recipe=recipe, image_size=TINY_SIZE) and root / recipe
-        for recipe in ("paper", "recommended")
-    }
+    folders = {}
+    for recipe in ("paper", "recommended"):
+        preprocess(root / "raw", root / recipe, recipe=recipe, image_size=TINY_SIZE)
+        folders[recipe] = root / recipe
+    return folders
 
 
 @pytest.fixture(scope="session")
