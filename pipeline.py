@@ -174,6 +174,15 @@ def compile_pipeline(output: Path, options: ClusterOptions | None = None) -> Pat
 # Command line
 
 
+def _comma_list(parse):
+    """An option type taking one item or a comma-separated list of them (as the overlays' gpu.env holds)."""
+
+    def parse_all(text: str) -> list:
+        return [parse(item.strip()) for item in text.split(",") if item.strip()]
+
+    return parse_all
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -185,8 +194,10 @@ def _toleration(text: str) -> dict[str, str]:
     """KEY[=VALUE]:EFFECT, as kubectl taint writes it."""
     spec, sep, effect = text.rpartition(":")
     effects = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-    if not sep or effect not in effects:
-        raise argparse.ArgumentTypeError(f"expected KEY[=VALUE]:EFFECT with EFFECT one of {', '.join(effects)}")
+    if not sep or not spec or effect not in effects:
+        raise argparse.ArgumentTypeError(
+            f"expected KEY[=VALUE]:EFFECT with EFFECT one of {', '.join(effects)}, got {text!r}"
+        )
     key, has_value, value = spec.partition("=")
     if has_value:
         return {"key": key, "operator": "Equal", "value": value, "effect": effect}
@@ -199,10 +210,11 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--parallelism", type=int, default=defaults.parallelism,
                    help="training tasks at once (default 0: all sources)")
     g.add_argument("--gpu-resource", default=defaults.gpu_resource, help="accelerator resource name per train task")
-    g.add_argument("--gpu-node-selector", type=_key_value, action="append", metavar="KEY=VALUE",
-                   help="node label for train tasks, e.g. cloud.google.com/gke-accelerator=nvidia-l4 (repeatable)")
-    g.add_argument("--gpu-toleration", type=_toleration, action="append", metavar="KEY[=VALUE]:EFFECT",
-                   help="taint tolerated by train tasks (repeatable; default nvidia.com/gpu:NoSchedule)")
+    g.add_argument("--gpu-node-selector", type=_comma_list(_key_value), action="extend", metavar="KEY=VALUE[,...]",
+                   help="node labels for train tasks, e.g. cloud.google.com/gke-accelerator=nvidia-l4")
+    g.add_argument("--gpu-toleration", type=_comma_list(_toleration), action="extend",
+                   metavar="KEY[=VALUE]:EFFECT[,...]",
+                   help="taints tolerated by train tasks (default nvidia.com/gpu:NoSchedule)")
     g.add_argument("--minio-secret", default=defaults.minio_secret,
                    help="Secret with MINIO_ACCESS_KEY and MINIO_SECRET_KEY")
     g.add_argument("--kaggle-secret", default=defaults.kaggle_secret, help="Secret with KAGGLE_USERNAME and KAGGLE_KEY")

@@ -61,6 +61,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_report)
 
+    p = subparsers.add_parser("bench", help="training and inference speed and peak memory on this machine")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batches", type=int, default=5, help="timed batches (after one warm-up batch)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_bench)
+
 
 def _epochs_or_never(value: str) -> int | str:
     return value if value == "never" else int(value)
@@ -118,3 +126,19 @@ def _report(args: argparse.Namespace) -> None:
     from cxrtl.report import report_from_folders
 
     print(report_from_folders(args.results, args.out).text())
+
+
+def _bench(args: argparse.Namespace) -> None:
+    import json
+
+    from cxrtl.bench import bench
+
+    result = bench(args.image_size, args.batch_size, args.batches, args.device)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print(
+            f"{result.device}, {result.image_size} px, batch {result.batch_size}: "
+            f"train {result.train_images_per_second:.1f} img/s, "
+            f"predict {result.predict_images_per_second:.1f} img/s, peak memory {result.peak_memory_mib:.0f} MiB"
+        )
