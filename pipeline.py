@@ -11,8 +11,10 @@ train → evaluate; then promote the best model if it beats the champion, and re
 """
 
 import argparse
+import builtins
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -34,6 +36,7 @@ from cxrtl.weights import SOURCE_NAMES
 
 PIPELINE_NAME = "cxrtl"
 DEFAULT_STORE = "s3://cxrtl"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -275,60 +278,77 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", type=Path, help="folder for everything the run writes (default: runs/NAME-TIME)")
 
 
+def _local_arguments(args: argparse.Namespace) -> dict:
+    """The pipeline's arguments for a local run, checked before anything is written."""
+    from cxrtl.weights import get_source
+
+    if not args.demo and not args.dataset_source:
+        raise CxrtlError("--dataset-source is required without --demo ('kaggle', a .zip or a folder)")
+    if args.dataset_source and args.dataset_source != "kaggle" and not Path(args.dataset_source).exists():
+        raise CxrtlError(f"--dataset-source {args.dataset_source}: no such file or folder")
+    sources = list(SOURCE_NAMES) if args.sources is None else args.sources
+    if not sources:
+        raise CxrtlError("--sources names no weight source")
+    for name in sources:
+        get_source(name)
+    repeated = sorted({name for name in sources if sources.count(name) > 1})
+    if repeated:
+        raise CxrtlError(f"--sources names {', '.join(repeated)} more than once")
+    image_size = args.image_size or (64 if args.demo else 224)
+    if image_size < 32:
+        raise CxrtlError(f"--image-size must be at least 32, got {image_size}")
+    if args.per_class < 1:
+        raise CxrtlError(f"--per-class must be a positive integer, got {args.per_class}")
+    return {
+        "dataset_source": args.dataset_source,
+        "sources": sources,
+        "recipe": args.recipe or ("recommended" if args.demo else "paper"),
+        "image_size": image_size,
+        # 0 leaves the recipe's value; the demo's are small enough for two CPU cores.
+        "epochs": _positive("--epochs", args.epochs, 3 if args.demo else 0),
+        "batch_size": _positive("--batch-size", args.batch_size, 16 if args.demo else 0),
+        "learning_rate": _positive("--lr", args.lr, 3e-4 if args.demo else 0.0),
+        "seed": args.seed,
+        "force": args.force,
+        "promotion_metric": args.promotion_metric,
+        "promotion_margin": args.promotion_margin,
+    }
+
+
 def _run(args: argparse.Namespace) -> None:
     from kfp import local
 
     from cxrtl.retrain import last_success
     from cxrtl.store import open_store
-    from cxrtl.weights import get_source
 
-    if not args.demo and not args.dataset_source:
-        raise CxrtlError("--dataset-source is required without --demo ('kaggle', a .zip or a folder)")
-    sources = args.sources or list(SOURCE_NAMES)
-    for name in sources:
-        get_source(name)
-    image_size = args.image_size or (64 if args.demo else 224)
-    if image_size < 32:
-        raise CxrtlError(f"--image-size must be at least 32, got {image_size}")
-    # 0 leaves the recipe's value; the demo's are small enough for two CPU cores.
-    epochs = _positive("--epochs", args.epochs, 3 if args.demo else 0)
-    batch_size = _positive("--batch-size", args.batch_size, 16 if args.demo else 0)
-    learning_rate = _positive("--lr", args.lr, 3e-4 if args.demo else 0.0)
-    if args.per_class < 1:
-        raise CxrtlError(f"--per-class must be a positive integer, got {args.per_class}")
+    arguments = _local_arguments(args)
     out = (args.output or Path("runs") / time.strftime(f"{'demo' if args.demo else 'local'}-%Y%m%d-%H%M%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    store_url = args.store or str(out / "store")
-    store = open_store(store_url)
-    dataset_source = args.dataset_source
-    if args.demo:
-        dataset_source = dataset_source or str(_demo_inputs(out, store, sources, args.per_class, args.seed))
+    arguments["store"] = args.store or str(out / "store")
+    store = open_store(arguments["store"])
+    if args.demo and not arguments["dataset_source"]:
+        demo_zip = _demo_inputs(out, store, arguments["sources"], args.per_class, args.seed)
+        arguments["dataset_source"] = str(demo_zip)
 
     # kfp.local runs two tasks at once: one thread each keeps them from fighting over the cores.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "pipeline-root"))
     before = last_success(store)
-    # Retries exist for pre-empted cluster nodes; locally they would only repeat a failure after a back-off.
-    build_pipeline(ClusterOptions(retries=0))(
-        dataset_source=dataset_source,
-        store=store_url,
-        sources=sources,
-        recipe=args.recipe or ("recommended" if args.demo else "paper"),
-        image_size=image_size,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=args.seed,
-        force=args.force,
-        promotion_metric=args.promotion_metric,
-        promotion_margin=args.promotion_margin,
-    )
+    original_print = builtins.print
+    try:
+        # Retries exist for pre-empted cluster nodes; locally they would only repeat a failure after a back-off.
+        build_pipeline(ClusterOptions(retries=0))(**arguments)
+    except RuntimeError as exc:  # kfp.local's "a task failed"; that task's log above says why
+        raise CxrtlError(f"local run failed: {_ANSI.sub('', str(exc))}") from None
+    finally:
+        # kfp.local indents task logs by swapping builtins.print from several threads and can leave it swapped.
+        builtins.print = original_print
     after = last_success(store)
     if after is None or after == before:
         print(f"Nothing changed since run {before['run_id'] if before else '?'}: no retraining (--force retrains).")
     else:
         print(store.get_bytes(f"reports/{after['run_id']}/report.txt").decode())
-    print(f"\nOutputs: {out} (store: {store_url})")
+    print(f"\nOutputs: {out} (store: {arguments['store']})")
 
 
 def _positive(option: str, value: float | None, default: float) -> float:

@@ -43,11 +43,17 @@ class ChangeCheck:
 
 
 def check_for_changes(store: Store, fingerprint: dict[str, Any], run_id: str, force: bool = False) -> ChangeCheck:
-    """Compare with the last successful run; the fingerprint waits under ``state/runs/`` until this run succeeds."""
-    store.put_json(_pending_key(run_id), fingerprint)
+    """Compare with the last successful run. A run that goes on to train leaves its fingerprint under
+    ``state/runs/`` for :func:`record_success` to adopt when it finishes."""
+    check = _compare(last_success(store), fingerprint, force)
+    if check.changed:
+        store.put_json(_pending_key(run_id), fingerprint)
+    return check
+
+
+def _compare(last: dict[str, Any] | None, fingerprint: dict[str, Any], force: bool) -> ChangeCheck:
     if force:
         return ChangeCheck(True, "retraining forced")
-    last = last_success(store)
     if last is None:
         return ChangeCheck(True, "no earlier successful run")
     previous = last.get("fingerprint", {})
@@ -62,10 +68,12 @@ def check_for_changes(store: Store, fingerprint: dict[str, Any], run_id: str, fo
 
 
 def record_success(store: Store, run_id: str) -> None:
-    """Make ``run_id``'s fingerprint, saved by :func:`check_for_changes`, the one later runs compare with."""
-    fingerprint = store.get_json(_pending_key(run_id))
+    """Make ``run_id``'s fingerprint, left by :func:`check_for_changes`, the one later runs compare with."""
+    pending = _pending_key(run_id)
+    fingerprint = store.get_json(pending)
     finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     store.put_json(STATE_KEY, {"run_id": run_id, "finished_at": finished, "fingerprint": fingerprint})
+    store.delete(pending)
     logger.info("run %s recorded as the last successful one", run_id)
 
 

@@ -1,0 +1,264 @@
+"""Real local runs of the whole pipeline through kfp.local: `python pipeline.py run --demo ...` as a subprocess.
+
+A subprocess per run, because kfp.local keeps its configuration in module globals and `run` sets
+OMP_NUM_THREADS; each run costs a few seconds of start-up on top of its tasks, nothing next to training.
+
+One demo run trains two sources (60 images per class, 3 epochs: the smallest set-up found that learns the
+demo data well past 0.9 test accuracy; at 12 per class the test split is 5 images and 2 epochs do not learn).
+It is then rerun on the same store: unchanged, it must end early; with --force, it must retrain.
+Each rerun test reads the store's state when it starts, so they pass in either order.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cxrtl.metrics import METRIC_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = ("imagenet", "moco-v2")
+DEMO = ["--demo", "--sources", ",".join(SOURCES), "--per-class", "60", "--epochs", "3"]
+NOTHING_CHANGED = "Nothing changed"
+KFP_LOG_LINE = re.compile(r"\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - ")  # kfp.local's own log lines: "19:42:40.199 - INFO - ..."
+# A guard against a hung run, not a speed check: a run takes 1-2 minutes on 2 cores.
+_RUN_LIMIT_S = 1200
+
+
+@dataclass
+class Run:
+    out: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def store(self) -> Path:
+        return self.out / "store"
+
+    def pipeline_run(self) -> Path:
+        """The one pipeline run folder under the run's pipeline root."""
+        (folder,) = (self.out / "pipeline-root").iterdir()
+        return folder
+
+    def check(self) -> Run:
+        assert self.returncode == 0, f"exit {self.returncode}\n{self.stdout[-3000:]}\n{self.stderr[-3000:]}"
+        return self
+
+
+def run_pipeline(out: Path, *args: str, env: dict[str, str] | None = None) -> Run:
+    done = subprocess.run(
+        [sys.executable, "pipeline.py", "run", *args, "--output", str(out)],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=_RUN_LIMIT_S,
+    )
+    return Run(out, done.returncode, done.stdout, done.stderr)
+
+
+def last_success(store: Path) -> dict:
+    return json.loads((store / "state" / "last-success.json").read_text())
+
+
+def model_runs(store: Path, source: str) -> set[str]:
+    return {p.name for p in (store / "models" / source).iterdir()}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return run_pipeline(tmp_path_factory.mktemp("demo") / "out", *DEMO).check()
+
+
+@pytest.fixture(scope="module")
+def run_id(demo_run: Run) -> str:
+    return last_success(demo_run.store)["run_id"]
+
+
+# --- the first run --------------------------------------------------------------------------------------
+
+
+def _printed_report(stdout: str) -> list[str]:
+    """What `run` prints after kfp.local's last log line (the task logs before it hold the report too)."""
+    lines = stdout.splitlines()
+    last_log = max(i for i, line in enumerate(lines) if KFP_LOG_LINE.match(line))
+    return lines[last_log + 1 :]
+
+
+def test_demo_run_prints_the_comparison_of_both_sources(demo_run: Run):
+    lines = [line.strip() for line in _printed_report(demo_run.stdout)]
+    (header,) = [line for line in lines if line.startswith("source ")]
+    assert header.split()[1 : 1 + len(METRIC_NAMES)] == list(METRIC_NAMES)
+    assert list(METRIC_NAMES) == ["accuracy", "precision", "sensitivity", "specificity", "f1", "roc_auc"]
+    for source in SOURCES:
+        (row,) = [line for line in lines if line.startswith(f"{source} ")]
+        values = row.split()[1 : 1 + len(METRIC_NAMES)]
+        assert all(re.fullmatch(r"[01]\.\d{4}", v) for v in values), row
+    assert any(line.endswith("<- best") for line in lines)
+    assert any("STAND-IN" in line for line in lines)
+    assert any(re.match(r"Promotion: .* promoted to champion: there was no champion", line) for line in lines)
+    assert f"Outputs: {demo_run.out} (store: {demo_run.store})" in lines
+    assert NOTHING_CHANGED not in demo_run.stdout
+
+
+def test_the_printed_report_is_the_stored_report_verbatim(demo_run: Run, run_id: str):
+    """kfp.local indents print() while a task runs by swapping builtins.print, from several threads at once;
+    the swaps can interleave and leave print indented after the run, which shifts the header off its columns.
+    """
+    stored = (demo_run.store / "reports" / run_id / "report.txt").read_text()
+    assert "\n".join(_printed_report(demo_run.stdout)).startswith(stored)
+
+
+def test_demo_run_fills_the_store(demo_run: Run, run_id: str):
+    store = demo_run.store
+    for source in SOURCES:
+        assert (store / "models" / source / run_id / "model.pt").is_file()
+        # Only the newest epoch's checkpoint is kept: it is all a resumed task needs.
+        checkpoints = [p.name for p in (store / "runs" / run_id / source / "checkpoints").glob("*.pt")]
+        assert checkpoints == ["epoch-003.pt"]
+        assert len(list((store / "weights" / source).glob("*.pth"))) == 1
+    for name in ("report.md", "report.html", "report.txt", "results.csv"):
+        assert (store / "reports" / run_id / name).is_file()
+    assert "<table>" in (store / "reports" / run_id / "report.html").read_text()
+    assert (store / "datasets" / "covid19-radiography-database").is_dir()
+    card = json.loads((store / "champion" / "card.json").read_text())
+    assert card["run_id"] == run_id
+    assert card["dataset"]["version"] == last_success(store)["fingerprint"]["dataset_version"]
+    assert set(card["metrics"]) == set(METRIC_NAMES)
+    assert last_success(store)["fingerprint"]["settings"]["sources"] == list(SOURCES)
+
+
+def test_demo_models_learn_the_demo_data(demo_run: Run, run_id: str):
+    with open(demo_run.store / "reports" / run_id / "results.csv", newline="") as f:
+        rows = {row["source"]: row for row in csv.DictReader(f)}
+    assert set(rows) == set(SOURCES)
+    for source, row in rows.items():
+        assert float(row["accuracy"]) >= 0.9, (source, row)
+        assert int(row["n"]) >= 20, row  # enough test images for 0.9 to mean something
+        assert row["stand_in"] == "True"
+
+
+def test_demo_run_keeps_each_tasks_outputs_in_the_pipeline_root(demo_run: Run):
+    root = demo_run.pipeline_run()
+    assert (root / "ingest" / "raw").is_dir()
+    assert (root / "check-changes" / "executor_output.json").is_file()
+    assert (root / "preprocess" / "data" / "images.npy").is_file()
+    models = sorted(root.glob("*/train/model/model.pt"))
+    results = sorted(root.glob("*/evaluate/results/predictions.csv"))
+    assert len(models) == len(results) == len(SOURCES)
+    assert (root / "promote" / "executor_output.json").is_file()
+    for name in ("table", "html", "markdown"):
+        assert (root / "report" / name).exists(), name
+
+
+# --- reruns on the same store ---------------------------------------------------------------------------
+
+
+def test_rerun_with_nothing_changed_ends_early(demo_run: Run, tmp_path: Path):
+    before = last_success(demo_run.store)
+    models_before = {source: model_runs(demo_run.store, source) for source in SOURCES}
+    again = run_pipeline(tmp_path / "again", *DEMO, "--store", str(demo_run.store)).check()
+    assert NOTHING_CHANGED in again.stdout
+    assert f"since run {before['run_id']}" in again.stdout
+    tasks = {p.name for p in again.pipeline_run().iterdir()}
+    assert {"ingest", "check-changes"} <= tasks
+    assert not list(again.pipeline_run().glob("**/train")), tasks
+    assert "preprocess" not in tasks and "report" not in tasks
+    assert last_success(demo_run.store) == before
+    assert {source: model_runs(demo_run.store, source) for source in SOURCES} == models_before
+
+
+def test_force_retrains_although_nothing_changed(demo_run: Run, tmp_path: Path):
+    before = last_success(demo_run.store)["run_id"]
+    forced = run_pipeline(tmp_path / "forced", *DEMO, "--store", str(demo_run.store), "--force").check()
+    assert NOTHING_CHANGED not in forced.stdout
+    assert re.search(r"^Promotion: ", forced.stdout, re.M)
+    new_id = last_success(demo_run.store)["run_id"]
+    assert new_id != before
+    assert len(list(forced.pipeline_run().glob("*/train/model/model.pt"))) == len(SOURCES)
+    for source in SOURCES:
+        assert {before, new_id} <= model_runs(demo_run.store, source)
+        assert (demo_run.store / "runs" / new_id / source / "checkpoints" / "epoch-003.pt").is_file()
+    assert (demo_run.store / "reports" / new_id / "report.txt").is_file()
+
+
+# --- a run against S3 -----------------------------------------------------------------------------------
+
+
+def test_demo_run_against_s3_puts_everything_in_the_bucket(s3_server, tmp_path: Path):
+    bucket = s3_server.make_bucket()
+    args = ["--demo", "--sources", "imagenet", "--per-class", "12", "--epochs", "2", "--store", f"s3://{bucket}"]
+    s3_run = run_pipeline(tmp_path / "out", *args, env=s3_server.env()).check()
+    assert "imagenet" in s3_run.stdout and f"store: s3://{bucket}" in s3_run.stdout
+    assert not (s3_run.out / "store").exists()
+
+    keys = [o.object_name for o in s3_server.client().list_objects(bucket, recursive=True)]
+
+    def matching(pattern: str) -> list[str]:
+        return [k for k in keys if re.fullmatch(pattern, k)]
+
+    assert matching(r"weights/imagenet/[0-9a-f]{64}\.pth")
+    assert matching(r"datasets/covid19-radiography-database/.+")
+    assert matching(r"runs/[^/]+/imagenet/checkpoints/epoch-002\.pt")
+    assert matching(r"models/imagenet/[^/]+/model\.pt")
+    assert matching(r"reports/[^/]+/report\.html")
+    assert "champion/card.json" in keys
+    assert "state/last-success.json" in keys
+
+    # The same run again reads the last success from the bucket and ends early.
+    again = run_pipeline(tmp_path / "again", *args, env=s3_server.env()).check()
+    assert NOTHING_CHANGED in again.stdout
+    assert not list(again.pipeline_run().glob("**/train"))
+
+    secret = s3_server.secret_key
+    for run in (s3_run, again):
+        assert secret not in run.stdout and secret not in run.stderr
+        for path in run.out.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+
+
+# --- bad input that only the run can see --------------------------------------------------------------------
+
+
+def _assert_one_error_line(run: Run, *names: str) -> None:
+    assert run.returncode == 2, f"exit {run.returncode}\n{run.stderr[-3000:]}"
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("pipeline.py: error: "), errors
+    for name in names:
+        assert name in errors[0]
+
+
+def test_a_source_given_twice_is_refused_before_anything_runs(tmp_path: Path):
+    """Two train tasks for one source would share its checkpoint and model keys; the report refuses it only
+    after training and promotion."""
+    run = run_pipeline(
+        tmp_path / "out", "--demo", "--sources", "imagenet,moco-v2,imagenet", "--per-class", "12", "--epochs", "1"
+    )
+    _assert_one_error_line(run, "imagenet")
+    assert not run.out.exists()
+
+
+def test_a_missing_dataset_folder_is_one_error_line(tmp_path: Path):
+    missing = tmp_path / "no-such-dataset"
+    run = run_pipeline(tmp_path / "out", "--dataset-source", str(missing), "--sources", "imagenet")
+    _assert_one_error_line(run, str(missing))
+
+
+def test_a_zip_without_the_kaggle_layout_is_one_error_line(tmp_path: Path):
+    archive = tmp_path / "wrong.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("something/else.txt", "not the dataset")
+    run = run_pipeline(tmp_path / "out", "--dataset-source", str(archive), "--sources", "imagenet")
+    _assert_one_error_line(run)

@@ -1,0 +1,378 @@
+"""The compiled pipeline, loaded back with kfp: DAG shape, GPUs, retries, caching, Kubernetes settings; CLI errors.
+
+Compiling takes well under a second, so each test compiles what it needs instead of sharing files.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp import components
+
+import pipeline
+from components.images import image
+from cxrtl.weights import SOURCE_NAMES
+from pipeline import ClusterOptions
+
+REPO = Path(__file__).resolve().parents[1]
+CONTAINER_TASKS = ("ingest", "check-changes", "preprocess", "train", "evaluate", "promote", "report")
+# Set in the environment while compiling: none may reach the compiled YAML.
+MARKERS = {
+    "MINIO_ACCESS_KEY": "access-marker-7d1f",
+    "MINIO_SECRET_KEY": "secret-marker-93ab",
+    "KAGGLE_USERNAME": "kaggle-user-marker-51c2",
+    "KAGGLE_KEY": "kaggle-key-marker-e07a",
+}
+
+
+class Spec:
+    """A compiled package as kfp loads it: the pipeline spec and the Kubernetes platform spec, as plain dicts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.text = path.read_text()
+        component = components.load_component_from_file(str(path))
+        self.pipeline = json_format.MessageToDict(component.pipeline_spec)
+        self.kubernetes = json_format.MessageToDict(component.platform_spec)["platforms"]["kubernetes"]
+        self.tasks: dict[str, dict[str, Any]] = {}  # every task of every DAG, by name
+        self.parent: dict[str, str] = {}  # task name -> "root" or the name of the component whose DAG holds it
+        for owner, dag in [("root", self.pipeline["root"]["dag"])] + [
+            (name, c["dag"]) for name, c in self.pipeline["components"].items() if "dag" in c
+        ]:
+            for name, task in dag["tasks"].items():
+                assert name not in self.tasks, f"task name {name} used twice"
+                self.tasks[name] = task
+                self.parent[name] = owner
+
+    def executor(self, task: str) -> dict[str, Any]:
+        component = self.pipeline["components"][self.tasks[task]["componentRef"]["name"]]
+        return self.pipeline["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+
+    def platform(self, task: str) -> dict[str, Any]:
+        label = self.pipeline["components"][self.tasks[task]["componentRef"]["name"]]["executorLabel"]
+        return self.kubernetes["deploymentSpec"]["executors"].get(label, {})
+
+    def owner(self, task: str) -> dict[str, Any]:
+        """The task (a condition or a loop) whose sub-DAG holds ``task``."""
+        (owner,) = [t for t in self.tasks.values() if t["componentRef"]["name"] == self.parent[task]]
+        return owner
+
+    def loop(self) -> tuple[str, dict[str, Any]]:
+        loops = [(name, t) for name, t in self.tasks.items() if "parameterIterator" in t]
+        assert len(loops) == 1, loops
+        return loops[0]
+
+
+@pytest.fixture
+def no_credentials_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in MARKERS.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def default_spec(tmp_path: Path, no_credentials_in_env: None) -> Spec:
+    return Spec(pipeline.compile_pipeline(tmp_path / "cxrtl.yaml", ClusterOptions()))
+
+
+def _compile_cli(tmp_path: Path, *options: str) -> Spec:
+    out = tmp_path / "cli.yaml"
+    done = subprocess.run(
+        [sys.executable, "pipeline.py", "compile", "-o", str(out), *options],
+        cwd=REPO,
+        env={**os.environ, **MARKERS},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(out)
+    return Spec(out)
+
+
+def _secret_env(platform: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["secretName"]: s for s in platform.get("secretAsEnv", [])}
+
+
+def _key_to_env(entry: dict[str, Any], key_field: str) -> dict[str, str]:
+    return {k[key_field]: k["envVar"] for k in entry["keyToEnv"]}
+
+
+# --- DAG shape -------------------------------------------------------------------------------------
+
+
+def test_sources_parameter_defaults_to_all_ten_and_drives_the_parallel_for(default_spec: Spec):
+    sources = default_spec.pipeline["root"]["inputDefinitions"]["parameters"]["sources"]
+    assert sources["parameterType"] == "LIST"
+    assert sources["defaultValue"] == list(SOURCE_NAMES) and len(sources["defaultValue"]) == 10
+
+    loop_name, loop = default_spec.loop()
+    assert loop["taskInfo"]["name"] == "weight-sources"
+    channel = loop["parameterIterator"]["items"]["inputParameter"]
+    # The loop's items come, through the condition's channel, from the pipeline parameter `sources`.
+    condition = default_spec.owner(loop_name)
+    assert condition["inputs"]["parameters"][channel] == {"componentInputParameter": "sources"}
+    # Each iteration trains one source: train's `source` input is the loop item.
+    train = default_spec.tasks["train"]
+    assert default_spec.parent["train"] == loop["componentRef"]["name"]
+    assert train["inputs"]["parameters"]["source"] == {
+        "componentInputParameter": loop["parameterIterator"]["itemInput"]
+    }
+    assert default_spec.parent["evaluate"] == loop["componentRef"]["name"]
+
+
+def test_default_parallelism_is_unlimited_and_the_option_sets_the_limit(default_spec: Spec, tmp_path: Path):
+    assert default_spec.loop()[1].get("iteratorPolicy", {}).get("parallelismLimit", 0) == 0
+    limited = Spec(pipeline.compile_pipeline(tmp_path / "p3.yaml", ClusterOptions(parallelism=3)))
+    assert limited.loop()[1]["iteratorPolicy"]["parallelismLimit"] == 3
+
+
+def test_retraining_branch_is_conditional_on_check_changes(default_spec: Spec):
+    root = {name for name, parent in default_spec.parent.items() if parent == "root"}
+    conditions = [name for name in root if "triggerPolicy" in default_spec.tasks[name]]
+    assert len(conditions) == 1
+    condition = default_spec.tasks[conditions[0]]
+    assert root == {"ingest", "check-changes", conditions[0]}
+    assert condition["taskInfo"]["name"] == "retrain"
+    channel = "pipelinechannel--check-changes-Output"
+    assert condition["inputs"]["parameters"][channel] == {
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "check-changes"}
+    }
+    assert condition["triggerPolicy"]["condition"] == f"inputs.parameter_values['{channel}'] == true"
+    branch = condition["componentRef"]["name"]
+    assert {default_spec.parent[t] for t in ("preprocess", "promote", "report")} == {branch}
+    check = default_spec.pipeline["components"][default_spec.tasks["check-changes"]["componentRef"]["name"]]
+    assert check["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "BOOLEAN"
+
+
+def test_report_and_promote_collect_every_evaluation(default_spec: Spec):
+    loop_name, loop = default_spec.loop()
+    outputs = default_spec.pipeline["components"][loop["componentRef"]["name"]]["dag"]["outputs"]["artifacts"]
+    (collected,) = outputs.values()
+    assert collected["artifactSelectors"] == [{"outputArtifactKey": "results", "producerSubtask": "evaluate"}]
+    for task in ("promote", "report"):
+        results = default_spec.tasks[task]["inputs"]["artifacts"]["results"]["taskOutputArtifact"]
+        assert results["producerTask"] == loop_name
+
+
+# --- resources, retries, caching, images ------------------------------------------------------------
+
+
+def test_train_asks_for_one_gpu_and_its_cpu_and_memory(default_spec: Spec):
+    resources = default_spec.executor("train")["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert resources["accelerator"]["resourceCount"] == "1"
+    assert resources["resourceCpuRequest"] == "4" and resources["resourceMemoryRequest"] == "24Gi"
+
+
+def test_only_train_gets_a_gpu_and_every_step_has_requests(default_spec: Spec):
+    for task in CONTAINER_TASKS:
+        resources = default_spec.executor(task)["resources"]
+        assert resources["resourceCpuRequest"] and resources["resourceMemoryRequest"], task
+        if task != "train":
+            assert "accelerator" not in resources, task
+            assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("2", "8Gi"), task
+
+
+def test_gpu_resource_and_requests_follow_the_options(tmp_path: Path):
+    options = ClusterOptions(gpu_resource="amd.com/gpu", train_cpu="7", train_memory="30Gi", step_memory="3Gi")
+    spec = Spec(pipeline.compile_pipeline(tmp_path / "amd.yaml", options))
+    resources = spec.executor("train")["resources"]
+    assert resources["accelerator"]["resourceType"] == "amd.com/gpu"
+    assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("7", "30Gi")
+    assert spec.executor("ingest")["resources"]["resourceMemoryRequest"] == "3Gi"
+
+
+def test_every_step_retries_and_train_backs_off_longer(default_spec: Spec, tmp_path: Path):
+    for task in CONTAINER_TASKS:
+        assert default_spec.tasks[task]["retryPolicy"]["maxRetryCount"] == 3, task
+    assert default_spec.tasks["train"]["retryPolicy"]["backoffDuration"] == "60s"
+    assert default_spec.tasks["ingest"]["retryPolicy"]["backoffDuration"] == "30s"
+    once = Spec(pipeline.compile_pipeline(tmp_path / "r1.yaml", ClusterOptions(retries=1)))
+    assert {once.tasks[t]["retryPolicy"]["maxRetryCount"] for t in CONTAINER_TASKS} == {1}
+
+
+def test_caching_on_for_preprocess_off_for_training_and_the_run_bookkeeping(default_spec: Spec):
+    def cached(task: str) -> bool:
+        return default_spec.tasks[task].get("cachingOptions", {}).get("enableCache", False)
+
+    assert cached("preprocess")
+    for task in ("train", "ingest", "check-changes", "promote", "report"):
+        assert not cached(task), task
+
+
+def test_train_runs_in_the_train_image_and_the_rest_in_the_cpu_image(default_spec: Spec):
+    assert default_spec.executor("train")["image"] == image("cxrtl-train")
+    for task in set(CONTAINER_TASKS) - {"train"}:
+        assert default_spec.executor(task)["image"] == image("cxrtl-cpu"), task
+
+
+# --- Kubernetes platform spec -----------------------------------------------------------------------
+
+
+def test_platform_spec_is_the_second_yaml_document(default_spec: Spec):
+    documents = list(yaml.safe_load_all(default_spec.text))
+    assert len(documents) == 2
+    assert documents[1]["platforms"]["kubernetes"] == default_spec.kubernetes
+
+
+def test_every_step_gets_the_store_from_the_secret_and_config_map(default_spec: Spec):
+    for task in CONTAINER_TASKS:
+        platform = default_spec.platform(task)
+        minio = _secret_env(platform)["cxrtl-minio"]
+        assert _key_to_env(minio, "secretKey") == {
+            "MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY",
+            "MINIO_SECRET_KEY": "MINIO_SECRET_KEY",
+        }, task
+        assert not minio["optional"], task
+        (config,) = platform["configMapAsEnv"]
+        assert config["configMapName"] == "cxrtl-config", task
+        assert set(_key_to_env(config, "configMapKey")) == {"MINIO_ENDPOINT", "MINIO_SECURE"}, task
+
+
+def test_only_ingest_gets_the_optional_kaggle_secret(default_spec: Spec):
+    kaggle = _secret_env(default_spec.platform("ingest"))["cxrtl-kaggle"]
+    assert kaggle["optional"] is True
+    assert _key_to_env(kaggle, "secretKey") == {"KAGGLE_USERNAME": "KAGGLE_USERNAME", "KAGGLE_KEY": "KAGGLE_KEY"}
+    for task in set(CONTAINER_TASKS) - {"ingest"}:
+        assert "cxrtl-kaggle" not in _secret_env(default_spec.platform(task)), task
+
+
+def test_train_tolerates_the_gpu_taint_and_gets_a_memory_backed_shm(default_spec: Spec):
+    train = default_spec.platform("train")
+    assert train["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert train["emptyDirMounts"] == [
+        {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": "8Gi"}
+    ]
+    assert "nodeSelector" not in train  # none unless asked for
+    for task in set(CONTAINER_TASKS) - {"train"}:
+        platform = default_spec.platform(task)
+        assert not {"tolerations", "nodeSelector", "emptyDirMounts"} & set(platform), task
+
+
+def test_cluster_options_set_node_selector_tolerations_and_names(tmp_path: Path):
+    options = ClusterOptions(
+        gpu_node_selector={"cloud.google.com/gke-accelerator": "nvidia-l4"},
+        gpu_tolerations=[{"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoExecute"}],
+        minio_secret="my-minio",
+        kaggle_secret="my-kaggle",
+        config_map="my-config",
+        shm_size="2Gi",
+    )
+    spec = Spec(pipeline.compile_pipeline(tmp_path / "custom.yaml", options))
+    train = spec.platform("train")
+    assert train["nodeSelector"] == {"labels": {"cloud.google.com/gke-accelerator": "nvidia-l4"}}
+    assert train["tolerations"] == [{"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoExecute"}]
+    assert train["emptyDirMounts"][0]["sizeLimit"] == "2Gi"
+    assert set(_secret_env(train)) == {"my-minio"}
+    assert train["configMapAsEnv"][0]["configMapName"] == "my-config"
+    assert set(_secret_env(spec.platform("ingest"))) == {"my-minio", "my-kaggle"}
+
+
+def test_cli_compile_writes_the_same_pipeline_with_the_cluster_options(tmp_path: Path):
+    spec = _compile_cli(
+        tmp_path,
+        "--gpu-node-selector",
+        "cloud.google.com/gke-accelerator=nvidia-l4",
+        "--gpu-node-selector",
+        "pool=gpu",
+        "--gpu-toleration",
+        "key=value:NoExecute",
+        "--gpu-toleration",
+        "nvidia.com/gpu:NoSchedule",
+        "--parallelism",
+        "2",
+        "--minio-secret",
+        "other-minio",
+    )
+    train = spec.platform("train")
+    assert train["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4", "pool": "gpu"}
+    assert train["tolerations"] == [
+        {"key": "key", "operator": "Equal", "value": "value", "effect": "NoExecute"},
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+    ]
+    assert spec.loop()[1]["iteratorPolicy"]["parallelismLimit"] == 2
+    assert "other-minio" in _secret_env(train)
+    assert spec.executor("train")["resources"]["accelerator"]["resourceCount"] == "1"
+
+
+def test_cli_compile_defaults_match_the_library_defaults(tmp_path: Path, default_spec: Spec):
+    cli = _compile_cli(tmp_path)
+    assert cli.pipeline["root"] == default_spec.pipeline["root"]
+    assert cli.kubernetes == default_spec.kubernetes
+    assert cli.pipeline["deploymentSpec"] == default_spec.pipeline["deploymentSpec"]
+
+
+def test_no_credential_from_the_environment_reaches_the_compiled_yaml(default_spec: Spec, tmp_path: Path):
+    cli = _compile_cli(tmp_path, "--gpu-toleration", "key=value:NoExecute")
+    for text in (default_spec.text, cli.text):
+        for name, marker in MARKERS.items():
+            assert marker not in text, name
+
+
+# --- CLI errors -------------------------------------------------------------------------------------
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("pipeline.py: error: ")
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--demo", "--sources", "imagenet,not-a-source"], ["not-a-source"]),
+        (["--demo", "--image-size", "16"], ["--image-size", "16"]),
+        (["--demo", "--epochs", "0"], ["--epochs"]),
+        (["--demo", "--epochs", "-3"], ["--epochs"]),
+        (["--demo", "--batch-size", "0"], ["--batch-size"]),
+        (["--demo", "--per-class", "0"], ["--per-class"]),
+        (["--sources", "imagenet"], ["--dataset-source"]),
+    ],
+)
+def test_run_rejects_bad_input_with_one_line_before_writing_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], names: list[str]
+):
+    out = tmp_path / "out"
+    assert pipeline.main(["run", *args, "--output", str(out)]) == 2
+    line = _one_error_line(capsys)
+    for name in names:
+        assert name in line
+    assert not out.exists()
+
+
+def test_compile_rejects_negative_parallelism_and_retries(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    for option in ("--parallelism", "--retries"):
+        out = tmp_path / "x.yaml"
+        assert pipeline.main(["compile", "-o", str(out), option, "-1"]) == 2
+        assert option in _one_error_line(capsys)
+        assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--gpu-toleration", "bad"),
+        ("--gpu-toleration", "key=value:Sometimes"),
+        ("--gpu-node-selector", "no-equals-sign"),
+        ("--gpu-node-selector", "=value"),
+    ],
+)
+def test_compile_rejects_malformed_cluster_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+):
+    out = tmp_path / "x.yaml"
+    with pytest.raises(SystemExit) as info:
+        pipeline.main(["compile", "-o", str(out), option, value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {option}" in err
+    assert not out.exists()
