@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from cxrtl import __version__
-from cxrtl.checkpoints import CheckpointStore
+from cxrtl.checkpoints import CheckpointStore, get_payload
 from cxrtl.data import SPLITS, PreparedData
 from cxrtl.engine import predict, recalibrate_batchnorm, resolve_device, train_one_epoch
 from cxrtl.errors import CxrtlError
@@ -123,7 +123,11 @@ def train(
     criterion = nn.CrossEntropyLoss(weight=class_weights).to(device)
 
     checkpoints = CheckpointStore(store, run_id, source, keep=config.keep_checkpoints)
-    identity = {"source": source, "weights_sha256": weights.sha256, "recipe": config.recipe}
+    # What a resumed run must share with its checkpoint; more epochs, another device may differ.
+    settings = {
+        k: v for k, v in dataclasses.asdict(config).items() if k not in ("epochs", "device", "keep_checkpoints")
+    }
+    identity = {"source": source, "weights_sha256": weights.sha256, "recipe": config.recipe, "settings": settings}
     history: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_accuracy", "select_accuracy")}
     best = {"epoch": 0, "accuracy": -1.0}
     best_state: dict[str, torch.Tensor] | None = None
@@ -134,7 +138,7 @@ def train(
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         history, best = resumed["history"], resumed["best"]
-        best_state = checkpoints.best()["model"]
+        best_state = _best_state(checkpoints, store, resumed["best"]["epoch"], source, run_id)
         start_epoch = resumed["epoch"] + 1
         logger.info("%s: resuming run %s from the checkpoint of epoch %d", source, run_id, resumed["epoch"])
 
@@ -162,7 +166,7 @@ def train(
         if accuracy > best["accuracy"]:
             best = {"epoch": epoch, "accuracy": accuracy}
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            checkpoints.save_best({**identity, "epoch": epoch, "model": best_state})
+            checkpoints.save_best(epoch, {**identity, "epoch": epoch, "model": best_state})
         checkpoints.save(epoch, {
             **identity,
             "epoch": epoch,
@@ -223,6 +227,16 @@ def load_model(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), saved["metadata"]
 
 
+def _best_state(
+    checkpoints: CheckpointStore, store: Store, epoch: int, source: str, run_id: str
+) -> dict[str, torch.Tensor]:
+    saved = checkpoints.best(epoch)
+    if saved is not None:
+        return saved["model"]
+    # A finished run dropped its best-so-far copy: the final model is that same state.
+    return get_payload(store, f"models/{source}/{run_id}/{MODEL_FILE}")["state_dict"]
+
+
 def _class_weights(labels: np.ndarray) -> torch.Tensor:
     counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
     return torch.tensor(len(labels) / (NUM_CLASSES * np.maximum(counts, 1)), dtype=torch.float32)
@@ -230,8 +244,11 @@ def _class_weights(labels: np.ndarray) -> torch.Tensor:
 
 def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], run_id: str) -> None:
     for key, value in identity.items():
-        if checkpoint.get(key) != value:
-            raise CxrtlError(
-                f"run {run_id}: its checkpoint was made with {key}={checkpoint.get(key)!r}, not {value!r}; "
-                "start a new run id instead of resuming this one"
-            )
+        theirs = checkpoint.get(key)
+        if theirs == value:
+            continue
+        if isinstance(value, dict) and isinstance(theirs, dict):
+            made = ", ".join(f"{k}={theirs.get(k)!r}, not {v!r}" for k, v in value.items() if theirs.get(k) != v)
+        else:
+            made = f"{key}={theirs!r}, not {value!r}"
+        raise CxrtlError(f"run {run_id}: its checkpoint was made with {made}; start a new run id instead")
