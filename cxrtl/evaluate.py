@@ -14,7 +14,7 @@ import numpy as np
 from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData
 from cxrtl.engine import predict, resolve_device
 from cxrtl.errors import CxrtlError
-from cxrtl.metrics import binary_metrics, roc_points
+from cxrtl.metrics import binary_metrics, json_safe, restore_nan, roc_points
 from cxrtl.store import Store
 from cxrtl.train import load_model
 
@@ -68,7 +68,7 @@ def evaluate(
     roc = roc_points(y_true, p_covid)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / METRICS_FILE).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    (out_dir / METRICS_FILE).write_text(json.dumps(json_safe(result), indent=2, sort_keys=True, allow_nan=False) + "\n")
     (out_dir / ROC_FILE).write_text(json.dumps(roc) + "\n")
     _write_predictions(out_dir / PREDICTIONS_FILE, [data.ids[i] for i in test_idx], y_true, p_covid)
     if store is not None and metadata.get("run_id"):
@@ -89,7 +89,7 @@ def load_evaluation(folder: Path) -> Evaluation:
         raise CxrtlError(f"{folder}: no {METRICS_FILE}; is this the output of 'cxrtl evaluate'?")
     roc_path = folder / ROC_FILE
     roc = json.loads(roc_path.read_text()) if roc_path.is_file() else {"fpr": [], "tpr": [], "thresholds": []}
-    return Evaluation(json.loads((folder / METRICS_FILE).read_text()), roc)
+    return Evaluation(restore_nan(json.loads((folder / METRICS_FILE).read_text())), roc)
 
 
 def _write_predictions(path: Path, ids: list[str], y_true: np.ndarray, p_covid: np.ndarray) -> None:

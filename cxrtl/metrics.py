@@ -11,6 +11,26 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 METRIC_NAMES = ("accuracy", "precision", "sensitivity", "specificity", "f1", "roc_auc")
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN (an undefined metric) as None: JSON has no NaN, and strict parsers refuse it."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def restore_nan(result: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`json_safe` for a result of :func:`binary_metrics` read back from JSON."""
+    result["metrics"] = {k: math.nan if v is None else v for k, v in result["metrics"].items()}
+    result["intervals_95"] = {
+        k: [math.nan if x is None else x for x in v] for k, v in result.get("intervals_95", {}).items()
+    }
+    return result
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """The Wilson score interval of a proportion (sound at the 0.99 accuracies the study reports)."""
     if n == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -13,7 +14,7 @@ from typing import Any
 from cxrtl import __version__
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
-from cxrtl.metrics import METRIC_NAMES
+from cxrtl.metrics import METRIC_NAMES, json_safe
 from cxrtl.store import Store
 from cxrtl.train import METADATA_FILE, MODEL_FILE
 
@@ -55,7 +56,8 @@ def promote(
         raise CxrtlError(f"promotion metric must be one of {', '.join(METRIC_NAMES)}, got {metric!r}")
     if not candidates:
         raise CxrtlError("no evaluated models to promote")
-    best = max(candidates, key=lambda ev: ev.metrics[metric])
+    # An undefined metric (NaN, e.g. ROC AUC of a one-class split) ranks last.
+    best = max(candidates, key=lambda ev: -math.inf if math.isnan(ev.metrics[metric]) else ev.metrics[metric])
     model = best.result["model"]
     challenger = {"source": model["source"], "run_id": model["run_id"], "score": best.metrics[metric]}
 
@@ -103,7 +105,7 @@ def _install(store: Store, best: Evaluation, decision: Decision) -> None:
     with tempfile.TemporaryDirectory(prefix="cxrtl-promote-") as tmp:
         for name in (MODEL_FILE, METADATA_FILE):
             store.get_file(f"{prefix}/{name}", Path(tmp) / name)
-        card = model_card(best, decision)
+        card = json_safe(model_card(best, decision))
         # The card goes last: a champion is only complete once its card says so.
         for name in (MODEL_FILE, METADATA_FILE):
             store.put_file(f"{CHAMPION}/{name}", Path(tmp) / name)
@@ -153,7 +155,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     for name, value in card["metrics"].items():
-        lo_hi = intervals.get(name)
-        ci = f"{lo_hi[0]:.3f}-{lo_hi[1]:.3f}" if lo_hi else "-"
-        lines.append(f"| {name} | {value:.4f} | {ci} |")
+        lo_hi = intervals.get(name) or [None]
+        ci = "-" if None in lo_hi else f"{lo_hi[0]:.3f}-{lo_hi[1]:.3f}"
+        lines.append(f"| {name} | {'-' if value is None else f'{value:.4f}'} | {ci} |")
     return "\n".join(lines) + "\n"
