@@ -1,0 +1,219 @@
+"""Evaluation on the test split: metrics by hand, the files it writes, and the models it refuses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxrtl.cli import main
+from cxrtl.data import CLASS_NAMES, PreparedData
+from cxrtl.errors import CxrtlError
+from cxrtl.evaluate import Evaluation, evaluate, load_evaluation
+from cxrtl.ingest import ingest
+from cxrtl.metrics import METRIC_NAMES, binary_metrics, roc_points, wilson_interval
+from cxrtl.preprocess import preprocess
+from cxrtl.report import report_from_folders
+from cxrtl.store import Store, sha256_file
+from cxrtl.train import TrainConfig, train
+
+RUN_ID = "test-evaluate"
+
+
+@dataclass
+class Evaluated:
+    evaluation: Evaluation
+    data_dir: Path
+    model_dir: Path
+    out_dir: Path
+    store: Store
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, stand_in_store, prepared) -> Iterator[Evaluated]:
+    """One epoch of the paper recipe from the imagenet stand-in, evaluated on the paper test split."""
+    root = tmp_path_factory.mktemp("evaluate")
+    config = TrainConfig.from_recipe("paper", epochs=1, batch_size=16, device="cpu")
+    train(prepared["paper"], "imagenet", root / "model", config, stand_in_store, RUN_ID)
+    evaluation = evaluate(prepared["paper"], root / "model", root / "eval", store=stand_in_store, device="cpu")
+    yield Evaluated(evaluation, prepared["paper"], root / "model", root / "eval", stand_in_store)
+    for key in stand_in_store.list(f"runs/{RUN_ID}/") + stand_in_store.list(f"models/imagenet/{RUN_ID}/"):
+        stand_in_store.delete(key)
+    shutil.rmtree(root)
+
+
+# --- metrics against hand-computed values ---------------------------------------------------------
+
+# Four COVID, six Normal. At the 0.5 threshold: tp 3 (0.9, 0.8, 0.5: the threshold counts as COVID), fn 1 (0.3),
+# fp 1 (0.6), tn 5. Of the 24 (COVID, Normal) pairs the COVID image scores higher in 6 + 6 + 5 + 2 = 19.
+Y_TRUE = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+P_COVID = np.array([0.9, 0.8, 0.5, 0.3, 0.6, 0.2, 0.1, 0.4, 0.45, 0.35])
+
+
+def test_binary_metrics_match_hand_computed_values():
+    result = binary_metrics(Y_TRUE, P_COVID)
+    assert result["n"] == 10 and result["threshold"] == 0.5
+    assert result["confusion"] == {"tn": 5, "fp": 1, "fn": 1, "tp": 3}
+    m = result["metrics"]
+    assert set(m) == set(METRIC_NAMES)
+    assert m["accuracy"] == pytest.approx(0.8)
+    assert m["precision"] == pytest.approx(0.75)
+    assert m["sensitivity"] == pytest.approx(0.75)
+    assert m["specificity"] == pytest.approx(5 / 6)
+    assert m["f1"] == pytest.approx(0.75)
+    assert m["roc_auc"] == pytest.approx(19 / 24)
+    intervals = result["intervals_95"]
+    assert intervals["accuracy"] == pytest.approx([0.4902, 0.9433], abs=5e-4)  # Wilson, 8 of 10
+    assert intervals["specificity"] == pytest.approx(list(wilson_interval(5, 6)))
+    assert intervals["sensitivity"] == pytest.approx(list(wilson_interval(3, 4)))
+    json.dumps(result, allow_nan=False)  # what metrics.json holds must be plain JSON
+
+
+def test_wilson_interval_known_values_and_edges():
+    assert wilson_interval(8, 10) == pytest.approx((0.490, 0.943), abs=1e-3)
+    low, high = wilson_interval(10, 10)
+    assert high == 1.0 and low == pytest.approx(0.7225, abs=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_one_class_only_gives_no_auc_and_no_curve():
+    result = binary_metrics(np.zeros(4, dtype=int), np.array([0.1, 0.7, 0.2, 0.3]))
+    assert math.isnan(result["metrics"]["roc_auc"])
+    assert result["metrics"]["sensitivity"] == 0.0 and result["metrics"]["specificity"] == 0.75
+    no_curve = {"fpr": [], "tpr": [], "thresholds": []}
+    assert roc_points(np.zeros(4, dtype=int), np.array([0.1, 0.7, 0.2, 0.3])) == no_curve
+
+
+def test_roc_points_are_finite_and_monotone():
+    roc = roc_points(Y_TRUE, P_COVID)
+    assert len(roc["fpr"]) == len(roc["tpr"]) == len(roc["thresholds"]) >= 3
+    assert all(math.isfinite(t) and 0.0 <= t <= 1.0 for t in roc["thresholds"])
+    assert roc["thresholds"][0] == 1.0  # sklearn's +inf
+    assert roc["fpr"] == sorted(roc["fpr"]) and roc["tpr"] == sorted(roc["tpr"])
+    assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
+
+
+# --- evaluate on a trained model ------------------------------------------------------------------
+
+
+def test_metrics_json_has_every_field(evaluated):
+    assert _same(load_evaluation(evaluated.out_dir).result, evaluated.evaluation.result)
+    result = evaluated.evaluation.result
+    assert set(json.loads((evaluated.out_dir / "metrics.json").read_text())) == {
+        "n", "threshold", "metrics", "intervals_95", "confusion", "model",
+    }
+    data = PreparedData.load(evaluated.data_dir)
+    n_test = len(data.indices("test"))
+    assert result["n"] == n_test == sum(result["confusion"].values())
+    assert set(result["confusion"]) == {"tn", "fp", "fn", "tp"}
+    assert set(result["metrics"]) == set(METRIC_NAMES)
+    assert set(result["intervals_95"]) == {"accuracy", "precision", "sensitivity", "specificity"}
+    for low, high in result["intervals_95"].values():
+        # NaN where the denominator is empty (no image predicted COVID, say); a range otherwise.
+        assert (math.isnan(low) and math.isnan(high)) or 0.0 <= low <= high <= 1.0
+    model = result["model"]
+    assert model["source"] == "imagenet" and model["run_id"] == RUN_ID
+    assert model["weights_stand_in"] is True and model["selection_split"] == "test"
+    assert model["config"]["recipe"] == "paper"
+
+
+def test_predictions_csv_has_one_row_per_test_image_matching_the_metrics(evaluated):
+    data = PreparedData.load(evaluated.data_dir)
+    test = data.indices("test")
+    with open(evaluated.out_dir / "predictions.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["id", "true_label", "predicted_label", "covid_probability"]
+    assert [r["id"] for r in rows] == [data.ids[i] for i in test]
+    assert [r["true_label"] for r in rows] == [CLASS_NAMES[data.labels[i]] for i in test]
+    p = np.array([float(r["covid_probability"]) for r in rows])
+    assert ((p >= 0) & (p <= 1)).all()
+    assert [r["predicted_label"] for r in rows] == ["COVID" if v >= 0.5 else "Normal" for v in p]
+    correct = sum(r["true_label"] == r["predicted_label"] for r in rows)
+    assert evaluated.evaluation.metrics["accuracy"] == pytest.approx(correct / len(rows))
+    tp = sum(r["true_label"] == r["predicted_label"] == "COVID" for r in rows)
+    assert evaluated.evaluation.result["confusion"]["tp"] == tp
+
+
+def test_roc_json_is_finite_and_written_to_the_store(evaluated):
+    roc = json.loads((evaluated.out_dir / "roc.json").read_text())
+    assert roc == evaluated.evaluation.roc
+    assert all(math.isfinite(v) for key in ("fpr", "tpr", "thresholds") for v in roc[key])
+    prefix = f"models/imagenet/{RUN_ID}"
+    for name in ("metrics.json", "predictions.csv", "roc.json"):
+        assert evaluated.store.sha256(f"{prefix}/{name}") == _sha256(evaluated.out_dir / name)
+
+
+def test_evaluation_folder_loads_back_and_feeds_the_report(evaluated, tmp_path):
+    loaded = load_evaluation(evaluated.out_dir)
+    assert _same(loaded.result, evaluated.evaluation.result) and loaded.roc == evaluated.evaluation.roc
+    report = report_from_folders([evaluated.out_dir], tmp_path / "report")
+    assert report.best.source == "imagenet" and report.best.stand_in
+    assert any("STAND-IN" in note and "imagenet" in note for note in report.notes)
+
+
+def test_cli_evaluate_prints_the_metrics(evaluated, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--data", str(evaluated.data_dir), "--model", str(evaluated.model_dir),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert f"accuracy {evaluated.evaluation.metrics['accuracy']:.4f}" in printed
+    assert json.loads((out / "metrics.json").read_text())["metrics"] == evaluated.evaluation.metrics
+
+
+def test_a_model_trained_at_another_image_size_is_refused(evaluated, demo_zip, tmp_path):
+    ingest(str(demo_zip), tmp_path / "raw")
+    preprocess(tmp_path / "raw", tmp_path / "data32", recipe="paper", image_size=32)
+    with pytest.raises(CxrtlError, match=r"trained on 64 px images.*holds 32 px"):
+        evaluate(tmp_path / "data32", evaluated.model_dir, tmp_path / "eval", device="cpu")
+    assert not (tmp_path / "eval").exists()
+
+
+def test_missing_and_foreign_models_are_refused(evaluated, tmp_path, capsys):
+    with pytest.raises(CxrtlError, match=r"no model\.pt"):
+        evaluate(evaluated.data_dir, tmp_path / "nothing", tmp_path / "eval")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.pt").write_bytes((evaluated.model_dir / "model.pt").read_bytes()[:4096])
+    assert main(["evaluate", "--data", str(evaluated.data_dir), "--model", str(broken), "--out",
+                 str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cxrtl: error: ") and "not a model written by cxrtl" in err and "\n" not in err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_metrics_json_is_strict_json_when_a_metric_is_undefined(evaluated, tmp_path):
+    """A test split of Normal images only leaves ROC AUC and sensitivity undefined; the file must still be JSON
+    that any parser reads (RFC 8259 has no NaN): ``null``, not ``NaN``."""
+    normal_only = tmp_path / "normal-only"
+    shutil.copytree(evaluated.data_dir, normal_only)
+    data = PreparedData.load(normal_only)
+    split = np.array(data.split)
+    split[(split == 2) & (data.labels == 1)] = 0
+    np.save(normal_only / "split.npy", split)
+
+    evaluation = evaluate(normal_only, evaluated.model_dir, tmp_path / "eval", device="cpu")
+    assert evaluation.result["confusion"]["tp"] + evaluation.result["confusion"]["fn"] == 0
+    for name in ("metrics.json", "roc.json"):
+        json.loads((tmp_path / "eval" / name).read_text(), parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"not JSON: {name}")
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Equal, NaN included (NaN != NaN)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _sha256(path: Path) -> str:
+    return sha256_file(path)

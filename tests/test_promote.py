@@ -1,0 +1,197 @@
+"""Champion/challenger: promotion picks the better of two models, refuses a worse one, and writes a model card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cxrtl import __version__
+from cxrtl.data import PreparedData
+from cxrtl.demo_data import write_demo_dataset
+from cxrtl.errors import CxrtlError
+from cxrtl.evaluate import Evaluation, evaluate
+from cxrtl.ingest import ingest
+from cxrtl.preprocess import preprocess
+from cxrtl.promote import CHAMPION, Decision, promote
+from cxrtl.store import LocalStore
+from cxrtl.train import TrainConfig, train
+from cxrtl.weights import put_weights, write_stand_in
+
+GOOD, POOR = "test-promote-good", "test-promote-poor"
+
+
+@dataclass
+class Models:
+    store: LocalStore
+    data_dir: Path
+    root: Path
+    good: Evaluation
+    poor: Evaluation
+
+    def champion_run(self) -> str:
+        return self.store.get_json(f"{CHAMPION}/card.json")["run_id"]
+
+    def champion_sha256(self) -> str:
+        return self.store.sha256(f"{CHAMPION}/model.pt")
+
+    def model_sha256(self, run_id: str) -> str:
+        return self.store.sha256(f"models/imagenet/{run_id}/model.pt")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Iterator[Models]:
+    """Two models of the same network on the same 32 px data: one trained to learn the demo classes, one
+    trained one epoch at lr 1e-7 so that it keeps its random head (near chance). Both evaluated on one split."""
+    root = tmp_path_factory.mktemp("promote")
+    ingest(str(write_demo_dataset(root / "demo", per_class=30, seed=1)), root / "raw")
+    data_dir = root / "data"
+    preprocess(root / "raw", data_dir, recipe="recommended", image_size=32)
+    store = LocalStore(root / "store")
+    put_weights(store, "imagenet", write_stand_in("imagenet", root / "imagenet.pth"), stand_in=True)
+
+    evaluations = {}
+    settings_of = {GOOD: {"epochs": 3, "learning_rate": 1e-3}, POOR: {"epochs": 1, "learning_rate": 1e-7}}
+    for run_id, settings in settings_of.items():
+        config = TrainConfig.from_recipe("recommended", batch_size=16, device="cpu", **settings)
+        train(data_dir, "imagenet", root / run_id, config, store, run_id)
+        evaluations[run_id] = evaluate(data_dir, root / run_id, root / f"eval-{run_id}", store=store, device="cpu")
+    yield Models(store, data_dir, root, evaluations[GOOD], evaluations[POOR])
+    shutil.rmtree(root)
+
+
+@pytest.fixture
+def fresh(models: Models) -> Models:
+    """The models with no champion in the store."""
+    for key in models.store.list(f"{CHAMPION}/"):
+        models.store.delete(key)
+    return models
+
+
+def test_the_two_models_differ_clearly(models):
+    good, poor = models.good.metrics["accuracy"], models.poor.metrics["accuracy"]
+    assert good >= 0.9 and poor <= 0.7, (good, poor)  # the premise of the tests below
+
+
+def test_with_no_champion_the_better_of_two_is_promoted(fresh):
+    decision = promote(fresh.store, fresh.data_dir, [fresh.poor, fresh.good])
+    assert decision.promoted and decision.champion is None
+    assert decision.challenger == {"source": "imagenet", "run_id": GOOD, "score": fresh.good.metrics["accuracy"]}
+    assert "no champion" in decision.reason
+    assert fresh.champion_run() == GOOD
+    assert fresh.champion_sha256() == fresh.model_sha256(GOOD)
+    assert fresh.store.get_json(f"{CHAMPION}/model.json")["run_id"] == GOOD
+    assert fresh.store.list(f"{CHAMPION}/history/") == [f"{CHAMPION}/history/{GOOD}.json"]
+
+
+def test_a_worse_challenger_is_refused_and_the_champion_stays(fresh):
+    assert promote(fresh.store, fresh.data_dir, [fresh.good]).promoted
+    card_before = fresh.store.get_json(f"{CHAMPION}/card.json")
+
+    decision = promote(fresh.store, fresh.data_dir, [fresh.poor], metric="accuracy", margin=0.005)
+    assert not decision.promoted
+    # The champion is scored again, on this run's test split.
+    assert decision.champion == {"source": "imagenet", "run_id": GOOD, "score": fresh.good.metrics["accuracy"]}
+    for part in ("accuracy", f"{fresh.poor.metrics['accuracy']:.4f}", f"{fresh.good.metrics['accuracy']:.4f}",
+                 "0.005", "imagenet", f"run {GOOD}", "does not beat"):
+        assert part in decision.reason, part
+    assert decision.note().startswith("Promotion: imagenet not promoted: ")
+    assert fresh.store.get_json(f"{CHAMPION}/card.json") == card_before
+    assert fresh.champion_sha256() == fresh.model_sha256(GOOD)
+    assert fresh.store.list(f"{CHAMPION}/history/") == [f"{CHAMPION}/history/{GOOD}.json"]
+
+
+def test_a_better_challenger_replaces_the_champion(fresh):
+    assert promote(fresh.store, fresh.data_dir, [fresh.poor]).promoted
+    assert fresh.champion_run() == POOR
+
+    decision = promote(fresh.store, fresh.data_dir, [fresh.good])
+    assert decision.promoted
+    assert decision.champion["run_id"] == POOR
+    assert decision.champion["score"] == pytest.approx(fresh.poor.metrics["accuracy"])
+    assert "beats the champion's" in decision.reason and f"run {POOR}" in decision.reason
+    assert fresh.champion_run() == GOOD and fresh.champion_sha256() == fresh.model_sha256(GOOD)
+    assert fresh.store.list(f"{CHAMPION}/history/") == [f"{CHAMPION}/history/{run}.json" for run in (GOOD, POOR)]
+
+
+def test_the_margin_is_respected(fresh):
+    assert promote(fresh.store, fresh.data_dir, [fresh.poor]).promoted
+    gain = fresh.good.metrics["accuracy"] - fresh.poor.metrics["accuracy"]
+
+    refused = promote(fresh.store, fresh.data_dir, [fresh.good], margin=gain + 0.01)
+    assert not refused.promoted and f"by more than {gain + 0.01}" in refused.reason
+    assert fresh.champion_run() == POOR
+
+    assert promote(fresh.store, fresh.data_dir, [fresh.good], margin=gain - 0.01).promoted
+    assert fresh.champion_run() == GOOD
+    # Equal is not better: the champion itself as challenger is refused.
+    assert not promote(fresh.store, fresh.data_dir, [fresh.good]).promoted
+
+
+def test_another_metric_can_decide(fresh):
+    assert promote(fresh.store, fresh.data_dir, [fresh.good], metric="roc_auc").promoted
+    decision = promote(fresh.store, fresh.data_dir, [fresh.poor], metric="roc_auc", margin=0.0)
+    assert decision.metric == "roc_auc" and "roc_auc" in decision.reason
+    assert decision.promoted == (fresh.poor.metrics["roc_auc"] > fresh.good.metrics["roc_auc"])
+    assert Decision.from_json(decision.to_json()) == decision
+
+
+def test_model_card_records_what_the_model_is(fresh):
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    decision = promote(fresh.store, fresh.data_dir, [fresh.good])
+    card = fresh.store.get_json(f"{CHAMPION}/card.json")
+    model = fresh.good.result["model"]
+    dataset = PreparedData.load(fresh.data_dir).info["dataset"]
+    assert card["source"] == "imagenet" and card["run_id"] == GOOD
+    assert card["weights_sha256"] == model["weights_sha256"] == fresh.store.get_json("weights/imagenet/current.json")[
+        "sha256"
+    ]
+    assert card["weights_stand_in"] is True
+    assert card["dataset"] == {k: dataset[k] for k in ("slug", "version", "sha256")}
+    assert card["metrics"] == fresh.good.metrics
+    assert card["intervals_95"] == fresh.good.result["intervals_95"]
+    assert card["test_images"] == fresh.good.result["n"]
+    assert card["recipe"] == "recommended" and card["selection_split"] == "val"
+    assert card["code_version"] == __version__
+    assert started <= card["promoted_at"] <= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    assert card["promotion"] == {"metric": "accuracy", "margin": 0.005, "reason": decision.reason}
+    assert fresh.store.get_json(f"{CHAMPION}/history/{GOOD}.json") == card
+
+    md = fresh.store.get_bytes(f"{CHAMPION}/card.md").decode()
+    for part in ("imagenet", card["weights_sha256"], "STAND-IN", dataset["version"], dataset["sha256"],
+                 f"cxrtl {__version__}", card["promoted_at"], decision.reason):
+        assert part in md, part
+    low, high = card["intervals_95"]["accuracy"]
+    assert f"| accuracy | {card['metrics']['accuracy']:.4f} | {low:.3f}-{high:.3f} |" in md
+    for name in card["metrics"]:
+        assert f"| {name} | " in md
+
+
+def test_a_champion_that_cannot_be_scored_on_the_new_split_is_kept(fresh):
+    assert promote(fresh.store, fresh.data_dir, [fresh.poor]).promoted
+    bigger = fresh.root / "data-64"
+    if not bigger.exists():
+        preprocess(fresh.root / "raw", bigger, recipe="recommended", image_size=64)
+    decision = promote(fresh.store, bigger, [fresh.good])
+    assert not decision.promoted
+    assert "could not be scored" in decision.reason and "32 px" in decision.reason
+    assert fresh.champion_run() == POOR
+
+
+def test_bad_promotion_settings_are_refused(fresh):
+    with pytest.raises(CxrtlError, match="promotion metric must be one of"):
+        promote(fresh.store, fresh.data_dir, [fresh.good], metric="auc")
+    with pytest.raises(CxrtlError, match="no evaluated models"):
+        promote(fresh.store, fresh.data_dir, [])
+    assert fresh.store.list(f"{CHAMPION}/") == []
+
+
+def test_card_json_is_plain_json(fresh):
+    promote(fresh.store, fresh.data_dir, [fresh.good])
+    text = (fresh.store.root / CHAMPION / "card.json").read_text()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"card.json holds {name}"))

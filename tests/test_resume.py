@@ -1,0 +1,101 @@
+"""Resume against a real S3 server: `cxrtl train` is killed mid-run and the same command picks up from the bucket."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from cxrtl.store import LocalStore, open_store
+from cxrtl.train import config_for_data, load_model, train
+from cxrtl.weights import put_weights, write_stand_in
+
+RUN_ID = "resume-me"
+EPOCHS = 3
+# Guards against a hung process, not speed checks: each is minutes more than the work takes.
+CHECKPOINT_WAIT_S = 300
+RUN_LIMIT_S = 600
+
+
+def _train_argv(data: Path, out: Path, store_url: str) -> list[str]:
+    return [
+        sys.executable, "-m", "cxrtl", "train",
+        "--data", str(data), "--weights", "imagenet", "--out", str(out),
+        "--store", store_url, "--run-id", RUN_ID,
+        "--epochs", str(EPOCHS), "--batch-size", "8", "--seed", "0", "--device", "cpu",
+    ]  # fmt: skip
+
+
+def _wait_for_checkpoint(store, key: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + CHECKPOINT_WAIT_S
+    while not store.exists(key):
+        assert process.poll() is None, f"train exited with {process.returncode} before writing {key}"
+        assert time.monotonic() < deadline, f"no {key} after {CHECKPOINT_WAIT_S} s"
+        time.sleep(0.2)
+
+
+def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(
+    s3_server, s3_env, prepared, tmp_path
+):
+    store = open_store(s3_env)
+    stand_in = write_stand_in("imagenet", tmp_path / "imagenet.pth")
+    put_weights(store, "imagenet", stand_in, stand_in=True)
+    data, out = prepared["paper"], tmp_path / "model"
+    argv = _train_argv(data, out, s3_env)
+    env = {**os.environ, **s3_server.env()}
+    checkpoints = f"runs/{RUN_ID}/imagenet/checkpoints/"
+    model_key = f"models/imagenet/{RUN_ID}/model.pt"
+
+    # 1. Start the run and kill it (no chance to clean up) once epoch 1 is in the bucket.
+    first_log = tmp_path / "first.log"
+    with open(first_log, "w") as log:
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_checkpoint(store, f"{checkpoints}epoch-001.pt", process)
+            process.send_signal(signal.SIGKILL)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert store.list(checkpoints) == [f"{checkpoints}epoch-001.pt"], first_log.read_text()[-3000:]
+    assert not store.exists(model_key) and not out.exists()
+    assert "resuming" not in first_log.read_text()
+
+    # 2. The same command again: it resumes from epoch 1 and finishes the run.
+    rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=RUN_LIMIT_S)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming run {RUN_ID} from the checkpoint of epoch 1" in rerun.stderr
+    assert "epoch 1/3" not in rerun.stderr  # epoch 1 is not trained again
+    assert "epoch 2/3" in rerun.stderr and "epoch 3/3" in rerun.stderr
+    assert f"run {RUN_ID}" in rerun.stdout
+
+    metadata = json.loads((out / "model.json").read_text())
+    assert metadata["resumed_from_epoch"] == 1 and metadata["run_id"] == RUN_ID
+    assert all(len(values) == EPOCHS for values in metadata["history"].values())
+    assert store.exists(model_key) and store.get_json(f"models/imagenet/{RUN_ID}/model.json") == metadata
+    assert store.list(f"runs/{RUN_ID}/") == [f"{checkpoints}epoch-{EPOCHS:03d}.pt"]  # best.pt dropped, keep 1
+    for output in (rerun.stderr, rerun.stdout, first_log.read_text()):
+        assert s3_server.secret_key not in output
+
+    # 3. On CPU with the same seed, the interrupted-and-resumed run ends where an uninterrupted one does.
+    local = LocalStore(tmp_path / "local-store")
+    put_weights(local, "imagenet", stand_in, stand_in=True)
+    config = config_for_data(data, epochs=EPOCHS, batch_size=8, seed=0, device="cpu")
+    straight = train(data, "imagenet", tmp_path / "straight", config, local, RUN_ID)
+    assert straight.metadata["history"] == metadata["history"]
+    assert straight.metadata["best_epoch"] == metadata["best_epoch"]
+    resumed_model, _ = load_model(out)
+    straight_model, _ = load_model(tmp_path / "straight")
+    resumed_state, straight_state = resumed_model.state_dict(), straight_model.state_dict()
+    assert resumed_state.keys() == straight_state.keys()
+    differing = [k for k in resumed_state if not torch.equal(resumed_state[k], straight_state[k])]
+    assert differing == [], f"{len(differing)} tensors differ, e.g. {differing[:3]}"
+    shutil.rmtree(tmp_path / "local-store")

@@ -1,0 +1,125 @@
+"""Scheduled retraining: a run retrains only when the dataset, the code or the settings changed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import cxrtl
+from cxrtl.data import PreparedData
+from cxrtl.errors import CxrtlError
+from cxrtl.retrain import STATE_KEY, check_for_changes, code_fingerprint, last_success, record_success, run_fingerprint
+from cxrtl.store import LocalStore
+
+SETTINGS = {"sources": ["imagenet", "moco-v2"], "recipe": "recommended", "epochs": 20, "image_size": 224}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
+@pytest.fixture(scope="module")
+def dataset(prepared) -> dict:
+    """The dataset record ingest wrote: slug, version and sha256 of the raw archive."""
+    return PreparedData.load(prepared["recommended"]).info["dataset"]
+
+
+def test_fingerprint_holds_dataset_code_and_settings(dataset):
+    fingerprint = run_fingerprint(dataset, SETTINGS)
+    assert fingerprint == {
+        "dataset_version": dataset["version"],
+        "dataset_sha256": dataset["sha256"],
+        "code": code_fingerprint(),
+        "settings": SETTINGS,
+    }
+    assert len(dataset["sha256"]) == 64 and dataset["version"]
+    assert fingerprint["code"].startswith(f"{cxrtl.__version__}+")
+
+
+def test_first_run_is_a_change_and_its_success_is_recorded(store, dataset):
+    check = check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-1")
+    assert check.changed and check.reason == "no earlier successful run"
+    assert last_success(store) is None  # not before the run has succeeded
+    record_success(store, "run-1")
+    last = last_success(store)
+    assert last["run_id"] == "run-1" and last["fingerprint"] == run_fingerprint(dataset, SETTINGS)
+    assert last["finished_at"].endswith("Z") and store.exists(STATE_KEY)
+
+
+def test_unchanged_dataset_code_and_settings_is_no_change(store, dataset):
+    check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-1")
+    record_success(store, "run-1")
+    check = check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-2")
+    assert not check.changed
+    assert "since run run-1" in check.reason and "nothing to retrain" in check.reason
+    assert dataset["version"] in check.reason and code_fingerprint() in check.reason
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"sha256": "0" * 64}, "dataset_sha256"),
+        ({"version": "v999"}, "dataset_version"),
+    ],
+)
+def test_a_dataset_change_is_named(store, dataset, change, field):
+    check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-1")
+    record_success(store, "run-1")
+    check = check_for_changes(store, run_fingerprint({**dataset, **change}, SETTINGS), "run-2")
+    assert check.changed
+    assert check.reason == f"changed since run run-1: {field}"
+
+
+def test_a_code_or_settings_change_is_named(store, dataset):
+    fingerprint = run_fingerprint(dataset, SETTINGS)
+    check_for_changes(store, fingerprint, "run-1")
+    record_success(store, "run-1")
+    code = check_for_changes(store, {**fingerprint, "code": fingerprint["code"] + "-edited"}, "run-2")
+    assert code.changed and code.reason == "changed since run run-1: code"
+    settings = check_for_changes(store, run_fingerprint(dataset, {**SETTINGS, "epochs": 30}), "run-3")
+    assert settings.changed and settings.reason == "changed since run run-1: settings"
+
+
+def test_code_fingerprint_follows_the_sources(tmp_path, monkeypatch):
+    """Computed over a copy of the package: the same files give the same fingerprint, an edit another."""
+    package = Path(cxrtl.__file__).parent
+    copy = tmp_path / "cxrtl"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    original = code_fingerprint()
+    monkeypatch.setattr(cxrtl, "__file__", str(copy / "__init__.py"))
+    assert code_fingerprint() == original
+
+    (copy / "metrics.py").write_text((copy / "metrics.py").read_text() + "\n# an edit\n")
+    edited = code_fingerprint()
+    assert edited != original and edited.startswith(f"{cxrtl.__version__}+")
+    (copy / "new_module.py").write_text("")
+    assert code_fingerprint() not in (original, edited)
+
+
+def test_force_retrains_even_when_nothing_changed(store, dataset):
+    check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-1")
+    record_success(store, "run-1")
+    check = check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-2", force=True)
+    assert check.changed and check.reason == "retraining forced"
+
+
+def test_a_failed_run_does_not_become_the_baseline(store, dataset):
+    """Only record_success moves the baseline: a run that checked and then failed is compared against again."""
+    check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-1")
+    record_success(store, "run-1")
+    new_data = {**dataset, "sha256": "1" * 64, "version": "v6"}
+    assert check_for_changes(store, run_fingerprint(new_data, SETTINGS), "run-2").changed  # run-2 then fails
+    retry = check_for_changes(store, run_fingerprint(new_data, SETTINGS), "run-3")
+    assert retry.changed and "since run run-1" in retry.reason
+    record_success(store, "run-3")
+    assert not check_for_changes(store, run_fingerprint(new_data, SETTINGS), "run-4").changed
+    assert last_success(store)["run_id"] == "run-3"
+
+
+def test_recording_a_run_that_never_checked_is_an_error(store):
+    with pytest.raises(CxrtlError, match=r"state/runs/ghost\.json"):
+        record_success(store, "ghost")
+    assert last_success(store) is None

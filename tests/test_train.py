@@ -1,0 +1,305 @@
+"""Training: every weight source trains from its stand-in, both recipes, checkpoints in the store, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from cxrtl.cli import main
+from cxrtl.data import PreparedData
+from cxrtl.engine import predict, recalibrate_batchnorm
+from cxrtl.errors import CxrtlError
+from cxrtl.evaluate import evaluate
+from cxrtl.model import build_model
+from cxrtl.store import LocalStore, Store, sha256_file
+from cxrtl.train import TrainConfig, TrainResult, load_model, train
+from cxrtl.weights import SOURCE_NAMES, get_source, put_weights, stand_in_backbone, write_stand_in
+
+CPU = torch.device("cpu")
+PARAMETERS = [name for name, _ in build_model().named_parameters()]
+BACKBONE_PARAMETERS = [name for name in PARAMETERS if not name.startswith("fc.")]
+HEAD_PARAMETERS = [name for name in PARAMETERS if name.startswith("fc.")]
+
+
+@dataclass
+class Run:
+    result: TrainResult
+    config: TrainConfig
+    store: Store
+    run_id: str
+    data_dir: Path
+    out_dir: Path
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.result.metadata
+
+    def keys(self, prefix: str) -> list[str]:
+        return self.store.list(prefix)
+
+
+def _load(store: Store, key: str, tmp: Path) -> dict[str, Any]:
+    path = tmp / key.replace("/", "_")
+    store.get_file(key, path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _train_run(tmp_path_factory, store: Store, data_dir: Path, run_id: str, config: TrainConfig) -> Iterator[Run]:
+    out = tmp_path_factory.mktemp(run_id)
+    result = train(data_dir, "imagenet", out / "model", config, store, run_id)
+    yield Run(result, config, store, run_id, data_dir, out / "model")
+    # Each run leaves ~1 GB of checkpoints and models; the session's store outlives this module.
+    for key in store.list(f"runs/{run_id}/") + store.list(f"models/imagenet/{run_id}/"):
+        store.delete(key)
+    shutil.rmtree(out)
+
+
+@pytest.fixture(scope="module")
+def paper_run(tmp_path_factory, stand_in_store, prepared) -> Iterator[Run]:
+    """Two epochs of the paper recipe from the imagenet stand-in, both epoch checkpoints kept."""
+    config = TrainConfig.from_recipe("paper", epochs=2, batch_size=8, keep_checkpoints=2, device="cpu")
+    yield from _train_run(tmp_path_factory, stand_in_store, prepared["paper"], "test-train-paper", config)
+
+
+@pytest.fixture(scope="module")
+def recommended_run(tmp_path_factory, stand_in_store, prepared) -> Iterator[Run]:
+    """Two epochs of the recommended recipe, the default of one epoch checkpoint kept."""
+    config = TrainConfig.from_recipe("recommended", epochs=2, batch_size=16, device="cpu")
+    yield from _train_run(tmp_path_factory, stand_in_store, prepared["recommended"], "test-train-rec", config)
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    """A tmp_path that is emptied afterwards: stand-ins and models are hundreds of MB each."""
+    yield tmp_path
+    shutil.rmtree(tmp_path)
+
+
+def _running_stats(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+
+
+# --- every weight source --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", SOURCE_NAMES)
+def test_each_source_trains_from_its_stored_stand_in(source, prepared, scratch):
+    store = LocalStore(scratch / "store")
+    stand_in = write_stand_in(source, scratch / "weights.pth")
+    stored = put_weights(store, source, stand_in, stand_in=True)
+    stand_in.unlink()  # the train step must get it from the store
+
+    config = TrainConfig.from_recipe("recommended", epochs=1, batch_size=16, device="cpu")
+    result = train(prepared["recommended"], source, scratch / "model", config, store, "ten-sources")
+
+    meta = result.metadata
+    assert meta["source"] == source
+    assert meta["source_description"] == get_source(source).description
+    assert meta["weights_sha256"] == stored.sha256 == store.get_json(f"weights/{source}/current.json")["sha256"]
+    assert meta["weights_stand_in"] is True
+    assert meta["backbone_tensors_loaded"] == 318
+    assert meta["history"]["train_loss"] and np.isfinite(meta["history"]["train_loss"]).all()
+    model, saved = load_model(scratch / "model")
+    assert saved == meta
+    # One Adam step at lr 1e-4 moves a weight by at most 1e-4: the backbone is still this source's stand-in
+    # (each source's stand-in is drawn under its own seed, so a swapped or skipped tensor is far off).
+    expected = stand_in_backbone(source)
+    state = model.state_dict()
+    for name in BACKBONE_PARAMETERS:
+        assert (state[name] - expected[name]).abs().max().item() <= 2e-4, name
+    assert store.exists(f"models/{source}/ten-sources/model.pt")
+
+
+# --- the paper recipe -----------------------------------------------------------------------------
+
+
+def test_paper_recipe_fine_tunes_epoch_1_then_trains_the_head_only(paper_run, tmp_path):
+    prefix = f"runs/{paper_run.run_id}/imagenet/checkpoints"
+    first, second = (_load(paper_run.store, f"{prefix}/epoch-{e:03d}.pt", tmp_path) for e in (1, 2))
+    assert (first["epoch"], second["epoch"]) == (1, 2)
+    initial = stand_in_backbone("imagenet")  # what stand_in_store holds
+
+    # Epoch 1 trains the whole network ...
+    assert all(not torch.equal(first["model"][n], initial[n]) for n in BACKBONE_PARAMETERS)
+    # ... epoch 2 the head only ...
+    for name in BACKBONE_PARAMETERS:
+        assert torch.equal(first["model"][name], second["model"][name]), name
+    for name in HEAD_PARAMETERS:
+        assert not torch.equal(first["model"][name], second["model"][name]), name
+    # ... while BatchNorm statistics keep updating, as in the study's frozen sessions.
+    assert not torch.equal(first["model"]["bn1.running_mean"], second["model"]["bn1.running_mean"])
+    assert second["model"]["bn1.num_batches_tracked"] > first["model"]["bn1.num_batches_tracked"]
+
+
+def test_paper_recipe_selects_the_best_epoch_on_the_test_split(paper_run, tmp_path):
+    meta = paper_run.metadata
+    config = meta["config"]
+    assert meta["selection_split"] == config["selection_split"] == "test"
+    assert (config["normalize"], config["recalibrate_bn"], config["freeze_backbone_after"]) == (False, False, 1)
+    history = meta["history"]["select_accuracy"]
+    assert len(history) == 2
+    assert meta["selection_accuracy"] == max(history)
+    assert meta["best_epoch"] == history.index(max(history)) + 1
+
+    # The saved model is that epoch's state, and its test accuracy is the one selection used.
+    best = _load(paper_run.store, f"runs/{paper_run.run_id}/imagenet/checkpoints/epoch-{meta['best_epoch']:03d}.pt",
+                 tmp_path)["model"]
+    model, _ = load_model(paper_run.out_dir)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, best[name]), name
+    assert evaluate(paper_run.data_dir, paper_run.out_dir, tmp_path / "eval", device="cpu").metrics[
+        "accuracy"
+    ] == pytest.approx(meta["selection_accuracy"])
+
+    # Without recalibration, the running statistics are not the plain average over the training split.
+    data = PreparedData.load(paper_run.data_dir)
+    before = _running_stats(model)
+    recalibrate_batchnorm(model, data.images, data.indices("train"), 8, False, CPU)
+    after = _running_stats(model)
+    assert any(not torch.allclose(before[k], after[k], rtol=1e-3, atol=1e-4) for k in before)
+
+
+def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
+    run = paper_run.run_id
+    assert paper_run.keys(f"runs/{run}/") == [
+        f"runs/{run}/imagenet/checkpoints/epoch-001.pt",
+        f"runs/{run}/imagenet/checkpoints/epoch-002.pt",
+    ]
+    assert paper_run.keys(f"models/imagenet/{run}/") == [
+        f"models/imagenet/{run}/model.json",
+        f"models/imagenet/{run}/model.pt",
+    ]
+    assert paper_run.store.sha256(f"models/imagenet/{run}/model.pt") == sha256_file(paper_run.out_dir / "model.pt")
+    assert paper_run.store.get_json(f"models/imagenet/{run}/model.json") == paper_run.metadata
+    assert json.loads((paper_run.out_dir / "model.json").read_text()) == paper_run.metadata
+    assert paper_run.metadata["run_id"] == run and paper_run.metadata["resumed_from_epoch"] is None
+
+
+# --- the recommended recipe -----------------------------------------------------------------------
+
+
+def test_recommended_recipe_selects_on_val_with_recalibrated_batchnorm(recommended_run):
+    meta = recommended_run.metadata
+    config = meta["config"]
+    assert meta["selection_split"] == config["selection_split"] == "val"
+    assert config["recalibrate_bn"] and config["normalize"] and config["class_weighted_loss"]
+    assert config["freeze_backbone_after"] is None
+    assert meta["selection_accuracy"] == max(meta["history"]["select_accuracy"])
+
+    data = PreparedData.load(recommended_run.data_dir)
+    model, _ = load_model(recommended_run.out_dir)
+    val = data.indices("val")
+    probs = predict(model, data.images, val, 16, True, CPU)
+    assert float((probs.argmax(1) == data.labels[val]).mean()) == pytest.approx(meta["selection_accuracy"])
+
+    # The saved statistics are the plain average over the training split under the saved weights.
+    before = _running_stats(model)
+    recalibrate_batchnorm(model, data.images, data.indices("train"), 16, True, CPU)
+    after = _running_stats(model)
+    for key in before:
+        assert torch.allclose(before[key], after[key], rtol=1e-5, atol=1e-6), key
+
+
+def test_keep_1_prunes_older_checkpoints_and_best_is_dropped_at_the_end(recommended_run, tmp_path):
+    run = recommended_run.run_id
+    assert recommended_run.keys(f"runs/{run}/") == [f"runs/{run}/imagenet/checkpoints/epoch-002.pt"]
+    last = _load(recommended_run.store, f"runs/{run}/imagenet/checkpoints/epoch-002.pt", tmp_path)
+    assert {"source", "weights_sha256", "recipe", "epoch", "model", "optimizer", "history", "best", "config"} <= set(
+        last
+    )
+    assert last["epoch"] == 2 and len(last["history"]["train_loss"]) == 2
+    assert last["best"]["epoch"] == recommended_run.metadata["best_epoch"]
+    assert recommended_run.store.exists(f"models/imagenet/{run}/model.pt")
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("epochs", 0), ("epochs", -2), ("batch_size", 0), ("keep_checkpoints", 0), ("learning_rate", 0.0)],
+)
+def test_non_positive_settings_are_refused_naming_them(option, value):
+    with pytest.raises(CxrtlError, match=option):
+        TrainConfig.from_recipe("paper", **{option: value})
+
+
+def test_unknown_settings_and_recipes_are_refused():
+    with pytest.raises(CxrtlError, match=r"unknown training option.*epoch_count"):
+        TrainConfig.from_recipe("paper", epoch_count=3)
+    with pytest.raises(CxrtlError, match="unknown recipe 'fast'"):
+        TrainConfig.from_recipe("fast")
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("epochs-0", "epochs must be a positive integer, got 0"),
+        ("epochs-negative", "epochs must be a positive integer, got -3"),
+        ("unknown-source", "unknown weight source 'resnet'"),
+        ("missing-data", "is not a preprocessed dataset"),
+        ("no-val-split", "'val' split, which this dataset does not have"),
+        ("nothing-stored", "run `cxrtl weights fetch imagenet`"),
+    ],
+)
+def test_cli_bad_input_is_one_error_line_and_exit_2(case, expected, prepared, tmp_path, capsys):
+    store = tmp_path / "store"
+    out = tmp_path / "model"
+    data = prepared["paper"]
+    args = {"--data": str(data), "--weights": "imagenet", "--out": str(out), "--store": str(store), "--epochs": "1"}
+    if case == "epochs-0":
+        args["--epochs"] = "0"
+    elif case == "epochs-negative":
+        args["--epochs"] = "-3"
+    elif case == "unknown-source":
+        args["--weights"] = "resnet"
+    elif case == "missing-data":
+        args["--data"] = str(tmp_path / "no-such-folder")
+    elif case == "no-val-split":
+        args["--recipe"] = "recommended"
+    argv = ["train", *(item for pair in args.items() for item in pair)]
+
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("cxrtl: error: ") and expected in lines[0]
+    if case == "missing-data":
+        assert str(tmp_path / "no-such-folder") in lines[0]
+    assert captured.out == ""
+    assert not out.exists()  # nothing half-written
+    assert not (store / "runs").exists() and not (store / "models").exists()
+
+
+# --- resuming: what may resume, and rerunning a finished run ---------------------------------------
+
+
+def test_a_run_id_is_not_resumed_under_another_recipe(paper_run, prepared, tmp_path):
+    config = TrainConfig.from_recipe("recommended", epochs=3, batch_size=16, device="cpu")
+    with pytest.raises(CxrtlError, match=r"made with recipe='paper', not 'recommended'.*new run id"):
+        train(prepared["recommended"], "imagenet", tmp_path / "model", config, paper_run.store,
+              paper_run.run_id)
+    assert not (tmp_path / "model").exists()
+    assert paper_run.keys(f"runs/{paper_run.run_id}/imagenet/checkpoints/")[-1].endswith("epoch-002.pt")
+
+
+# A KFP retry of a train task that had finished, or the same command typed again: the run is complete.
+
+
+def test_rerunning_a_finished_run_gives_back_its_model(paper_run, tmp_path):
+    again = train(paper_run.data_dir, "imagenet", tmp_path / "model", paper_run.config, paper_run.store,
+                  paper_run.run_id)
+    assert again.metadata["best_epoch"] == paper_run.metadata["best_epoch"]
+    assert again.metadata["history"] == paper_run.metadata["history"]
+    first, _ = load_model(paper_run.out_dir)
+    second, _ = load_model(tmp_path / "model")
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
