@@ -11,10 +11,12 @@ train → evaluate; then promote the best model if it beats the champion, and re
 """
 
 import argparse
+import atexit
 import builtins
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +33,7 @@ from components.promote import promote
 from components.report import report
 from components.train import train
 from cxrtl.errors import CxrtlError
+from cxrtl.metrics import METRIC_NAMES
 from cxrtl.recipes import RECIPES
 from cxrtl.weights import SOURCE_NAMES
 
@@ -126,7 +129,7 @@ def build_pipeline(options: ClusterOptions | None = None):
         )
         check = _on_cpu(
             check_changes(
-                raw=raw.outputs["raw"], store=store, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                dataset=raw.outputs["Output"], store=store, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 sources=sources, recipe=recipe, image_size=image_size, epochs=epochs, batch_size=batch_size,
                 learning_rate=learning_rate, seed=seed, force=force,
             ),
@@ -255,7 +258,9 @@ def _compile(args: argparse.Namespace) -> None:
 
 
 def _compile_to_temp(args: argparse.Namespace) -> Path:
-    return compile_pipeline(Path(tempfile.mkdtemp(prefix="cxrtl-")) / "cxrtl.yaml", _cluster_options(args))
+    folder = tempfile.mkdtemp(prefix="cxrtl-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return compile_pipeline(Path(folder) / "cxrtl.yaml", _cluster_options(args))
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -263,7 +268,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="synthetic data in the Kaggle layout, stand-in weights, 64 px images, 3 epochs")
     p.add_argument("--dataset-source", help="'kaggle', a .zip or a folder (required unless --demo)")
     p.add_argument("--store", help="store URL (default: a store folder inside --output)")
-    p.add_argument("--sources", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+    p.add_argument("--sources", type=_comma_list(str),
                    help="comma-separated weight sources (default: all ten)")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="default: paper; recommended with --demo")
     p.add_argument("--image-size", type=int, help="default 224; 64 with --demo")
@@ -273,13 +278,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-class", type=int, default=80, help="demo images per class (default 80)")
     p.add_argument("--force", action="store_true", help="retrain even if nothing changed since the last run")
-    p.add_argument("--promotion-metric", default="accuracy")
-    p.add_argument("--promotion-margin", type=float, default=0.005)
+    p.add_argument("--promotion-metric", default="accuracy", choices=METRIC_NAMES,
+                   help="test metric on which a new best model must beat the champion (default accuracy)")
+    p.add_argument("--promotion-margin", type=float, default=0.005,
+                   help="by more than this much (default 0.005)")
     p.add_argument("--output", type=Path, help="folder for everything the run writes (default: runs/NAME-TIME)")
 
 
 def _local_arguments(args: argparse.Namespace) -> dict:
     """The pipeline's arguments for a local run, checked before anything is written."""
+    from cxrtl.data import check_image_size
     from cxrtl.weights import get_source
 
     if not args.demo and not args.dataset_source:
@@ -294,9 +302,11 @@ def _local_arguments(args: argparse.Namespace) -> dict:
     repeated = sorted({name for name in sources if sources.count(name) > 1})
     if repeated:
         raise CxrtlError(f"--sources names {', '.join(repeated)} more than once")
-    image_size = args.image_size or (64 if args.demo else 224)
-    if image_size < 32:
-        raise CxrtlError(f"--image-size must be at least 32, got {image_size}")
+    image_size = check_image_size(args.image_size or (64 if args.demo else 224), "--image-size")
+    if not 0 <= args.promotion_margin < 1:
+        raise CxrtlError(f"--promotion-margin must be in [0, 1), got {args.promotion_margin}")
+    if args.seed < 0:
+        raise CxrtlError(f"--seed must be 0 or more, got {args.seed}")
     if args.per_class < 1:
         raise CxrtlError(f"--per-class must be a positive integer, got {args.per_class}")
     return {
@@ -393,13 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cluster import ClusterError
-
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args) or 0
-    except (CxrtlError, ClusterError) as exc:
+    except CxrtlError as exc:  # cluster.ClusterError is one too
         print(f"pipeline.py: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,10 +1,10 @@
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from components.images import image
+from components.images import CPU, image
 
 
-@dsl.component(base_image=image("cxrtl-cpu"), install_kfp_package=False)
+@dsl.component(base_image=image(CPU), install_kfp_package=False)
 def evaluate(
     data: Input[Dataset],
     model: Input[Model],

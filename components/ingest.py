@@ -1,12 +1,17 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from components.images import image
+from components.images import CPU, image
 
 
-@dsl.component(base_image=image("cxrtl-cpu"), install_kfp_package=False)
-def ingest(source: str, store: str, raw: Output[Dataset]):
-    """Fetch the COVID-19 Radiography Database (Kaggle, a zip or a folder), check it, cache it in the store."""
+@dsl.component(base_image=image(CPU), install_kfp_package=False)
+def ingest(source: str, store: str, raw: Output[Dataset]) -> str:
+    """Fetch the COVID-19 Radiography Database (Kaggle, a zip or a folder), check it, cache it in the store.
+
+    Returns the dataset's record (version, sha256, counts) as JSON, so that later steps can read it
+    without downloading the dataset.
+    """
+    import json
     from pathlib import Path
 
     from cxrtl.ingest import ingest as ingest_dataset
@@ -14,3 +19,4 @@ def ingest(source: str, store: str, raw: Output[Dataset]):
 
     result = ingest_dataset(source, Path(raw.path), store=open_store(store))
     raw.metadata.update(result.to_dict())
+    return json.dumps(result.to_dict(), sort_keys=True)

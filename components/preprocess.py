@@ -1,10 +1,10 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from components.images import image
+from components.images import CPU, image
 
 
-@dsl.component(base_image=image("cxrtl-cpu"), install_kfp_package=False)
+@dsl.component(base_image=image(CPU), install_kfp_package=False)
 def preprocess(raw: Input[Dataset], recipe: str, image_size: int, seed: int, data: Output[Dataset]):
     """COVID vs Normal, decoded and resized once into arrays, with the recipe's seeded stratified split."""
     from pathlib import Path

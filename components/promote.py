@@ -1,10 +1,10 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input
 
-from components.images import image
+from components.images import CPU, image
 
 
-@dsl.component(base_image=image("cxrtl-cpu"), install_kfp_package=False)
+@dsl.component(base_image=image(CPU), install_kfp_package=False)
 def promote(data: Input[Dataset], results: Input[list[Dataset]], store: str, metric: str, margin: float) -> str:
     """Make the run's best model the champion if it beats the current one on this test split by > margin."""
     from pathlib import Path

@@ -1,10 +1,10 @@
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Output
 
-from components.images import image
+from components.images import CPU, image
 
 
-@dsl.component(base_image=image("cxrtl-cpu"), install_kfp_package=False)
+@dsl.component(base_image=image(CPU), install_kfp_package=False)
 def report(
     results: Input[list[Dataset]],
     decision: str,

@@ -1,10 +1,10 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
-from components.images import image
+from components.images import TRAIN, image
 
 
-@dsl.component(base_image=image("cxrtl-train"), install_kfp_package=False)
+@dsl.component(base_image=image(TRAIN), install_kfp_package=False)
 def train(
     data: Input[Dataset],
     source: str,

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cxrtl.data import check_image_size
 from cxrtl.engine import predict, resolve_device, train_one_epoch
 from cxrtl.errors import CxrtlError
 from cxrtl.model import build_model
@@ -32,8 +33,7 @@ class BenchResult:
 
 def bench(image_size: int = 224, batch_size: int = 32, batches: int = 5, device: str = "auto") -> BenchResult:
     """Time one epoch of ``batches`` batches of random images through train and predict, after a warm-up batch."""
-    if image_size < 32:
-        raise CxrtlError(f"image_size must be at least 32, got {image_size}")
+    check_image_size(image_size)
     if batch_size < 1 or batches < 1:
         raise CxrtlError("batch_size and batches must be positive")
     torch_device = resolve_device(device)

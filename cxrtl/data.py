@@ -23,7 +23,14 @@ from cxrtl.errors import CxrtlError
 CLASS_NAMES = ("Normal", "COVID")  # index = label; COVID is the positive class
 POSITIVE_LABEL = 1
 SPLITS = ("train", "val", "test")
+MIN_IMAGE_SIZE = 32  # ResNet50 halves an image five times: 32 px leaves a 1x1 map at the end
 _FILES = ("images.npy", "labels.npy", "split.npy", "ids.json", "info.json")
+
+
+def check_image_size(size: int, name: str = "image_size") -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_IMAGE_SIZE:
+        raise CxrtlError(f"{name} must be at least {MIN_IMAGE_SIZE}, got {size}")
+    return size
 
 
 @dataclass

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cxrtl.data import check_image_size
 from cxrtl.errors import CxrtlError
 from cxrtl.ingest import ARCHIVE_NAME, CLASSES, DATASET_DIR, write_deterministic_zip
 
@@ -45,8 +46,7 @@ def write_demo_dataset(out_dir: Path, per_class: int = 40, seed: int = 0, image_
     """Write ``out_dir/covid19-radiography-database.zip``; the same bytes for the same arguments."""
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
         raise CxrtlError(f"per_class must be a whole number of at least 1, got {per_class!r}")
-    if image_size < 32:
-        raise CxrtlError(f"image_size must be at least 32, got {image_size}")
+    check_image_size(image_size)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise CxrtlError(f"{out_dir} is a file; demo-data needs a folder to write {ARCHIVE_NAME} into")

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from cxrtl.errors import CxrtlError
 from cxrtl.model import NUM_CLASSES
 from cxrtl.transforms import to_model_input
 
@@ -21,7 +22,13 @@ logger = logging.getLogger(__name__)
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CxrtlError(f"device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CxrtlError(f"device {name!r}: no CUDA GPU is available here; use auto or cpu")
+    return device
 
 
 def iter_batches(
@@ -60,6 +67,10 @@ def train_one_epoch(
     total_loss, correct, seen = 0.0, 0, 0
     started = time.perf_counter()
     for step, (batch_idx, batch) in enumerate(iter_batches(images, indices, batch_size, rng), start=1):
+        if len(batch_idx) == 1 and seen:
+            # BatchNorm cannot normalise a batch of one image once the feature map is 1x1 (small images);
+            # the image is trained on in another epoch's shuffle.
+            break
         x = to_model_input(batch.to(device, non_blocking=True), normalize)
         y = torch.from_numpy(labels[batch_idx]).to(device)
         optimizer.zero_grad(set_to_none=True)

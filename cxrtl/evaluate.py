@@ -14,6 +14,7 @@ import numpy as np
 from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData
 from cxrtl.engine import predict, resolve_device
 from cxrtl.errors import CxrtlError
+from cxrtl.files import staged_folder
 from cxrtl.metrics import binary_metrics, json_safe, restore_nan, roc_points
 from cxrtl.store import Store
 from cxrtl.train import load_model
@@ -67,10 +68,11 @@ def evaluate(
     result["model"] = {k: metadata.get(k) for k in _MODEL_FIELDS}
     roc = roc_points(y_true, p_covid)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / METRICS_FILE).write_text(json.dumps(json_safe(result), indent=2, sort_keys=True, allow_nan=False) + "\n")
-    (out_dir / ROC_FILE).write_text(json.dumps(roc) + "\n")
-    _write_predictions(out_dir / PREDICTIONS_FILE, [data.ids[i] for i in test_idx], y_true, p_covid)
+    with staged_folder(out_dir, marker=METRICS_FILE) as staged:
+        metrics_json = json.dumps(json_safe(result), indent=2, sort_keys=True, allow_nan=False)
+        (staged / METRICS_FILE).write_text(metrics_json + "\n")
+        (staged / ROC_FILE).write_text(json.dumps(roc) + "\n")
+        _write_predictions(staged / PREDICTIONS_FILE, [data.ids[i] for i in test_idx], y_true, p_covid)
     if store is not None and metadata.get("run_id"):
         prefix = f"models/{metadata['source']}/{metadata['run_id']}"
         for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE):

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cxrtl.errors import CxrtlError
+from cxrtl.files import staged_folder
 from cxrtl.store import Store
 from cxrtl.store.base import sha256_file
 
@@ -180,7 +181,7 @@ def _kaggle_call(what: str, call: Callable[[], Any]) -> Any:
         raise CxrtlError(
             f"Kaggle API: could not {what} {SLUG} ({type(exc).__name__}); check the credentials and the "
             "network, or pass a downloaded zip or folder as the source"
-        ) from exc
+        ) from None
 
 
 # --- store ------------------------------------------------------------------------------------------------
@@ -332,30 +333,3 @@ def write_deterministic_zip(target: Path, entries: Iterable[tuple[str, bytes]]) 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-# --- writing a folder all or nothing ----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def staged_folder(out: Path, marker: str) -> Iterator[Path]:
-    """Yield an empty folder that replaces ``out`` when the block succeeds; on error ``out`` is untouched.
-
-    The staging folder sits next to ``out`` (so the final move is a rename) and its parent is scratch
-    space private to the caller. ``out`` may be missing, empty, or an earlier output (it holds ``marker``);
-    anything else is refused rather than overwritten.
-    """
-    out = Path(out)
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).is_file())):
-        raise CxrtlError(f"{out} exists and is not an earlier output of this step; give a new or empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
-        staged = work / "result"
-        staged.mkdir()
-        yield staged
-        if out.exists():
-            os.replace(out, work / "previous")
-        os.replace(staged, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)

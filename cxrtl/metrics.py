@@ -11,6 +11,15 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 METRIC_NAMES = ("accuracy", "precision", "sensitivity", "specificity", "f1", "roc_auc")
 
 
+def rank_key(metrics: dict[str, float], metric: str) -> tuple[float, float]:
+    """Sort key for "better": ``metric``, then ROC AUC to break ties; an undefined (NaN) value ranks last."""
+
+    def defined(value: float) -> float:
+        return -math.inf if math.isnan(value) else value
+
+    return (defined(metrics[metric]), defined(metrics["roc_auc"]))
+
+
 def json_safe(obj: Any) -> Any:
     """``obj`` with NaN (an undefined metric) as None: JSON has no NaN, and strict parsers refuse it."""
     if isinstance(obj, float) and math.isnan(obj):

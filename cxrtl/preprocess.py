@@ -19,22 +19,21 @@ import numpy as np
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from cxrtl.data import CLASS_NAMES, SPLITS, PreparedData
+from cxrtl.data import CLASS_NAMES, SPLITS, PreparedData, check_image_size
 from cxrtl.errors import CxrtlError
-from cxrtl.ingest import INGEST_FILE, find_dataset, list_images, staged_folder
+from cxrtl.files import staged_folder
+from cxrtl.ingest import INGEST_FILE, find_dataset, list_images
 from cxrtl.recipes import get_recipe
 
 logger = logging.getLogger(__name__)
 
-MIN_IMAGE_SIZE = 32
 _PROGRESS_EVERY = 1000
 _INFO_FILE = "info.json"
 
 
 def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 224, seed: int = 0) -> PreparedData:
     """Prepare COVID (label 1) and Normal (label 0) images of the ingested folder ``raw`` into ``out``."""
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
-        raise CxrtlError(f"image_size must be at least {MIN_IMAGE_SIZE}, got {image_size}")
+    check_image_size(image_size)
     chosen = get_recipe(recipe)
     raw = Path(raw)
     if not raw.is_dir():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -14,7 +13,7 @@ from typing import Any
 from cxrtl import __version__
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
-from cxrtl.metrics import METRIC_NAMES, json_safe
+from cxrtl.metrics import METRIC_NAMES, json_safe, rank_key
 from cxrtl.store import Store
 from cxrtl.train import METADATA_FILE, MODEL_FILE
 
@@ -54,10 +53,11 @@ def promote(
     """Promote the run's best model if its test ``metric`` beats the champion's on the same split by > ``margin``."""
     if metric not in METRIC_NAMES:
         raise CxrtlError(f"promotion metric must be one of {', '.join(METRIC_NAMES)}, got {metric!r}")
+    if not 0 <= margin < 1:
+        raise CxrtlError(f"promotion margin must be in [0, 1), got {margin}")
     if not candidates:
         raise CxrtlError("no evaluated models to promote")
-    # An undefined metric (NaN, e.g. ROC AUC of a one-class split) ranks last.
-    best = max(candidates, key=lambda ev: -math.inf if math.isnan(ev.metrics[metric]) else ev.metrics[metric])
+    best = max(candidates, key=lambda ev: rank_key(ev.metrics, metric))
     model = best.result["model"]
     challenger = {"source": model["source"], "run_id": model["run_id"], "score": best.metrics[metric]}
 
@@ -86,7 +86,8 @@ def promote(
 
 
 def _score_champion(store: Store, data_dir: Path, metric: str) -> dict[str, Any] | None:
-    if not store.exists(f"{CHAMPION}/{MODEL_FILE}"):
+    # The card is written last: without it there is no complete champion.
+    if not store.exists(f"{CHAMPION}/card.json"):
         return None
     card = store.get_json(f"{CHAMPION}/card.json")
     with tempfile.TemporaryDirectory(prefix="cxrtl-champion-") as tmp:

@@ -25,10 +25,6 @@ class Recipe:
     # Exponential running averages lag behind weights that move fast; the study did not do this.
     recalibrate_bn: bool
 
-    @property
-    def selects_on_test(self) -> bool:
-        return self.selection_split == "test"
-
 
 PAPER = Recipe(
     name="paper",

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, load_evaluation
-from cxrtl.metrics import METRIC_NAMES
+from cxrtl.files import staged_folder
+from cxrtl.metrics import METRIC_NAMES, rank_key
 from cxrtl.store import Store
 from cxrtl.weights import get_source
 
@@ -63,13 +64,21 @@ class Report:
         out[2] += "   <- best"
         return "\n".join([*out, "", *self.notes])
 
-    def markdown(self) -> str:
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """The header and the rows (best first) of the Markdown and HTML tables."""
         head = ["Source", *(_HEADERS[m] for m in METRIC_NAMES), "Accuracy 95% CI", "Best epoch", "Weights",
                 "Published accuracy"]
+        rows = [
+            [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), _ci(r.accuracy_ci),
+             str(r.best_epoch or "-"), _weights(r), _fmt(r.published_accuracy)]
+            for r in self.rows
+        ]
+        return head, rows
+
+    def markdown(self) -> str:
+        head, rows = self.table()
         lines = ["# Weight sources compared", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for i, r in enumerate(self.rows):
-            cells = [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), _ci(r.accuracy_ci),
-                     str(r.best_epoch or "-"), _weights(r), _fmt(r.published_accuracy)]
+        for i, cells in enumerate(rows):
             if i == 0:
                 cells = [f"**{c}**" for c in cells]
             lines.append("| " + " | ".join(cells) + " |")
@@ -78,12 +87,9 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
-        head = ["Source", *(_HEADERS[m] for m in METRIC_NAMES), "Accuracy 95% CI", "Best epoch", "Weights",
-                "Published accuracy"]
+        head, rows = self.table()
         body = []
-        for i, r in enumerate(self.rows):
-            cells = [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), _ci(r.accuracy_ci),
-                     str(r.best_epoch or "-"), _weights(r), _fmt(r.published_accuracy)]
+        for i, cells in enumerate(rows):
             cls = ' class="best"' if i == 0 else ""
             body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
@@ -109,19 +115,18 @@ COVID is the positive class.</p>
 """
 
     def write(self, out_dir: Path) -> dict[str, Path]:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {name: out_dir / f"report.{name}" for name in ("txt", "md", "html")}
-        paths["csv"] = out_dir / "results.csv"
-        paths["txt"].write_text(self.text() + "\n")
-        paths["md"].write_text(self.markdown())
-        paths["html"].write_text(self.html())
-        with open(paths["csv"], "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["source", *METRIC_NAMES, "n", "best_epoch", "stand_in", "weights_sha256"])
-            for r in self.rows:
-                writer.writerow([r.source, *(r.metrics[m] for m in METRIC_NAMES), r.n, r.best_epoch,
-                                 r.stand_in, r.weights_sha256])
-        return paths
+        names = {"txt": "report.txt", "md": "report.md", "html": "report.html", "csv": "results.csv"}
+        with staged_folder(out_dir, marker=names["md"]) as staged:
+            (staged / names["txt"]).write_text(self.text() + "\n")
+            (staged / names["md"]).write_text(self.markdown())
+            (staged / names["html"]).write_text(self.html())
+            with open(staged / names["csv"], "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["source", *METRIC_NAMES, "n", "best_epoch", "stand_in", "weights_sha256"])
+                for r in self.rows:
+                    writer.writerow([r.source, *(r.metrics[m] for m in METRIC_NAMES), r.n, r.best_epoch,
+                                     r.stand_in, r.weights_sha256])
+        return {kind: out_dir / name for kind, name in names.items()}
 
 
 def build_report(evaluations: list[Evaluation], extra_notes: list[str] | None = None) -> Report:
@@ -145,7 +150,7 @@ def build_report(evaluations: list[Evaluation], extra_notes: list[str] | None = 
             weights_sha256=model.get("weights_sha256") or "",
             published_accuracy=published.accuracy if published else None,
         ))
-    rows.sort(key=lambda r: (r.metrics["accuracy"], _nan_low(r.metrics["roc_auc"])), reverse=True)
+    rows.sort(key=lambda r: rank_key(r.metrics, "accuracy"), reverse=True)
     return Report(rows, _notes(evaluations) + list(extra_notes or []), by_source)
 
 
@@ -213,7 +218,3 @@ def _ci(interval: tuple[float, float]) -> str:
 
 def _weights(row: Row) -> str:
     return "stand-in" if row.stand_in else (row.weights_sha256[:12] or "?")
-
-
-def _nan_low(value: float) -> float:
-    return -1.0 if math.isnan(value) else value

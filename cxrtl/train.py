@@ -20,6 +20,7 @@ from cxrtl.checkpoints import CheckpointStore, get_payload
 from cxrtl.data import SPLITS, PreparedData
 from cxrtl.engine import predict, recalibrate_batchnorm, resolve_device, train_one_epoch
 from cxrtl.errors import CxrtlError
+from cxrtl.files import check_output_folder, staged_folder
 from cxrtl.model import NUM_CLASSES, build_model, set_backbone_trainable
 from cxrtl.recipes import get_recipe
 from cxrtl.store import Store
@@ -99,6 +100,7 @@ def train(
     from the newest. The best model also goes to ``models/SOURCE/RUN_ID/``.
     """
     get_source(source)  # an unknown name fails before anything is read
+    check_output_folder(out_dir, METADATA_FILE)  # before training, not after
     data = PreparedData.load(data_dir)
     train_idx, select_idx = data.indices("train"), data.indices(config.selection_split)
     if len(train_idx) == 0:
@@ -206,11 +208,10 @@ def train(
 
 
 def save_model(out_dir: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / MODEL_FILE
-    torch.save({"state_dict": state_dict, "metadata": metadata}, path)
-    (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    return path
+    with staged_folder(out_dir, marker=METADATA_FILE) as staged:
+        torch.save({"state_dict": state_dict, "metadata": metadata}, staged / MODEL_FILE)
+        (staged / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return out_dir / MODEL_FILE
 
 
 def load_model(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo-data", help="write a synthetic dataset in the Kaggle layout, zipped")
     p.add_argument("out", type=Path, help="folder to write the zip into")
     p.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_non_negative, default=0)
     p.add_argument("--image-size", type=int, default=299, help="image side in pixels (default 299, as Kaggle's)")
     p.set_defaults(func=_demo_data)
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--recipe", choices=sorted(RECIPES), default="paper")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_non_negative, default=0)
     p.set_defaults(func=_preprocess)
 
     p = subparsers.add_parser("train", help="fine-tune ResNet50 from one weight source")
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="train the whole network for N epochs, then the head only (the study: 1)")
     p.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="recompute BatchNorm statistics over the training split before each evaluation")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_non_negative)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--keep-checkpoints", type=int, help="epoch checkpoints kept in the store (default 1)")
     p.add_argument("--store", help="store URL for weights and checkpoints (default: CXRTL_STORE or ~/.cache/cxrtl)")
@@ -68,6 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_bench)
+
+
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
+    return number
 
 
 def _epochs_or_never(value: str) -> int | str:

@@ -31,6 +31,9 @@ def default_store_url() -> str:
 
 def open_store(url: str | None = None) -> Store:
     url = url or default_store_url()
+    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        # Not echoed: the value holds credentials.
+        raise StoreError("the store URL carries credentials: set MINIO_ACCESS_KEY and MINIO_SECRET_KEY instead")
     if url.startswith("s3://"):
         from cxrtl.store.s3 import S3Store
 

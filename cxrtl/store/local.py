@@ -36,16 +36,9 @@ class LocalStore(Store):
     def _write_atomically(self, key: str, write) -> str:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-            digest = sha256_file(Path(tmp))
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        Path(str(target) + _SHA_SUFFIX).write_text(digest + "\n")
+        digest = _replace(target, write, sha256=True)
+        # The sidecar too is replaced whole: a reader never sees an empty or half-written checksum.
+        _replace(Path(str(target) + _SHA_SUFFIX), lambda f: f.write(f"{digest}\n".encode()))
         return digest
 
     def put_file(self, key: str, path: Path) -> str:
@@ -113,3 +106,17 @@ class LocalStore(Store):
 
     def _verify(self, key: str, actual: str) -> None:
         check_sha256(self.url, key, self._recorded(key), actual)
+
+
+def _replace(target: Path, write, sha256: bool = False) -> str:
+    """Write ``target`` through a temporary file renamed over it; the new file's sha256 if asked."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        digest = sha256_file(Path(tmp)) if sha256 else ""
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest

@@ -104,7 +104,12 @@ def download(url: str, dest: Path, *, label: str) -> Path:
         os.replace(part, dest)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         part.unlink(missing_ok=True)
-        raise CxrtlError(f"{shown}: download failed: {exc}; nothing was stored") from None
+        # Only the reason: an exception's text can quote the URL, user:password included.
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code} {exc.reason}"
+        else:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise CxrtlError(f"{shown}: download failed ({reason}); nothing was stored") from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise
