@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_non_negative)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--keep-checkpoints", type=int, help="epoch checkpoints kept in the store (default 1)")
-    p.add_argument("--store", help="store URL for weights and checkpoints (default: CXRTL_STORE or ~/.cache/cxrtl)")
+    p.add_argument("--store", help="store URL for weights and checkpoints "
+                   "(default: $CXRTL_STORE, else ~/.cache/cxrtl/store)")
     p.add_argument("--run-id", help="resume this run's checkpoints; default: a new run id")
     p.set_defaults(func=_train)
 
