@@ -288,20 +288,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def _local_arguments(args: argparse.Namespace) -> dict:
     """The pipeline's arguments for a local run, checked before anything is written."""
     from cxrtl.data import check_image_size
-    from cxrtl.weights import get_source
+    from cxrtl.weights import check_sources
 
     if not args.demo and not args.dataset_source:
         raise CxrtlError("--dataset-source is required without --demo ('kaggle', a .zip or a folder)")
     if args.dataset_source and args.dataset_source != "kaggle" and not Path(args.dataset_source).exists():
         raise CxrtlError(f"--dataset-source {args.dataset_source}: no such file or folder")
-    sources = list(SOURCE_NAMES) if args.sources is None else args.sources
-    if not sources:
-        raise CxrtlError("--sources names no weight source")
-    for name in sources:
-        get_source(name)
-    repeated = sorted({name for name in sources if sources.count(name) > 1})
-    if repeated:
-        raise CxrtlError(f"--sources names {', '.join(repeated)} more than once")
+    sources = check_sources(list(SOURCE_NAMES) if args.sources is None else args.sources)
     image_size = check_image_size(args.image_size or (64 if args.demo else 224), "--image-size")
     if not 0 <= args.promotion_margin < 1:
         raise CxrtlError(f"--promotion-margin must be in [0, 1), got {args.promotion_margin}")

@@ -10,7 +10,15 @@ import pytest
 import cxrtl
 from cxrtl.data import PreparedData
 from cxrtl.errors import CxrtlError
-from cxrtl.retrain import STATE_KEY, check_for_changes, code_fingerprint, last_success, record_success, run_fingerprint
+from cxrtl.retrain import (
+    STATE_KEY,
+    check_for_changes,
+    check_settings,
+    code_fingerprint,
+    last_success,
+    record_success,
+    run_fingerprint,
+)
 from cxrtl.store import LocalStore
 
 SETTINGS = {"sources": ["imagenet", "moco-v2"], "recipe": "recommended", "epochs": 20, "image_size": 224}
@@ -123,3 +131,29 @@ def test_recording_a_run_that_never_checked_is_an_error(store):
     with pytest.raises(CxrtlError, match=r"state/runs/ghost\.json"):
         record_success(store, "ghost")
     assert last_success(store) is None
+
+
+def _settings(**changes):
+    return {"sources": ["imagenet", "moco-v2"], "recipe": "paper", "image_size": 224, "epochs": 0,
+            "batch_size": 0, "learning_rate": 0.0, "seed": 0, **changes}
+
+
+def test_good_settings_pass_the_check():
+    check_settings(_settings())
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"sources": ["imagenet", "nope"]}, "nope"),
+        ({"sources": ["imagenet", "imagenet"]}, "more than once"),
+        ({"sources": []}, "no weight source"),
+        ({"recipe": "fast"}, "fast"),
+        ({"image_size": 16}, "image_size"),
+        ({"epochs": -1}, "epochs"),
+        ({"learning_rate": -0.1}, "learning_rate"),
+    ],
+)
+def test_bad_settings_are_refused_naming_them(changes, named):
+    with pytest.raises(CxrtlError, match=named):
+        check_settings(_settings(**changes))

@@ -10,7 +10,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "cxrtl.weights.registry": ("SOURCE_NAMES", "SOURCES", "PublishedMetrics", "WeightSource", "get_source"),
+    "cxrtl.weights.registry": (
+        "SOURCE_NAMES",
+        "SOURCES",
+        "PublishedMetrics",
+        "WeightSource",
+        "check_sources",
+        "get_source",
+    ),
     "cxrtl.weights.adapters": ("BackboneCheck", "check_checkpoint", "load_backbone_state_dict"),
     "cxrtl.weights.standin": ("stand_in_backbone", "write_stand_in"),
     "cxrtl.weights.stored": (

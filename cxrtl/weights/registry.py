@@ -190,3 +190,15 @@ def get_source(name: str) -> WeightSource:
         return SOURCES[name]
     except KeyError:
         raise CxrtlError(f"unknown weight source {name!r}; choose one of: {', '.join(SOURCE_NAMES)}") from None
+
+
+def check_sources(names: list[str]) -> list[str]:
+    """``names`` if each is a known source, named once; else a CxrtlError saying which is not."""
+    if not names:
+        raise CxrtlError("no weight source given")
+    for name in names:
+        get_source(name)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise CxrtlError(f"weight source(s) named more than once: {', '.join(repeated)}")
+    return names
