@@ -14,6 +14,7 @@ test: lint pytest
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 pytest: $(VENV)/.installed $(S3RVER)
 	$(VENV)/bin/pytest

@@ -129,43 +129,66 @@ def build_pipeline(options: ClusterOptions | None = None):
         )
         check = _on_cpu(
             check_changes(
-                dataset=raw.outputs["Output"], store=store, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                sources=sources, recipe=recipe, image_size=image_size, epochs=epochs, batch_size=batch_size,
-                learning_rate=learning_rate, seed=seed, force=force,
+                dataset=raw.outputs["Output"],
+                store=store,
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                sources=sources,
+                recipe=recipe,
+                image_size=image_size,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                seed=seed,
+                force=force,
             ),
-            options, caching=False,
+            options,
+            caching=False,
         )
         with dsl.If(check.output == True, name="retrain"):  # noqa: E712 (a KFP condition, not a test)
             data = _on_cpu(
                 preprocess(raw=raw.outputs["raw"], recipe=recipe, image_size=image_size, seed=seed),
-                options, caching=True,
+                options,
+                caching=True,
             )
             with dsl.ParallelFor(sources, parallelism=options.parallelism, name="weight-sources") as source:
                 model = _on_gpu(
                     train(
-                        data=data.outputs["data"], source=source, store=store,
-                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, epochs=epochs, batch_size=batch_size,
-                        learning_rate=learning_rate, seed=seed,
+                        data=data.outputs["data"],
+                        source=source,
+                        store=store,
+                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                        epochs=epochs,
+                        batch_size=batch_size,
+                        learning_rate=learning_rate,
+                        seed=seed,
                     ),
                     options,
                 )
                 scored = _on_cpu(
                     evaluate(data=data.outputs["data"], model=model.outputs["model"], store=store),
-                    options, caching=True,
+                    options,
+                    caching=True,
                 )
             decision = _on_cpu(
                 promote(
-                    data=data.outputs["data"], results=dsl.Collected(scored.outputs["results"]), store=store,
-                    metric=promotion_metric, margin=promotion_margin,
+                    data=data.outputs["data"],
+                    results=dsl.Collected(scored.outputs["results"]),
+                    store=store,
+                    metric=promotion_metric,
+                    margin=promotion_margin,
                 ),
-                options, caching=False,
+                options,
+                caching=False,
             )
             _on_cpu(
                 report(
-                    results=dsl.Collected(scored.outputs["results"]), decision=decision.output,
-                    store=store, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                    results=dsl.Collected(scored.outputs["results"]),
+                    decision=decision.output,
+                    store=store,
+                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 ),
-                options, caching=False,
+                options,
+                caching=False,
             )
 
     return cxrtl_pipeline
@@ -213,16 +236,27 @@ def _toleration(text: str) -> dict[str, str]:
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     defaults = ClusterOptions()
     g = parser.add_argument_group("cluster settings (compiled into the pipeline)")
-    g.add_argument("--parallelism", type=int, default=defaults.parallelism,
-                   help="training tasks at once (default 0: all sources)")
+    g.add_argument(
+        "--parallelism", type=int, default=defaults.parallelism, help="training tasks at once (default 0: all sources)"
+    )
     g.add_argument("--gpu-resource", default=defaults.gpu_resource, help="accelerator resource name per train task")
-    g.add_argument("--gpu-node-selector", type=_comma_list(_key_value), action="extend", metavar="KEY=VALUE[,...]",
-                   help="node labels for train tasks, e.g. cloud.google.com/gke-accelerator=nvidia-l4")
-    g.add_argument("--gpu-toleration", type=_comma_list(_toleration), action="extend",
-                   metavar="KEY[=VALUE]:EFFECT[,...]",
-                   help="taints tolerated by train tasks (default nvidia.com/gpu:NoSchedule)")
-    g.add_argument("--minio-secret", default=defaults.minio_secret,
-                   help="Secret with MINIO_ACCESS_KEY and MINIO_SECRET_KEY")
+    g.add_argument(
+        "--gpu-node-selector",
+        type=_comma_list(_key_value),
+        action="extend",
+        metavar="KEY=VALUE[,...]",
+        help="node labels for train tasks, e.g. cloud.google.com/gke-accelerator=nvidia-l4",
+    )
+    g.add_argument(
+        "--gpu-toleration",
+        type=_comma_list(_toleration),
+        action="extend",
+        metavar="KEY[=VALUE]:EFFECT[,...]",
+        help="taints tolerated by train tasks (default nvidia.com/gpu:NoSchedule)",
+    )
+    g.add_argument(
+        "--minio-secret", default=defaults.minio_secret, help="Secret with MINIO_ACCESS_KEY and MINIO_SECRET_KEY"
+    )
     g.add_argument("--kaggle-secret", default=defaults.kaggle_secret, help="Secret with KAGGLE_USERNAME and KAGGLE_KEY")
     g.add_argument("--config-map", default=defaults.config_map, help="ConfigMap with MINIO_ENDPOINT and MINIO_SECURE")
     g.add_argument("--train-cpu", default=defaults.train_cpu)
@@ -264,12 +298,14 @@ def _compile_to_temp(args: argparse.Namespace) -> Path:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--demo", action="store_true",
-                   help="synthetic data in the Kaggle layout, stand-in weights, 64 px images, 3 epochs")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="synthetic data in the Kaggle layout, stand-in weights, 64 px images, 3 epochs",
+    )
     p.add_argument("--dataset-source", help="'kaggle', a .zip or a folder (required unless --demo)")
     p.add_argument("--store", help="store URL (default: a store folder inside --output)")
-    p.add_argument("--sources", type=_comma_list(str),
-                   help="comma-separated weight sources (default: all ten)")
+    p.add_argument("--sources", type=_comma_list(str), help="comma-separated weight sources (default: all ten)")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="default: paper; recommended with --demo")
     p.add_argument("--image-size", type=int, help="default 224; 64 with --demo")
     p.add_argument("--epochs", type=int, help="default: the recipe's; 3 with --demo")
@@ -278,10 +314,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-class", type=int, default=80, help="demo images per class (default 80)")
     p.add_argument("--force", action="store_true", help="retrain even if nothing changed since the last run")
-    p.add_argument("--promotion-metric", default="accuracy", choices=METRIC_NAMES,
-                   help="test metric on which a new best model must beat the champion (default accuracy)")
-    p.add_argument("--promotion-margin", type=float, default=0.005,
-                   help="by more than this much (default 0.005)")
+    p.add_argument(
+        "--promotion-metric",
+        default="accuracy",
+        choices=METRIC_NAMES,
+        help="test metric on which a new best model must beat the champion (default accuracy)",
+    )
+    p.add_argument("--promotion-margin", type=float, default=0.005, help="by more than this much (default 0.005)")
     p.add_argument("--output", type=Path, help="folder for everything the run writes (default: runs/NAME-TIME)")
 
 
@@ -379,8 +418,9 @@ def _demo_inputs(out: Path, store, sources: list[str], per_class: int, seed: int
 def build_parser() -> argparse.ArgumentParser:
     from cluster import add_cluster_arguments
 
-    parser = argparse.ArgumentParser(prog="pipeline.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="pipeline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("compile", help="write the pipeline's IR YAML")
     p.add_argument("-o", "--output", type=Path, default=Path("cxrtl.yaml"))

@@ -24,8 +24,13 @@ def check_changes(
     from cxrtl.store import open_store
 
     settings = {
-        "sources": sources, "recipe": recipe, "image_size": image_size, "epochs": epochs,
-        "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+        "sources": sources,
+        "recipe": recipe,
+        "image_size": image_size,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
     }
     check_settings(settings)  # a typo in a submitted parameter fails here, before any GPU is asked for
     check = check_for_changes(open_store(store), run_fingerprint(json.loads(dataset), settings), run_id, force)

@@ -85,7 +85,12 @@ def train_one_epoch(
             rate = seen / (time.perf_counter() - started)
             logger.info(
                 "%s [%d/%d] loss %.4f acc %.4f %.1f img/s",
-                label, step, n_batches, total_loss / seen, correct / seen, rate,
+                label,
+                step,
+                n_batches,
+                total_loss / seen,
+                correct / seen,
+                rate,
             )
     elapsed = time.perf_counter() - started
     return EpochStats(total_loss / seen, correct / seen, seen / elapsed if elapsed else 0.0)

@@ -26,8 +26,16 @@ PREDICTIONS_FILE = "predictions.csv"
 ROC_FILE = "roc.json"
 # What of the model's metadata travels with its results into the report.
 _MODEL_FIELDS = (
-    "source", "source_description", "weights_sha256", "weights_stand_in", "run_id",
-    "best_epoch", "selection_split", "selection_accuracy", "config", "dataset",
+    "source",
+    "source_description",
+    "weights_sha256",
+    "weights_stand_in",
+    "run_id",
+    "best_epoch",
+    "selection_split",
+    "selection_accuracy",
+    "config",
+    "dataset",
 )
 
 
@@ -80,7 +88,12 @@ def evaluate(
     m = result["metrics"]
     logger.info(
         "%s on %d test images: accuracy %.4f, sensitivity %.4f, specificity %.4f, ROC AUC %.4f",
-        metadata.get("source"), result["n"], m["accuracy"], m["sensitivity"], m["specificity"], m["roc_auc"],
+        metadata.get("source"),
+        result["n"],
+        m["accuracy"],
+        m["sensitivity"],
+        m["specificity"],
+        m["roc_auc"],
     )
     return Evaluation(result, roc)
 

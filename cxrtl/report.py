@@ -66,11 +66,23 @@ class Report:
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """The header and the rows (best first) of the Markdown and HTML tables."""
-        head = ["Source", *(_HEADERS[m] for m in METRIC_NAMES), "Accuracy 95% CI", "Best epoch", "Weights",
-                "Published accuracy"]
+        head = [
+            "Source",
+            *(_HEADERS[m] for m in METRIC_NAMES),
+            "Accuracy 95% CI",
+            "Best epoch",
+            "Weights",
+            "Published accuracy",
+        ]
         rows = [
-            [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), _ci(r.accuracy_ci),
-             str(r.best_epoch or "-"), _weights(r), _fmt(r.published_accuracy)]
+            [
+                r.source,
+                *(_fmt(r.metrics[m]) for m in METRIC_NAMES),
+                _ci(r.accuracy_ci),
+                str(r.best_epoch or "-"),
+                _weights(r),
+                _fmt(r.published_accuracy),
+            ]
             for r in self.rows
         ]
         return head, rows
@@ -124,8 +136,16 @@ COVID is the positive class.</p>
                 writer = csv.writer(f)
                 writer.writerow(["source", *METRIC_NAMES, "n", "best_epoch", "stand_in", "weights_sha256"])
                 for r in self.rows:
-                    writer.writerow([r.source, *(r.metrics[m] for m in METRIC_NAMES), r.n, r.best_epoch,
-                                     r.stand_in, r.weights_sha256])
+                    writer.writerow(
+                        [
+                            r.source,
+                            *(r.metrics[m] for m in METRIC_NAMES),
+                            r.n,
+                            r.best_epoch,
+                            r.stand_in,
+                            r.weights_sha256,
+                        ]
+                    )
         return {kind: out_dir / name for kind, name in names.items()}
 
 
@@ -140,22 +160,29 @@ def build_report(evaluations: list[Evaluation], extra_notes: list[str] | None = 
             raise CxrtlError(f"two results for weight source {source!r}; give each source once")
         by_source[source] = ev
         published = get_source(source).published if source != "?" else None
-        rows.append(Row(
-            source=source,
-            metrics=ev.result["metrics"],
-            accuracy_ci=tuple(ev.result.get("intervals_95", {}).get("accuracy", (math.nan, math.nan))),
-            n=ev.result["n"],
-            best_epoch=model.get("best_epoch"),
-            stand_in=bool(model.get("weights_stand_in")),
-            weights_sha256=model.get("weights_sha256") or "",
-            published_accuracy=published.accuracy if published else None,
-        ))
+        rows.append(
+            Row(
+                source=source,
+                metrics=ev.result["metrics"],
+                accuracy_ci=tuple(ev.result.get("intervals_95", {}).get("accuracy", (math.nan, math.nan))),
+                n=ev.result["n"],
+                best_epoch=model.get("best_epoch"),
+                stand_in=bool(model.get("weights_stand_in")),
+                weights_sha256=model.get("weights_sha256") or "",
+                published_accuracy=published.accuracy if published else None,
+            )
+        )
     rows.sort(key=lambda r: rank_key(r.metrics, "accuracy"), reverse=True)
     return Report(rows, _notes(evaluations) + list(extra_notes or []), by_source)
 
 
-def report_from_folders(folders: list[Path], out_dir: Path, store: Store | None = None, run_id: str = "",
-                        extra_notes: list[str] | None = None) -> Report:
+def report_from_folders(
+    folders: list[Path],
+    out_dir: Path,
+    store: Store | None = None,
+    run_id: str = "",
+    extra_notes: list[str] | None = None,
+) -> Report:
     """Build the report from ``cxrtl evaluate`` output folders and write it to ``out_dir`` (and the store)."""
     report = build_report([load_evaluation(f) for f in folders], extra_notes)
     paths = report.write(out_dir)

@@ -151,8 +151,17 @@ def train(
         set_backbone_trainable(model, config.backbone_trainable(epoch))
         label = f"{source} epoch {epoch}/{config.epochs}"
         stats = train_one_epoch(
-            model, optimizer, criterion, data.images, data.labels, train_idx,
-            config.batch_size, config.normalize, device, rng, label,
+            model,
+            optimizer,
+            criterion,
+            data.images,
+            data.labels,
+            train_idx,
+            config.batch_size,
+            config.normalize,
+            device,
+            rng,
+            label,
         )
         if config.recalibrate_bn:
             recalibrate_batchnorm(model, data.images, train_idx, config.batch_size, config.normalize, device)
@@ -163,21 +172,29 @@ def train(
         history["select_accuracy"].append(accuracy)
         logger.info(
             "%s: train loss %.4f acc %.4f, %s acc %.4f (%.1f img/s)",
-            label, stats.loss, stats.accuracy, config.selection_split, accuracy, stats.images_per_second,
+            label,
+            stats.loss,
+            stats.accuracy,
+            config.selection_split,
+            accuracy,
+            stats.images_per_second,
         )
         if accuracy > best["accuracy"]:
             best = {"epoch": epoch, "accuracy": accuracy}
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             checkpoints.save_best(epoch, {**identity, "epoch": epoch, "model": best_state})
-        checkpoints.save(epoch, {
-            **identity,
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "history": history,
-            "best": best,
-            "config": dataclasses.asdict(config),
-        })
+        checkpoints.save(
+            epoch,
+            {
+                **identity,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "history": history,
+                "best": best,
+                "config": dataclasses.asdict(config),
+            },
+        )
 
     metadata = {
         "source": source,
@@ -202,8 +219,14 @@ def train(
     store.put_file(f"models/{source}/{run_id}/{MODEL_FILE}", model_path)
     store.put_file(f"models/{source}/{run_id}/{METADATA_FILE}", out_dir / METADATA_FILE)
     checkpoints.drop_best()
-    logger.info("%s: best epoch %d (%s accuracy %.4f); model in %s", source, best["epoch"],
-                config.selection_split, best["accuracy"], out_dir)
+    logger.info(
+        "%s: best epoch %d (%s accuracy %.4f); model in %s",
+        source,
+        best["epoch"],
+        config.selection_split,
+        best["accuracy"],
+        out_dir,
+    )
     return TrainResult(model_path, metadata)
 
 

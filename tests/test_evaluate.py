@@ -108,7 +108,12 @@ def test_metrics_json_has_every_field(evaluated):
     assert _same(load_evaluation(evaluated.out_dir).result, evaluated.evaluation.result)
     result = evaluated.evaluation.result
     assert set(json.loads((evaluated.out_dir / "metrics.json").read_text())) == {
-        "n", "threshold", "metrics", "intervals_95", "confusion", "model",
+        "n",
+        "threshold",
+        "metrics",
+        "intervals_95",
+        "confusion",
+        "model",
     }
     data = PreparedData.load(evaluated.data_dir)
     n_test = len(data.indices("test"))
@@ -162,8 +167,22 @@ def test_evaluation_folder_loads_back_and_feeds_the_report(evaluated, tmp_path):
 
 def test_cli_evaluate_prints_the_metrics(evaluated, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["evaluate", "--data", str(evaluated.data_dir), "--model", str(evaluated.model_dir),
-                 "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(evaluated.data_dir),
+                "--model",
+                str(evaluated.model_dir),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"accuracy {evaluated.evaluation.metrics['accuracy']:.4f}" in printed
     assert json.loads((out / "metrics.json").read_text())["metrics"] == evaluated.evaluation.metrics
@@ -183,8 +202,10 @@ def test_missing_and_foreign_models_are_refused(evaluated, tmp_path, capsys):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model.pt").write_bytes((evaluated.model_dir / "model.pt").read_bytes()[:4096])
-    assert main(["evaluate", "--data", str(evaluated.data_dir), "--model", str(broken), "--out",
-                 str(tmp_path / "eval")]) == 2
+    assert (
+        main(["evaluate", "--data", str(evaluated.data_dir), "--model", str(broken), "--out", str(tmp_path / "eval")])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("cxrtl: error: ") and "not a model written by cxrtl" in err and "\n" not in err
     assert not (tmp_path / "eval").exists()

@@ -97,8 +97,15 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(fresh):
     assert not decision.promoted
     # The champion is scored again, on this run's test split.
     assert decision.champion == {"source": "imagenet", "run_id": GOOD, "score": fresh.good.metrics["accuracy"]}
-    for part in ("accuracy", f"{fresh.poor.metrics['accuracy']:.4f}", f"{fresh.good.metrics['accuracy']:.4f}",
-                 "0.005", "imagenet", f"run {GOOD}", "does not beat"):
+    for part in (
+        "accuracy",
+        f"{fresh.poor.metrics['accuracy']:.4f}",
+        f"{fresh.good.metrics['accuracy']:.4f}",
+        "0.005",
+        "imagenet",
+        f"run {GOOD}",
+        "does not beat",
+    ):
         assert part in decision.reason, part
     assert decision.note().startswith("Promotion: imagenet not promoted: ")
     assert fresh.store.get_json(f"{CHAMPION}/card.json") == card_before
@@ -148,9 +155,11 @@ def test_model_card_records_what_the_model_is(fresh):
     model = fresh.good.result["model"]
     dataset = PreparedData.load(fresh.data_dir).info["dataset"]
     assert card["source"] == "imagenet" and card["run_id"] == GOOD
-    assert card["weights_sha256"] == model["weights_sha256"] == fresh.store.get_json("weights/imagenet/current.json")[
-        "sha256"
-    ]
+    assert (
+        card["weights_sha256"]
+        == model["weights_sha256"]
+        == fresh.store.get_json("weights/imagenet/current.json")["sha256"]
+    )
     assert card["weights_stand_in"] is True
     assert card["dataset"] == {k: dataset[k] for k in ("slug", "version", "sha256")}
     assert card["metrics"] == fresh.good.metrics
@@ -163,8 +172,16 @@ def test_model_card_records_what_the_model_is(fresh):
     assert fresh.store.get_json(f"{CHAMPION}/history/{GOOD}.json") == card
 
     md = fresh.store.get_bytes(f"{CHAMPION}/card.md").decode()
-    for part in ("imagenet", card["weights_sha256"], "STAND-IN", dataset["version"], dataset["sha256"],
-                 f"cxrtl {__version__}", card["promoted_at"], decision.reason):
+    for part in (
+        "imagenet",
+        card["weights_sha256"],
+        "STAND-IN",
+        dataset["version"],
+        dataset["sha256"],
+        f"cxrtl {__version__}",
+        card["promoted_at"],
+        decision.reason,
+    ):
         assert part in md, part
     low, high = card["intervals_95"]["accuracy"]
     assert f"| accuracy | {card['metrics']['accuracy']:.4f} | {low:.3f}-{high:.3f} |" in md

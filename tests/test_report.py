@@ -161,9 +161,7 @@ def _write_folder(folder: Path, ev: Evaluation) -> Path:
 
 
 def test_cli_report_prints_the_table_and_writes_the_files(tmp_path, capsys):
-    folders = [
-        _write_folder(tmp_path / "eval" / s, _evaluation(s, c)) for s, c in (("chexpert", 14), ("imagenet", 18))
-    ]
+    folders = [_write_folder(tmp_path / "eval" / s, _evaluation(s, c)) for s, c in (("chexpert", 14), ("imagenet", 18))]
     out = tmp_path / "report"
     assert main(["report", "--results", *map(str, folders), "--out", str(out)]) == 0
     printed = capsys.readouterr().out

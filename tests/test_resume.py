@@ -41,9 +41,7 @@ def _wait_for_checkpoint(store, key: str, process: subprocess.Popen) -> None:
         time.sleep(0.2)
 
 
-def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(
-    s3_server, s3_env, prepared, tmp_path
-):
+def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(s3_server, s3_env, prepared, tmp_path):
     store = open_store(s3_env)
     stand_in = write_stand_in("imagenet", tmp_path / "imagenet.pth")
     put_weights(store, "imagenet", stand_in, stand_in=True)

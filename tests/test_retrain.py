@@ -134,8 +134,16 @@ def test_recording_a_run_that_never_checked_is_an_error(store):
 
 
 def _settings(**changes):
-    return {"sources": ["imagenet", "moco-v2"], "recipe": "paper", "image_size": 224, "epochs": 0,
-            "batch_size": 0, "learning_rate": 0.0, "seed": 0, **changes}
+    return {
+        "sources": ["imagenet", "moco-v2"],
+        "recipe": "paper",
+        "image_size": 224,
+        "epochs": 0,
+        "batch_size": 0,
+        "learning_rate": 0.0,
+        "seed": 0,
+        **changes,
+    }
 
 
 def test_good_settings_pass_the_check():

@@ -150,8 +150,9 @@ def test_paper_recipe_selects_the_best_epoch_on_the_test_split(paper_run, tmp_pa
     assert meta["best_epoch"] == history.index(max(history)) + 1
 
     # The saved model is that epoch's state, and its test accuracy is the one selection used.
-    best = _load(paper_run.store, f"runs/{paper_run.run_id}/imagenet/checkpoints/epoch-{meta['best_epoch']:03d}.pt",
-                 tmp_path)["model"]
+    best = _load(
+        paper_run.store, f"runs/{paper_run.run_id}/imagenet/checkpoints/epoch-{meta['best_epoch']:03d}.pt", tmp_path
+    )["model"]
     model, _ = load_model(paper_run.out_dir)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, best[name]), name
@@ -285,8 +286,7 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(case, expected, prepared, tm
 def test_a_run_id_is_not_resumed_under_another_recipe(paper_run, prepared, tmp_path):
     config = TrainConfig.from_recipe("recommended", epochs=3, batch_size=16, device="cpu")
     with pytest.raises(CxrtlError, match=r"made with recipe='paper', not 'recommended'.*new run id"):
-        train(prepared["recommended"], "imagenet", tmp_path / "model", config, paper_run.store,
-              paper_run.run_id)
+        train(prepared["recommended"], "imagenet", tmp_path / "model", config, paper_run.store, paper_run.run_id)
     assert not (tmp_path / "model").exists()
     assert paper_run.keys(f"runs/{paper_run.run_id}/imagenet/checkpoints/")[-1].endswith("epoch-002.pt")
 
@@ -295,8 +295,9 @@ def test_a_run_id_is_not_resumed_under_another_recipe(paper_run, prepared, tmp_p
 
 
 def test_rerunning_a_finished_run_gives_back_its_model(paper_run, tmp_path):
-    again = train(paper_run.data_dir, "imagenet", tmp_path / "model", paper_run.config, paper_run.store,
-                  paper_run.run_id)
+    again = train(
+        paper_run.data_dir, "imagenet", tmp_path / "model", paper_run.config, paper_run.store, paper_run.run_id
+    )
     assert again.metadata["best_epoch"] == paper_run.metadata["best_epoch"]
     assert again.metadata["history"] == paper_run.metadata["history"]
     first, _ = load_model(paper_run.out_dir)

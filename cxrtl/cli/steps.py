@@ -38,15 +38,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", dest="learning_rate", type=float)
-    p.add_argument("--freeze-backbone-after", type=_epochs_or_never, metavar="N|never",
-                   help="train the whole network for N epochs, then the head only (the study: 1)")
-    p.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=None,
-                   help="recompute BatchNorm statistics over the training split before each evaluation")
+    p.add_argument(
+        "--freeze-backbone-after",
+        type=_epochs_or_never,
+        metavar="N|never",
+        help="train the whole network for N epochs, then the head only (the study: 1)",
+    )
+    p.add_argument(
+        "--recalibrate-bn",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute BatchNorm statistics over the training split before each evaluation",
+    )
     p.add_argument("--seed", type=_non_negative)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--keep-checkpoints", type=int, help="epoch checkpoints kept in the store (default 1)")
-    p.add_argument("--store", help="store URL for weights and checkpoints "
-                   "(default: $CXRTL_STORE, else ~/.cache/cxrtl/store)")
+    p.add_argument(
+        "--store", help="store URL for weights and checkpoints (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
+    )
     p.add_argument("--run-id", help="resume this run's checkpoints; default: a new run id")
     p.set_defaults(func=_train)
 
@@ -103,8 +112,16 @@ def _preprocess(args: argparse.Namespace) -> None:
     print(f"{len(data.ids)} images of {data.image_size}x{data.image_size} written to {args.out}")
 
 
-_TRAIN_OPTIONS = ("epochs", "batch_size", "learning_rate", "freeze_backbone_after", "recalibrate_bn", "seed",
-                  "device", "keep_checkpoints")
+_TRAIN_OPTIONS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "freeze_backbone_after",
+    "recalibrate_bn",
+    "seed",
+    "device",
+    "keep_checkpoints",
+)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -119,8 +136,10 @@ def _train(args: argparse.Namespace) -> None:
     run_id = args.run_id or new_run_id()
     result = train(args.data, args.weights, args.out, config, open_store(args.store), run_id)
     meta = result.metadata
-    print(f"{args.weights}: best epoch {meta['best_epoch']} ({meta['selection_split']} accuracy "
-          f"{meta['selection_accuracy']:.4f}), run {run_id}, model {result.model_path}")
+    print(
+        f"{args.weights}: best epoch {meta['best_epoch']} ({meta['selection_split']} accuracy "
+        f"{meta['selection_accuracy']:.4f}), run {run_id}, model {result.model_path}"
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-_STORE_HELP = "s3://BUCKET[/PREFIX], file:///PATH or a plain path (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
+from cxrtl.cli.options import add_store_option, open_store_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,10 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Objects are addressed by key (weights/SOURCE/SHA256.pth, runs/RUN_ID/..., ...). "
         "s3:// stores read MINIO_ENDPOINT, MINIO_ACCESS_KEY, MINIO_SECRET_KEY and MINIO_SECURE.",
     )
-    parser.add_argument("--store", metavar="URL", help=_STORE_HELP)
-    # --store is accepted after the action too; SUPPRESS keeps a value given before it.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", metavar="URL", default=argparse.SUPPRESS, help=_STORE_HELP)
+    common = add_store_option(parser)
     actions = parser.add_subparsers(dest="store_action", required=True, metavar="ACTION")
 
     p = actions.add_parser("ls", parents=[common], help="list keys, optionally only those starting with PREFIX")
@@ -43,25 +40,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_mb)
 
 
-def _open(args: argparse.Namespace):
-    from cxrtl.store import open_store
-
-    return open_store(args.store)
-
-
 def _ls(args: argparse.Namespace) -> None:
-    for key in _open(args).list(args.prefix):
+    for key in open_store_of(args).list(args.prefix):
         print(key)
 
 
 def _get(args: argparse.Namespace) -> None:
     target = args.file / args.key.rsplit("/", 1)[-1] if args.file.is_dir() else args.file
-    digest = _open(args).get_file(args.key, target)
+    digest = open_store_of(args).get_file(args.key, target)
     print(f"{target}  sha256 {digest}")
 
 
 def _put(args: argparse.Namespace) -> None:
-    store = _open(args)
+    store = open_store_of(args)
     digest = store.put_file(args.key, args.file)
     print(f"{store.url}/{args.key}  sha256 {digest}")
 
@@ -69,13 +60,13 @@ def _put(args: argparse.Namespace) -> None:
 def _rm(args: argparse.Namespace) -> None:
     from cxrtl.store import StoreError
 
-    store = _open(args)
+    store = open_store_of(args)
     if not store.exists(args.key):
         raise StoreError(f"{store.url}: no object {args.key}")
     store.delete(args.key)
 
 
 def _mb(args: argparse.Namespace) -> None:
-    store = _open(args)
+    store = open_store_of(args)
     store.create()
     print(store.url)

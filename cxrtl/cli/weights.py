@@ -6,10 +6,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from cxrtl.cli.options import add_store_option, open_store_of
 from cxrtl.errors import CxrtlError
 from cxrtl.weights.registry import SOURCE_NAMES
-
-_STORE_HELP = "store URL: s3://BUCKET[/PREFIX], file:///PATH or a path (default: CXRTL_STORE or ~/.cache/cxrtl/store)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,10 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the ten pretrained-weight sources: list, check, fetch, put, verify, stand-in",
         description=f"Weight sources: {', '.join(SOURCE_NAMES)}.",
     )
-    group.add_argument("--store", default=None, help=_STORE_HELP)
-    # --store is accepted after the sub-command too; SUPPRESS keeps it from overwriting the group's value.
-    store_option = argparse.ArgumentParser(add_help=False)
-    store_option.add_argument("--store", default=argparse.SUPPRESS, help=_STORE_HELP)
+    store_option = add_store_option(group)
     commands = group.add_subparsers(dest="weights_command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("list", parents=[store_option], help="each source: where from, stored, verified")
@@ -60,17 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_stand_in)
 
 
-def _store(args: argparse.Namespace):
-    from cxrtl.store import open_store
-
-    return open_store(args.store)
-
-
 def _list(args: argparse.Namespace) -> None:
     from cxrtl.weights.stored import list_weights
 
     rows = []
-    for row in list_weights(_store(args)):
+    for row in list_weights(open_store_of(args)):
         verified = "-" if row.verified is None else f"{'yes' if row.verified else 'FAILED'} {row.verified_at[:10]}"
         rows.append(
             (
@@ -102,7 +92,7 @@ def _check(args: argparse.Namespace) -> None:
 def _fetch(args: argparse.Namespace) -> None:
     from cxrtl.weights.download import fetch_weights
 
-    results = fetch_weights(_store(args), args.sources or None, mirror=args.mirror)
+    results = fetch_weights(open_store_of(args), args.sources or None, mirror=args.mirror)
     for result in results:
         print(f"{result.source}: {result.status}: {result.detail}")
     failed = [r.source for r in results if r.status == "failed"]
@@ -114,7 +104,7 @@ def _put(args: argparse.Namespace) -> None:
     from cxrtl.weights.stored import put_weights
 
     stored = put_weights(
-        _store(args), args.source, args.file, stand_in=args.stand_in, allow_sha_mismatch=args.allow_sha_mismatch
+        open_store_of(args), args.source, args.file, stand_in=args.stand_in, allow_sha_mismatch=args.allow_sha_mismatch
     )
     kind = " (stand-in)" if stored.stand_in else ""
     print(f"{stored.source}{kind}: {stored.tensors} backbone tensors, sha256 {stored.sha256}, stored as {stored.key}")
@@ -123,7 +113,7 @@ def _put(args: argparse.Namespace) -> None:
 def _verify(args: argparse.Namespace) -> None:
     from cxrtl.weights.stored import verify_weights
 
-    results = verify_weights(_store(args))
+    results = verify_weights(open_store_of(args))
     if not results:
         print("no weight files in the store")
         return
