@@ -25,13 +25,6 @@ from pathlib import Path
 
 from kfp import compiler, dsl, kubernetes
 
-from components.check_changes import check_changes
-from components.evaluate import evaluate
-from components.ingest import ingest
-from components.preprocess import preprocess
-from components.promote import promote
-from components.report import report
-from components.train import train
 from cxrtl.errors import CxrtlError
 from cxrtl.metrics import METRIC_NAMES
 from cxrtl.recipes import RECIPES
@@ -97,6 +90,16 @@ def _on_gpu(task: dsl.PipelineTask, options: ClusterOptions) -> dsl.PipelineTask
 
 
 def build_pipeline(options: ClusterOptions | None = None):
+    # Imported here: the components read their images from the kustomization, and a broken one is
+    # then a one-line error of the command rather than an import traceback.
+    from components.check_changes import check_changes
+    from components.evaluate import evaluate
+    from components.ingest import ingest
+    from components.preprocess import preprocess
+    from components.promote import promote
+    from components.report import report
+    from components.train import train
+
     options = options or ClusterOptions()
 
     @dsl.pipeline(

@@ -72,10 +72,15 @@ class PreparedData:
             raise CxrtlError(
                 f"{folder} is not a preprocessed dataset (missing {', '.join(missing)}); run 'cxrtl preprocess'"
             )
-        return cls(
-            images=np.load(folder / "images.npy", mmap_mode="r"),
-            labels=np.load(folder / "labels.npy"),
-            split=np.load(folder / "split.npy"),
-            ids=json.loads((folder / "ids.json").read_text()),
-            info=json.loads((folder / "info.json").read_text()),
-        )
+        try:
+            return cls(
+                images=np.load(folder / "images.npy", mmap_mode="r"),
+                labels=np.load(folder / "labels.npy"),
+                split=np.load(folder / "split.npy"),
+                ids=json.loads((folder / "ids.json").read_text()),
+                info=json.loads((folder / "info.json").read_text()),
+            )
+        except (ValueError, OSError) as exc:  # a truncated array or broken JSON: name the folder, not a traceback
+            raise CxrtlError(
+                f"{folder}: a damaged preprocessed dataset ({type(exc).__name__}); preprocess again"
+            ) from None

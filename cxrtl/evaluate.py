@@ -103,8 +103,11 @@ def load_evaluation(folder: Path) -> Evaluation:
     if not (folder / METRICS_FILE).is_file():
         raise CxrtlError(f"{folder}: no {METRICS_FILE}; is this the output of 'cxrtl evaluate'?")
     roc_path = folder / ROC_FILE
-    roc = json.loads(roc_path.read_text()) if roc_path.is_file() else {"fpr": [], "tpr": [], "thresholds": []}
-    return Evaluation(restore_nan(json.loads((folder / METRICS_FILE).read_text())), roc)
+    try:
+        roc = json.loads(roc_path.read_text()) if roc_path.is_file() else {"fpr": [], "tpr": [], "thresholds": []}
+        return Evaluation(restore_nan(json.loads((folder / METRICS_FILE).read_text())), roc)
+    except (ValueError, KeyError) as exc:
+        raise CxrtlError(f"{folder}: damaged evaluation results ({type(exc).__name__}); evaluate again") from None
 
 
 def _write_predictions(path: Path, ids: list[str], y_true: np.ndarray, p_covid: np.ndarray) -> None:

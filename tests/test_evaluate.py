@@ -238,3 +238,16 @@ def _same(a: dict, b: dict) -> bool:
 
 def _sha256(path: Path) -> str:
     return sha256_file(path)
+
+
+def test_damaged_results_and_data_are_one_error_naming_the_folder(evaluated, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "metrics.json").write_text('{"metrics": ')
+    with pytest.raises(CxrtlError, match=str(results)):
+        load_evaluation(results)
+    data = tmp_path / "data"
+    shutil.copytree(evaluated.data_dir, data)
+    (data / "info.json").write_text("not json")
+    with pytest.raises(CxrtlError, match=f"{data}: a damaged preprocessed dataset"):
+        PreparedData.load(data)
