@@ -12,6 +12,22 @@ from pathlib import Path
 from cxrtl.errors import CxrtlError
 
 
+@contextlib.contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target`` that replaces it when the block succeeds; removed otherwise.
+
+    Its name ends in ``.part``, so a reader never takes it for a finished file.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def check_output_folder(out: Path, marker: str) -> None:
     """Refuse ``out`` unless it is missing, empty, or an earlier output of the same step (it holds ``marker``)."""
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).is_file())):

@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -29,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cxrtl.errors import CxrtlError
-from cxrtl.files import staged_folder
+from cxrtl.files import atomic_file, staged_folder
 from cxrtl.store import Store
 from cxrtl.store.base import sha256_file
 
@@ -318,18 +317,10 @@ def write_deterministic_zip(target: Path, entries: Iterable[tuple[str, bytes]]) 
 
     PNGs are stored as they are (deflating them again gains nothing); other files are deflated.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w") as zf:
-            for name, data in entries:
-                info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-                info.external_attr = (stat.S_IFREG | 0o644) << 16
-                png = name.lower().endswith(".png")
-                info.compress_type = zipfile.ZIP_STORED if png else zipfile.ZIP_DEFLATED
-                zf.writestr(info, data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            png = name.lower().endswith(".png")
+            info.compress_type = zipfile.ZIP_STORED if png else zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from cxrtl.files import atomic_file
 from cxrtl.store.base import (
     Store,
     StoreError,
@@ -35,10 +34,13 @@ class LocalStore(Store):
 
     def _write_atomically(self, key: str, write) -> str:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        digest = _replace(target, write, sha256=True)
+        with atomic_file(target) as tmp:
+            with open(tmp, "wb") as f:
+                write(f)
+            digest = sha256_file(tmp)
         # The sidecar too is replaced whole: a reader never sees an empty or half-written checksum.
-        _replace(Path(str(target) + _SHA_SUFFIX), lambda f: f.write(f"{digest}\n".encode()))
+        with atomic_file(Path(str(target) + _SHA_SUFFIX)) as tmp:
+            tmp.write_text(f"{digest}\n")
         return digest
 
     def put_file(self, key: str, path: Path) -> str:
@@ -50,18 +52,10 @@ class LocalStore(Store):
 
     def get_file(self, key: str, path: Path) -> str:
         source = self._existing(key)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        os.close(fd)
-        try:
+        with atomic_file(Path(path)) as tmp:
             shutil.copyfile(source, tmp)
-            digest = sha256_file(Path(tmp))
+            digest = sha256_file(tmp)
             self._verify(key, digest)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return digest
 
     def get_bytes(self, key: str) -> bytes:
@@ -106,17 +100,3 @@ class LocalStore(Store):
 
     def _verify(self, key: str, actual: str) -> None:
         check_sha256(self.url, key, self._recorded(key), actual)
-
-
-def _replace(target: Path, write, sha256: bool = False) -> str:
-    """Write ``target`` through a temporary file renamed over it; the new file's sha256 if asked."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        digest = sha256_file(Path(tmp)) if sha256 else ""
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return digest

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrtl.errors import CxrtlError
+from cxrtl.files import atomic_file
 from cxrtl.store import Store
 from cxrtl.store.base import CHUNK
 from cxrtl.weights.registry import SOURCE_NAMES, WeightSource, get_source
@@ -84,35 +85,31 @@ def _fetch_one(store: Store, source: WeightSource, mirror: str | None, work_dir:
 def download(url: str, dest: Path, *, label: str) -> Path:
     """``url`` to ``dest``, through a ``.part`` file that is removed unless the download completes."""
     dest = Path(dest)
-    part = dest.with_name(f".{dest.name}.part")
     shown = redact(url)
     try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response, open(part, "wb") as out:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length else None
-            logger.info("%s: downloading %s (%s)", label, shown, _mb(total) if total else "size unknown")
-            received, next_report = 0, 0.1
-            while chunk := response.read(CHUNK):
-                out.write(chunk)
-                received += len(chunk)
-                if total and received / total >= next_report:
-                    logger.info("%s: %s of %s (%d%%)", label, _mb(received), _mb(total), 100 * received // total)
-                    next_report += 0.1
-        # http.client ends a chunked read at a closed connection without an error: count the bytes.
-        if total is not None and received != total:
-            raise CxrtlError(f"{shown}: download incomplete ({received} of {total} bytes); nothing was stored")
-        os.replace(part, dest)
+        with atomic_file(dest) as part:
+            with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response, open(part, "wb") as out:
+                length = response.headers.get("Content-Length")
+                total = int(length) if length else None
+                logger.info("%s: downloading %s (%s)", label, shown, _mb(total) if total else "size unknown")
+                received, next_report = 0, 0.1
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    received += len(chunk)
+                    if total and received / total >= next_report:
+                        percent = 100 * received // total
+                        logger.info("%s: %s of %s (%d%%)", label, _mb(received), _mb(total), percent)
+                        next_report += 0.1
+            # http.client ends a chunked read at a closed connection without an error: count the bytes.
+            if total is not None and received != total:
+                raise CxrtlError(f"{shown}: download incomplete ({received} of {total} bytes); nothing was stored")
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-        part.unlink(missing_ok=True)
         # Only the reason: an exception's text can quote the URL, user:password included.
         if isinstance(exc, urllib.error.HTTPError):
             reason = f"HTTP {exc.code} {exc.reason}"
         else:
             reason = getattr(exc, "reason", None) or type(exc).__name__
         raise CxrtlError(f"{shown}: download failed ({reason}); nothing was stored") from None
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
     return dest
 
 

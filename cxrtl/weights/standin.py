@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 import torchvision
 from torch import nn
 
+from cxrtl.files import atomic_file
 from cxrtl.weights.registry import get_source
 
 logger = logging.getLogger(__name__)
@@ -51,17 +51,10 @@ def write_stand_in(source: str, out: Path | str, seed: int = 0) -> Path:
     state, generator = _seeded_resnet50(source, seed)
     contents = _NATIVE[fmt.name](state, generator)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_name(f".{out.name}.part")
-    try:
-        # Saved through a file object, the archive's inner folder is always "archive", not the file's
-        # name, so the bytes (and the sha256) depend on source and seed only.
-        with open(part, "wb") as f:
-            torch.save(contents, f)
-        os.replace(part, out)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+    # Saved through a file object, the archive's inner folder is always "archive", not the file's
+    # name, so the bytes (and the sha256) depend on source and seed only.
+    with atomic_file(out) as part, open(part, "wb") as f:
+        torch.save(contents, f)
     logger.info("wrote a %s stand-in (%s format, seed %d) to %s", source, fmt.name, seed, out)
     return out
 
