@@ -73,9 +73,11 @@ images: docker-engine image-names
 	docker build -f docker/Dockerfile --build-arg TORCH=$(CPU_TORCH) $(BUILD_ARGS) -t $(CPU_IMAGE) .
 	@$(MAKE) --no-print-directory image-sizes
 
+# Each name with its size (the two names can tag one image: the offline build makes them identical).
 image-sizes: image-names
-	@docker image inspect --format '{{index .RepoTags 0}} {{.Size}}' $(TRAIN_IMAGE) $(CPU_IMAGE) \
-		| numfmt --field 2 --to=iec --suffix=B | column -t
+	@for ref in $(TRAIN_IMAGE) $(CPU_IMAGE); do \
+		echo "$$ref $$(docker image inspect --format '{{.Size}}' $$ref | numfmt --to=iec --suffix=B)"; \
+	done | column -t
 
 push: $(if $(REGISTRY),set-images) images
 	docker push $(TRAIN_IMAGE)
