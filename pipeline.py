@@ -14,6 +14,7 @@ train → evaluate; then promote the best model if it beats the champion, and re
 import argparse
 import atexit
 import builtins
+import contextlib
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -327,6 +329,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--promotion-margin", type=float, default=0.005, help="by more than this much (default 0.005)")
     p.add_argument("--output", type=Path, help="folder for everything the run writes (default: runs/NAME-TIME)")
     p.add_argument(
+        "--verbose", action="store_true", help="show every task's whole log as it runs (default: a line per task event)"
+    )
+    p.add_argument(
         "--runner",
         choices=("subprocess", "docker"),
         default="subprocess",
@@ -368,6 +373,10 @@ def _local_arguments(args: argparse.Namespace) -> dict:
     }
 
 
+# The tasks that run once per weight source, inside the ParallelFor: their logs are named TASK-SOURCE.log.
+PER_SOURCE_TASKS = {"train", "evaluate"}
+
+
 def _run(args: argparse.Namespace) -> None:
     from kfp import local
 
@@ -375,6 +384,10 @@ def _run(args: argparse.Namespace) -> None:
     from cxrtl.retrain import last_success
     from cxrtl.store import open_store
 
+    started = time.time()
+    if not args.verbose:
+        # The progress is the task events; cxrtl's own INFO lines (demo inputs, stand-ins) are --verbose's.
+        logging.getLogger().setLevel(logging.WARNING)
     arguments = _local_arguments(args)
     if args.runner == "docker":
         local_docker.check_docker(args.store, args.dataset_source)
@@ -395,26 +408,63 @@ def _run(args: argparse.Namespace) -> None:
         runner = local.SubprocessRunner(use_venv=False)
     local.init(runner=runner, pipeline_root=str(pipeline_root))
     before = last_success(store)
-    original_print = builtins.print
-    started = time.time()
-    try:
-        try:
-            # Retries exist for pre-empted cluster nodes; locally they would only repeat a failure after a back-off.
-            build_pipeline(ClusterOptions(retries=0))(**arguments)
-        finally:
-            if args.runner == "docker":
-                local_docker.check_exits(out, since=started)
-    except RuntimeError as exc:  # kfp.local's "a task failed"; that task's log above says why
-        raise CxrtlError(f"local run failed: {_ANSI.sub('', str(exc))}") from None
-    finally:
-        # kfp.local indents task logs by swapping builtins.print from several threads and can leave it swapped.
-        builtins.print = original_print
+    _run_logged(arguments, out / "logs", args.verbose, docker_run=out if args.runner == "docker" else None)
     after = last_success(store)
     if after is None or after == before:
         print(f"Nothing changed since run {before['run_id'] if before else '?'}: no retraining (--force retrains).")
+        reports = None
     else:
         print(store.get_bytes(f"reports/{after['run_id']}/report.txt").decode())
-    print(f"\nOutputs: {out} (store: {arguments['store']})")
+        reports = f"{store.url.rstrip('/')}/reports/{after['run_id']}"
+    _print_ending(out, arguments["store"], reports, started)
+
+
+def _run_logged(arguments: dict, logs: Path, verbose: bool, docker_run: Path | None) -> None:
+    """Run the pipeline with kfp.local, its output routed to a log per task and a line per task event."""
+    import local_docker
+    from local_log import TaskLogs, tail
+
+    task_logs = TaskLogs(logs, sys.stdout, PER_SOURCE_TASKS, verbose=verbose)
+    original_print = builtins.print
+    started = time.time()
+    try:
+        with contextlib.redirect_stdout(task_logs), warnings.catch_warnings():
+            if not verbose:
+                # kfp.local's notices, one per task: cluster settings a local run cannot apply (requests,
+                # retries), and our images' packages used from this environment by the subprocess runner.
+                warnings.filterwarnings("ignore", message=r"Task '.*': settings \[", category=UserWarning)
+                warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
+            try:
+                # Retries exist for pre-empted cluster nodes; locally they would only repeat a failure after a back-off.
+                build_pipeline(ClusterOptions(retries=0))(**arguments)
+            finally:
+                if docker_run:
+                    local_docker.check_exits(docker_run, since=started)
+    except (RuntimeError, CxrtlError) as exc:  # RuntimeError: kfp.local's "a task failed"
+        task_logs.close()
+        for task in task_logs.failed():
+            print(f"\n{task.label} failed. The end of its log ({task.path}):", file=sys.stderr)
+            print("\n".join(f"    {line}" for line in tail(task.path)), file=sys.stderr)
+        message = _ANSI.sub("", str(exc))
+        raise CxrtlError(message if isinstance(exc, CxrtlError) else f"local run failed: {message}") from None
+    finally:
+        # kfp.local indents task logs by swapping builtins.print from several threads and can leave it swapped.
+        builtins.print = original_print
+        if not task_logs.closed:
+            task_logs.close()
+
+
+def _print_ending(out: Path, store: str, reports: str | None, started: float) -> None:
+    """Where to look, how long it took, and how much disk the run's folder takes."""
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    minutes, seconds = divmod(round(time.time() - started), 60)
+    print()
+    if reports:
+        print(f"Report:  {reports}/report.html")
+        print(f"         {reports}/report.md")
+    print(f"Store:   {store}")
+    print(f"Logs:    {out / 'logs'}")
+    print(f"Outputs: {out} ({size / 1e9:.1f} GB); took {minutes} min {seconds} s")
 
 
 def _positive(option: str, value: float | None, default: float) -> float:

@@ -29,7 +29,14 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("imagenet", "moco-v2")
 DEMO = ["--demo", "--sources", ",".join(SOURCES), "--per-class", "60", "--epochs", "3"]
 NOTHING_CHANGED = "Nothing changed"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 KFP_LOG_LINE = re.compile(r"\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - ")  # kfp.local's own log lines: "19:42:40.199 - INFO - ..."
+TASK_EVENT = re.compile(
+    r"\d\d:\d\d:\d\d  (?P<task>\S+(?: \S+)?) +(?P<event>started|done in .*|FAILED after .*|epoch .*)$"
+)
+# What a person reads of a run: the issue that asked for quiet runs counted about 2,900 lines before.
+_MOST_LINES = 150
+FAILED_TASK = re.compile(r"^(?P<task>.+) failed\. The end of its log \((?P<log>/.+\.log)\):$")
 # A guard against a hung run, not a speed check: a run takes 1-2 minutes on 2 cores.
 _RUN_LIMIT_S = 1200
 
@@ -89,10 +96,10 @@ def run_id(demo_run: Run) -> str:
 
 
 def _printed_report(stdout: str) -> list[str]:
-    """What `run` prints after kfp.local's last log line (the task logs before it hold the report too)."""
+    """What `run` prints after the last task event (the report task's log holds the report too)."""
     lines = stdout.splitlines()
-    last_log = max(i for i, line in enumerate(lines) if KFP_LOG_LINE.match(line))
-    return lines[last_log + 1 :]
+    last_event = max(i for i, line in enumerate(lines) if TASK_EVENT.match(line))
+    return lines[last_event + 1 :]
 
 
 def test_demo_run_prints_the_comparison_of_both_sources(demo_run: Run):
@@ -107,8 +114,57 @@ def test_demo_run_prints_the_comparison_of_both_sources(demo_run: Run):
     assert any(line.endswith("<- best") for line in lines)
     assert any("STAND-IN" in line for line in lines)
     assert any(re.match(r"Promotion: .* promoted to champion: there was no champion", line) for line in lines)
-    assert f"Outputs: {demo_run.out} (store: {demo_run.store})" in lines
     assert NOTHING_CHANGED not in demo_run.stdout
+
+
+def test_demo_run_ends_with_where_to_look_how_long_it_took_and_the_disk_it_used(demo_run: Run, run_id: str):
+    ending = demo_run.stdout.splitlines()[-5:]
+    reports = demo_run.store / "reports" / run_id
+    assert ending[:4] == [
+        f"Report:  {reports}/report.html",
+        f"         {reports}/report.md",
+        f"Store:   {demo_run.store}",
+        f"Logs:    {demo_run.out / 'logs'}",
+    ]
+    assert re.fullmatch(rf"Outputs: {re.escape(str(demo_run.out))} \(\d+\.\d GB\); took \d+ min \d+ s", ending[4])
+    assert (reports / "report.html").is_file() and (reports / "report.md").is_file()
+
+
+def test_demo_run_prints_a_line_per_task_event_and_no_task_log(demo_run: Run):
+    lines = demo_run.stdout.splitlines() + demo_run.stderr.splitlines()
+    assert len(lines) < _MOST_LINES, len(lines)
+    assert demo_run.stderr == ""
+    assert not [line for line in lines if KFP_LOG_LINE.search(line) or "executor_input" in line.lower()]
+    events = [TASK_EVENT.match(line) for line in demo_run.stdout.splitlines() if TASK_EVENT.match(line)]
+    by_task: dict[str, list[str]] = {}
+    for event in events:
+        by_task.setdefault(event["task"], []).append(event["event"])
+    tasks = ["ingest", "check-changes", "preprocess", "promote", "report"]
+    tasks += [f"{task} {source}" for source in SOURCES for task in ("train", "evaluate")]
+    assert sorted(by_task) == sorted(tasks)
+    for task, seen in by_task.items():
+        assert seen[0] == "started" and seen[-1].startswith("done in "), (task, seen)
+        epochs = [e for e in seen if e.startswith("epoch ")]
+        if task.startswith("train "):
+            assert [e.split(":")[0] for e in epochs] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"], seen
+            assert all(re.search(r" acc \d\.\d{4}", e) for e in epochs), epochs
+        else:
+            assert not epochs
+
+
+def test_demo_run_keeps_each_tasks_whole_log_in_a_file(demo_run: Run):
+    logs = demo_run.out / "logs"
+    names = ["pipeline", "ingest", "check-changes", "preprocess", "promote", "report"]
+    names += [f"{task}-{source}" for source in SOURCES for task in ("train", "evaluate")]
+    assert sorted(p.name for p in logs.iterdir()) == sorted(f"{name}.log" for name in names)
+    for name in names[1:]:
+        text = (logs / f"{name}.log").read_text()
+        task = name.split("-")[0] if name.startswith(("train-", "evaluate-")) else name
+        assert f"Executing task '{task}'" in text and f"Task '{task}' finished with status SUCCESS" in text, name
+    train = (logs / f"train-{SOURCES[0]}.log").read_text()
+    assert '"executorInput"' in train or "executor_input" in train
+    assert re.search(rf"{SOURCES[0]} epoch 3/3: train loss", train)
+    assert "Running pipeline: 'cxrtl'" in (logs / "pipeline.log").read_text()
 
 
 def test_the_printed_report_is_the_stored_report_verbatim(demo_run: Run, run_id: str):
@@ -159,6 +215,18 @@ def test_demo_run_keeps_each_tasks_outputs_in_the_pipeline_root(demo_run: Run):
     assert (root / "promote" / "executor_output.json").is_file()
     for name in ("table", "html", "markdown"):
         assert (root / "report" / name).exists(), name
+
+
+def test_verbose_shows_every_log_line_and_the_log_files_hold_them_all(tmp_path: Path):
+    verbose = run_pipeline(
+        tmp_path / "out", "--demo", "--sources", "imagenet", "--per-class", "12", "--epochs", "1", "--verbose"
+    ).check()
+    shown = [ANSI.sub("", line).strip() for line in verbose.stdout.splitlines()]
+    assert sum(bool(KFP_LOG_LINE.search(line)) for line in shown) > 20 and not TASK_EVENT.match(shown[0])
+    logged = {line.strip() for log in (verbose.out / "logs").glob("*.log") for line in log.read_text().splitlines()}
+    # Every line kfp.local wrote while the pipeline ran is in a log file; what follows is the run's ending.
+    during = shown[: max(i for i, line in enumerate(shown) if KFP_LOG_LINE.search(line)) + 1]
+    assert [line for line in during if line not in logged] == []
 
 
 # --- reruns on the same store ---------------------------------------------------------------------------
@@ -231,13 +299,19 @@ def test_demo_run_against_s3_puts_everything_in_the_bucket(s3_server, tmp_path: 
 # --- bad input that only the run can see --------------------------------------------------------------------
 
 
-def _assert_one_error_line(run: Run, *names: str) -> None:
+def _assert_one_error_line(run: Run, *names: str) -> list[str]:
+    """The run failed with one error line naming ``names``; returns the failed tasks' log excerpts before it."""
     assert run.returncode == 2, f"exit {run.returncode}\n{run.stderr[-3000:]}"
-    assert "Traceback" not in run.stderr, run.stderr[-3000:]
-    errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
+    # A failed task's last log lines come first, on purpose: a header line, then the lines indented.
+    lines = run.stderr.splitlines()
+    excerpts = [line for line in lines if FAILED_TASK.match(line) or line.startswith("    ")]
+    own = [line for line in lines if line not in excerpts]
+    assert "Traceback" not in "\n".join(own), run.stderr[-3000:]
+    errors = [line for line in own if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("pipeline.py: error: "), errors
     for name in names:
         assert name in errors[0]
+    return excerpts
 
 
 def test_a_source_given_twice_is_refused_before_anything_runs(tmp_path: Path):
@@ -261,7 +335,13 @@ def test_a_zip_without_the_kaggle_layout_is_one_error_line(tmp_path: Path):
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("something/else.txt", "not the dataset")
     run = run_pipeline(tmp_path / "out", "--dataset-source", str(archive), "--sources", "imagenet")
-    _assert_one_error_line(run)
+    excerpt = _assert_one_error_line(run, "ingest")
+    # The failing task's last log lines, with where its whole log is, come before the error line.
+    header = FAILED_TASK.match(excerpt[0])
+    assert header and header["task"] == "ingest" and header["log"] == str(run.out / "logs" / "ingest.log")
+    assert "wrong.zip: no COVID-19_Radiography_Dataset/COVID/images/ folder" in "\n".join(excerpt[1:])
+    assert excerpt[1:] == ["    " + line for line in (run.out / "logs" / "ingest.log").read_text().splitlines()[-20:]]
+    assert run.stderr.splitlines()[-1].startswith("pipeline.py: error: local run failed: ")
 
 
 # --- --runner docker, where it is refused before anything is written --------------------------------------

@@ -1,0 +1,171 @@
+"""What `pipeline.py run` shows while kfp.local runs the pipeline: a line per task event on the terminal, and
+each task's whole log in a file of its own (``logs/TASK[-SOURCE].log`` in the run's folder).
+
+kfp.local writes everything, its own lines about each task and the task's streamed output, to ``sys.stdout``,
+from the thread that runs that task; two tasks may run at once. :class:`TaskLogs` stands in for
+``sys.stdout`` during the run and sends each thread's lines to the log of the task that thread runs; the
+pipeline's own lines go to ``logs/pipeline.log``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TASK_START = re.compile(r" - INFO - Executing task '(?P<task>[^']+)'$")
+TASK_END = re.compile(r" - [A-Z]+ - Task '(?P<task>[^']+)' finished with status (?P<status>[A-Z]+)")
+# kfp.local closes each task's block with a horizontal rule of dashes (indented, when its print swap lingers).
+RULE = re.compile(r"^\s*-{20,}$")
+# A per-source task names its source in its executor input: train as a parameter, evaluate in its model's
+# metadata.
+SOURCE = re.compile(r'"source": "(?P<source>[^"]+)"')
+# cxrtl.train's line at the end of each epoch: "SOURCE epoch 2/3: train loss ..., val acc ... (... img/s)".
+EPOCH = re.compile(r"\]: \S+ (?P<epoch>epoch \d+/\d+: .*)$")
+TRACEBACK = "Traceback (most recent call last):"
+
+
+@dataclass
+class _Task:
+    name: str
+    per_source: bool
+    started: float = field(default_factory=time.monotonic)
+    source: str | None = None
+    lines: list[str] = field(default_factory=list)  # held until the log's name is known
+    file: TextIO | None = None
+    path: Path | None = None
+    status: str | None = None
+    failed: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.source}" if self.source else self.name
+
+
+class TaskLogs(io.TextIOBase):
+    """A stand-in for ``sys.stdout`` while kfp.local runs: task logs to files, task events to ``console``.
+
+    ``per_source`` names the tasks that run once per weight source (their logs are TASK-SOURCE.log).
+    With ``verbose`` the console gets every line, as kfp.local wrote it, instead of the events.
+    """
+
+    def __init__(self, folder: Path, console: TextIO, per_source: set[str], verbose: bool = False) -> None:
+        super().__init__()
+        self.folder = folder
+        self.console = console
+        self.per_source = per_source
+        self.verbose = verbose
+        self.tasks: list[_Task] = []
+        self._current: dict[int, _Task] = {}
+        self._partial: dict[int, str] = {}
+        self._lock = threading.Lock()
+        folder.mkdir(parents=True, exist_ok=True)
+        self._pipeline_log = (folder / "pipeline.log").open("w")
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        thread = threading.get_ident()
+        with self._lock:
+            if self.verbose:
+                self.console.write(text)
+            *lines, self._partial[thread] = (self._partial.get(thread, "") + text).split("\n")
+            for line in lines:
+                self._line(thread, line)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self.console.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            for thread, rest in self._partial.items():
+                if rest:
+                    self._line(thread, rest)
+            self._partial.clear()
+            for task in self.tasks:
+                self._name_log(task)
+                task.file.close()
+            self._pipeline_log.close()
+        super().close()
+
+    def failed(self) -> list[_Task]:
+        """Tasks that ended in failure, or whose log holds a traceback (kfp.local's DockerRunner can report
+        a failed container as a success)."""
+        return [task for task in self.tasks if task.status == "FAILURE" or task.failed]
+
+    def _line(self, thread: int, raw: str) -> None:
+        line = ANSI.sub("", raw)
+        start = TASK_START.search(line)
+        if start:
+            task = _Task(start.group("task"), start.group("task") in self.per_source)
+            self.tasks.append(task)
+            self._current[thread] = task
+            if not task.per_source:
+                self._name_log(task)
+                self._event(task, "started")
+        task = self._current.get(thread)
+        if task is None:
+            self._pipeline_log.write(line + "\n")
+            return
+        self._task_line(task, line)
+        if RULE.match(line):
+            del self._current[thread]
+
+    def _task_line(self, task: _Task, line: str) -> None:
+        if task.file is None:
+            task.lines.append(line)
+            source = SOURCE.search(line) if task.per_source else None
+            if source:
+                task.source = source.group("source")
+                self._name_log(task)
+                self._event(task, "started")
+        else:
+            task.file.write(line + "\n")
+        task.failed = task.failed or TRACEBACK in line
+        epoch = EPOCH.search(line)
+        end = TASK_END.search(line)
+        if epoch and task.file is not None:
+            self._event(task, epoch.group("epoch"))
+        elif end:
+            task.status = end.group("status")
+            self._name_log(task)
+            elapsed = f"{time.monotonic() - task.started:.1f} s"
+            failed = task.status == "FAILURE" or task.failed
+            self._event(task, f"FAILED after {elapsed}" if failed else f"done in {elapsed}")
+
+    def _name_log(self, task: _Task) -> None:
+        """Open the task's log file, now that its name is known, and write what was held for it."""
+        if task.file is not None:
+            return
+        stem = "-".join(filter(None, (task.name, task.source)))
+        task.path = self.folder / f"{stem}.log"
+        taken = {t.path for t in self.tasks if t is not task}
+        number = 2
+        while task.path in taken:  # a task run twice (no source found): keep both logs
+            task.path = self.folder / f"{stem}-{number}.log"
+            number += 1
+        task.file = task.path.open("w")
+        task.file.writelines(line + "\n" for line in task.lines)
+        task.lines.clear()
+
+    def _event(self, task: _Task, what: str) -> None:
+        if not self.verbose:
+            self.console.write(f"{time.strftime('%H:%M:%S')}  {task.label:<40} {what}\n")
+            self.console.flush()
+
+
+def tail(path: Path, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines of a log."""
+    with path.open() as f:
+        return f.read().splitlines()[-lines:]
