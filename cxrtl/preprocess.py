@@ -23,11 +23,11 @@ from cxrtl.data import CLASS_NAMES, SPLITS, PreparedData, check_image_size
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.ingest import INGEST_FILE, find_dataset, list_images
+from cxrtl.progress import Progress
 from cxrtl.recipes import get_recipe
 
 logger = logging.getLogger(__name__)
 
-_PROGRESS_EVERY = 1000
 _INFO_FILE = "info.json"
 
 
@@ -126,10 +126,9 @@ def _decode_all(paths: list[Path], size: int) -> tuple[np.ndarray, np.ndarray]:
             ok[i] = True
 
     # Pillow releases the GIL while decoding and resizing, so threads use every core without copying.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for done, _ in enumerate(pool.map(decode, range(len(paths))), start=1):
-            if done % _PROGRESS_EVERY == 0:
-                logger.info("decoded %d of %d images", done, len(paths))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, Progress(len(paths), "decoding", logger) as shown:
+        for _ in pool.map(decode, range(len(paths))):
+            shown.update()
     return images, ok
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cxrtl.errors import CxrtlError
 from cxrtl.files import atomic_file
+from cxrtl.progress import Progress
 from cxrtl.store import Store
 from cxrtl.store.base import CHUNK
 from cxrtl.weights.registry import SOURCE_NAMES, WeightSource, get_source
@@ -92,14 +93,12 @@ def download(url: str, dest: Path, *, label: str) -> Path:
                 length = response.headers.get("Content-Length")
                 total = int(length) if length else None
                 logger.info("%s: downloading %s (%s)", label, shown, _mb(total) if total else "size unknown")
-                received, next_report = 0, 0.1
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    received += len(chunk)
-                    if total and received / total >= next_report:
-                        percent = 100 * received // total
-                        logger.info("%s: %s of %s (%d%%)", label, _mb(received), _mb(total), percent)
-                        next_report += 0.1
+                received = 0
+                with Progress(total, f"{label}: downloaded", logger, unit="B") as progress:
+                    while chunk := response.read(CHUNK):
+                        out.write(chunk)
+                        received += len(chunk)
+                        progress.update(len(chunk))
             # http.client ends a chunked read at a closed connection without an error: count the bytes.
             if total is not None and received != total:
                 raise CxrtlError(f"{shown}: download incomplete ({received} of {total} bytes); nothing was stored")
