@@ -34,6 +34,10 @@ SECRET_KEYS = {
 PIPELINE_SECRET_KEYS = {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "KAGGLE_USERNAME", "KAGGLE_KEY"}
 SECRET_LIKE = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|^KEY$|CREDENTIAL", re.IGNORECASE)
 TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
+KFP_ARTIFACTS_OPT_IN = MANIFESTS / "components" / "kfp-artifacts-in-minio"
+KFP_ARTIFACTS_BUCKET = re.search(
+    r"defaultPipelineRoot=minio://([a-z0-9.-]+)/", (KFP_ARTIFACTS_OPT_IN / "kustomization.yaml").read_text()
+).group(1)
 
 
 def render(kustomization_dir: Path) -> str:
@@ -249,13 +253,39 @@ def test_pods_run_as_non_root_with_limits(overlay):
             assert "memory" in container["resources"]["limits"], where
 
 
-def test_kfp_launcher_points_the_pipeline_root_at_the_store_server(overlay):
-    path, _, docs = overlay
+def test_overlays_leave_kfp_launcher_to_kfp(overlay):
+    # KFP's manifests (and, in multi-user KFP, its profile controller) own kfp-launcher: by default KFP's
+    # artifacts stay in KFP's object store, where its UI reads them.
+    _, _, docs = overlay
+    assert not [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "kfp-launcher"]
+
+
+def render_with_kfp_artifacts_opt_in(tmp_path: Path, overlay: Path) -> list[dict]:
+    """The overlay's pipelines part with the opt-in component added, as the README says to add it."""
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "namespace": pipelines_namespace(overlay),
+                "resources": [os.path.relpath(overlay / "pipelines", tmp_path)],
+                "components": [os.path.relpath(KFP_ARTIFACTS_OPT_IN, tmp_path)],
+            }
+        )
+    )
+    rendered = render(tmp_path)
+    assert validate(rendered) == []
+    return documents(rendered)
+
+
+def test_the_opt_in_points_kfp_artifacts_at_the_store_server(tmp_path: Path):
+    dev = MANIFESTS / "overlays" / "dev"
+    docs = render_with_kfp_artifacts_opt_in(tmp_path, dev)
     launcher = find(docs, "ConfigMap", "kfp-launcher")
     config = find(docs, "ConfigMap", "cxrtl-config")["data"]
-    assert launcher["metadata"]["namespace"] == pipelines_namespace(path)
+    assert launcher["metadata"]["namespace"] == pipelines_namespace(dev)
+    assert launcher["metadata"]["labels"]["app.kubernetes.io/part-of"] == "cxrtl"
     root = re.fullmatch(r"minio://([a-z0-9.-]+)/(\S+)", launcher["data"]["defaultPipelineRoot"])
     assert root, launcher["data"]["defaultPipelineRoot"]
+    assert root.group(1) == KFP_ARTIFACTS_BUCKET
     provider = yaml.safe_load(launcher["data"]["providers"])["minio"]["default"]
     assert provider["endpoint"] == config["MINIO_ENDPOINT"], "kfp-launcher and cxrtl-config disagree"
     assert provider["disableSSL"] is (config["MINIO_SECURE"] == "false")
@@ -267,6 +297,11 @@ def test_kfp_launcher_points_the_pipeline_root_at_the_store_server(overlay):
             "secretKeyKey": "MINIO_SECRET_KEY",
         },
     }
+
+
+def test_the_store_url_is_an_s3_bucket(overlay):
+    _, _, docs = overlay
+    config = find(docs, "ConfigMap", "cxrtl-config")["data"]
     assert re.fullmatch(r"s3://[a-z0-9.-]+(/\S*)?", config["CXRTL_STORE"]), config["CXRTL_STORE"]
 
 
@@ -283,7 +318,8 @@ def test_deployed_minio_serves_the_configured_endpoint_and_buckets(path):
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MINIO_URL"] == f"http://{config['MINIO_ENDPOINT']}"
     store_bucket = config["CXRTL_STORE"].removeprefix("s3://").split("/")[0]
-    root_bucket = find(docs, "ConfigMap", "kfp-launcher")["data"]["defaultPipelineRoot"].split("/")[2]
+    # The opt-in's bucket is made here too, so that opting in is one line in an overlay.
+    root_bucket = KFP_ARTIFACTS_BUCKET
     assert set(env["BUCKETS"].split()) == {store_bucket, root_bucket}
 
     scripts = find(docs, "ConfigMap", "cxrtl-bucket-init")["data"]

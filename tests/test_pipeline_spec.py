@@ -376,3 +376,20 @@ def test_compile_rejects_malformed_cluster_options(
     err = capsys.readouterr().err
     assert f"error: argument {option}" in err
     assert not out.exists()
+
+
+# --- where the KFP UI finds the report ----------------------------------------------------------------
+
+
+def test_no_pipeline_root_is_compiled_in_so_kfp_keeps_its_own_artifact_store(default_spec: Spec):
+    # KFP then takes the root from its own kfp-launcher ConfigMap: its object store, which its UI reads
+    # in standalone and multi-user installs alike (the UI reads other namespaces' artifacts only there).
+    assert "defaultPipelineRoot" not in default_spec.pipeline
+    assert "pipeline_root" not in default_spec.text
+
+
+def test_the_report_is_an_html_and_a_markdown_artifact_the_ui_renders(default_spec: Spec):
+    report = default_spec.pipeline["components"][default_spec.tasks["report"]["componentRef"]["name"]]
+    artifacts = report["outputDefinitions"]["artifacts"]
+    assert artifacts["html"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert artifacts["markdown"]["artifactType"]["schemaTitle"] == "system.Markdown"

@@ -128,6 +128,13 @@ def test_text_marks_the_best_line(ten):
         assert re.search(rf"^{re.escape(source)}\s", text, re.MULTILINE)
 
 
+def test_html_is_self_contained_for_the_kfp_ui(ten):
+    # The KFP UI shows an HTML artifact in a sandboxed iframe (srcdoc, allow-scripts only): anything fetched
+    # from elsewhere (a stylesheet, a script, an image URL) would not load there.
+    html = build_report(ten).html()
+    assert not re.search(r"<(link|script)\b|\b(src|href)=\"(?!data:|#)", html), html
+
+
 def test_write_gives_txt_md_html_and_csv(ten, tmp_path):
     report = build_report(ten)
     paths = report.write(tmp_path / "out")
