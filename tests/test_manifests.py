@@ -222,6 +222,17 @@ def test_namespaces(overlay):
     assert [s["namespace"] for s in binding["subjects"]] == [pipelines]
 
 
+def test_jobs_opt_out_of_istio_sidecars(overlay):
+    # In an Istio-injected (Kubeflow profile) namespace a Job's pod with a sidecar never completes.
+    _, _, docs = overlay
+    jobs = [d for d in docs if d["kind"] in ("Job", "CronJob")]
+    assert jobs
+    for doc in jobs:
+        spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+        annotations = spec["template"]["metadata"].get("annotations", {})
+        assert annotations.get("sidecar.istio.io/inject") == "false", f"{doc['kind']}/{doc['metadata']['name']}"
+
+
 def test_least_privilege_rbac(overlay):
     _, _, docs = overlay
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
