@@ -233,6 +233,26 @@ def test_jobs_opt_out_of_istio_sidecars(overlay):
         assert annotations.get("sidecar.istio.io/inject") == "false", f"{doc['kind']}/{doc['metadata']['name']}"
 
 
+@pytest.mark.parametrize(
+    ("path", "ignored"),
+    [
+        ("manifests/secrets/cxrtl-minio.env", True),
+        ("manifests/secrets/cxrtl-kaggle.env", True),
+        ("manifests/secrets/cxrtl-minio.env.example", False),
+        ("manifests/base/cxrtl.env", False),  # settings, not secrets
+        ("manifests/overlays/gpu-cloud/pipelines/gpu.env", False),
+    ],
+)
+def test_filled_in_secret_files_stay_out_of_git(path: str, ignored: bool):
+    # --no-index: the rules alone decide, whether or not such a file exists or is tracked.
+    check = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT, check=False)
+    assert check.returncode == (0 if ignored else 1), f"{path}: git check-ignore exited {check.returncode}"
+    tracked = subprocess.run(
+        ["git", "ls-files", "manifests/secrets/"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert tracked and all(name.endswith(".env.example") for name in tracked), tracked
+
+
 def test_least_privilege_rbac(overlay):
     _, _, docs = overlay
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
