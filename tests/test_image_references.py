@@ -162,4 +162,3 @@ def test_every_dockerfile_base_image_is_hosted_and_pinned(dockerfile: Path):
     for base in bases:
         assert "$" not in base, f"{dockerfile.name}: FROM {base}: an ARG without a default"
         assert reference_problem(base) is None, f"{dockerfile.name}: FROM {base}: {reference_problem(base)}"
-

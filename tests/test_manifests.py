@@ -28,10 +28,10 @@ KUBERNETES_VERSIONS = ("1.29.0", "1.35.0")
 STORAGE_NAMESPACE = "cxrtl"
 SECRET_KEYS = {
     "cxrtl-minio": {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"},
-    "cxrtl-kaggle": {"KAGGLE_USERNAME", "KAGGLE_KEY"},
+    "cxrtl-kaggle": {"KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"},
 }
 # What the namespace the pipeline runs in may read: the restricted user, never MinIO's root.
-PIPELINE_SECRET_KEYS = {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "KAGGLE_USERNAME", "KAGGLE_KEY"}
+PIPELINE_SECRET_KEYS = {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"}
 SECRET_LIKE = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|^KEY$|CREDENTIAL", re.IGNORECASE)
 TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
 KFP_ARTIFACTS_OPT_IN = MANIFESTS / "components" / "kfp-artifacts-in-minio"
@@ -449,6 +449,17 @@ def test_images_module_names_the_file_for_an_unknown_image(monkeypatch):
     assert cli.returncode == 2
     assert cli.stderr.strip().startswith("images: error: ") and "kustomization.yaml" in cli.stderr
     assert "'cxrtl-gpu'" in cli.stderr and len(cli.stderr.strip().splitlines()) == 1
+
+
+def test_secret_templates_hold_the_keys_the_pipeline_reads(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    import pipeline
+
+    for name, keys in SECRET_KEYS.items():
+        template = (MANIFESTS / "secrets" / f"{name}.env.example").read_text()
+        named = set(re.findall(r"^#?\s*([A-Z_]+)=", template, re.MULTILINE))
+        assert named == keys, name
+    assert set(pipeline.KAGGLE_SECRET_KEYS) == SECRET_KEYS["cxrtl-kaggle"]
 
 
 def test_pipeline_defaults_name_what_the_manifests_create(monkeypatch):

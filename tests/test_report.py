@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import json
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from cxrtl.cli import main
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation
 from cxrtl.metrics import binary_metrics, roc_points
-from cxrtl.report import build_report
+from cxrtl.report import build_report, skipped_sources_note
 from cxrtl.weights import SOURCE_NAMES, get_source
 
 N_TEST = 20
@@ -100,6 +101,14 @@ def test_notes_name_the_stand_ins_and_say_nothing_about_test_selection_on_val(te
     assert named >= set(SOURCE_NAMES) - {"moco-v1"} and "moco-v1" not in named
     assert not any("test split" in n for n in report.notes)
     assert "Recipe: recommended." in report.notes and "Dataset version: v5." in report.notes
+
+
+def test_sources_left_out_for_want_of_weights_are_named_in_every_format():
+    note = skipped_sources_note(["inat2021-supervised", "inat2021-mini-swav-1k"])
+    assert "inat2021-supervised, inat2021-mini-swav-1k" in note and "skip_missing_weights=true" in note
+    report = build_report([_evaluation("imagenet", 18)], [note])
+    assert note in report.notes and note in report.markdown() and note in report.text()
+    assert html.escape(note) in report.html()
 
 
 def test_paper_selection_on_test_is_called_optimistic():
