@@ -182,6 +182,7 @@ def build_pipeline(options: ClusterOptions | None = None):
     # Imported here: the components read their images from the kustomization, and a broken one is
     # then a one-line error of the command rather than an import traceback.
     from components.check_changes import check_changes
+    from components.check_weights import check_weights
     from components.evaluate import evaluate
     from components.ingest import ingest
     from components.preprocess import preprocess
@@ -220,12 +221,14 @@ def build_pipeline(options: ClusterOptions | None = None):
             {key: key for key in KAGGLE_SECRET_KEYS},
             optional=True,
         )
+        weights = _on_cpu(check_weights(store=store, sources=sources, skip_missing=skip_missing_weights), options)
         check = _on_cpu(
             check_changes(
                 dataset=raw.outputs["Output"],
                 store=store,
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                sources=sources,
+                # What trains: weights put in later make the next run retrain.
+                sources=weights.outputs["sources"],
                 recipe=recipe,
                 image_size=image_size,
                 epochs=epochs,
@@ -233,15 +236,14 @@ def build_pipeline(options: ClusterOptions | None = None):
                 learning_rate=learning_rate,
                 seed=seed,
                 force=force,
-                skip_missing_weights=skip_missing_weights,
             ),
             options,
         )
-        with dsl.If(check.outputs["changed"] == True, name="retrain"):  # noqa: E712 (a KFP condition, not a test)
+        with dsl.If(check.output == True, name="retrain"):  # noqa: E712 (a KFP condition, not a test)
             data = _on_cpu(preprocess(raw=raw.outputs["raw"], recipe=recipe, image_size=image_size, seed=seed), options)
-            # The sources whose weights check-changes found in the store, not the parameter as given.
+            # The sources whose weights check-weights found in the store, not the parameter as given.
             with dsl.ParallelFor(
-                check.outputs["sources"], parallelism=options.parallelism, name="weight-sources"
+                weights.outputs["sources"], parallelism=options.parallelism, name="weight-sources"
             ) as source:
                 model = _on_gpu(
                     train(
@@ -273,7 +275,7 @@ def build_pipeline(options: ClusterOptions | None = None):
                 report(
                     results=dsl.Collected(scored.outputs["results"]),
                     decision=decision.output,
-                    skipped=check.outputs["skipped"],
+                    skipped=weights.outputs["skipped"],
                     store=store,
                     run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 ),

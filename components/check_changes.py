@@ -1,5 +1,3 @@
-from typing import NamedTuple
-
 from kfp import dsl
 
 from components.images import CPU, image
@@ -18,19 +16,13 @@ def check_changes(
     learning_rate: float,
     seed: int,
     force: bool,
-    skip_missing_weights: bool,
-) -> NamedTuple("Checked", [("changed", bool), ("sources", list), ("skipped", list)]):
-    """Settings valid, weights in the store, and has anything changed since the last successful run?
-
-    All before any GPU is asked for. ``changed`` False ends the run early; ``sources`` are those to train
-    (``skipped`` left out for want of verified weights, only with ``skip_missing_weights``).
-    """
+) -> bool:
+    """Has the dataset, the code or a setting changed since the last successful run? False ends the run early."""
     import json
 
-    from cxrtl.retrain import check_for_changes, check_settings, run_fingerprint, sources_to_train
+    from cxrtl.retrain import check_for_changes, check_settings, run_fingerprint
     from cxrtl.store import open_store
 
-    target = open_store(store)
     settings = {
         "sources": sources,
         "recipe": recipe,
@@ -40,10 +32,7 @@ def check_changes(
         "learning_rate": learning_rate,
         "seed": seed,
     }
-    check_settings(settings)  # a typo in a submitted parameter fails here
-    trained, skipped = sources_to_train(target, sources, skip_missing_weights)
-    # The fingerprint holds what trains: weights put in later make the next run retrain.
-    fingerprint = run_fingerprint(json.loads(dataset), {**settings, "sources": trained})
-    check = check_for_changes(target, fingerprint, run_id, force)
+    check_settings(settings)  # a typo in a submitted parameter fails here, before any GPU is asked for
+    check = check_for_changes(open_store(store), run_fingerprint(json.loads(dataset), settings), run_id, force)
     print(check.reason)
-    return check.changed, trained, skipped
+    return check.changed

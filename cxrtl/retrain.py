@@ -47,6 +47,7 @@ def sources_to_train(store: Store, sources: list[str], skip_missing: bool = Fals
     Checked before any GPU is asked for: a source without weights would otherwise fail on its GPU, be
     retried, and fail the whole run after the others trained. The error says what to run.
     """
+    check_sources(sources)
     missing = missing_weights(store, sources)
     ready = [s for s in sources if s not in missing]
     if not missing:

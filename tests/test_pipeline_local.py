@@ -265,7 +265,7 @@ def test_a_zip_without_the_kaggle_layout_is_one_error_line(tmp_path: Path):
     _assert_one_error_line(run)
 
 
-def test_missing_weights_stop_the_run_at_check_changes_before_any_training(
+def test_missing_weights_stop_the_run_at_check_weights_before_any_training(
     stand_in_store, demo_zip: Path, tmp_path: Path
 ):
     store = tmp_path / "store"
@@ -273,10 +273,10 @@ def test_missing_weights_stop_the_run_at_check_changes_before_any_training(
     run = run_pipeline(
         tmp_path / "out", "--dataset-source", str(demo_zip), "--sources", "imagenet,chexpert", "--store", str(store)
     )
-    _assert_one_error_line(run, "check-changes")
+    _assert_one_error_line(run, "check-weights")
     # The task's log says why and what to run.
     assert f"no verified weights in {store} for 1 of 2 sources (chexpert): " in run.stdout + run.stderr
     assert f"`cxrtl weights fetch --store {store} chexpert`" in run.stdout + run.stderr
     # Nothing after it ran: no preprocess, no train (which would have asked for a GPU).
-    assert {p.name for p in run.pipeline_run().iterdir()} <= {"ingest", "check-changes"}
+    assert {p.name for p in run.pipeline_run().iterdir()} <= {"ingest", "check-weights"}
     assert not list(run.pipeline_run().glob("**/train"))

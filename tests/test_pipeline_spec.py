@@ -22,7 +22,7 @@ from cxrtl.weights import SOURCE_NAMES
 from pipeline import ClusterOptions
 
 REPO = Path(__file__).resolve().parents[1]
-CONTAINER_TASKS = ("ingest", "check-changes", "preprocess", "train", "evaluate", "promote", "report")
+CONTAINER_TASKS = ("ingest", "check-weights", "check-changes", "preprocess", "train", "evaluate", "promote", "report")
 # Set in the environment while compiling: none may reach the compiled YAML.
 MARKERS = {
     "MINIO_ACCESS_KEY": "access-marker-7d1f",
@@ -108,24 +108,31 @@ def _key_to_env(entry: dict[str, Any], key_field: str) -> dict[str, str]:
 # --- DAG shape -------------------------------------------------------------------------------------
 
 
-def test_sources_parameter_defaults_to_all_ten_and_check_changes_picks_those_the_loop_trains(default_spec: Spec):
+def test_sources_parameter_defaults_to_all_ten_and_check_weights_picks_those_the_loop_trains(default_spec: Spec):
     sources = default_spec.pipeline["root"]["inputDefinitions"]["parameters"]["sources"]
     assert sources["parameterType"] == "LIST"
     assert sources["defaultValue"] == list(SOURCE_NAMES) and len(sources["defaultValue"]) == 10
-    check = default_spec.tasks["check-changes"]["inputs"]["parameters"]
-    assert check["sources"] == {"componentInputParameter": "sources"}
-    assert check["skip_missing_weights"] == {"componentInputParameter": "skip_missing_weights"}
+    weights = default_spec.tasks["check-weights"]["inputs"]["parameters"]
+    assert weights["sources"] == {"componentInputParameter": "sources"}
+    assert weights["skip_missing"] == {"componentInputParameter": "skip_missing_weights"}
     skip = default_spec.pipeline["root"]["inputDefinitions"]["parameters"]["skip_missing_weights"]
     assert (skip["parameterType"], skip["defaultValue"]) == ("BOOLEAN", False)
+    check_weights = default_spec.pipeline["components"][default_spec.tasks["check-weights"]["componentRef"]["name"]]
+    outputs = check_weights["outputDefinitions"]["parameters"]
+    assert {name: o["parameterType"] for name, o in outputs.items()} == {"sources": "LIST", "skipped": "LIST"}
+    # check-changes fingerprints what trains, so weights put in later make the next run retrain.
+    assert default_spec.tasks["check-changes"]["inputs"]["parameters"]["sources"] == {
+        "taskOutputParameter": {"outputParameterKey": "sources", "producerTask": "check-weights"}
+    }
 
     loop_name, loop = default_spec.loop()
     assert loop["taskInfo"]["name"] == "weight-sources"
     channel = loop["parameterIterator"]["items"]["inputParameter"]
-    # The loop's items come, through the condition's channel, from check-changes: the sources whose
+    # The loop's items come, through the condition's channel, from check-weights: the sources whose
     # weights it found in the store, so none is sent to a GPU without them.
     condition = default_spec.owner(loop_name)
     assert condition["inputs"]["parameters"][channel] == {
-        "taskOutputParameter": {"outputParameterKey": "sources", "producerTask": "check-changes"}
+        "taskOutputParameter": {"outputParameterKey": "sources", "producerTask": "check-weights"}
     }
     # Each iteration trains one source: train's `source` input is the loop item.
     train = default_spec.tasks["train"]
@@ -147,30 +154,25 @@ def test_retraining_branch_is_conditional_on_check_changes(default_spec: Spec):
     conditions = [name for name in root if "triggerPolicy" in default_spec.tasks[name]]
     assert len(conditions) == 1
     condition = default_spec.tasks[conditions[0]]
-    assert root == {"ingest", "check-changes", conditions[0]}
+    assert root == {"ingest", "check-weights", "check-changes", conditions[0]}
     assert condition["taskInfo"]["name"] == "retrain"
-    channel = "pipelinechannel--check-changes-changed"
+    channel = "pipelinechannel--check-changes-Output"
     assert condition["inputs"]["parameters"][channel] == {
-        "taskOutputParameter": {"outputParameterKey": "changed", "producerTask": "check-changes"}
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "check-changes"}
     }
     assert condition["triggerPolicy"]["condition"] == f"inputs.parameter_values['{channel}'] == true"
     branch = condition["componentRef"]["name"]
     assert {default_spec.parent[t] for t in ("preprocess", "promote", "report")} == {branch}
     check = default_spec.pipeline["components"][default_spec.tasks["check-changes"]["componentRef"]["name"]]
-    outputs = check["outputDefinitions"]["parameters"]
-    assert {name: o["parameterType"] for name, o in outputs.items()} == {
-        "changed": "BOOLEAN",
-        "sources": "LIST",
-        "skipped": "LIST",
-    }
+    assert check["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "BOOLEAN"
 
 
 def test_the_report_hears_which_sources_were_left_out(default_spec: Spec):
-    # Through the condition's channel, from check-changes.
-    channel = "pipelinechannel--check-changes-skipped"
+    # Through the condition's channel, from check-weights.
+    channel = "pipelinechannel--check-weights-skipped"
     assert default_spec.tasks["report"]["inputs"]["parameters"]["skipped"] == {"componentInputParameter": channel}
     assert default_spec.owner("report")["inputs"]["parameters"][channel] == {
-        "taskOutputParameter": {"outputParameterKey": "skipped", "producerTask": "check-changes"}
+        "taskOutputParameter": {"outputParameterKey": "skipped", "producerTask": "check-weights"}
     }
 
 
