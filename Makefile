@@ -41,25 +41,41 @@ clean:
 # --- Container images (docker/) -------------------------------------------------------------------
 # Names and tags come from the one place they are configured, the images: block of
 # manifests/base/kustomization.yaml, through components/images.py (which pipeline.py uses too).
-# `make images` builds both images, `make push` pushes them. `make push REGISTRY=ghcr.io/you [TAG=x]`
-# first points that block at REGISTRY (with `kustomize edit set image`; commit the change, then compile
-# or submit the pipeline again so that its tasks use the pushed images).
+# `make images` builds both images from docker/Dockerfile, `make push` pushes them. `make push
+# REGISTRY=ghcr.io/you [TAG=x]` first points that block at REGISTRY (with `kustomize edit set image`;
+# commit the change, then compile or submit the pipeline again so that its tasks use the pushed images).
+# `make images-offline` needs no registry (README: "Build the images"); `make test-containers` builds
+# that way and runs the whole pipeline in the images.
 # Recursive (=): read when a recipe runs, so after set-images has changed the kustomization.
 TRAIN_IMAGE = $(shell $(PYTHON) -m components.images cxrtl-train)
 CPU_IMAGE = $(shell $(PYTHON) -m components.images cxrtl-cpu)
 # A registry may carry a port (host:5000/x:tag): the tag is what follows the last colon.
 TAG ?= $(lastword $(subst :, ,$(TRAIN_IMAGE)))
+# Extra `docker build` arguments for both images (the offline build sets BASE_IMAGE and WHEELHOUSE).
+BUILD_ARGS ?=
+# The torch build of the CPU image (images-offline says when it is cuda).
+CPU_TORCH ?= cpu
+WHEELHOUSE := build/wheelhouse
+OFFLINE_BASE ?= cxrtl-base:bookworm-python3.11
 
-.PHONY: images push set-images docker-engine
+.PHONY: images push set-images docker-engine image-names image-sizes wheelhouse images-offline offline-images \
+	test-containers pytest-containers
 
 docker-engine:
-	@command -v docker >/dev/null 2>&1 || { echo "make: docker is not installed here: images can only be built where a Docker engine runs" >&2; exit 1; }
-	@docker info >/dev/null 2>&1 || { echo "make: no Docker engine available here (docker info failed): images can only be built where a Docker engine runs" >&2; exit 1; }
+	@command -v docker >/dev/null 2>&1 || { echo "make: docker is not installed here: images can only be built where a Docker engine runs (make images-offline starts one, as root)" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make: no Docker engine answers here (docker info failed): start one, or use make images-offline, which starts one as root" >&2; exit 1; }
 
-images: docker-engine
+image-names: $(VENV)/.installed
 	@test -n "$(TRAIN_IMAGE)" && test -n "$(CPU_IMAGE)" || { echo "make: cannot read the image names (see the error above)" >&2; exit 1; }
-	docker build -f docker/Dockerfile.train -t $(TRAIN_IMAGE) .
-	docker build -f docker/Dockerfile.cpu -t $(CPU_IMAGE) .
+
+images: docker-engine image-names
+	docker build -f docker/Dockerfile --build-arg TORCH=cuda $(BUILD_ARGS) -t $(TRAIN_IMAGE) .
+	docker build -f docker/Dockerfile --build-arg TORCH=$(CPU_TORCH) $(BUILD_ARGS) -t $(CPU_IMAGE) .
+	@$(MAKE) --no-print-directory image-sizes
+
+image-sizes: image-names
+	@docker image inspect --format '{{index .RepoTags 0}} {{.Size}}' $(TRAIN_IMAGE) $(CPU_IMAGE) \
+		| numfmt --field 2 --to=iec --suffix=B | column -t
 
 push: $(if $(REGISTRY),set-images) images
 	docker push $(TRAIN_IMAGE)
@@ -69,3 +85,35 @@ set-images:
 	@test -n "$(REGISTRY)" || { echo "make: set REGISTRY=HOST/NAMESPACE (and TAG=... to change the tag)" >&2; exit 2; }
 	@command -v kustomize >/dev/null 2>&1 || { echo "make: kustomize is not installed: edit the images: block of manifests/base/kustomization.yaml by hand" >&2; exit 1; }
 	cd manifests/base && kustomize edit set image cxrtl-train=$(REGISTRY)/cxrtl-train:$(TAG) cxrtl-cpu=$(REGISTRY)/cxrtl-cpu:$(TAG)
+
+# Every wheel the images install, built or downloaded by this machine's pip (Linux x86_64, Python 3.11,
+# like the images) from the indexes pip is configured with; copy build/wheelhouse to an air-gapped machine.
+wheelhouse: $(WHEELHOUSE)/.complete
+
+$(WHEELHOUSE)/.complete: pyproject.toml docker/pyproject_requirements.py $(VENV)/.installed
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(PYTHON) docker/pyproject_requirements.py pipeline < pyproject.toml > build/requirements.txt
+	$(PYTHON) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) -r build/requirements.txt
+	touch $@
+
+# No registry needed: a base image from Debian packages (docker/base-image.sh, as root) and every Python
+# package from the wheelhouse; starts a Docker engine if none answers, and stops only the one it started.
+# PyPI serves torch for Linux only as its CUDA build, so the wheelhouse holds that one and the CPU image
+# carries it too (it runs on CPUs; it is the size of the training image). For the small CPU image, build
+# online (make images), or put the CPU wheels in the wheelhouse and set OFFLINE_CPU_TORCH=cpu.
+OFFLINE_CPU_TORCH ?= cuda
+images-offline: wheelhouse
+	docker/with-engine.sh $(MAKE) --no-print-directory offline-images
+
+offline-images:
+	docker/base-image.sh $(OFFLINE_BASE)
+	$(MAKE) --no-print-directory images CPU_TORCH=$(OFFLINE_CPU_TORCH) \
+		BUILD_ARGS="--build-arg BASE_IMAGE=$(OFFLINE_BASE) --build-arg WHEELHOUSE=$(WHEELHOUSE) $(BUILD_ARGS)"
+
+# The images built offline, then the demo pipeline run in them (tests/test_containers.py), then their sizes.
+test-containers: wheelhouse $(S3RVER)
+	docker/with-engine.sh $(MAKE) --no-print-directory offline-images pytest-containers
+
+pytest-containers: $(VENV)/.installed
+	$(VENV)/bin/pytest -m containers -v
+	@$(MAKE) --no-print-directory image-sizes

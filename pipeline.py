@@ -3,6 +3,7 @@
 
     python pipeline.py compile [-o cxrtl.yaml]       the IR YAML for Kubeflow Pipelines
     python pipeline.py run --demo                    the same pipeline, locally, on synthetic data
+    python pipeline.py run --demo --runner docker    ... with each task in its component's image
     python pipeline.py submit --host URL ...         upload, start a run, print its UI link
     python pipeline.py schedule --host URL --cron ...  retrain on a schedule
 
@@ -433,6 +434,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--promotion-margin", type=float, default=0.005, help="by more than this much (default 0.005)")
     p.add_argument("--output", type=Path, help="folder for everything the run writes (default: runs/NAME-TIME)")
+    p.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="subprocess (default): each task a process here; docker: each task in its component's image, "
+        "without network, through a local Docker engine (build the images first: make images-offline)",
+    )
 
 
 def _local_arguments(args: argparse.Namespace) -> dict:
@@ -471,10 +479,13 @@ def _local_arguments(args: argparse.Namespace) -> dict:
 def _run(args: argparse.Namespace) -> None:
     from kfp import local
 
+    import local_docker
     from cxrtl.retrain import last_success
     from cxrtl.store import open_store
 
     arguments = _local_arguments(args)
+    if args.runner == "docker":
+        local_docker.check_docker(args.store, args.dataset_source)
     out = (args.output or Path("runs") / time.strftime(f"{'demo' if args.demo else 'local'}-%Y%m%d-%H%M%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     arguments["store"] = args.store or str(out / "store")
@@ -485,12 +496,22 @@ def _run(args: argparse.Namespace) -> None:
 
     # kfp.local runs two tasks at once: one thread each keeps them from fighting over the cores.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "pipeline-root"))
+    pipeline_root = out / "pipeline-root"
+    if args.runner == "docker":
+        runner = local_docker.runner(out, pipeline_root, arguments)
+    else:
+        runner = local.SubprocessRunner(use_venv=False)
+    local.init(runner=runner, pipeline_root=str(pipeline_root))
     before = last_success(store)
     original_print = builtins.print
+    started = time.time()
     try:
-        # Retries exist for pre-empted cluster nodes; locally they would only repeat a failure after a back-off.
-        build_pipeline(ClusterOptions(retries=0))(**arguments)
+        try:
+            # Retries exist for pre-empted cluster nodes; locally they would only repeat a failure after a back-off.
+            build_pipeline(ClusterOptions(retries=0))(**arguments)
+        finally:
+            if args.runner == "docker":
+                local_docker.check_exits(out, since=started)
     except RuntimeError as exc:  # kfp.local's "a task failed"; that task's log above says why
         raise CxrtlError(f"local run failed: {_ANSI.sub('', str(exc))}") from None
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,11 +17,13 @@ from cxrtl.errors import CxrtlError
 def atomic_file(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target`` that replaces it when the block succeeds; removed otherwise.
 
-    Its name ends in ``.part``, so a reader never takes it for a finished file.
+    Its name ends in ``.part``, so a reader never takes it for a finished file. The file gets the mode any
+    new file gets (0666 less the umask), not mkstemp's 0600, so that the finished file is as readable as
+    one written in place (by the invoking user, say, when a task's container wrote it as another).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.part"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield Path(tmp)
         os.replace(tmp, target)

@@ -280,3 +280,28 @@ def test_missing_weights_stop_the_run_at_check_weights_before_any_training(
     # Nothing after it ran: no preprocess, no train (which would have asked for a GPU).
     assert {p.name for p in run.pipeline_run().iterdir()} <= {"ingest", "check-weights"}
     assert not list(run.pipeline_run().glob("**/train"))
+
+
+# --- --runner docker, where it is refused before anything is written --------------------------------------
+# (Runs in the images: tests/test_containers.py, where a Docker engine answers.)
+
+
+def test_runner_docker_without_an_engine_is_one_error_line_naming_how_to_start_one(tmp_path: Path):
+    nowhere = f"unix://{tmp_path}/no-docker.sock"
+    run = run_pipeline(tmp_path / "out", "--demo", "--runner", "docker", env={"DOCKER_HOST": nowhere})
+    _assert_one_error_line(run, nowhere, "start one", "--runner subprocess")
+    assert not run.out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--store", "s3://cxrtl"], "s3://cxrtl"),
+        (["--dataset-source", "kaggle"], "--dataset-source"),
+    ],
+    ids=["s3-store", "kaggle"],
+)
+def test_runner_docker_refuses_what_needs_a_network(tmp_path: Path, args: list[str], named: str):
+    run = run_pipeline(tmp_path / "out", "--demo", "--runner", "docker", *args)
+    _assert_one_error_line(run, named, "without a network")
+    assert not run.out.exists()

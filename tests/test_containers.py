@@ -1,0 +1,203 @@
+"""The pipeline in its containers: `pipeline.py run --demo --runner docker` on the images as built.
+
+`make test-containers` builds the images offline (no registry) and runs this module; `make test` runs it
+too wherever a Docker engine answers, and skips it with the reason where none does. It asserts what only
+a real engine shows: each task ran in a container of its own, from the image its component names (the
+engine's own records of container starts, by the run's label), as a non-root user, without network; the
+demo's results meet the subprocess demo's bar; and the images' build checks refuse a bad base image or an
+empty wheelhouse with one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import docker
+import pytest
+
+from components.images import CPU, TRAIN, image
+from cxrtl.weights import SOURCE_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the classic builder colours a step's error output
+# A guard against a hung run, not a speed check: the ten-source demo takes a few minutes on 2 cores.
+_RUN_LIMIT_S = 3600
+
+
+def _engine_answers() -> bool:
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException:
+        return False
+    try:
+        return bool(client.ping())
+    except docker.errors.DockerException:
+        return False
+    finally:
+        client.close()
+
+
+pytestmark = [
+    pytest.mark.containers,
+    pytest.mark.skipif(not _engine_answers(), reason="no Docker engine answers: make test-containers starts one"),
+]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    client = docker.from_env()
+    for name in (TRAIN, CPU):
+        try:
+            client.images.get(image(name))
+        except docker.errors.ImageNotFound:
+            pytest.fail(f"image {image(name)} is not built: make images (or make images-offline) first")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def demo(engine, tmp_path_factory: pytest.TempPathFactory):
+    """The whole demo, all ten sources, in containers; with the engine's container starts during it."""
+    out = tmp_path_factory.mktemp("containers") / "out"
+    started = datetime.datetime.now(datetime.UTC)
+    done = subprocess.run(
+        [sys.executable, "pipeline.py", "run", "--demo", "--runner", "docker", "--output", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=_RUN_LIMIT_S,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    events = engine.events(
+        since=started,
+        until=datetime.datetime.now(datetime.UTC),
+        filters={"type": "container", "event": "start", "label": f"org.cxrtl.run={out}"},
+        decode=True,
+    )
+    return out, list(events)
+
+
+def test_the_images_run_as_uid_1000(engine):
+    for name in (TRAIN, CPU):
+        output = engine.containers.run(image(name), ["id", "-u"], remove=True, network_mode="none")
+        assert output.decode().strip() == "1000", name
+
+
+def test_each_task_ran_in_a_container_of_its_own_from_its_components_image(demo):
+    _, starts = demo
+    images = [event["Actor"]["Attributes"]["image"] for event in starts]
+    # train once per source on the training image; ingest, check-weights, check-changes, preprocess,
+    # promote, report and evaluate once per source on the CPU image.
+    assert sorted(images) == sorted([image(TRAIN)] * len(SOURCE_NAMES) + [image(CPU)] * (6 + len(SOURCE_NAMES)))
+    assert len({event["id"] for event in starts}) == len(starts)
+
+
+def test_the_report_lists_all_ten_sources_at_the_demo_bar(demo):
+    out, _ = demo
+    run_id = json.loads((out / "store" / "state" / "last-success.json").read_text())["run_id"]
+    with open(out / "store" / "reports" / run_id / "results.csv", newline="") as f:
+        rows = {row["source"]: row for row in csv.DictReader(f)}
+    assert set(rows) == set(SOURCE_NAMES)
+    for source, row in rows.items():
+        assert float(row["accuracy"]) >= 0.9, (source, row)
+
+
+def test_the_tasks_wrote_as_the_images_user_and_the_invoking_user_can_read_it(demo):
+    out, _ = demo
+    written = [p for p in (out / "store").rglob("*") if p.is_file() and p.stat().st_uid != os.getuid()]
+    # Root runs the tasks as the images' uid 1000, anyone else as themselves.
+    if os.getuid() == 0:
+        assert written and {p.stat().st_uid for p in written} == {1000}
+        assert (out / "store" / "models").is_dir() and all(p.stat().st_uid == 1000 for p in written)
+    else:
+        assert not written
+    for path in (out / "store").rglob("*"):
+        if path.is_file():
+            with path.open("rb") as f:
+                f.read(1)
+
+
+@pytest.fixture(scope="module")
+def base_image(engine) -> str:
+    """The tagged image the CPU image was built on: the one whose layers begin the CPU image's, the longest."""
+    layers = engine.images.get(image(CPU)).attrs["RootFS"]["Layers"]
+    bases = [
+        candidate
+        for candidate in engine.images.list()
+        if candidate.tags and 0 < len(candidate.attrs["RootFS"]["Layers"]) < len(layers)
+        if layers[: len(candidate.attrs["RootFS"]["Layers"])] == candidate.attrs["RootFS"]["Layers"]
+    ]
+    assert bases, f"no image on this engine is the base of {image(CPU)}"
+    return max(bases, key=lambda candidate: len(candidate.attrs["RootFS"]["Layers"])).tags[0]
+
+
+def _build_errors(*args: str, context: Path = REPO) -> list[str]:
+    """`docker build` of docker/Dockerfile, which must fail; the lines our build scripts wrote."""
+    result = subprocess.run(
+        ["docker", "build", "-f", str(REPO / "docker" / "Dockerfile"), *args, str(context)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0, result.stdout[-2000:]
+    lines = ANSI.sub("", result.stdout + result.stderr).splitlines()
+    return [line for line in lines if line.startswith(("check-base:", "install-packages:"))]
+
+
+def test_a_base_image_without_python_fails_the_build_in_one_line(engine, tmp_path: Path):
+    no_python = "cxrtl-test-no-python:1"
+    base = engine.images.get(image(CPU))
+    # The CPU image less every python3 on its PATH stands for a base image without Python.
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {base.id}\nUSER 0\nRUN rm -f /usr/bin/python3* /usr/local/bin/python3* /opt/venv/bin/python3*\n"
+    )
+    engine.images.build(path=str(tmp_path), tag=no_python, rm=True)
+    try:
+        errors = _build_errors("--target", "base", "--build-arg", f"BASE_IMAGE={no_python}")
+    finally:
+        engine.images.remove(no_python, force=True)
+    assert errors == ["check-base: the base image has no python3; cxrtl needs Python 3.11 with its venv module"]
+
+
+def test_an_empty_wheelhouse_fails_the_build_in_one_line(base_image: str, tmp_path: Path):
+    context = tmp_path / "context"
+    shutil.copytree(REPO / "docker", context / "docker")
+    for name in ("pyproject.toml", "README.md", ".dockerignore"):
+        shutil.copy(REPO / name, context)
+    (context / "build" / "wheelhouse").mkdir(parents=True)
+    errors = _build_errors(
+        *("--target", "packages", "--build-arg", f"BASE_IMAGE={base_image}"),
+        *("--build-arg", "WHEELHOUSE=build/wheelhouse", "--build-arg", "TORCH=cuda"),
+        context=context,
+    )
+    assert errors == ["install-packages: the wheelhouse build/wheelhouse holds no wheels (make wheelhouse fills it)"]
+
+
+def test_a_task_failing_in_its_container_fails_the_run_in_one_line(engine, tmp_path: Path):
+    """kfp.local 2.17 takes a removed container's failure for a success; `run` asks the engine instead."""
+    archive = tmp_path / "wrong.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("something/else.txt", "not the dataset")
+    args = ["--runner", "docker", "--dataset-source", str(archive), "--sources", "imagenet"]
+    done = subprocess.run(
+        [sys.executable, "pipeline.py", "run", *args, "--output", str(tmp_path / "out")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=_RUN_LIMIT_S,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "pipeline.py: error: local run failed: 1 task container(s) failed "
+        f"({image(CPU)} exited with code 1); their logs are above"
+    )
+    # The task's own log, streamed from its container, says why.
+    assert "CxrtlError" in done.stdout and "images/ folder" in done.stdout
