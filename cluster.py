@@ -1,8 +1,8 @@
 """Talks to a Kubeflow Pipelines cluster: the ``submit`` and ``schedule`` sub-commands of pipeline.py.
 
 Everything that can be checked offline (the cron expression, the host URL, the ``--param`` names and
-types against the compiled package) is checked before the first request, so a typo never leaves a
-half-uploaded pipeline behind.
+types against the compiled package) is checked before the first request, and the server's version right
+after it, before anything is uploaded: a typo or a too-old KFP never leaves a half-uploaded pipeline behind.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import kfp
+import kfp_server_api
 import urllib3
 import yaml
 from kfp_server_api import ApiException
@@ -32,6 +33,7 @@ from kfp_server_api import ApiException
 from cxrtl.errors import CxrtlError
 
 CompilePackage = Callable[[argparse.Namespace], Path]
+CheckParams = Callable[[dict[str, Any]], None]
 
 DEFAULT_EXPERIMENT = "cxrtl"
 # Tried in order when neither --token nor KFP_TOKEN is given: the projected token KFP multi-user
@@ -42,6 +44,13 @@ SA_TOKEN_PATHS = (
 )
 # kfp's own override for the first path; honoured so pods configured for kfp.Client work unchanged.
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+# kfp's own variable for the UI's address, honoured as the default of --ui-url.
+UI_URL_ENV = "KF_PIPELINES_UI_ENDPOINT"
+# The oldest KFP backend that runs the compiled pipeline: dsl.Collected over artifacts needs 2.14
+# (kubeflow/pipelines#11725), a Secret mapped to env vars with optional=True needs 2.15 (#12216; older
+# backends drop the flag, so ingest would fail without the Kaggle Secret). Retries work from 2.5 (#11673).
+MIN_KFP_VERSION = (2, 15, 0)
+_RELEASE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 # (connect, read) seconds for the first request: it is the one that meets an unreachable host.
 _PROBE_TIMEOUT = (10, 30)
 _PAGE_SIZE = 100
@@ -107,14 +116,51 @@ def _cron_item_problem(field: _CronField, item: str) -> str | None:
     return None
 
 
+# robfig/cron v1's descriptors, which KFP's API server and scheduler accept (cron.Parse); case matters.
+CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_GO_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+_GO_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
+_SHORTEST_EVERY_S = 60
+
+
+def _go_duration_seconds(text: str) -> float | None:
+    """Seconds of a Go duration (time.ParseDuration: 24h, 1h30m, 90m, 1.5h); None if it is not one."""
+    parts = _GO_DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _GO_DURATION_UNITS[unit] for number, unit in parts)
+
+
+def _validate_descriptor(expression: str, text: str) -> str:
+    if text in CRON_DESCRIPTORS:
+        return text
+    word, _, duration = text.partition(" ")
+    if word != "@every":
+        raise ClusterError(
+            f"bad --cron {expression!r}: KFP knows the descriptors {', '.join(CRON_DESCRIPTORS)} and "
+            "@every DURATION (lower case)"
+        )
+    seconds = _go_duration_seconds(duration)
+    if seconds is None:
+        raise ClusterError(f"bad --cron {expression!r}: {duration!r} is not a duration such as 24h, 1h30m or 90m")
+    if seconds < _SHORTEST_EVERY_S:
+        raise ClusterError(f"bad --cron {expression!r}: every {duration} is too often; give at least 1m")
+    return text
+
+
 def validate_cron(expression: str) -> str:
-    """Check a 6-field KFP cron expression (SEC MIN HOUR DOM MON DOW); return it with single spaces."""
+    """Check a KFP schedule: 6-field cron (SEC MIN HOUR DOM MON DOW) or a descriptor (@daily, @every 24h).
+
+    Returns it with single spaces, as KFP's parser wants a descriptor exactly.
+    """
     fields = expression.split()
+    if fields and fields[0].startswith("@"):
+        return _validate_descriptor(expression, " ".join(fields))
     if len(fields) != 6:
         # A 5-field Unix cron is the usual mistake; robfig would read it shifted by one field.
         raise ClusterError(
             f"bad --cron {expression!r}: {len(fields)} fields, KFP expects 6: SEC MIN HOUR DOM MON DOW "
-            "(e.g. '0 0 3 * * *' = daily at 03:00)"
+            "(e.g. '0 0 3 * * *' = daily at 03:00) or a descriptor such as @daily or '@every 24h'"
         )
     for field, text in zip(_CRON_FIELDS, fields, strict=True):
         for item in text.split(","):
@@ -212,12 +258,12 @@ def parse_params(pairs: list[str], spec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- connection
 
 
-def check_host(host: str) -> str:
-    """The API address without a trailing slash; KFP behind Kubeflow keeps its /pipeline path."""
+def check_host(host: str, option: str = "--host") -> str:
+    """The address without a trailing slash; KFP behind Kubeflow keeps its /pipeline path."""
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ClusterError(
-            f"--host {host!r} is not an http(s) URL: give e.g. http://localhost:8080 "
+            f"{option} {host!r} is not an http(s) URL: give e.g. http://localhost:8080 "
             "(after kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80)"
         )
     return host.rstrip("/")
@@ -293,8 +339,7 @@ class _Client(kfp.Client):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        self.healthz_content_type: str | None = None
-        self._healthz: Any = None
+        self._health: tuple[str, Any] | None = None
         super().__init__(**kwargs)
 
     def _load_config(self, *args: Any, **kwargs: Any) -> Any:
@@ -302,31 +347,82 @@ class _Client(kfp.Client):
         config.retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5)
         return config
 
-    def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
-        if self._healthz is None:
-            self._healthz, _, headers = self._healthz_api.healthz_service_get_healthz_with_http_info(
-                _request_timeout=_PROBE_TIMEOUT
+    def healthz(self) -> tuple[str, Any]:
+        """The health check's content type and decoded body (None if not JSON): one request, kept.
+
+        Read raw: kfp_server_api's model of the answer drops the version the server reports.
+        """
+        if self._health is None:
+            response = self.healthzs.healthz_service_get_healthz(
+                _preload_content=False, _request_timeout=_PROBE_TIMEOUT
             )
-            self.healthz_content_type = headers.get("Content-Type", "")
-        return self._healthz
+            try:
+                body = json.loads(response.data)
+            except ValueError:
+                body = None
+            self._health = (response.headers.get("Content-Type", ""), body)
+        return self._health
+
+    def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
+        # kfp.Client.__init__ asks whether KFP is multi-user when no namespace is given.
+        _, body = self.healthz()
+        return ServerInfo.from_healthz(body) if isinstance(body, dict) else ServerInfo(False, None, False)
 
 
-def connect(host: str, token: str | None, namespace: str | None) -> tuple[kfp.Client, str | None]:
-    """A client whose API answered its health check, and the namespace to work in (None: single-user)."""
+@dataclasses.dataclass(frozen=True)
+class ServerInfo:
+    """What KFP's health check says. Through the UI (standalone port-forward, Kubeflow's ingress) it is the
+    UI server's answer, which names the API server's fields apiServer*; the API server answers them bare."""
+
+    multi_user: bool
+    version: str | None  # the API server's release tag, e.g. "2.17.0"; "unknown" for a build without one
+    via_ui: bool  # --host is the KFP UI, so run links can be made from it
+
+    @classmethod
+    def from_healthz(cls, body: dict[str, Any]) -> ServerInfo:
+        via_ui = "apiServerReady" in body
+        return cls(
+            multi_user=bool(body.get("multi_user", body.get("apiServerMultiUser"))),
+            version=body.get("apiServerTagName" if via_ui else "tag_name"),
+            via_ui=via_ui,
+        )
+
+
+def check_server_version(host: str, info: ServerInfo) -> None:
+    """Refuse a KFP backend older than MIN_KFP_VERSION, or one that does not say which it is."""
+    minimum = ".".join(map(str, MIN_KFP_VERSION))
+    match = _RELEASE.match(info.version or "")
+    if not match:
+        raise ClusterError(
+            f"KFP at {host} reports version {info.version!r}, not a release: cannot confirm it is {minimum} or "
+            "newer; pass --skip-version-check if you know it is"
+        )
+    if tuple(int(part) for part in match.groups()) < MIN_KFP_VERSION:
+        raise ClusterError(
+            f"KFP at {host} is version {info.version}; this pipeline needs KFP {minimum} or newer "
+            "(artifact fan-in from a ParallelFor, optional Secrets): upgrade Kubeflow Pipelines"
+        )
+
+
+def connect(host: str, token: str | None, namespace: str | None) -> tuple[kfp.Client, str | None, ServerInfo]:
+    """A client whose API answered its health check, the namespace to work in (None: single-user), the server."""
     with _calling(host, "the health check"), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later"
         # kfp.Client treats its default namespace "kubeflow" as "not given"
         client = _Client(host=host, existing_token=token, namespace=namespace or "kubeflow")
-        healthz = client.get_kfp_healthz()
-    if "json" not in (client.healthz_content_type or ""):
+        content_type, body = client.healthz()
+    if "json" not in content_type or not isinstance(body, dict):
         raise ClusterError(
-            f"KFP at {host} answered the health check with {client.healthz_content_type or 'no content type'}"
+            f"KFP at {host} answered the health check with {content_type or 'no content type'}"
             ", not JSON (a login page?): check --host and pass --token or set KFP_TOKEN"
         )
+    info = ServerInfo.from_healthz(body)
+    if info.via_ui and body.get("apiServerReady") is False:
+        raise ClusterError(f"the KFP UI at {host} answers, but cannot reach its API server (ml-pipeline)")
     namespace = namespace or client.get_user_namespace() or None
-    if healthz.multi_user and not namespace:
+    if info.multi_user and not namespace:
         raise ClusterError(f"KFP at {host} is multi-user: pass --namespace (your Kubeflow profile namespace)")
-    return client, namespace
+    return client, namespace, info
 
 
 # ------------------------------------------------------------------------------------- operations
@@ -421,17 +517,41 @@ class _Prepared:
     package: Path
     pipeline_name: str
     params: dict[str, Any]
+    ui_url: str | None  # where the KFP UI is, for links; None when unknown
 
 
-def _prepare(args: argparse.Namespace, compile_package: CompilePackage) -> _Prepared:
-    """Offline checks first, then compile, then the first request."""
+def _ui_url(args: argparse.Namespace, host: str, info: ServerInfo) -> str | None:
+    """--ui-url (or KF_PIPELINES_UI_ENDPOINT), else --host if the health check came from the UI."""
+    explicit = args.ui_url or os.environ.get(UI_URL_ENV)
+    if explicit:
+        return check_host(explicit, "--ui-url")
+    return host if info.via_ui else None
+
+
+def _prepare(args: argparse.Namespace, compile_package: CompilePackage, check_params: CheckParams | None) -> _Prepared:
+    """Offline checks first, then compile, then the first request and the server's version."""
     host = check_host(args.host)
+    if args.ui_url:
+        check_host(args.ui_url, "--ui-url")
     package = Path(compile_package(args))
     spec = read_pipeline_spec(package)
     params = parse_params(args.param, spec)
-    client, namespace = connect(host, find_token(args.token), args.namespace)
+    if check_params:
+        check_params(params)
+    client, namespace, info = connect(host, find_token(args.token), args.namespace)
+    if not args.skip_version_check:
+        check_server_version(host, info)
     pipeline_name = args.pipeline_name or spec["pipelineInfo"]["name"]
-    return _Prepared(host, client, namespace, package, pipeline_name, params)
+    return _Prepared(host, client, namespace, package, pipeline_name, params, _ui_url(args, host, info))
+
+
+def _link_line(ready: _Prepared, page: str, object_id: str) -> str:
+    if ready.ui_url:
+        return f"{ready.ui_url}/#/{page}/{object_id}"
+    return (
+        f"ID {object_id}: --host is KFP's API server, not its UI, so no link; find it in the KFP UI, "
+        f"or pass --ui-url (or set {UI_URL_ENV}) to get one"
+    )
 
 
 def _version_line(version: PipelineVersion, pipeline_name: str) -> str:
@@ -440,8 +560,8 @@ def _version_line(version: PipelineVersion, pipeline_name: str) -> str:
     return f"pipeline {pipeline_name!r} version {version.name!r} uploaded ({version.state})"
 
 
-def _submit(args: argparse.Namespace, compile_package: CompilePackage) -> int:
-    ready = _prepare(args, compile_package)
+def _submit(args: argparse.Namespace, compile_package: CompilePackage, check_params: CheckParams | None) -> int:
+    ready = _prepare(args, compile_package, check_params)
     version = upload_package(ready.client, ready.host, ready.package, ready.pipeline_name, ready.namespace)
     experiment = args.experiment or DEFAULT_EXPERIMENT
     experiment_id = ensure_experiment(ready.client, ready.host, experiment, ready.namespace)
@@ -456,17 +576,17 @@ def _submit(args: argparse.Namespace, compile_package: CompilePackage) -> int:
         )
     print(_version_line(version, ready.pipeline_name))
     print(f"run {run_name!r} started in experiment {experiment!r}")
-    print(f"{ready.host}/#/runs/details/{run.run_id}")
+    print(_link_line(ready, "runs/details", run.run_id))
     return 0
 
 
-def _schedule(args: argparse.Namespace, compile_package: CompilePackage) -> int:
+def _schedule(args: argparse.Namespace, compile_package: CompilePackage, check_params: CheckParams | None) -> int:
     if args.list:
         return _schedule_list(args)
     if args.delete:
         return _schedule_delete(args)
     cron = validate_cron(args.cron)
-    ready = _prepare(args, compile_package)
+    ready = _prepare(args, compile_package, check_params)
     name = args.name or f"{ready.pipeline_name}-scheduled"
     clash = [run for run in list_recurring_runs(ready.client, ready.host, ready.namespace) if run.display_name == name]
     if clash:
@@ -477,31 +597,39 @@ def _schedule(args: argparse.Namespace, compile_package: CompilePackage) -> int:
     version = upload_package(ready.client, ready.host, ready.package, ready.pipeline_name, ready.namespace)
     experiment = args.experiment or DEFAULT_EXPERIMENT
     experiment_id = ensure_experiment(ready.client, ready.host, experiment, ready.namespace)
+    follow = args.pipeline_version == "latest"
+    # Without a version ID, KFP's scheduler takes the pipeline's latest version at each run
+    # (resource_manager.go CreateJob); kfp.Client's create_recurring_run always pins one, hence the API.
+    reference = kfp_server_api.V2beta1PipelineVersionReference(
+        pipeline_id=version.pipeline_id, pipeline_version_id=None if follow else version.version_id
+    )
+    body = kfp_server_api.V2beta1RecurringRun(
+        experiment_id=experiment_id,
+        display_name=name,
+        description=f"cron {cron}; " + ("latest pipeline version" if follow else f"pipeline version {version.name}"),
+        mode=kfp_server_api.RecurringRunMode.ENABLE,
+        pipeline_version_reference=reference,
+        runtime_config=kfp_server_api.V2beta1RuntimeConfig(parameters=ready.params),
+        trigger=kfp_server_api.V2beta1Trigger(cron_schedule=kfp_server_api.V2beta1CronSchedule(cron=cron)),
+        # One retraining at a time, and a paused schedule does not replay every missed slot.
+        max_concurrency=1,
+        no_catchup=True,
+    )
     with _calling(ready.host, "creating the recurring run"):
-        recurring = ready.client.create_recurring_run(
-            experiment_id,
-            name,
-            description=f"cron {cron}; pipeline version {version.name}",
-            cron_expression=cron,
-            # One retraining at a time, and a paused schedule does not replay every missed slot.
-            max_concurrency=1,
-            no_catchup=True,
-            params=ready.params,
-            pipeline_id=version.pipeline_id,
-            version_id=version.version_id,
-        )
+        recurring = ready.client.recurring_runs.recurring_run_service_create_recurring_run(recurring_run=body)
     print(_version_line(version, ready.pipeline_name))
+    runs_what = "the latest pipeline version at each run" if follow else f"pinned to version {version.name!r}"
     print(
         f"recurring run {name!r} ({recurring.recurring_run_id}) created in experiment {experiment!r}: "
-        f"cron {cron!r}, max concurrency 1, no catch-up"
+        f"cron {cron!r}, {runs_what}, max concurrency 1, no catch-up"
     )
-    print(f"{ready.host}/#/recurringrun/details/{recurring.recurring_run_id}")
+    print(_link_line(ready, "recurringrun/details", recurring.recurring_run_id))
     return 0
 
 
 def _connect_for_listing(args: argparse.Namespace) -> tuple[str, kfp.Client, str | None]:
     host = check_host(args.host)
-    client, namespace = connect(host, find_token(args.token), args.namespace)
+    client, namespace, _ = connect(host, find_token(args.token), args.namespace)
     return host, client, namespace
 
 
@@ -524,7 +652,11 @@ def _schedule_list(args: argparse.Namespace) -> int:
     if not runs:
         print("no recurring runs")
     for run in runs:
-        print(f"{run.recurring_run_id}\t{run.display_name}\t{_describe_trigger(run)}\t{run.status or run.mode}")
+        reference = run.pipeline_version_reference
+        version = f"version {reference.pipeline_version_id}" if reference.pipeline_version_id else "latest version"
+        print(
+            f"{run.recurring_run_id}\t{run.display_name}\t{_describe_trigger(run)}\t{version}\t{run.status or run.mode}"
+        )
     return 0
 
 
@@ -546,7 +678,12 @@ def _schedule_delete(args: argparse.Namespace) -> int:
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", required=True, help="KFP API/UI address, e.g. http://localhost:8080")
+    parser.add_argument(
+        "--host",
+        required=True,
+        help="KFP address: its UI (e.g. http://localhost:8080 after a port-forward of ml-pipeline-ui, or "
+        "https://KUBEFLOW/pipeline) or its API server",
+    )
     parser.add_argument(
         "--token",
         help="bearer token (default: $KFP_TOKEN, else the in-cluster service-account token); "
@@ -565,15 +702,25 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="pipeline parameter; repeatable; typed by the pipeline (int, float, bool, JSON list/object)",
     )
     parser.add_argument("--pipeline-name", help="pipeline name in KFP (default: the compiled pipeline's name)")
+    parser.add_argument(
+        "--ui-url",
+        help=f"the KFP UI's address, for the printed link (default: ${UI_URL_ENV}, else --host when it is the UI)",
+    )
+    parser.add_argument(
+        "--skip-version-check",
+        action="store_true",
+        help=f"upload even if KFP does not report a version >= {'.'.join(map(str, MIN_KFP_VERSION))}",
+    )
 
 
 def add_cluster_arguments(
-    subparsers: argparse._SubParsersAction, compile_package: CompilePackage
+    subparsers: argparse._SubParsersAction, compile_package: CompilePackage, check_params: CheckParams | None = None
 ) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """Add ``submit`` and ``schedule``; return both parsers so compile-time options can be added to them.
 
     ``compile_package(args)`` gets the parsed arguments and returns the path of a compiled ``.yaml``
     package; it is called only when something is uploaded (not for ``schedule --list/--delete``).
+    ``check_params(params)`` may refuse the typed ``--param`` values (a CxrtlError) before any request.
     The handlers raise ClusterError (a CxrtlError) for anything the user must fix.
     """
     submit = subparsers.add_parser(
@@ -585,7 +732,7 @@ def add_cluster_arguments(
     _add_connection_arguments(submit)
     _add_run_arguments(submit)
     submit.add_argument("--run-name", help="run name (default: pipeline name and UTC time)")
-    submit.set_defaults(func=lambda args: _submit(args, compile_package))
+    submit.set_defaults(func=lambda args: _submit(args, compile_package, check_params))
 
     schedule = subparsers.add_parser(
         "schedule",
@@ -597,10 +744,19 @@ def add_cluster_arguments(
     _add_run_arguments(schedule)
     action = schedule.add_mutually_exclusive_group(required=True)
     action.add_argument(
-        "--cron", metavar='"SEC MIN HOUR DOM MON DOW"', help="6-field cron, e.g. '0 0 3 * * *' (03:00 daily)"
+        "--cron",
+        metavar='"SEC MIN HOUR DOM MON DOW"|@DESCRIPTOR',
+        help="6-field cron, e.g. '0 0 3 * * *' (03:00 daily), or @daily, @weekly, '@every 24h'...",
     )
     action.add_argument("--list", action="store_true", help="list recurring runs (of --experiment if given)")
     action.add_argument("--delete", metavar="ID_OR_NAME", help="delete a recurring run by ID or name")
     schedule.add_argument("--name", help="recurring run name (default: <pipeline name>-scheduled)")
-    schedule.set_defaults(func=lambda args: _schedule(args, compile_package))
+    schedule.add_argument(
+        "--pipeline-version",
+        choices=("pinned", "latest"),
+        default="pinned",
+        help="pinned (default): every run uses the version uploaded now; latest: each run uses the pipeline's "
+        "newest version, whatever a later submit uploads",
+    )
+    schedule.set_defaults(func=lambda args: _schedule(args, compile_package, check_params))
     return submit, schedule

@@ -35,12 +35,36 @@ from cxrtl.weights import SOURCE_NAMES
 
 PIPELINE_NAME = "cxrtl"
 DEFAULT_STORE = "s3://cxrtl"
+# What the ingest step may take from the optional Kaggle Secret: the API token kaggle.com's settings page
+# issues now, or the older username and key.
+KAGGLE_SECRET_KEYS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+_MEMORY = re.compile(r"([0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|K|M|G|T|P|E)?")  # what the KFP SDK accepts
+_MEMORY_UNITS = {"": 1} | {u: 1000 ** (i + 1) for i, u in enumerate("KMGTPE")}
+_MEMORY_UNITS |= {f"{u}i": 1024 ** (i + 1) for i, u in enumerate("KMGTPE")}
+_CPU = re.compile(r"([0-9]*\.)?[0-9]+m?")
+_DURATION = re.compile(r"([0-9]+)([smhd]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# A Kubernetes extended resource name, which a GPU request must be: DOMAIN/NAME.
+_RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+# Back-off between attempts of a train task: 60 s, then 120 s, 240 s...
+TRAIN_BACKOFF_S = 60
+TRAIN_BACKOFF_FACTOR = 2
+# Argo stops retrying once backoff.maxDuration has passed since the first attempt was created, waiting for
+# a GPU node included, and kills later attempts at that moment; this much queueing is allowed on top of
+# every attempt's full timeout and the back-offs.
+GPU_QUEUE_ALLOWANCE_S = 24 * 3600
 
 
 @dataclass
 class ClusterOptions:
-    """Compile-time settings: how the tasks land on the cluster. Ignored by local runs."""
+    """Compile-time settings: how the tasks land on the cluster. Ignored by local runs.
+
+    Each field is the option of the same name (``train_timeout`` is ``--train-timeout``); bad values are a
+    CxrtlError naming it, when the options are made.
+    """
 
     parallelism: int = 0  # concurrent training tasks; 0 = all sources at once
     gpu_resource: str = "nvidia.com/gpu"
@@ -52,11 +76,62 @@ class ClusterOptions:
     kaggle_secret: str = "cxrtl-kaggle"
     config_map: str = "cxrtl-config"
     train_cpu: str = "4"
-    train_memory: str = "24Gi"
+    train_memory: str = "24Gi"  # for training itself; the memory-backed /dev/shm comes on top, in the limit
     step_cpu: str = "2"
-    step_memory: str = "8Gi"
+    step_memory: str = "8Gi"  # request and limit of every other step
     shm_size: str = "8Gi"
     retries: int = 3
+    train_timeout: str = "12h"  # per attempt; SECONDS or a number with s, m, h or d
+
+    def __post_init__(self) -> None:
+        for name in ("parallelism", "retries"):
+            if getattr(self, name) < 0:
+                raise CxrtlError(f"{_option(name)} must be 0 or more, got {getattr(self, name)}")
+        if not _RESOURCE_NAME.fullmatch(self.gpu_resource):
+            raise CxrtlError(
+                f"{_option('gpu_resource')} {self.gpu_resource!r} is not a GPU resource name such as nvidia.com/gpu "
+                "or amd.com/gpu (without one, training would get no GPU)"
+            )
+        for name in ("train_cpu", "step_cpu"):
+            if not _CPU.fullmatch(getattr(self, name)):
+                raise CxrtlError(f"{_option(name)} {getattr(self, name)!r} is not a CPU quantity such as 2 or 500m")
+        for name in ("train_memory", "step_memory", "shm_size"):
+            _memory_bytes(name, getattr(self, name))
+        if self.train_timeout_s <= 0:
+            raise CxrtlError(f"{_option('train_timeout')} must be longer than 0, got {self.train_timeout!r}")
+
+    @property
+    def train_memory_limit(self) -> str:
+        """Training's memory plus /dev/shm: the memory-backed volume is charged to the pod's memory."""
+        total = _memory_bytes("train_memory", self.train_memory) + _memory_bytes("shm_size", self.shm_size)
+        unit = next(u for u in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki", "") if total % _MEMORY_UNITS[u] == 0)
+        return f"{total // _MEMORY_UNITS[unit]}{unit}"
+
+    @property
+    def train_timeout_s(self) -> int:
+        match = _DURATION.fullmatch(self.train_timeout)
+        if not match:
+            raise CxrtlError(
+                f"{_option('train_timeout')} {self.train_timeout!r} is not a duration such as 12h, 90m or 3600"
+            )
+        return int(match.group(1)) * _SECONDS[match.group(2)]
+
+    @property
+    def train_retry_window_s(self) -> int:
+        """Argo's backoff.maxDuration for train: every attempt's timeout, the back-offs, and queueing."""
+        backoffs = sum(TRAIN_BACKOFF_S * TRAIN_BACKOFF_FACTOR**i for i in range(self.retries))
+        return (self.retries + 1) * self.train_timeout_s + backoffs + GPU_QUEUE_ALLOWANCE_S
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _memory_bytes(name: str, text: str) -> int:
+    match = _MEMORY.fullmatch(text)
+    if not match:
+        raise CxrtlError(f"{_option(name)} {text!r} is not a memory quantity such as 8Gi or 512Mi")
+    return int(match.group(1)) * _MEMORY_UNITS[match.group(2) or ""]
 
 
 def _use_store(task: dsl.PipelineTask, options: ClusterOptions) -> None:
@@ -69,19 +144,33 @@ def _use_store(task: dsl.PipelineTask, options: ClusterOptions) -> None:
     )
 
 
-def _on_cpu(task: dsl.PipelineTask, options: ClusterOptions, caching: bool) -> dsl.PipelineTask:
-    task.set_cpu_request(options.step_cpu).set_memory_request(options.step_memory)
+# Caching is off for every task. KFP's cache key holds the IDs of a task's input artifacts, which are new
+# in every run because ingest cannot be cached ("kaggle" names the latest version): preprocess and evaluate
+# could never hit. Making preprocess hit would mean cached data living in KFP's artifact store, which KFP
+# never checks for deletion (kubeflow/pipelines#7939), while a run that reaches preprocess has changed
+# anyway, so a hit would be rare and save minutes of CPU in a run of GPU hours.
+def _on_cpu(task: dsl.PipelineTask, options: ClusterOptions) -> dsl.PipelineTask:
+    task.set_cpu_request(options.step_cpu)
+    task.set_memory_request(options.step_memory).set_memory_limit(options.step_memory)
     task.set_retry(num_retries=options.retries, backoff_duration="30s", backoff_factor=2)
-    task.set_caching_options(caching)
+    task.set_caching_options(False)
     _use_store(task, options)
     return task
 
 
 def _on_gpu(task: dsl.PipelineTask, options: ClusterOptions) -> dsl.PipelineTask:
     task.set_accelerator_type(options.gpu_resource).set_accelerator_limit(1)
-    task.set_cpu_request(options.train_cpu).set_memory_request(options.train_memory)
-    # A retried task resumes from its newest checkpoint in the store, so retries are cheap.
-    task.set_retry(num_retries=options.retries, backoff_duration="60s", backoff_factor=2)
+    task.set_cpu_request(options.train_cpu)
+    task.set_memory_request(options.train_memory).set_memory_limit(options.train_memory_limit)
+    # A retried task resumes from its newest checkpoint in the store, so retries are cheap, after a timeout
+    # too. Which failures Argo retries is the cluster's setting, not the pipeline's (README, "Retries").
+    task.set_retry(
+        num_retries=options.retries,
+        backoff_duration=f"{TRAIN_BACKOFF_S}s",
+        backoff_factor=TRAIN_BACKOFF_FACTOR,
+        backoff_max_duration=f"{options.train_retry_window_s}s",
+    )
+    kubernetes.set_timeout(task, options.train_timeout_s)
     task.set_caching_options(False)
     for key, value in options.gpu_node_selector.items():
         kubernetes.add_node_selector(task, key, value)
@@ -96,6 +185,7 @@ def build_pipeline(options: ClusterOptions | None = None):
     # Imported here: the components read their images from the kustomization, and a broken one is
     # then a one-line error of the command rather than an import traceback.
     from components.check_changes import check_changes
+    from components.check_weights import check_weights
     from components.evaluate import evaluate
     from components.ingest import ingest
     from components.preprocess import preprocess
@@ -123,22 +213,25 @@ def build_pipeline(options: ClusterOptions | None = None):
         force: bool = False,
         promotion_metric: str = "accuracy",
         promotion_margin: float = 0.005,
+        skip_missing_weights: bool = False,
     ):
-        # Not cached: "kaggle" names the latest version, which a cache keyed on that word would never see.
-        # The step itself reuses the archive from the store when version and sha256 are unchanged.
-        raw = _on_cpu(ingest(source=dataset_source, store=store), options, caching=False)
+        # "kaggle" names the latest version; the step reuses the archive from the store when version and
+        # sha256 are unchanged.
+        raw = _on_cpu(ingest(source=dataset_source, store=store), options)
         kubernetes.use_secret_as_env(
             raw,
             options.kaggle_secret,
-            {"KAGGLE_USERNAME": "KAGGLE_USERNAME", "KAGGLE_KEY": "KAGGLE_KEY"},
+            {key: key for key in KAGGLE_SECRET_KEYS},
             optional=True,
         )
+        weights = _on_cpu(check_weights(store=store, sources=sources, skip_missing=skip_missing_weights), options)
         check = _on_cpu(
             check_changes(
                 dataset=raw.outputs["Output"],
                 store=store,
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                sources=sources,
+                # What trains: weights put in later make the next run retrain.
+                sources=weights.outputs["sources"],
                 recipe=recipe,
                 image_size=image_size,
                 epochs=epochs,
@@ -148,15 +241,13 @@ def build_pipeline(options: ClusterOptions | None = None):
                 force=force,
             ),
             options,
-            caching=False,
         )
         with dsl.If(check.output == True, name="retrain"):  # noqa: E712 (a KFP condition, not a test)
-            data = _on_cpu(
-                preprocess(raw=raw.outputs["raw"], recipe=recipe, image_size=image_size, seed=seed),
-                options,
-                caching=True,
-            )
-            with dsl.ParallelFor(sources, parallelism=options.parallelism, name="weight-sources") as source:
+            data = _on_cpu(preprocess(raw=raw.outputs["raw"], recipe=recipe, image_size=image_size, seed=seed), options)
+            # The sources whose weights check-weights found in the store, not the parameter as given.
+            with dsl.ParallelFor(
+                weights.outputs["sources"], parallelism=options.parallelism, name="weight-sources"
+            ) as source:
                 model = _on_gpu(
                     train(
                         data=data.outputs["data"],
@@ -171,9 +262,7 @@ def build_pipeline(options: ClusterOptions | None = None):
                     options,
                 )
                 scored = _on_cpu(
-                    evaluate(data=data.outputs["data"], model=model.outputs["model"], store=store),
-                    options,
-                    caching=True,
+                    evaluate(data=data.outputs["data"], model=model.outputs["model"], store=store), options
                 )
             decision = _on_cpu(
                 promote(
@@ -184,17 +273,16 @@ def build_pipeline(options: ClusterOptions | None = None):
                     margin=promotion_margin,
                 ),
                 options,
-                caching=False,
             )
             _on_cpu(
                 report(
                     results=dsl.Collected(scored.outputs["results"]),
                     decision=decision.output,
+                    skipped=weights.outputs["skipped"],
                     store=store,
                     run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 ),
                 options,
-                caching=False,
             )
 
     return cxrtl_pipeline
@@ -263,19 +351,36 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--minio-secret", default=defaults.minio_secret, help="Secret with MINIO_ACCESS_KEY and MINIO_SECRET_KEY"
     )
-    g.add_argument("--kaggle-secret", default=defaults.kaggle_secret, help="Secret with KAGGLE_USERNAME and KAGGLE_KEY")
+    g.add_argument(
+        "--kaggle-secret",
+        default=defaults.kaggle_secret,
+        help="optional Secret with KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY)",
+    )
     g.add_argument("--config-map", default=defaults.config_map, help="ConfigMap with MINIO_ENDPOINT and MINIO_SECURE")
-    g.add_argument("--train-cpu", default=defaults.train_cpu)
-    g.add_argument("--train-memory", default=defaults.train_memory)
+    g.add_argument("--train-cpu", default=defaults.train_cpu, help=f"CPU request per train task ({defaults.train_cpu})")
+    g.add_argument(
+        "--train-memory",
+        default=defaults.train_memory,
+        help=f"memory request per train task ({defaults.train_memory}); its limit adds --shm-size",
+    )
     g.add_argument("--shm-size", default=defaults.shm_size, help="memory-backed /dev/shm for training")
-    g.add_argument("--retries", type=int, default=defaults.retries)
+    g.add_argument(
+        "--train-timeout",
+        default=defaults.train_timeout,
+        help=f"longest a train attempt may run, e.g. 12h, 90m, 3600 (default {defaults.train_timeout})",
+    )
+    g.add_argument(
+        "--step-cpu", default=defaults.step_cpu, help=f"CPU request of the other steps ({defaults.step_cpu})"
+    )
+    g.add_argument(
+        "--step-memory",
+        default=defaults.step_memory,
+        help=f"memory request and limit of the other steps ({defaults.step_memory})",
+    )
+    g.add_argument("--retries", type=int, default=defaults.retries, help="retries per task (default 3)")
 
 
 def _cluster_options(args: argparse.Namespace) -> ClusterOptions:
-    if args.parallelism < 0:
-        raise CxrtlError(f"--parallelism must be 0 or more, got {args.parallelism}")
-    if args.retries < 0:
-        raise CxrtlError(f"--retries must be 0 or more, got {args.retries}")
     options = ClusterOptions(
         parallelism=args.parallelism,
         gpu_resource=args.gpu_resource,
@@ -285,8 +390,11 @@ def _cluster_options(args: argparse.Namespace) -> ClusterOptions:
         config_map=args.config_map,
         train_cpu=args.train_cpu,
         train_memory=args.train_memory,
+        step_cpu=args.step_cpu,
+        step_memory=args.step_memory,
         shm_size=args.shm_size,
         retries=args.retries,
+        train_timeout=args.train_timeout,
     )
     if args.gpu_toleration:
         options.gpu_tolerations = args.gpu_toleration
@@ -489,6 +597,21 @@ def _demo_inputs(out: Path, store, sources: list[str], per_class: int, seed: int
     return archive
 
 
+def _check_cluster_params(params: dict) -> None:
+    """What a cluster's pods can read, checked before anything is uploaded: not a path on this machine."""
+    store = params.get("store", DEFAULT_STORE)
+    if not store.startswith("s3://"):
+        raise CxrtlError(f"--param store={store}: on a cluster the store must be an s3:// bucket the pods reach")
+    source = params.get("dataset_source", "kaggle")
+    if source != "kaggle" and not source.startswith("s3://"):
+        raise CxrtlError(
+            f"--param dataset_source={source}: the cluster's pods cannot read this machine's files; either upload "
+            f"the zip to the store (`cxrtl store --store {store} put ZIP uploads/NAME.zip`, then "
+            f"--param dataset_source={store}/uploads/NAME.zip) or use dataset_source=kaggle with the optional "
+            "Kaggle Secret (--kaggle-secret)"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cluster import add_cluster_arguments
 
@@ -503,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the pipeline locally with kfp.local")
     _add_run_options(p)
     p.set_defaults(func=_run)
-    add_cluster_arguments(sub, _compile_to_temp)
+    add_cluster_arguments(sub, _compile_to_temp, _check_cluster_params)
     for name in ("submit", "schedule"):
         _add_cluster_options(sub.choices[name])
     return parser

@@ -8,6 +8,7 @@ from components.images import CPU, image
 def report(
     results: Input[list[Dataset]],
     decision: str,
+    skipped: list,
     store: str,
     run_id: str,
     table: Output[Dataset],
@@ -19,13 +20,13 @@ def report(
     from pathlib import Path
 
     from cxrtl.promote import Decision
-    from cxrtl.report import report_from_folders
+    from cxrtl.report import report_from_folders, skipped_sources_note
     from cxrtl.retrain import record_success
     from cxrtl.store import open_store
 
     target = open_store(store)
-    note = Decision.from_json(decision).note()
-    written = report_from_folders([Path(r.path) for r in results], Path(table.path), target, run_id, [note])
+    notes = [Decision.from_json(decision).note(), *([skipped_sources_note(skipped)] if skipped else [])]
+    written = report_from_folders([Path(r.path) for r in results], Path(table.path), target, run_id, notes)
     print(written.text())
     shutil.copyfile(Path(table.path) / "report.html", html.path)
     shutil.copyfile(Path(table.path) / "report.md", markdown.path)

@@ -1,4 +1,5 @@
-"""Fetch the raw dataset (from Kaggle, a downloaded zip or a folder), check its layout and record what it is.
+"""Fetch the raw dataset (from Kaggle, a downloaded zip, a zip in an S3 store or a folder), check its layout
+and record what it is.
 
 An ingested folder holds::
 
@@ -49,10 +50,10 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp: archives do not
 @dataclass
 class IngestResult:
     slug: str
-    version: str  # Kaggle's version number, or "sha256:<12 hex>" for a local zip or folder
+    version: str  # Kaggle's version number, or "sha256:<12 hex>" for a zip or folder
     sha256: str  # of the archive; for a folder, of its manifest
     counts: dict[str, int]  # images per class, all four classes
-    source: str  # "kaggle", "zip" or "folder"
+    source: str  # "kaggle", "zip", "store" (a zip at an s3:// URL) or "folder"
     created_at: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,12 +65,14 @@ class IngestResult:
 
 
 def ingest(source: str, out: Path, store: Store | None = None) -> IngestResult:
-    """Fetch ``source`` ("kaggle", a .zip or a folder) into ``out``; all or nothing."""
+    """Fetch ``source`` ("kaggle", a .zip, ``s3://BUCKET/KEY`` of a zip or a folder) into ``out``; all or nothing."""
     out = Path(out)
     with staged_folder(out, marker=INGEST_FILE) as staged:
         scratch = staged.parent
         if source == "kaggle":
             result = _ingest_kaggle(staged, scratch, store)
+        elif source.startswith("s3://"):
+            result = _ingest_stored_zip(source, staged, scratch)
         else:
             path = Path(source).expanduser()
             if path.is_dir():
@@ -77,7 +80,10 @@ def ingest(source: str, out: Path, store: Store | None = None) -> IngestResult:
             elif path.is_file():
                 result = _ingest_zip(path, path.name, "zip", staged, scratch, store)
             else:
-                raise CxrtlError(f"ingest source {source}: no such file or folder (give 'kaggle', a .zip or a folder)")
+                raise CxrtlError(
+                    f"ingest source {source}: no such file or folder "
+                    "(give 'kaggle', a .zip, s3://BUCKET/KEY or a folder)"
+                )
         (staged / INGEST_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     logger.info("ingested %s into %s", result.summary(), out)
     return result
@@ -114,6 +120,28 @@ def _ingest_folder(folder: Path, staged: Path, scratch: Path, store: Store | Non
 
         _keep_in_store(store, result, archive)
     return result
+
+
+def _ingest_stored_zip(url: str, staged: Path, scratch: Path) -> IngestResult:
+    """A zip put into an S3 store with `cxrtl store put`, so a cluster without Kaggle access can run.
+
+    The download is checked against the sha256 recorded with the object. It is not cached again under
+    ``datasets/``: it is in a store already.
+    """
+    from cxrtl.store import open_store
+
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    if not bucket or not key or key.endswith("/"):
+        raise CxrtlError(f"ingest source {url}: give s3://BUCKET/KEY of a zip put there with `cxrtl store put`")
+    store = open_store(f"s3://{bucket}")
+    if not store.exists(key):
+        raise CxrtlError(
+            f"ingest source {url}: no such object; upload the zip with "
+            f"`cxrtl store --store s3://{bucket} put ZIP {key}`"
+        )
+    archive = scratch / ARCHIVE_NAME
+    store.get_file(key, archive)
+    return _ingest_zip(archive, url, "store", staged, scratch, None)
 
 
 def _ingest_kaggle(staged: Path, scratch: Path, store: Store | None) -> IngestResult:

@@ -192,6 +192,13 @@ def report_from_folders(
     return report
 
 
+def skipped_sources_note(skipped: list[str]) -> str:
+    return (
+        f"Not trained, for want of verified weights in the store (skip_missing_weights=true): {', '.join(skipped)}. "
+        "Put their files into the store with `cxrtl weights fetch` / `cxrtl weights put` to include them."
+    )
+
+
 def _notes(evaluations: list[Evaluation]) -> list[str]:
     models = [ev.result.get("model", {}) for ev in evaluations]
     notes = []

@@ -15,6 +15,7 @@ from cxrtl.errors import CxrtlError
 from cxrtl.recipes import get_recipe
 from cxrtl.store import Store
 from cxrtl.weights.registry import check_sources
+from cxrtl.weights.stored import missing_weights, weights_commands
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,28 @@ def check_settings(settings: dict[str, Any]) -> None:
     for name in ("epochs", "batch_size", "learning_rate", "seed"):
         if settings[name] < 0:
             raise CxrtlError(f"{name} must be 0 (the recipe's value) or more, got {settings[name]}")
+
+
+def sources_to_train(store: Store, sources: list[str], skip_missing: bool = False) -> tuple[list[str], list[str]]:
+    """The sources whose weights are in the store, verified, and those left out (only with ``skip_missing``).
+
+    Checked before any GPU is asked for: a source without weights would otherwise fail on its GPU, be
+    retried, and fail the whole run after the others trained. The error says what to run.
+    """
+    check_sources(sources)
+    missing = missing_weights(store, sources)
+    ready = [s for s in sources if s not in missing]
+    if not missing:
+        return ready, []
+    if skip_missing and ready:
+        logger.warning("no verified weights in %s for %s: training without them", store.url, ", ".join(missing))
+        return ready, missing
+    which = "any requested source" if not ready else f"{len(missing)} of {len(sources)} sources"
+    hint = "" if skip_missing else "; or set the pipeline parameter skip_missing_weights=true to train without them"
+    raise CxrtlError(
+        f"no verified weights in {store.url} for {which} ({', '.join(missing)}): put them there first with "
+        f"{'; '.join(f'`{c}`' for c in weights_commands(store.url, missing))}{hint}"
+    )
 
 
 def run_fingerprint(dataset: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:

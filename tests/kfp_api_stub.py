@@ -65,12 +65,24 @@ class KfpApiStub:
     reject_with: answer every request with this status (401, 403) and a KFP-shaped error.
     answer_html: answer every request 200 with an HTML page, as a login proxy in front of KFP does.
     multi_user: what healthz reports.
+    version: the API server's release tag healthz reports (``tag_name``; "unknown" in a build without one).
+    via_ui: answer healthz as the KFP UI server does in front of the API (``apiServerTagName``...), which
+        is what a port-forward of ml-pipeline-ui or Kubeflow's ingress reach; otherwise as the API server.
     """
 
-    def __init__(self, reject_with: int | None = None, answer_html: bool = False, multi_user: bool = False) -> None:
+    def __init__(
+        self,
+        reject_with: int | None = None,
+        answer_html: bool = False,
+        multi_user: bool = False,
+        version: str = "2.17.0",
+        via_ui: bool = False,
+    ) -> None:
         self.reject_with = reject_with
         self.answer_html = answer_html
         self.multi_user = multi_user
+        self.version = version
+        self.via_ui = via_ui
         self.requests: list[Recorded] = []
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, dict[str, Any]] = {}
@@ -193,7 +205,19 @@ class KfpApiStub:
         raise _Failure(404, f"stub: no route for {r.method} {r.path}")
 
     def _healthz(self, r: Recorded) -> dict[str, Any]:
-        return {"commit_sha": "stub", "tag_name": "2.5.0", "multi_user": self.multi_user}
+        # The shapes of backend/src/apiserver/main.go (healthzResponse) and frontend/server/handlers/healthz.ts.
+        if self.via_ui:
+            return {
+                "apiServerCommitHash": "stub",
+                "apiServerTagName": self.version,
+                "apiServerMultiUser": self.multi_user,
+                "multi_user": self.multi_user,
+                "apiServerReady": True,
+                "buildDate": "",
+                "frontendCommitHash": "stub",
+                "frontendTagName": self.version,
+            }
+        return {"commit_sha": "stub", "tag_name": self.version, "multi_user": self.multi_user}
 
     def _upload(self, r: Recorded) -> dict[str, Any]:
         name = r.query.get("display_name") or r.query.get("name")
@@ -275,9 +299,13 @@ class KfpApiStub:
         if body.get("experiment_id") not in self.experiments:
             raise _Failure(404, f"experiment {body.get('experiment_id')} not found")
         reference = body.get("pipeline_version_reference") or {}
-        version = self.versions.get(reference.get("pipeline_version_id", ""))
-        if version is None or version["pipeline_id"] != reference.get("pipeline_id"):
-            raise _Failure(404, f"pipeline version {reference} not found")
+        if reference.get("pipeline_id") not in self.pipelines:
+            raise _Failure(404, f"pipeline {reference.get('pipeline_id')} not found")
+        # No version ID: the pipeline's latest version (for a recurring run: at each run).
+        if "pipeline_version_id" in reference:
+            version = self.versions.get(reference["pipeline_version_id"])
+            if version is None or version["pipeline_id"] != reference["pipeline_id"]:
+                raise _Failure(404, f"pipeline version {reference} not found")
 
     def _create_run(self, r: Recorded) -> dict[str, Any]:
         body = dict(r.json or {})

@@ -93,12 +93,14 @@ def one_error_line(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCapture
 def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("KFP_TOKEN", raising=False)
     monkeypatch.delenv(cluster.SA_TOKEN_PATH_ENV, raising=False)
+    monkeypatch.delenv(cluster.UI_URL_ENV, raising=False)
     monkeypatch.setattr(cluster, "SA_TOKEN_PATHS", (str(tmp_path / "kfp-token"), str(tmp_path / "sa-token")))
 
 
 @pytest.fixture
 def stub() -> Iterator[KfpApiStub]:
-    with KfpApiStub() as server:
+    """KFP as a standalone install's port-forward of ml-pipeline-ui reaches it: the UI in front of the API."""
+    with KfpApiStub(via_ui=True) as server:
         yield server
 
 
@@ -226,9 +228,13 @@ def test_schedule_list_and_delete_by_name_and_by_id(
 
     assert run_cli(["schedule", "--host", stub.url, "--list"], compile_package) == 0
     listed = capsys.readouterr().out.splitlines()
+    version = {
+        run["display_name"]: run["pipeline_version_reference"]["pipeline_version_id"]
+        for run in stub.recurring_runs.values()
+    }
     assert listed == [
-        f"{ids['nightly']}\tnightly\tcron '0 0 3 * * *'\tENABLED",
-        f"{ids['weekly']}\tweekly\tcron '0 0 4 ? * SUN'\tENABLED",
+        f"{ids['nightly']}\tnightly\tcron '0 0 3 * * *'\tversion {version['nightly']}\tENABLED",
+        f"{ids['weekly']}\tweekly\tcron '0 0 4 ? * SUN'\tversion {version['weekly']}\tENABLED",
     ]
 
     uploads = len(stub.requests)
@@ -453,3 +459,159 @@ def test_a_server_error_midway_is_one_line_with_the_servers_message(
         f"pipeline.py: error: KFP at {stub.url} failed creating the run (HTTP 500): "
         "Failed to create a run: workflow quota exceeded at server.go:42"
     )
+
+
+# --- the server's version ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via_ui", [False, True], ids=["api-server", "ui"])
+@pytest.mark.parametrize("command", [["submit", *REQUIRED], ["schedule", "--cron", "@daily", *REQUIRED]])
+def test_an_older_kfp_is_refused_with_one_line_before_anything_is_uploaded(
+    via_ui: bool,
+    command: list[str],
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with KfpApiStub(version="2.14.4", via_ui=via_ui) as server:
+        assert run_cli([command[0], "--host", server.url, *command[1:]], compile_package) == 2
+    line = one_error_line(capsys, caplog)
+    assert line == (
+        f"pipeline.py: error: KFP at {server.url} is version 2.14.4; this pipeline needs KFP 2.15.0 or newer "
+        "(artifact fan-in from a ParallelFor, optional Secrets): upgrade Kubeflow Pipelines"
+    )
+    assert [r.path for r in server.requests] == ["/apis/v2beta1/healthz"]
+
+
+@pytest.mark.parametrize("version", ["2.15.0", "v2.17.1", "2.16.0-rc.1", "3.0.0"])
+def test_a_recent_enough_kfp_is_accepted(version: str, compile_package: CompilePackage) -> None:
+    with KfpApiStub(version=version) as server:
+        assert run_cli(["submit", "--host", server.url, *REQUIRED], compile_package) == 0
+    assert server.calls("POST", "/runs")
+
+
+@pytest.mark.parametrize("version", ["unknown", "", "master"])
+def test_a_kfp_without_a_release_number_is_refused_unless_told_to_skip_the_check(
+    version: str,
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with KfpApiStub(version=version) as server:
+        assert run_cli(["submit", "--host", server.url, *REQUIRED], compile_package) == 2
+        line = one_error_line(capsys, caplog)
+        assert f"reports version {version!r}, not a release" in line and "--skip-version-check" in line
+        assert not server.calls("POST", "/pipelines/upload")
+        assert run_cli(["submit", "--host", server.url, "--skip-version-check", *REQUIRED], compile_package) == 0
+    assert server.calls("POST", "/runs")
+
+
+# --- links to the UI ---------------------------------------------------------------------------------
+
+
+def test_the_api_servers_address_never_becomes_a_run_link(
+    compile_package: CompilePackage, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with KfpApiStub(via_ui=False) as server:
+        assert run_cli(["submit", "--host", server.url, *REQUIRED], compile_package) == 0
+        [first] = server.runs
+        last = capsys.readouterr().out.splitlines()[-1]
+        assert last.startswith(f"ID {first}: --host is KFP's API server, not its UI, so no link")
+        assert server.url not in last
+
+        ui = "https://kubeflow.example.com/pipeline"
+        assert run_cli(["submit", "--host", server.url, "--ui-url", ui + "/", *REQUIRED], compile_package) == 0
+        second = list(server.runs)[-1]
+        assert capsys.readouterr().out.splitlines()[-1] == f"{ui}/#/runs/details/{second}"
+
+        monkeypatch.setenv(cluster.UI_URL_ENV, "http://localhost:8080")
+        argv = ["schedule", "--host", server.url, "--cron", "@weekly", *REQUIRED]
+        assert run_cli(argv, compile_package) == 0
+        [recurring] = server.recurring_runs
+        assert capsys.readouterr().out.splitlines()[-1] == f"http://localhost:8080/#/recurringrun/details/{recurring}"
+
+
+def test_a_bad_ui_url_is_refused_before_any_request(
+    stub: KfpApiStub,
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert run_cli(["submit", "--host", stub.url, "--ui-url", "kubeflow.example.com", *REQUIRED], compile_package) == 2
+    assert "--ui-url 'kubeflow.example.com' is not an http(s) URL" in one_error_line(capsys, caplog)
+    assert stub.requests == [] and compile_package.calls == []
+
+
+# --- schedules and new versions ----------------------------------------------------------------------
+
+
+def test_a_schedule_is_pinned_to_the_uploaded_version_by_default(
+    stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(["schedule", "--host", stub.url, "--cron", "@daily", *REQUIRED], compile_package) == 0
+    [version] = stub.versions.values()
+    [recurring] = stub.recurring_runs.values()
+    assert recurring["pipeline_version_reference"] == {
+        "pipeline_id": version["pipeline_id"],
+        "pipeline_version_id": version["pipeline_version_id"],
+    }
+    assert f"pinned to version {version['display_name']!r}" in capsys.readouterr().out
+
+
+def test_a_schedule_can_follow_the_latest_version_and_says_so(
+    stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["schedule", "--host", stub.url, "--cron", "@daily", "--pipeline-version", "latest", *REQUIRED]
+    assert run_cli(argv, compile_package) == 0
+    [create] = stub.calls("POST", "/recurringruns")
+    [pipeline_id] = stub.pipelines
+    # No version ID: KFP's scheduler takes the pipeline's latest version when each run starts.
+    assert create.json["pipeline_version_reference"] == {"pipeline_id": pipeline_id}
+    assert "the latest pipeline version at each run" in capsys.readouterr().out
+
+    assert run_cli(["schedule", "--host", stub.url, "--list"], compile_package) == 0
+    assert "\tlatest version\t" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("cron", "sent"),
+    [
+        ("@daily", "@daily"),
+        ("@midnight", "@midnight"),
+        ("@annually", "@annually"),
+        ("  @every   24h ", "@every 24h"),
+        ("@every 1h30m", "@every 1h30m"),
+        ("@every 1.5h", "@every 1.5h"),
+    ],
+)
+def test_cron_descriptors_kfp_accepts_are_passed_on(
+    cron: str, sent: str, stub: KfpApiStub, compile_package: CompilePackage
+) -> None:
+    assert run_cli(["schedule", "--host", stub.url, "--cron", cron, *REQUIRED], compile_package) == 0
+    [create] = stub.calls("POST", "/recurringruns")
+    assert create.json["trigger"]["cron_schedule"]["cron"] == sent
+
+
+@pytest.mark.parametrize(
+    ("cron", "reason"),
+    [
+        ("@Daily", "KFP knows the descriptors @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly"),
+        ("@fortnightly", "and @every DURATION"),
+        ("@every", "'' is not a duration"),
+        ("@every 1d", "'1d' is not a duration such as 24h"),
+        ("@every 24", "'24' is not a duration"),
+        ("@every 30s", "every 30s is too often"),
+    ],
+)
+def test_cron_descriptors_kfp_would_refuse_or_misread_are_refused(
+    cron: str,
+    reason: str,
+    stub: KfpApiStub,
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert run_cli(["schedule", "--host", stub.url, "--cron", cron, *REQUIRED], compile_package) == 2
+    line = one_error_line(capsys, caplog)
+    assert line.startswith(f"pipeline.py: error: bad --cron {cron!r}: ") and reason in line
+    assert stub.requests == []

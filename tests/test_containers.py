@@ -95,9 +95,9 @@ def test_the_images_run_as_uid_1000(engine):
 def test_each_task_ran_in_a_container_of_its_own_from_its_components_image(demo):
     _, starts = demo
     images = [event["Actor"]["Attributes"]["image"] for event in starts]
-    # train once per source on the training image; ingest, check-changes, preprocess, promote, report
-    # and evaluate once per source on the CPU image.
-    assert sorted(images) == sorted([image(TRAIN)] * len(SOURCE_NAMES) + [image(CPU)] * (5 + len(SOURCE_NAMES)))
+    # train once per source on the training image; ingest, check-weights, check-changes, preprocess,
+    # promote, report and evaluate once per source on the CPU image.
+    assert sorted(images) == sorted([image(TRAIN)] * len(SOURCE_NAMES) + [image(CPU)] * (6 + len(SOURCE_NAMES)))
     assert len({event["id"] for event in starts}) == len(starts)
 
 

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import logging
+import re
 import shutil
 import stat
 import sys
@@ -280,3 +281,28 @@ def test_cli(demo_zip, tmp_path, capsys):
     assert main(["ingest", "--source", str(tmp_path / "none"), "--out", str(tmp_path / "raw2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("cxrtl: error: ingest source ") and "no such file or folder" in err[-1]
+
+
+def test_a_zip_put_into_an_s3_store_is_ingested_from_its_url(s3_env, demo_zip, tmp_path):
+    from cxrtl.store import open_store
+
+    open_store(s3_env).put_file("uploads/covid19.zip", demo_zip)
+    result = ingest(f"{s3_env}/uploads/covid19.zip", tmp_path / "out")
+    assert result.source == "store"
+    assert result.sha256 == _sha256(demo_zip) and result.version == f"sha256:{_sha256(demo_zip)[:12]}"
+    assert result.counts == COUNTS
+    assert (tmp_path / "out" / DATASET_DIR / "COVID" / "images").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("uploads/missing.zip", "no such object; upload the zip with `cxrtl store --store s3://"),
+        ("", "give s3://BUCKET/KEY of a zip"),
+        ("uploads/", "give s3://BUCKET/KEY of a zip"),
+    ],
+)
+def test_a_missing_object_in_the_store_says_how_to_upload_it(s3_env, tmp_path, key, says):
+    with pytest.raises(CxrtlError, match=re.escape(says)):
+        ingest(f"{s3_env}/{key}", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -15,6 +15,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -342,6 +343,23 @@ def test_a_zip_without_the_kaggle_layout_is_one_error_line(tmp_path: Path):
     assert "wrong.zip: no COVID-19_Radiography_Dataset/COVID/images/ folder" in "\n".join(excerpt[1:])
     assert excerpt[1:] == ["    " + line for line in (run.out / "logs" / "ingest.log").read_text().splitlines()[-20:]]
     assert run.stderr.splitlines()[-1].startswith("pipeline.py: error: local run failed: ")
+
+
+def test_missing_weights_stop_the_run_at_check_weights_before_any_training(
+    stand_in_store, demo_zip: Path, tmp_path: Path
+):
+    store = tmp_path / "store"
+    shutil.copytree(stand_in_store.root, store)  # imagenet and moco-v2 only
+    run = run_pipeline(
+        tmp_path / "out", "--dataset-source", str(demo_zip), "--sources", "imagenet,chexpert", "--store", str(store)
+    )
+    _assert_one_error_line(run, "check-weights")
+    # The task's log says why and what to run.
+    assert f"no verified weights in {store} for 1 of 2 sources (chexpert): " in run.stdout + run.stderr
+    assert f"`cxrtl weights fetch --store {store} chexpert`" in run.stdout + run.stderr
+    # Nothing after it ran: no preprocess, no train (which would have asked for a GPU).
+    assert {p.name for p in run.pipeline_run().iterdir()} <= {"ingest", "check-weights"}
+    assert not list(run.pipeline_run().glob("**/train"))
 
 
 # --- --runner docker, where it is refused before anything is written --------------------------------------

@@ -22,11 +22,12 @@ from cxrtl.weights import SOURCE_NAMES
 from pipeline import ClusterOptions
 
 REPO = Path(__file__).resolve().parents[1]
-CONTAINER_TASKS = ("ingest", "check-changes", "preprocess", "train", "evaluate", "promote", "report")
+CONTAINER_TASKS = ("ingest", "check-weights", "check-changes", "preprocess", "train", "evaluate", "promote", "report")
 # Set in the environment while compiling: none may reach the compiled YAML.
 MARKERS = {
     "MINIO_ACCESS_KEY": "access-marker-7d1f",
     "MINIO_SECRET_KEY": "secret-marker-93ab",
+    "KAGGLE_API_TOKEN": "kaggle-token-marker-0b6d",
     "KAGGLE_USERNAME": "kaggle-user-marker-51c2",
     "KAGGLE_KEY": "kaggle-key-marker-e07a",
 }
@@ -107,17 +108,32 @@ def _key_to_env(entry: dict[str, Any], key_field: str) -> dict[str, str]:
 # --- DAG shape -------------------------------------------------------------------------------------
 
 
-def test_sources_parameter_defaults_to_all_ten_and_drives_the_parallel_for(default_spec: Spec):
+def test_sources_parameter_defaults_to_all_ten_and_check_weights_picks_those_the_loop_trains(default_spec: Spec):
     sources = default_spec.pipeline["root"]["inputDefinitions"]["parameters"]["sources"]
     assert sources["parameterType"] == "LIST"
     assert sources["defaultValue"] == list(SOURCE_NAMES) and len(sources["defaultValue"]) == 10
+    weights = default_spec.tasks["check-weights"]["inputs"]["parameters"]
+    assert weights["sources"] == {"componentInputParameter": "sources"}
+    assert weights["skip_missing"] == {"componentInputParameter": "skip_missing_weights"}
+    skip = default_spec.pipeline["root"]["inputDefinitions"]["parameters"]["skip_missing_weights"]
+    assert (skip["parameterType"], skip["defaultValue"]) == ("BOOLEAN", False)
+    check_weights = default_spec.pipeline["components"][default_spec.tasks["check-weights"]["componentRef"]["name"]]
+    outputs = check_weights["outputDefinitions"]["parameters"]
+    assert {name: o["parameterType"] for name, o in outputs.items()} == {"sources": "LIST", "skipped": "LIST"}
+    # check-changes fingerprints what trains, so weights put in later make the next run retrain.
+    assert default_spec.tasks["check-changes"]["inputs"]["parameters"]["sources"] == {
+        "taskOutputParameter": {"outputParameterKey": "sources", "producerTask": "check-weights"}
+    }
 
     loop_name, loop = default_spec.loop()
     assert loop["taskInfo"]["name"] == "weight-sources"
     channel = loop["parameterIterator"]["items"]["inputParameter"]
-    # The loop's items come, through the condition's channel, from the pipeline parameter `sources`.
+    # The loop's items come, through the condition's channel, from check-weights: the sources whose
+    # weights it found in the store, so none is sent to a GPU without them.
     condition = default_spec.owner(loop_name)
-    assert condition["inputs"]["parameters"][channel] == {"componentInputParameter": "sources"}
+    assert condition["inputs"]["parameters"][channel] == {
+        "taskOutputParameter": {"outputParameterKey": "sources", "producerTask": "check-weights"}
+    }
     # Each iteration trains one source: train's `source` input is the loop item.
     train = default_spec.tasks["train"]
     assert default_spec.parent["train"] == loop["componentRef"]["name"]
@@ -138,7 +154,7 @@ def test_retraining_branch_is_conditional_on_check_changes(default_spec: Spec):
     conditions = [name for name in root if "triggerPolicy" in default_spec.tasks[name]]
     assert len(conditions) == 1
     condition = default_spec.tasks[conditions[0]]
-    assert root == {"ingest", "check-changes", conditions[0]}
+    assert root == {"ingest", "check-weights", "check-changes", conditions[0]}
     assert condition["taskInfo"]["name"] == "retrain"
     channel = "pipelinechannel--check-changes-Output"
     assert condition["inputs"]["parameters"][channel] == {
@@ -149,6 +165,15 @@ def test_retraining_branch_is_conditional_on_check_changes(default_spec: Spec):
     assert {default_spec.parent[t] for t in ("preprocess", "promote", "report")} == {branch}
     check = default_spec.pipeline["components"][default_spec.tasks["check-changes"]["componentRef"]["name"]]
     assert check["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "BOOLEAN"
+
+
+def test_the_report_hears_which_sources_were_left_out(default_spec: Spec):
+    # Through the condition's channel, from check-weights.
+    channel = "pipelinechannel--check-weights-skipped"
+    assert default_spec.tasks["report"]["inputs"]["parameters"]["skipped"] == {"componentInputParameter": channel}
+    assert default_spec.owner("report")["inputs"]["parameters"][channel] == {
+        "taskOutputParameter": {"outputParameterKey": "skipped", "producerTask": "check-weights"}
+    }
 
 
 def test_report_and_promote_collect_every_evaluation(default_spec: Spec):
@@ -171,22 +196,32 @@ def test_train_asks_for_one_gpu_and_its_cpu_and_memory(default_spec: Spec):
     assert resources["resourceCpuRequest"] == "4" and resources["resourceMemoryRequest"] == "24Gi"
 
 
-def test_only_train_gets_a_gpu_and_every_step_has_requests(default_spec: Spec):
+def test_only_train_gets_a_gpu_and_every_step_has_requests_and_a_memory_limit(default_spec: Spec):
     for task in CONTAINER_TASKS:
         resources = default_spec.executor(task)["resources"]
         assert resources["resourceCpuRequest"] and resources["resourceMemoryRequest"], task
+        assert resources["resourceMemoryLimit"], task
         if task != "train":
             assert "accelerator" not in resources, task
             assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("2", "8Gi"), task
+            assert resources["resourceMemoryLimit"] == "8Gi", task
 
 
-def test_gpu_resource_and_requests_follow_the_options(tmp_path: Path):
-    options = ClusterOptions(gpu_resource="amd.com/gpu", train_cpu="7", train_memory="30Gi", step_memory="3Gi")
-    spec = Spec(pipeline.compile_pipeline(tmp_path / "amd.yaml", options))
-    resources = spec.executor("train")["resources"]
-    assert resources["accelerator"]["resourceType"] == "amd.com/gpu"
-    assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("7", "30Gi")
-    assert spec.executor("ingest")["resources"]["resourceMemoryRequest"] == "3Gi"
+def test_trains_memory_limit_makes_room_for_its_memory_backed_shm(default_spec: Spec, tmp_path: Path):
+    # /dev/shm (medium: Memory) is charged to the pod's memory: the limit is training's memory plus it.
+    assert default_spec.executor("train")["resources"]["resourceMemoryLimit"] == "32Gi"
+    odd = ClusterOptions(train_memory="1536Mi", shm_size="1Gi")
+    assert odd.train_memory_limit == "2560Mi"
+    assert ClusterOptions(train_memory="1G", shm_size="1Gi").train_memory_limit == str(10**9 + 2**30)
+
+
+def test_step_sizes_follow_the_options(tmp_path: Path):
+    spec = _compile_cli(tmp_path, "--step-cpu", "500m", "--step-memory", "2Gi", "--train-timeout", "2h")
+    for task in set(CONTAINER_TASKS) - {"train"}:
+        resources = spec.executor(task)["resources"]
+        assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("500m", "2Gi"), task
+        assert resources["resourceMemoryLimit"] == "2Gi", task
+    assert spec.platform("train")["activeDeadlineSeconds"] == "7200"
 
 
 def test_every_step_retries_and_train_backs_off_longer(default_spec: Spec, tmp_path: Path):
@@ -198,13 +233,26 @@ def test_every_step_retries_and_train_backs_off_longer(default_spec: Spec, tmp_p
     assert {once.tasks[t]["retryPolicy"]["maxRetryCount"] for t in CONTAINER_TASKS} == {1}
 
 
-def test_caching_on_for_preprocess_off_for_training_and_the_run_bookkeeping(default_spec: Spec):
-    def cached(task: str) -> bool:
-        return default_spec.tasks[task].get("cachingOptions", {}).get("enableCache", False)
+def test_train_has_a_timeout_and_retries_stay_allowed_for_all_its_attempts(default_spec: Spec, tmp_path: Path):
+    # The timeout is the pod's activeDeadlineSeconds, per attempt. Argo stops retrying, and kills a retry,
+    # once backoff.maxDuration has passed since the first attempt was created; the SDK's default of one
+    # hour would end the retries of any training that ran longer.
+    assert default_spec.platform("train")["activeDeadlineSeconds"] == str(12 * 3600)
+    window = int(default_spec.tasks["train"]["retryPolicy"]["backoffMaxDuration"].removesuffix("s"))
+    assert window == 4 * 12 * 3600 + (60 + 120 + 240) + pipeline.GPU_QUEUE_ALLOWANCE_S
+    for task in set(CONTAINER_TASKS) - {"train"}:
+        assert "activeDeadlineSeconds" not in default_spec.platform(task), task
 
-    assert cached("preprocess")
-    for task in ("train", "ingest", "check-changes", "promote", "report"):
-        assert not cached(task), task
+    short = Spec(pipeline.compile_pipeline(tmp_path / "t.yaml", ClusterOptions(train_timeout="90m", retries=1)))
+    assert short.platform("train")["activeDeadlineSeconds"] == "5400"
+    assert short.tasks["train"]["retryPolicy"]["backoffMaxDuration"] == f"{2 * 5400 + 60 + 24 * 3600}s"
+
+
+def test_no_task_is_cached(default_spec: Spec):
+    # KFP's cache key holds the input artifacts' IDs, new in every run after an uncached ingest: a cache
+    # could never hit, so it is off everywhere (pipeline.py says why).
+    for task in CONTAINER_TASKS:
+        assert not default_spec.tasks[task].get("cachingOptions", {}).get("enableCache", False), task
 
 
 def test_train_runs_in_the_train_image_and_the_rest_in_the_cpu_image(default_spec: Spec):
@@ -239,7 +287,12 @@ def test_every_step_gets_the_store_from_the_secret_and_config_map(default_spec: 
 def test_only_ingest_gets_the_optional_kaggle_secret(default_spec: Spec):
     kaggle = _secret_env(default_spec.platform("ingest"))["cxrtl-kaggle"]
     assert kaggle["optional"] is True
-    assert _key_to_env(kaggle, "secretKey") == {"KAGGLE_USERNAME": "KAGGLE_USERNAME", "KAGGLE_KEY": "KAGGLE_KEY"}
+    # The token kaggle.com's settings page issues now, and the older username and key; each may be absent.
+    assert _key_to_env(kaggle, "secretKey") == {
+        "KAGGLE_API_TOKEN": "KAGGLE_API_TOKEN",
+        "KAGGLE_USERNAME": "KAGGLE_USERNAME",
+        "KAGGLE_KEY": "KAGGLE_KEY",
+    }
     for task in set(CONTAINER_TASKS) - {"ingest"}:
         assert "cxrtl-kaggle" not in _secret_env(default_spec.platform(task)), task
 
@@ -349,12 +402,30 @@ def test_run_rejects_bad_input_with_one_line_before_writing_anything(
     assert not out.exists()
 
 
-def test_compile_rejects_negative_parallelism_and_retries(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    for option in ("--parallelism", "--retries"):
-        out = tmp_path / "x.yaml"
-        assert pipeline.main(["compile", "-o", str(out), option, "-1"]) == 2
-        assert option in _one_error_line(capsys)
-        assert not out.exists()
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--parallelism", "-1", "must be 0 or more"),
+        ("--retries", "-1", "must be 0 or more"),
+        ("--gpu-resource", "", "is not a GPU resource name such as nvidia.com/gpu"),
+        ("--gpu-resource", "gpu", "without one, training would get no GPU"),
+        ("--step-memory", "8GB", "is not a memory quantity such as 8Gi"),
+        ("--train-memory", "lots", "is not a memory quantity"),
+        ("--shm-size", "-1Gi", "is not a memory quantity"),
+        ("--step-cpu", "two", "is not a CPU quantity such as 2 or 500m"),
+        ("--train-cpu", "", "is not a CPU quantity"),
+        ("--train-timeout", "0", "must be longer than 0"),
+        ("--train-timeout", "1w", "is not a duration such as 12h"),
+    ],
+)
+def test_compile_rejects_bad_cluster_settings_with_one_line_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, says: str
+):
+    out = tmp_path / "x.yaml"
+    assert pipeline.main(["compile", "-o", str(out), f"{option}={value}"]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"pipeline.py: error: {option} ") and says in line
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -376,3 +447,59 @@ def test_compile_rejects_malformed_cluster_options(
     err = capsys.readouterr().err
     assert f"error: argument {option}" in err
     assert not out.exists()
+
+
+# --- where the KFP UI finds the report ----------------------------------------------------------------
+
+
+def test_no_pipeline_root_is_compiled_in_so_kfp_keeps_its_own_artifact_store(default_spec: Spec):
+    # KFP then takes the root from its own kfp-launcher ConfigMap: its object store, which its UI reads
+    # in standalone and multi-user installs alike (the UI reads other namespaces' artifacts only there).
+    assert "defaultPipelineRoot" not in default_spec.pipeline
+    assert "pipeline_root" not in default_spec.text
+
+
+def test_the_report_is_an_html_and_a_markdown_artifact_the_ui_renders(default_spec: Spec):
+    report = default_spec.pipeline["components"][default_spec.tasks["report"]["componentRef"]["name"]]
+    artifacts = report["outputDefinitions"]["artifacts"]
+    assert artifacts["html"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert artifacts["markdown"]["artifactType"]["schemaTitle"] == "system.Markdown"
+
+
+# --- what a cluster's pods can read ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("param", "says"),
+    [
+        ("dataset_source=/data/covid19-radiography-database.zip", "the cluster's pods cannot read this machine's"),
+        ("dataset_source=file:///data/x.zip", "upload the zip to the store (`cxrtl store --store s3://cxrtl put ZIP"),
+        ("dataset_source=./data", "or use dataset_source=kaggle with the optional Kaggle Secret"),
+        ("store=/tmp/store", "on a cluster the store must be an s3:// bucket"),
+    ],
+)
+def test_submit_refuses_local_paths_before_any_request(
+    param: str, says: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    from kfp_api_stub import KfpApiStub
+
+    monkeypatch.delenv("KFP_TOKEN", raising=False)
+    with KfpApiStub(via_ui=True) as server:
+        assert pipeline.main(["submit", "--host", server.url, "--param", param]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"pipeline.py: error: --param {param}: ") and says in line
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("param", ["dataset_source=kaggle", "dataset_source=s3://cxrtl/uploads/covid19.zip"])
+def test_submit_takes_kaggle_or_a_zip_in_the_store(
+    param: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    from kfp_api_stub import KfpApiStub
+
+    monkeypatch.delenv("KFP_TOKEN", raising=False)
+    with KfpApiStub(via_ui=True) as server:
+        assert pipeline.main(["submit", "--host", server.url, "--param", param]) == 0
+    [run] = server.runs.values()
+    assert run["runtime_config"]["parameters"]["dataset_source"] == param.split("=", 1)[1]
+    assert capsys.readouterr().out.splitlines()[-1] == f"{server.url}/#/runs/details/{run['run_id']}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import json
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from cxrtl.cli import main
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation
 from cxrtl.metrics import binary_metrics, roc_points
-from cxrtl.report import build_report
+from cxrtl.report import build_report, skipped_sources_note
 from cxrtl.weights import SOURCE_NAMES, get_source
 
 N_TEST = 20
@@ -102,6 +103,14 @@ def test_notes_name_the_stand_ins_and_say_nothing_about_test_selection_on_val(te
     assert "Recipe: recommended." in report.notes and "Dataset version: v5." in report.notes
 
 
+def test_sources_left_out_for_want_of_weights_are_named_in_every_format():
+    note = skipped_sources_note(["inat2021-supervised", "inat2021-mini-swav-1k"])
+    assert "inat2021-supervised, inat2021-mini-swav-1k" in note and "skip_missing_weights=true" in note
+    report = build_report([_evaluation("imagenet", 18)], [note])
+    assert note in report.notes and note in report.markdown() and note in report.text()
+    assert html.escape(note) in report.html()
+
+
 def test_paper_selection_on_test_is_called_optimistic():
     report = build_report([_evaluation("imagenet", 18, split="test", recipe="paper", stand_in=False)])
     note = next(n for n in report.notes if "test split" in n)
@@ -126,6 +135,13 @@ def test_text_marks_the_best_line(ten):
     assert len(best_lines) == 1 and best_lines[0].startswith("moco-v2 ")
     for source in SOURCE_NAMES:
         assert re.search(rf"^{re.escape(source)}\s", text, re.MULTILINE)
+
+
+def test_html_is_self_contained_for_the_kfp_ui(ten):
+    # The KFP UI shows an HTML artifact in a sandboxed iframe (srcdoc, allow-scripts only): anything fetched
+    # from elsewhere (a stylesheet, a script, an image URL) would not load there.
+    html = build_report(ten).html()
+    assert not re.search(r"<(link|script)\b|\b(src|href)=\"(?!data:|#)", html), html
 
 
 def test_write_gives_txt_md_html_and_csv(ten, tmp_path):

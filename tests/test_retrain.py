@@ -18,6 +18,7 @@ from cxrtl.retrain import (
     last_success,
     record_success,
     run_fingerprint,
+    sources_to_train,
 )
 from cxrtl.store import LocalStore
 
@@ -165,3 +166,50 @@ def test_good_settings_pass_the_check():
 def test_bad_settings_are_refused_naming_them(changes, named):
     with pytest.raises(CxrtlError, match=named):
         check_settings(_settings(**changes))
+
+
+# --- weights in the store, checked before any GPU is asked for ---------------------------------------
+
+
+@pytest.fixture
+def weights_store(stand_in_store: LocalStore, tmp_path: Path) -> LocalStore:
+    """A copy of the stand-in store (imagenet, moco-v2) in which moco-v2's file failed its last verify."""
+    store = LocalStore(tmp_path / "weights-store")
+    shutil.copytree(stand_in_store.root, store.root, dirs_exist_ok=True)
+    sha256 = store.get_json("weights/moco-v2/current.json")["sha256"]
+    record = store.get_json(f"weights/moco-v2/{sha256}.json")
+    store.put_json(f"weights/moco-v2/{sha256}.json", {**record, "verified": False})
+    return store
+
+
+def test_sources_with_verified_weights_all_train(stand_in_store: LocalStore):
+    assert sources_to_train(stand_in_store, ["moco-v2", "imagenet"]) == (["moco-v2", "imagenet"], [])
+
+
+def test_missing_or_unverified_weights_fail_with_one_line_saying_what_to_run(weights_store: LocalStore):
+    requested = ["imagenet", "moco-v2", "inat2021-supervised", "chexpert"]
+    with pytest.raises(CxrtlError) as raised:
+        sources_to_train(weights_store, requested)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"no verified weights in {weights_store.url} for 3 of 4 sources (moco-v2, inat2021-supervised, chexpert): "
+    )
+    # The published files are fetched; a manual download is put under the name it is published as.
+    assert f"`cxrtl weights fetch --store {weights_store.url} moco-v2 chexpert`" in message
+    assert f"`cxrtl weights put --store {weights_store.url} inat2021-supervised inat2021_supervised_large.pth.tar`" in (
+        message
+    )
+    assert message.endswith("or set the pipeline parameter skip_missing_weights=true to train without them")
+
+
+def test_skip_missing_weights_trains_the_others_and_names_those_left_out(weights_store: LocalStore, caplog):
+    trained, skipped = sources_to_train(weights_store, ["moco-v2", "imagenet", "chexpert"], skip_missing=True)
+    assert (trained, skipped) == (["imagenet"], ["moco-v2", "chexpert"])
+    assert "training without them" in caplog.text
+
+
+def test_skipping_cannot_leave_nothing_to_train(weights_store: LocalStore):
+    with pytest.raises(CxrtlError, match=r"for any requested source \(moco-v2, chexpert\)") as raised:
+        sources_to_train(weights_store, ["moco-v2", "chexpert"], skip_missing=True)
+    assert "skip_missing_weights" not in str(raised.value)

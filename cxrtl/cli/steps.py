@@ -17,7 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_demo_data)
 
     p = subparsers.add_parser("ingest", help="fetch the raw dataset (Kaggle, a zip or a folder) and check it")
-    p.add_argument("--source", required=True, help="'kaggle', a .zip file or a folder in the Kaggle layout")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="'kaggle', a .zip file, s3://BUCKET/KEY of a zip put there with `cxrtl store put`, "
+        "or a folder in the Kaggle layout",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--store", help="store URL that caches the raw archive (default: no caching)")
     p.set_defaults(func=_ingest)

@@ -25,9 +25,11 @@ _EXPORTS = {
         "VerifyResult",
         "WeightStatus",
         "list_weights",
+        "missing_weights",
         "put_weights",
         "resolve_weights",
         "verify_weights",
+        "weights_commands",
     ),
     "cxrtl.weights.download": ("MIRROR_ENV", "FetchResult", "fetch_weights"),
 }

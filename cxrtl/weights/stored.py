@@ -24,7 +24,6 @@ from pathlib import Path
 from cxrtl.errors import CxrtlError
 from cxrtl.store import Store, StoreError
 from cxrtl.store.base import sha256_file
-from cxrtl.weights.adapters import check_checkpoint
 from cxrtl.weights.registry import SOURCE_NAMES, get_source
 
 logger = logging.getLogger(__name__)
@@ -80,6 +79,9 @@ def put_weights(
     store: Store, source: str, file: Path | str, *, stand_in: bool = False, allow_sha_mismatch: bool = False
 ) -> StoredWeights:
     """Check ``file`` with ``source``'s adapter, store it and make it the source's current file."""
+    # Imported here: reading the records (the pipeline's check before training) needs no torch.
+    from cxrtl.weights.adapters import check_checkpoint
+
     weight_source = get_source(source)
     file = Path(file)
     check = check_checkpoint(source, file)
@@ -167,6 +169,27 @@ def resolve_weights(store: Store, source: str, cache_dir: Path | str) -> StoredW
         "%s: weights %s%s (%s)", source, sha256, " [stand-in]" if record["stand_in"] else "", record["file_name"]
     )
     return StoredWeights(source, sha256, record["stand_in"], path, key, record["tensors"])
+
+
+def missing_weights(store: Store, sources: list[str]) -> list[str]:
+    """The sources, of ``sources``, whose current file is not in the store or failed its last verification."""
+    missing = []
+    for source in sources:
+        record = current_record(store, source)
+        if record is None or not record["verified"]:
+            missing.append(source)
+    return missing
+
+
+def weights_commands(store_url: str, sources: list[str]) -> list[str]:
+    """The `cxrtl weights` commands that put ``sources``' files into the store at ``store_url``."""
+    downloadable = [s for s in sources if get_source(s).url]
+    commands = [f"cxrtl weights fetch --store {store_url} {' '.join(downloadable)}"] if downloadable else []
+    # A manual download is put from wherever the user saved it, under the name it is published as.
+    commands += [
+        f"cxrtl weights put --store {store_url} {s} {get_source(s).file_name}" for s in sources if not get_source(s).url
+    ]
+    return commands
 
 
 def list_weights(store: Store) -> list[WeightStatus]:
