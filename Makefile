@@ -26,8 +26,9 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[test]'
+	# -qq: errors only; the install's warnings (about a machine's index settings, say) would bury what follows.
+	$(PYTHON) -m pip install -qq --upgrade pip
+	$(PYTHON) -m pip install -qq -e '.[test]'
 	touch $@
 
 # The S3 server the store tests run against (npm's @20minutes/s3rver, pinned by the lockfile).

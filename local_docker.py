@@ -26,7 +26,7 @@ def check_docker(store: str | None, dataset_source: str | None) -> None:
     # The tasks have no network: nothing they read or write may need one.
     if store and store.startswith("s3://"):
         raise CxrtlError(f"--runner docker runs tasks without a network: give --store a folder, not {store}")
-    if dataset_source == "kaggle":
+    if dataset_source == "kaggle" or (dataset_source or "").startswith("s3://"):
         raise CxrtlError("--runner docker runs tasks without a network: give --dataset-source a .zip or a folder")
     with _engine() as client:
         missing = []

@@ -417,7 +417,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="synthetic data in the Kaggle layout, stand-in weights, 64 px images, 3 epochs",
     )
-    p.add_argument("--dataset-source", help="'kaggle', a .zip or a folder (required unless --demo)")
+    p.add_argument(
+        "--dataset-source",
+        help="'kaggle', s3://BUCKET/KEY of a zip put in the store, a .zip or a folder (required unless --demo)",
+    )
     p.add_argument("--store", help="store URL (default: a store folder inside --output)")
     p.add_argument("--sources", type=_comma_list(str), help="comma-separated weight sources (default: all ten)")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="default: paper; recommended with --demo")
@@ -428,6 +431,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-class", type=int, default=80, help="demo images per class (default 80)")
     p.add_argument("--force", action="store_true", help="retrain even if nothing changed since the last run")
+    p.add_argument(
+        "--skip-missing-weights",
+        action="store_true",
+        help="train the sources whose weights are in the store and name the others in the report (default: refuse)",
+    )
     p.add_argument(
         "--promotion-metric",
         default="accuracy",
@@ -455,7 +463,8 @@ def _local_arguments(args: argparse.Namespace) -> dict:
 
     if not args.demo and not args.dataset_source:
         raise CxrtlError("--dataset-source is required without --demo ('kaggle', a .zip or a folder)")
-    if args.dataset_source and args.dataset_source != "kaggle" and not Path(args.dataset_source).exists():
+    remote = args.dataset_source == "kaggle" or (args.dataset_source or "").startswith("s3://")
+    if args.dataset_source and not remote and not Path(args.dataset_source).exists():
         raise CxrtlError(f"--dataset-source {args.dataset_source}: no such file or folder")
     sources = check_sources(list(SOURCE_NAMES) if args.sources is None else args.sources)
     image_size = check_image_size(args.image_size or (64 if args.demo else 224), "--image-size")
@@ -476,6 +485,7 @@ def _local_arguments(args: argparse.Namespace) -> dict:
         "learning_rate": _positive("--lr", args.lr, 3e-4 if args.demo else 0.0),
         "seed": args.seed,
         "force": args.force,
+        "skip_missing_weights": args.skip_missing_weights,
         "promotion_metric": args.promotion_metric,
         "promotion_margin": args.promotion_margin,
     }

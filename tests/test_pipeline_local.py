@@ -140,7 +140,7 @@ def test_demo_run_prints_a_line_per_task_event_and_no_task_log(demo_run: Run):
     by_task: dict[str, list[str]] = {}
     for event in events:
         by_task.setdefault(event["task"], []).append(event["event"])
-    tasks = ["ingest", "check-changes", "preprocess", "promote", "report"]
+    tasks = ["ingest", "check-changes", "check-weights", "preprocess", "promote", "report"]
     tasks += [f"{task} {source}" for source in SOURCES for task in ("train", "evaluate")]
     assert sorted(by_task) == sorted(tasks)
     for task, seen in by_task.items():
@@ -155,7 +155,7 @@ def test_demo_run_prints_a_line_per_task_event_and_no_task_log(demo_run: Run):
 
 def test_demo_run_keeps_each_tasks_whole_log_in_a_file(demo_run: Run):
     logs = demo_run.out / "logs"
-    names = ["pipeline", "ingest", "check-changes", "preprocess", "promote", "report"]
+    names = ["pipeline", "ingest", "check-changes", "check-weights", "preprocess", "promote", "report"]
     names += [f"{task}-{source}" for source in SOURCES for task in ("train", "evaluate")]
     assert sorted(p.name for p in logs.iterdir()) == sorted(f"{name}.log" for name in names)
     for name in names[1:]:
@@ -300,8 +300,9 @@ def test_demo_run_against_s3_puts_everything_in_the_bucket(s3_server, tmp_path: 
 # --- bad input that only the run can see --------------------------------------------------------------------
 
 
-def _assert_one_error_line(run: Run, *names: str) -> list[str]:
-    """The run failed with one error line naming ``names``; returns the failed tasks' log excerpts before it."""
+def _assert_one_error_line(run: Run, *names: str) -> dict[str, tuple[str, list[str]]]:
+    """The run failed with one error line naming ``names``; returns each failed task's log path and the log
+    excerpt printed before it."""
     assert run.returncode == 2, f"exit {run.returncode}\n{run.stderr[-3000:]}"
     # A failed task's last log lines come first, on purpose: a header line, then the lines indented.
     lines = run.stderr.splitlines()
@@ -312,7 +313,15 @@ def _assert_one_error_line(run: Run, *names: str) -> list[str]:
     assert len(errors) == 1 and errors[0].startswith("pipeline.py: error: "), errors
     for name in names:
         assert name in errors[0]
-    return excerpts
+    failed: dict[str, tuple[str, list[str]]] = {}
+    for line in excerpts:
+        header = FAILED_TASK.match(line)
+        if header:
+            failed[header["task"]] = (header["log"], [])
+        else:
+            assert failed, f"a log excerpt without its header: {line}"
+            failed[next(reversed(failed))][1].append(line)
+    return failed
 
 
 def test_a_source_given_twice_is_refused_before_anything_runs(tmp_path: Path):
@@ -336,12 +345,12 @@ def test_a_zip_without_the_kaggle_layout_is_one_error_line(tmp_path: Path):
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("something/else.txt", "not the dataset")
     run = run_pipeline(tmp_path / "out", "--dataset-source", str(archive), "--sources", "imagenet")
-    excerpt = _assert_one_error_line(run, "ingest")
+    failed = _assert_one_error_line(run, "ingest")
     # The failing task's last log lines, with where its whole log is, come before the error line.
-    header = FAILED_TASK.match(excerpt[0])
-    assert header and header["task"] == "ingest" and header["log"] == str(run.out / "logs" / "ingest.log")
-    assert "wrong.zip: no COVID-19_Radiography_Dataset/COVID/images/ folder" in "\n".join(excerpt[1:])
-    assert excerpt[1:] == ["    " + line for line in (run.out / "logs" / "ingest.log").read_text().splitlines()[-20:]]
+    log, excerpt = failed["ingest"]
+    assert log == str(run.out / "logs" / "ingest.log")
+    assert "wrong.zip: no COVID-19_Radiography_Dataset/COVID/images/ folder" in "\n".join(excerpt)
+    assert excerpt == ["    " + line for line in Path(log).read_text().splitlines()[-20:]]
     assert run.stderr.splitlines()[-1].startswith("pipeline.py: error: local run failed: ")
 
 
@@ -362,6 +371,19 @@ def test_missing_weights_stop_the_run_at_check_weights_before_any_training(
     assert not list(run.pipeline_run().glob("**/train"))
 
 
+def test_skip_missing_weights_trains_the_rest_and_the_report_names_the_sources_left_out(
+    stand_in_store, demo_zip: Path, tmp_path: Path
+):
+    store = tmp_path / "store"
+    shutil.copytree(stand_in_store.root, store)  # imagenet and moco-v2 only
+    args = ["--dataset-source", str(demo_zip), "--sources", "imagenet,chexpert", "--store", str(store)]
+    run = run_pipeline(tmp_path / "out", *args, "--epochs", "1", "--image-size", "64", "--skip-missing-weights").check()
+    assert [p.parent.name for p in run.pipeline_run().glob("*/train")] != []
+    assert {p.name for p in (store / "models").iterdir()} == {"imagenet"}
+    report = "\n".join(_printed_report(run.stdout))
+    assert "Not trained, for want of verified weights in the store (skip_missing_weights=true): chexpert." in report
+
+
 # --- --runner docker, where it is refused before anything is written --------------------------------------
 # (Runs in the images: tests/test_containers.py, where a Docker engine answers.)
 
@@ -378,8 +400,9 @@ def test_runner_docker_without_an_engine_is_one_error_line_naming_how_to_start_o
     [
         (["--store", "s3://cxrtl"], "s3://cxrtl"),
         (["--dataset-source", "kaggle"], "--dataset-source"),
+        (["--dataset-source", "s3://cxrtl/uploads/data.zip"], "--dataset-source"),
     ],
-    ids=["s3-store", "kaggle"],
+    ids=["s3-store", "kaggle", "s3-dataset"],
 )
 def test_runner_docker_refuses_what_needs_a_network(tmp_path: Path, args: list[str], named: str):
     run = run_pipeline(tmp_path / "out", "--demo", "--runner", "docker", *args)
