@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData
-from cxrtl.engine import predict, resolve_device
+from cxrtl.engine import Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.metrics import binary_metrics, json_safe, restore_nan, roc_points
@@ -69,7 +69,7 @@ def evaluate(
         )
     torch_device = resolve_device(device)
     normalize = bool(metadata.get("config", {}).get("normalize", False))
-    probs = predict(model.to(torch_device), data.images, test_idx, batch_size, normalize, torch_device)
+    probs = predict(model.to(torch_device), Batches.of(data, "test", batch_size, normalize, torch_device))
     p_covid = probs[:, POSITIVE_LABEL]
     y_true = data.labels[test_idx]
     result = binary_metrics(y_true, p_covid)

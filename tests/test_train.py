@@ -1,4 +1,5 @@
-"""Training: every weight source trains from its stand-in, both recipes, checkpoints in the store, bad input."""
+"""Training: every weight source starts from its stored stand-in, one run per recipe, the pieces of a run
+alone, checkpoints in the store, bad input."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ import torch
 
 from cxrtl.cli import main
 from cxrtl.data import PreparedData
-from cxrtl.engine import predict, recalibrate_batchnorm
+from cxrtl.engine import Batches, predict, recalibrate_batchnorm
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import evaluate
 from cxrtl.model import build_model
+from cxrtl.recipes import TrainConfig
 from cxrtl.store import LocalStore, Store, sha256_file
-from cxrtl.train import TrainConfig, TrainResult, load_model, train
+from cxrtl.train import TrainResult, load_model, open_session, resume, run_epoch, save_epoch, train
 from cxrtl.weights import SOURCE_NAMES, get_source, put_weights, stand_in_backbone, write_stand_in
 
 CPU = torch.device("cpu")
@@ -91,31 +93,26 @@ def _running_stats(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("source", SOURCE_NAMES)
-def test_each_source_trains_from_its_stored_stand_in(source, prepared, scratch):
+def test_each_source_starts_training_from_its_stored_stand_in(source, prepared, scratch):
+    """Training's first piece: the source's current file from the store, through its adapter, into the
+    network, every backbone tensor bit-identical. (Training itself is the same for every source.)"""
     store = LocalStore(scratch / "store")
     stand_in = write_stand_in(source, scratch / "weights.pth")
     stored = put_weights(store, source, stand_in, stand_in=True)
     stand_in.unlink()  # the train step must get it from the store
 
     config = TrainConfig.from_recipe("recommended", epochs=1, batch_size=16, device="cpu")
-    result = train(prepared["recommended"], source, scratch / "model", config, store, "ten-sources")
+    session = open_session(prepared["recommended"], source, config, store, "ten-sources")
 
-    meta = result.metadata
-    assert meta["source"] == source
-    assert meta["source_description"] == get_source(source).description
-    assert meta["weights_sha256"] == stored.sha256 == store.get_json(f"weights/{source}/current.json")["sha256"]
-    assert meta["weights_stand_in"] is True
-    assert meta["backbone_tensors_loaded"] == 318
-    assert meta["history"]["train_loss"] and np.isfinite(meta["history"]["train_loss"]).all()
-    model, saved = load_model(scratch / "model")
-    assert saved == meta
-    # One Adam step at lr 1e-4 moves a weight by at most 1e-4: the backbone is still this source's stand-in
-    # (each source's stand-in is drawn under its own seed, so a swapped or skipped tensor is far off).
-    expected = stand_in_backbone(source)
-    state = model.state_dict()
-    for name in BACKBONE_PARAMETERS:
-        assert (state[name] - expected[name]).abs().max().item() <= 2e-4, name
-    assert store.exists(f"models/{source}/ten-sources/model.pt")
+    assert session.source == source
+    assert session.weights.sha256 == stored.sha256 == store.get_json(f"weights/{source}/current.json")["sha256"]
+    assert session.weights.stand_in is True
+    assert session.backbone_tensors == 318
+    # Each source's stand-in is drawn under its own seed, so a swapped or skipped tensor differs.
+    state = session.model.state_dict()
+    for name, tensor in stand_in_backbone(source).items():
+        assert torch.equal(state[name], tensor), name
+    assert store.list("runs/") == [] and store.list("models/") == []
 
 
 # --- the paper recipe -----------------------------------------------------------------------------
@@ -163,9 +160,21 @@ def test_paper_recipe_selects_the_best_epoch_on_the_test_split(paper_run, tmp_pa
     # Without recalibration, the running statistics are not the plain average over the training split.
     data = PreparedData.load(paper_run.data_dir)
     before = _running_stats(model)
-    recalibrate_batchnorm(model, data.images, data.indices("train"), 8, False, CPU)
+    recalibrate_batchnorm(model, Batches.of(data, "train", 8, False, CPU))
     after = _running_stats(model)
     assert any(not torch.allclose(before[k], after[k], rtol=1e-3, atol=1e-4) for k in before)
+
+
+def test_paper_run_records_what_it_trained_from(paper_run, stand_in_store):
+    meta = paper_run.metadata
+    assert meta["source"] == "imagenet"
+    assert meta["source_description"] == get_source("imagenet").description
+    assert meta["weights_sha256"] == stand_in_store.get_json("weights/imagenet/current.json")["sha256"]
+    assert meta["weights_stand_in"] is True
+    assert meta["backbone_tensors_loaded"] == 318
+    assert meta["history"]["train_loss"] and np.isfinite(meta["history"]["train_loss"]).all()
+    _, saved = load_model(paper_run.out_dir)
+    assert saved == meta
 
 
 def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
@@ -198,12 +207,12 @@ def test_recommended_recipe_selects_on_val_with_recalibrated_batchnorm(recommend
     data = PreparedData.load(recommended_run.data_dir)
     model, _ = load_model(recommended_run.out_dir)
     val = data.indices("val")
-    probs = predict(model, data.images, val, 16, True, CPU)
+    probs = predict(model, Batches.of(data, "val", 16, True, CPU))
     assert float((probs.argmax(1) == data.labels[val]).mean()) == pytest.approx(meta["selection_accuracy"])
 
     # The saved statistics are the plain average over the training split under the saved weights.
     before = _running_stats(model)
-    recalibrate_batchnorm(model, data.images, data.indices("train"), 16, True, CPU)
+    recalibrate_batchnorm(model, Batches.of(data, "train", 16, True, CPU))
     after = _running_stats(model)
     for key in before:
         assert torch.allclose(before[key], after[key], rtol=1e-5, atol=1e-6), key
@@ -219,6 +228,49 @@ def test_keep_1_prunes_older_checkpoints_and_best_is_dropped_at_the_end(recommen
     assert last["epoch"] == 2 and len(last["history"]["train_loss"]) == 2
     assert last["best"]["epoch"] == recommended_run.metadata["best_epoch"]
     assert recommended_run.store.exists(f"models/imagenet/{run}/model.pt")
+
+
+# --- the pieces of a run, each alone -----------------------------------------------------------------
+
+
+def test_an_epoch_trains_without_writing_saving_checkpoints_it_and_a_new_session_resumes_there(
+    stand_in_store, prepared
+):
+    run_id = "test-train-pieces"
+    config = TrainConfig.from_recipe("paper", epochs=2, batch_size=8, device="cpu")
+    first = open_session(prepared["paper"], "imagenet", config, stand_in_store, run_id)
+    progress = resume(first)
+    assert (progress.epoch, progress.resumed_from, progress.best_state) == (0, None, None)
+
+    result = run_epoch(first, 1)
+    assert 0.0 <= result.select_accuracy <= 1.0 and np.isfinite(result.stats.loss)
+    assert stand_in_store.list(f"runs/{run_id}/") == []
+    save_epoch(first, progress, 1, result)
+    assert stand_in_store.list(f"runs/{run_id}/") == [
+        f"runs/{run_id}/imagenet/best-epoch-001.pt",
+        f"runs/{run_id}/imagenet/checkpoints/epoch-001.pt",
+    ]
+    assert (progress.epoch, progress.best_epoch, progress.history["select_accuracy"]) == (
+        1,
+        1,
+        [result.select_accuracy],
+    )
+
+    second = open_session(prepared["paper"], "imagenet", config, stand_in_store, run_id)
+    resumed = resume(second)
+    assert (resumed.epoch, resumed.resumed_from, resumed.history, resumed.best) == (
+        1,
+        1,
+        progress.history,
+        progress.best,
+    )
+    trained, loaded = first.model.state_dict(), second.model.state_dict()
+    for name, tensor in trained.items():
+        assert torch.equal(loaded[name], tensor), name
+        assert torch.equal(resumed.best_state[name], progress.best_state[name]), name
+    assert second.optimizer.state_dict()["state"].keys() == first.optimizer.state_dict()["state"].keys()
+    for key in stand_in_store.list(f"runs/{run_id}/"):
+        stand_in_store.delete(key)
 
 
 # --- bad input ------------------------------------------------------------------------------------
