@@ -28,7 +28,8 @@ from cxrtl.errors import CxrtlError
 from cxrtl.files import check_output_folder, staged_folder
 from cxrtl.model import NUM_CLASSES, build_model, set_backbone_trainable
 from cxrtl.recipes import TrainConfig
-from cxrtl.store import Store
+from cxrtl.records import DatasetRef, ModelMetadata
+from cxrtl.store import Store, keys
 from cxrtl.weights import StoredWeights, get_source, load_backbone_state_dict, resolve_weights
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def config_for_data(data_dir: Path, recipe: str | None = None, **overrides: Any)
 @dataclass
 class TrainResult:
     model_path: Path
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
 
 
 @dataclass
@@ -221,30 +222,29 @@ def save_epoch(session: Session, progress: Progress, epoch: int, result: EpochRe
 def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
     """Write the best model and its metadata to ``out_dir``, publish both to the store, drop the best copy."""
     source, config, weights = session.source, session.config, session.weights
-    dataset = session.data.info.get("dataset") or {}
-    metadata = {
-        "source": source,
-        "source_description": get_source(source).description,
-        "weights_sha256": weights.sha256,
-        "weights_stand_in": weights.stand_in,
-        "backbone_tensors_loaded": session.backbone_tensors,
-        "run_id": session.run_id,
-        "config": config.to_dict(),
-        "best_epoch": progress.best_epoch,
-        "selection_split": config.training.selection_split,
-        "selection_accuracy": progress.best_accuracy,
-        "history": progress.history,
-        "resumed_from_epoch": progress.resumed_from,
-        "dataset": {k: dataset.get(k) for k in ("slug", "version", "sha256")},
-        "image_size": session.data.image_size,
-        "device": str(session.train.device),
-        "cxrtl_version": __version__,
-        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    metadata = ModelMetadata(
+        source=source,
+        source_description=get_source(source).description,
+        weights_sha256=weights.sha256,
+        weights_stand_in=weights.stand_in,
+        backbone_tensors_loaded=session.backbone_tensors,
+        run_id=session.run_id,
+        config=config,
+        best_epoch=progress.best_epoch,
+        selection_split=config.training.selection_split,
+        selection_accuracy=progress.best_accuracy,
+        history=progress.history,
+        resumed_from_epoch=progress.resumed_from,
+        dataset=DatasetRef.of(session.data.info.get("dataset")),
+        image_size=session.data.image_size,
+        device=str(session.train.device),
+        cxrtl_version=__version__,
+        trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
     model_path = save_model(out_dir, progress.best_state, metadata)
     store = session.checkpoints.store
-    store.put_file(f"models/{source}/{session.run_id}/{MODEL_FILE}", model_path)
-    store.put_file(f"models/{source}/{session.run_id}/{METADATA_FILE}", out_dir / METADATA_FILE)
+    store.put_file(keys.model_key(source, session.run_id, MODEL_FILE), model_path)
+    store.put_file(keys.model_key(source, session.run_id, METADATA_FILE), out_dir / METADATA_FILE)
     session.checkpoints.drop_best()
     logger.info(
         "%s: best epoch %d (%s accuracy %.4f); model in %s",
@@ -268,7 +268,7 @@ def train(
     """Train from ``source``'s stored weights on the prepared data; write the best model to ``out_dir``.
 
     Checkpoints go to the store each epoch; if the run has some, training resumes from the newest.
-    The best model goes to ``models/SOURCE/RUN_ID/`` in the store too.
+    The best model goes to the store too (keys in :mod:`cxrtl.store.keys`).
     """
     check_output_folder(out_dir, METADATA_FILE)  # before training, not after
     session = open_session(data_dir, source, config, store, run_id)
@@ -278,14 +278,15 @@ def train(
     return finish(session, progress, out_dir)
 
 
-def save_model(out_dir: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
+def save_model(out_dir: Path, state_dict: dict[str, torch.Tensor], metadata: ModelMetadata) -> Path:
+    record = metadata.to_dict()
     with staged_folder(out_dir, marker=METADATA_FILE) as staged:
-        torch.save({"state_dict": state_dict, "metadata": metadata}, staged / MODEL_FILE)
-        (staged / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        torch.save({"state_dict": state_dict, "metadata": record}, staged / MODEL_FILE)
+        (staged / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return out_dir / MODEL_FILE
 
 
-def load_model(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(model_dir: Path) -> tuple[nn.Module, ModelMetadata]:
     """A trained model (eval mode, CPU) and its metadata, from a folder written by :func:`save_model`."""
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():
@@ -296,7 +297,7 @@ def load_model(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
         model.load_state_dict(saved["state_dict"])
     except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
         raise CxrtlError(f"{path}: not a model written by cxrtl ({type(exc).__name__})") from exc
-    return model.eval(), saved["metadata"]
+    return model.eval(), ModelMetadata.from_dict(saved["metadata"], str(path))
 
 
 def _best_state(checkpoints: CheckpointStore, epoch: int) -> dict[str, torch.Tensor]:
@@ -304,7 +305,7 @@ def _best_state(checkpoints: CheckpointStore, epoch: int) -> dict[str, torch.Ten
     if saved is not None:
         return saved["model"]
     # A finished run dropped its best-so-far copy: the final model is that same state.
-    key = f"models/{checkpoints.source}/{checkpoints.run_id}/{MODEL_FILE}"
+    key = keys.model_key(checkpoints.source, checkpoints.run_id, MODEL_FILE)
     return get_payload(checkpoints.store, key)["state_dict"]
 
 

@@ -21,6 +21,7 @@ from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import evaluate
 from cxrtl.model import build_model
 from cxrtl.recipes import TrainConfig
+from cxrtl.records import ModelMetadata
 from cxrtl.store import LocalStore, Store, sha256_file
 from cxrtl.train import TrainResult, load_model, open_session, resume, run_epoch, save_epoch, train
 from cxrtl.weights import SOURCE_NAMES, get_source, put_weights, stand_in_backbone, write_stand_in
@@ -41,7 +42,7 @@ class Run:
     out_dir: Path
 
     @property
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self) -> ModelMetadata:
         return self.result.metadata
 
     def keys(self, prefix: str) -> list[str]:
@@ -138,24 +139,24 @@ def test_paper_recipe_fine_tunes_epoch_1_then_trains_the_head_only(paper_run, tm
 
 def test_paper_recipe_selects_the_best_epoch_on_the_test_split(paper_run, tmp_path):
     meta = paper_run.metadata
-    config = meta["config"]
-    assert meta["selection_split"] == config["selection_split"] == "test"
-    assert (config["normalize"], config["recalibrate_bn"], config["freeze_backbone_after"]) == (False, False, 1)
-    history = meta["history"]["select_accuracy"]
+    training = meta.config.training
+    assert meta.selection_split == training.selection_split == "test"
+    assert (training.normalize, training.recalibrate_bn, training.freeze_backbone_after) == (False, False, 1)
+    history = meta.history["select_accuracy"]
     assert len(history) == 2
-    assert meta["selection_accuracy"] == max(history)
-    assert meta["best_epoch"] == history.index(max(history)) + 1
+    assert meta.selection_accuracy == max(history)
+    assert meta.best_epoch == history.index(max(history)) + 1
 
     # The saved model is that epoch's state, and its test accuracy is the one selection used.
     best = _load(
-        paper_run.store, f"runs/{paper_run.run_id}/imagenet/checkpoints/epoch-{meta['best_epoch']:03d}.pt", tmp_path
+        paper_run.store, f"runs/{paper_run.run_id}/imagenet/checkpoints/epoch-{meta.best_epoch:03d}.pt", tmp_path
     )["model"]
     model, _ = load_model(paper_run.out_dir)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, best[name]), name
     assert evaluate(paper_run.data_dir, paper_run.out_dir, tmp_path / "eval", device="cpu").metrics[
         "accuracy"
-    ] == pytest.approx(meta["selection_accuracy"])
+    ] == pytest.approx(meta.selection_accuracy)
 
     # Without recalibration, the running statistics are not the plain average over the training split.
     data = PreparedData.load(paper_run.data_dir)
@@ -167,12 +168,12 @@ def test_paper_recipe_selects_the_best_epoch_on_the_test_split(paper_run, tmp_pa
 
 def test_paper_run_records_what_it_trained_from(paper_run, stand_in_store):
     meta = paper_run.metadata
-    assert meta["source"] == "imagenet"
-    assert meta["source_description"] == get_source("imagenet").description
-    assert meta["weights_sha256"] == stand_in_store.get_json("weights/imagenet/current.json")["sha256"]
-    assert meta["weights_stand_in"] is True
-    assert meta["backbone_tensors_loaded"] == 318
-    assert meta["history"]["train_loss"] and np.isfinite(meta["history"]["train_loss"]).all()
+    assert meta.source == "imagenet"
+    assert meta.source_description == get_source("imagenet").description
+    assert meta.weights_sha256 == stand_in_store.get_json("weights/imagenet/current.json")["sha256"]
+    assert meta.weights_stand_in is True
+    assert meta.backbone_tensors_loaded == 318
+    assert meta.history["train_loss"] and np.isfinite(meta.history["train_loss"]).all()
     _, saved = load_model(paper_run.out_dir)
     assert saved == meta
 
@@ -188,9 +189,9 @@ def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
         f"models/imagenet/{run}/model.pt",
     ]
     assert paper_run.store.sha256(f"models/imagenet/{run}/model.pt") == sha256_file(paper_run.out_dir / "model.pt")
-    assert paper_run.store.get_json(f"models/imagenet/{run}/model.json") == paper_run.metadata
-    assert json.loads((paper_run.out_dir / "model.json").read_text()) == paper_run.metadata
-    assert paper_run.metadata["run_id"] == run and paper_run.metadata["resumed_from_epoch"] is None
+    assert paper_run.store.get_json(f"models/imagenet/{run}/model.json") == paper_run.metadata.to_dict()
+    assert json.loads((paper_run.out_dir / "model.json").read_text()) == paper_run.metadata.to_dict()
+    assert paper_run.metadata.run_id == run and paper_run.metadata.resumed_from_epoch is None
 
 
 # --- the recommended recipe -----------------------------------------------------------------------
@@ -198,17 +199,17 @@ def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
 
 def test_recommended_recipe_selects_on_val_with_recalibrated_batchnorm(recommended_run):
     meta = recommended_run.metadata
-    config = meta["config"]
-    assert meta["selection_split"] == config["selection_split"] == "val"
-    assert config["recalibrate_bn"] and config["normalize"] and config["class_weighted_loss"]
-    assert config["freeze_backbone_after"] is None
-    assert meta["selection_accuracy"] == max(meta["history"]["select_accuracy"])
+    training = meta.config.training
+    assert meta.selection_split == training.selection_split == "val"
+    assert training.recalibrate_bn and training.normalize and training.class_weighted_loss
+    assert training.freeze_backbone_after is None
+    assert meta.selection_accuracy == max(meta.history["select_accuracy"])
 
     data = PreparedData.load(recommended_run.data_dir)
     model, _ = load_model(recommended_run.out_dir)
     val = data.indices("val")
     probs = predict(model, Batches.of(data, "val", 16, True, CPU))
-    assert float((probs.argmax(1) == data.labels[val]).mean()) == pytest.approx(meta["selection_accuracy"])
+    assert float((probs.argmax(1) == data.labels[val]).mean()) == pytest.approx(meta.selection_accuracy)
 
     # The saved statistics are the plain average over the training split under the saved weights.
     before = _running_stats(model)
@@ -226,7 +227,7 @@ def test_keep_1_prunes_older_checkpoints_and_best_is_dropped_at_the_end(recommen
         last
     )
     assert last["epoch"] == 2 and len(last["history"]["train_loss"]) == 2
-    assert last["best"]["epoch"] == recommended_run.metadata["best_epoch"]
+    assert last["best"]["epoch"] == recommended_run.metadata.best_epoch
     assert recommended_run.store.exists(f"models/imagenet/{run}/model.pt")
 
 
@@ -350,8 +351,8 @@ def test_rerunning_a_finished_run_gives_back_its_model(paper_run, tmp_path):
     again = train(
         paper_run.data_dir, "imagenet", tmp_path / "model", paper_run.config, paper_run.store, paper_run.run_id
     )
-    assert again.metadata["best_epoch"] == paper_run.metadata["best_epoch"]
-    assert again.metadata["history"] == paper_run.metadata["history"]
+    assert again.metadata.best_epoch == paper_run.metadata.best_epoch
+    assert again.metadata.history == paper_run.metadata.history
     first, _ = load_model(paper_run.out_dir)
     second, _ = load_model(tmp_path / "model")
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
