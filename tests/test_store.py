@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.server
 import io
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -276,6 +278,41 @@ def test_endpoint_down_is_retried_then_named(
         "check MINIO_ENDPOINT and that the server is up"
     ]
     assert "secret-of-someone" not in err + caplog.text
+
+
+class _NotS3(http.server.BaseHTTPRequestHandler):
+    """A web server that is not S3: every request gets a 404 HTML page."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _answer(self) -> None:
+        body = b"<html><body>no such page</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = do_PUT = do_POST = _answer
+
+
+def test_an_endpoint_that_is_not_s3_is_named_with_its_http_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotS3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setenv("MINIO_ENDPOINT", endpoint)
+        monkeypatch.setenv("MINIO_ACCESS_KEY", "someone")
+        monkeypatch.setenv("MINIO_SECRET_KEY", "secret-of-someone")
+        expected = rf"^{endpoint} did not answer as an S3 server \(HTTP 404\): check MINIO_ENDPOINT$"
+        for operation in (lambda store: store.exists("k"), lambda store: store.put_bytes("k", b"x")):
+            with pytest.raises(StoreError, match=expected):
+                operation(open_store("s3://artifacts"))
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_missing_bucket_is_named_and_mb_creates_it(s3_env: str, capsys: pytest.CaptureFixture[str]) -> None:
