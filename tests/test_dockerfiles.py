@@ -20,6 +20,7 @@ HADOLINT = Path(sys.executable).parent / "hadolint"
 REQUIREMENTS_SCRIPT = ROOT / "docker" / "pyproject_requirements.py"
 CHECK_BASE = ROOT / "docker" / "check-base.sh"
 INSTALL_PACKAGES = ROOT / "docker" / "install-packages.sh"
+IGNORE_PRAGMA = re.compile(r"^\s*#\s*hadolint\b.*\bignore\s*=", re.MULTILINE)
 SECRET_LIKE = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY\b|CREDENTIAL|KAGGLE", re.IGNORECASE)
 
 
@@ -64,7 +65,16 @@ def test_hadolint_fails_on_a_broken_dockerfile(tmp_path):
 
 
 def test_no_hadolint_rule_is_ignored():
-    assert not re.search(r"hadolint\s+ignore", DOCKERFILE.read_text())
+    # Neither a pragma (`# hadolint ignore=...`, `# hadolint global ignore=...`) nor a config file in the
+    # folder hadolint runs in (it reads .hadolint.yaml from there).
+    assert not IGNORE_PRAGMA.search(DOCKERFILE.read_text())
+    assert not list(ROOT.glob(".hadolint.y*ml"))
+
+
+def test_the_ignore_check_sees_every_pragma():
+    for pragma in ("# hadolint ignore=DL3008", "#hadolint global ignore=DL3008,DL3013", "# hadolint  ignore=DL3007"):
+        assert IGNORE_PRAGMA.search(f"FROM x\n{pragma}\nRUN true\n"), pragma
+    assert not IGNORE_PRAGMA.search("# install, ignoring hadolint's advice nowhere\nRUN true\n")
 
 
 def stages(steps: list[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
