@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from refusal import refused
 
 from cxrtl.cli import main
 from cxrtl.data import CLASS_NAMES, PreparedData
@@ -205,13 +206,8 @@ def test_missing_and_foreign_models_are_refused(evaluated, tmp_path, capsys):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model.pt").write_bytes((evaluated.model_dir / "model.pt").read_bytes()[:4096])
-    assert (
-        main(["evaluate", "--data", str(evaluated.data_dir), "--model", str(broken), "--out", str(tmp_path / "eval")])
-        == 2
-    )
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("cxrtl: error: ") and "not a model written by cxrtl" in err and "\n" not in err
-    assert not (tmp_path / "eval").exists()
+    argv = ["evaluate", "--data", str(evaluated.data_dir), "--model", str(broken), "--out", str(tmp_path / "eval")]
+    refused(capsys, argv, naming=["not a model written by cxrtl"], nothing_at=[tmp_path / "eval"])
 
 
 def test_metrics_json_is_strict_json_when_a_metric_is_undefined(evaluated, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from google.protobuf import json_format
 from kfp import components
+from refusal import PIPELINE, refused
 
 import pipeline
 from components.images import image
@@ -319,13 +320,6 @@ def test_no_credential_from_the_environment_reaches_the_compiled_yaml(default_sp
 # --- CLI errors -------------------------------------------------------------------------------------
 
 
-def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("pipeline.py: error: ")
-    return err[0]
-
-
 @pytest.mark.parametrize(
     ("args", "names"),
     [
@@ -342,19 +336,20 @@ def test_run_rejects_bad_input_with_one_line_before_writing_anything(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], names: list[str]
 ):
     out = tmp_path / "out"
-    assert pipeline.main(["run", *args, "--output", str(out)]) == 2
-    line = _one_error_line(capsys)
-    for name in names:
-        assert name in line
-    assert not out.exists()
+    refused(capsys, ["run", *args, "--output", str(out)], pipeline.main, PIPELINE, naming=names, nothing_at=[out])
 
 
 def test_compile_rejects_negative_parallelism_and_retries(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     for option in ("--parallelism", "--retries"):
         out = tmp_path / "x.yaml"
-        assert pipeline.main(["compile", "-o", str(out), option, "-1"]) == 2
-        assert option in _one_error_line(capsys)
-        assert not out.exists()
+        refused(
+            capsys,
+            ["compile", "-o", str(out), option, "-1"],
+            pipeline.main,
+            PIPELINE,
+            naming=[option],
+            nothing_at=[out],
+        )
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from refusal import refused
 
 from cxrtl.cli import main
 from cxrtl.errors import CxrtlError
@@ -177,7 +178,6 @@ def test_cli_report_on_a_folder_without_results_is_one_error_line(tmp_path, caps
     empty = tmp_path / "eval" / "empty"
     empty.mkdir()
     out = tmp_path / "report"
-    assert main(["report", "--results", str(good), str(empty), "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("cxrtl: error: ") and str(empty) in err and "\n" not in err
-    assert not out.exists()
+    refused(
+        capsys, ["report", "--results", str(good), str(empty), "--out", str(out)], naming=[str(empty)], nothing_at=[out]
+    )
