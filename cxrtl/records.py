@@ -200,7 +200,7 @@ class Promotion:
 
 @dataclass(frozen=True)
 class ChampionCard(Record):
-    """What the champion is and why it was promoted: ``champion/card.json`` (and ``card.md``)."""
+    """What the champion is and why it was promoted: the champion's ``card.json`` (and ``card.md``)."""
 
     KIND: ClassVar[str] = "champion card"
 

@@ -1,26 +1,26 @@
 """Where each artifact lives in the store: the one module that builds (and parses) store keys.
 
 Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store puts them under
-``PREFIX``). The complete layout::
+``PREFIX``). The complete layout, one key per line::
 
-    weights/SOURCE/SHA256.pth                  a weight file as published (or a stand-in), named by its sha256
-    weights/SOURCE/SHA256.json                 its record (cxrtl.weights.stored)
-    weights/SOURCE/current.json                which of the source's files train steps get
-    datasets/DATASET/VERSION/archive.zip       the raw dataset archive, cached by ingest (``:`` in VERSION as ``-``)
-    datasets/DATASET/VERSION/ingest.json       its ingest record, written after the archive
+    weights/SOURCE/SHA256.pth                     a weight file as published (or a stand-in), named by its sha256
+    weights/SOURCE/SHA256.json                    its record (cxrtl.weights.stored)
+    weights/SOURCE/current.json                   which of the source's files train steps get
+    datasets/DATASET/VERSION/archive.zip          the raw dataset archive, cached by ingest (``:`` in VERSION as ``-``)
+    datasets/DATASET/VERSION/ingest.json          its ingest record, written after the archive
     runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt   a checkpoint per epoch; a retried train resumes from the newest
-    runs/RUN_ID/SOURCE/best-epoch-NNN.pt       the best model so far, until the run's model is published
-    models/SOURCE/RUN_ID/model.pt, model.json  the trained model and its metadata (cxrtl.records.ModelMetadata)
-    models/SOURCE/RUN_ID/metrics.json, predictions.csv, roc.json   its evaluation on the test split
-    reports/RUN_ID/report.txt, report.md, report.html, results.csv  the run's comparison of the sources
-    champion/model.pt, model.json, card.md     the promoted model, its metadata and its card
-    champion/card.json                         the card (cxrtl.records.ChampionCard), written last
-    champion/history/RUN_ID.json               the card of every promotion
-    state/last-success.json                    the last successful run and its fingerprint (cxrtl.retrain)
-    state/runs/RUN_ID.json                     a run's fingerprint, adopted when the run succeeds
+    runs/RUN_ID/SOURCE/best-epoch-NNN.pt          the best model so far, until the run's model is published
+    models/SOURCE/RUN_ID/NAME                     model.pt, model.json (cxrtl.records.ModelMetadata) and the
+                                                  evaluation: metrics.json, predictions.csv, roc.json
+    reports/RUN_ID/NAME                           report.txt, report.md, report.html, results.csv
+    champion/NAME                                 the promoted model.pt and model.json, card.md, and card.json
+                                                  (cxrtl.records.ChampionCard), written last
+    champion/history/RUN_ID.json                  the card of every promotion
+    state/last-success.json                       the last successful run and its fingerprint (cxrtl.retrain)
+    state/runs/RUN_ID.json                        a run's fingerprint, adopted when the run succeeds
 
-``NNN`` is the epoch with at least three digits. File names inside a folder (``model.pt``,
-``metrics.json``, ...) belong to the step that writes them and are passed in as ``name``.
+``NNN`` is the epoch, at least three digits. File names inside a folder (``NAME``) belong to the step
+that writes them and are passed in.
 """
 
 from __future__ import annotations
