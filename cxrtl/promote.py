@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cxrtl import __version__
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
 from cxrtl.metrics import METRIC_NAMES, rank_key
@@ -119,25 +118,8 @@ def _install(store: Store, best: Evaluation, decision: Decision) -> None:
 
 
 def model_card(best: Evaluation, decision: Decision) -> ChampionCard:
-    model, result = best.result.model, best.result
-    return ChampionCard(
-        source=model.source,
-        source_description=model.source_description,
-        weights_sha256=model.weights_sha256,
-        weights_stand_in=model.weights_stand_in,
-        run_id=model.run_id,
-        dataset=model.dataset,
-        recipe=model.config.recipe,
-        best_epoch=model.best_epoch,
-        selection_split=model.selection_split,
-        test_images=result.n,
-        metrics=result.metrics,
-        intervals_95=result.intervals_95,
-        confusion=result.confusion,
-        promotion=Promotion(decision.metric, decision.margin, decision.reason),
-        code_version=__version__,
-        promoted_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    )
+    promotion = Promotion(decision.metric, decision.margin, decision.reason)
+    return ChampionCard.of(best.result, promotion, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
 def card_markdown(card: ChampionCard) -> str:

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+from cxrtl import __version__
 from cxrtl.errors import CxrtlError
 from cxrtl.metrics import json_safe
 from cxrtl.recipes import TrainConfig
@@ -107,24 +108,40 @@ class DatasetRef:
 
 
 @dataclass(frozen=True)
-class ModelMetadata(Record):
-    """What a trained model is: ``model.json`` beside ``model.pt``, and inside it."""
-
-    KIND: ClassVar[str] = "model metadata"
+class ModelOrigin:
+    """Where a model came from: what the champion card shares with the model's metadata."""
 
     source: str
     source_description: str
     weights_sha256: str
     weights_stand_in: bool
-    backbone_tensors_loaded: int
     run_id: str
-    config: TrainConfig
+    dataset: DatasetRef
     best_epoch: int
     selection_split: str
+
+
+@dataclass(frozen=True)
+class ModelSummary(ModelOrigin):
+    """What of a model's metadata travels with its evaluation into the report and the champion card."""
+
     selection_accuracy: float
+    config: TrainConfig
+
+    @classmethod
+    def of(cls, metadata: ModelMetadata) -> ModelSummary:
+        return cls(**_fields_of(cls, metadata))
+
+
+@dataclass(frozen=True)
+class ModelMetadata(ModelSummary, Record):
+    """What a trained model is: ``model.json`` beside ``model.pt``, and inside it."""
+
+    KIND: ClassVar[str] = "model metadata"
+
+    backbone_tensors_loaded: int
     history: dict[str, list[float]]  # per epoch: train_loss, train_accuracy, select_accuracy
     resumed_from_epoch: int | None
-    dataset: DatasetRef
     image_size: int
     device: str
     cxrtl_version: str
@@ -148,24 +165,9 @@ class ModelMetadata(Record):
         return {**_model_fields(values), "history": _nan_lists(values["history"])}
 
 
-@dataclass(frozen=True)
-class ModelSummary:
-    """What of a model's metadata travels with its evaluation into the report and the champion card."""
-
-    source: str
-    source_description: str
-    weights_sha256: str
-    weights_stand_in: bool
-    run_id: str
-    best_epoch: int
-    selection_split: str
-    selection_accuracy: float
-    config: TrainConfig
-    dataset: DatasetRef
-
-    @classmethod
-    def of(cls, metadata: ModelMetadata) -> ModelSummary:
-        return cls(**{f.name: getattr(metadata, f.name) for f in dataclasses.fields(cls)})
+def _fields_of(cls: type, record: Any) -> dict[str, Any]:
+    """The values of ``record`` for the fields of dataclass ``cls`` (a part of ``record``'s class)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(cls)}
 
 
 @dataclass(frozen=True)
@@ -199,20 +201,12 @@ class Promotion:
 
 
 @dataclass(frozen=True)
-class ChampionCard(Record):
+class ChampionCard(ModelOrigin, Record):
     """What the champion is and why it was promoted: the champion's ``card.json`` (and ``card.md``)."""
 
     KIND: ClassVar[str] = "champion card"
 
-    source: str
-    source_description: str
-    weights_sha256: str
-    weights_stand_in: bool
-    run_id: str
-    dataset: DatasetRef
     recipe: str
-    best_epoch: int
-    selection_split: str
     test_images: int
     metrics: dict[str, float]
     intervals_95: dict[str, list[float]]
@@ -220,6 +214,20 @@ class ChampionCard(Record):
     promotion: Promotion
     code_version: str
     promoted_at: str
+
+    @classmethod
+    def of(cls, result: EvaluationResult, promotion: Promotion, promoted_at: str) -> ChampionCard:
+        return cls(
+            **_fields_of(ModelOrigin, result.model),
+            recipe=result.model.config.recipe,
+            test_images=result.n,
+            metrics=result.metrics,
+            intervals_95=result.intervals_95,
+            confusion=result.confusion,
+            promotion=promotion,
+            code_version=__version__,
+            promoted_at=promoted_at,
+        )
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,6 @@ def test_prefixes_list_exactly_their_keys():
         assert key.startswith(keys.run_prefix("r1", "imagenet"))
         assert not key.startswith(keys.run_prefix("r1", "imagenet-x"))
     assert keys.model_key("imagenet", "r1", "model.pt").startswith(keys.model_prefix("imagenet", "r1"))
-    assert keys.champion_history_key("r1").startswith(keys.champion_prefix())
     assert keys.weights_key("imagenet", SHA).startswith(keys.weights_prefix())
 
 

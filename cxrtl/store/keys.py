@@ -119,10 +119,6 @@ def report_key(run_id: str, name: str) -> str:
     return f"{_REPORTS}/{run_id}/{name}"
 
 
-def champion_prefix() -> str:
-    return f"{_CHAMPION}/"
-
-
 def champion_key(name: str) -> str:
     return f"{_CHAMPION}/{name}"
 
