@@ -17,14 +17,14 @@ from refusal import one_error_line
 
 from cxrtl.cli import main
 from cxrtl.data import PreparedData
-from cxrtl.engine import Batches, predict, recalibrate_batchnorm
+from cxrtl.engine import Batches, EpochStats, predict, recalibrate_batchnorm
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import evaluate
 from cxrtl.model import build_model
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import ModelMetadata
 from cxrtl.store import LocalStore, Store, sha256_file
-from cxrtl.train import TrainResult, load_model, open_session, resume, run_epoch, save_epoch, train
+from cxrtl.train import EpochResult, TrainResult, load_model, open_session, resume, save_epoch, train
 from cxrtl.weights import SOURCE_NAMES, get_source, put_weights, stand_in_backbone, write_stand_in
 
 CPU = torch.device("cpu")
@@ -232,31 +232,25 @@ def test_keep_1_prunes_older_checkpoints_and_best_is_dropped_at_the_end(recommen
     assert recommended_run.store.exists(f"models/imagenet/{run}/model.pt")
 
 
-# --- the pieces of a run, each alone -----------------------------------------------------------------
+# --- the pieces of a run, each alone (no training: the recipe runs above are the training) -------------
 
 
-def test_an_epoch_trains_without_writing_saving_checkpoints_it_and_a_new_session_resumes_there(
-    stand_in_store, prepared
-):
+def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there(stand_in_store, prepared):
     run_id = "test-train-pieces"
     config = TrainConfig.from_recipe("paper", epochs=2, batch_size=8, device="cpu")
     first = open_session(prepared["paper"], "imagenet", config, stand_in_store, run_id)
     progress = resume(first)
     assert (progress.epoch, progress.resumed_from, progress.best_state) == (0, None, None)
+    with torch.no_grad():  # as if an epoch had trained: a resumed session must load this, not start afresh
+        first.model.fc[0].bias.add_(1.0)
 
-    result = run_epoch(first, 1)
-    assert 0.0 <= result.select_accuracy <= 1.0 and np.isfinite(result.stats.loss)
-    assert stand_in_store.list(f"runs/{run_id}/") == []
-    save_epoch(first, progress, 1, result)
+    save_epoch(first, progress, 1, EpochResult(EpochStats(0.5, 0.75, 10.0), select_accuracy=0.6))
     assert stand_in_store.list(f"runs/{run_id}/") == [
         f"runs/{run_id}/imagenet/best-epoch-001.pt",
         f"runs/{run_id}/imagenet/checkpoints/epoch-001.pt",
     ]
-    assert (progress.epoch, progress.best_epoch, progress.history["select_accuracy"]) == (
-        1,
-        1,
-        [result.select_accuracy],
-    )
+    assert progress.history == {"train_loss": [0.5], "train_accuracy": [0.75], "select_accuracy": [0.6]}
+    assert (progress.epoch, progress.best_epoch, progress.best_accuracy) == (1, 1, 0.6)
 
     second = open_session(prepared["paper"], "imagenet", config, stand_in_store, run_id)
     resumed = resume(second)
@@ -266,13 +260,23 @@ def test_an_epoch_trains_without_writing_saving_checkpoints_it_and_a_new_session
         progress.history,
         progress.best,
     )
-    trained, loaded = first.model.state_dict(), second.model.state_dict()
-    for name, tensor in trained.items():
+    saved, loaded = first.model.state_dict(), second.model.state_dict()
+    for name, tensor in saved.items():
         assert torch.equal(loaded[name], tensor), name
-        assert torch.equal(resumed.best_state[name], progress.best_state[name]), name
-    assert second.optimizer.state_dict()["state"].keys() == first.optimizer.state_dict()["state"].keys()
+        assert torch.equal(resumed.best_state[name], tensor), name
     for key in stand_in_store.list(f"runs/{run_id}/"):
         stand_in_store.delete(key)
+
+
+def test_resuming_a_finished_run_takes_the_best_model_from_the_published_one(paper_run):
+    meta = paper_run.metadata
+    session = open_session(paper_run.data_dir, "imagenet", paper_run.config, paper_run.store, paper_run.run_id)
+    progress = resume(session)
+    assert (progress.epoch, progress.resumed_from, progress.history) == (2, 2, meta.history)
+    assert (progress.best_epoch, progress.best_accuracy) == (meta.best_epoch, meta.selection_accuracy)
+    published, _ = load_model(paper_run.out_dir)
+    for name, tensor in published.state_dict().items():
+        assert torch.equal(progress.best_state[name], tensor), name
 
 
 # --- bad input ------------------------------------------------------------------------------------
