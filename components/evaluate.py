@@ -25,8 +25,8 @@ def evaluate(
     for name, value in evaluation.metrics.items():
         if math.isfinite(value):
             metrics.log_metric(name, value)
-    c = evaluation.result["confusion"]
+    c = evaluation.result.confusion
     classification.log_confusion_matrix(list(CLASS_NAMES), [[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
     if evaluation.roc["fpr"]:
         classification.log_roc_curve(evaluation.roc["fpr"], evaluation.roc["tpr"], evaluation.roc["thresholds"])
-    results.metadata["source"] = evaluation.result["model"]["source"]
+    results.metadata["source"] = evaluation.result.model.source

@@ -27,5 +27,4 @@ def train(
     settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
     config = config_for_data(Path(data.path), seed=seed, **{k: v for k, v in settings.items() if v})
     result = train_model(Path(data.path), source, Path(model.path), config, open_store(store), run_id)
-    keep = ("source", "weights_sha256", "weights_stand_in", "backbone_tensors_loaded", "best_epoch", "selection_split")
-    model.metadata.update({k: result.metadata[k] for k in keep})
+    model.metadata.update(result.metadata.artifact_metadata())

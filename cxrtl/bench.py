@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import sys
 import time
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from cxrtl.data import check_image_size
-from cxrtl.engine import predict, resolve_device, train_one_epoch
+from cxrtl.engine import Batches, predict, resolve_device, train_one_epoch
 from cxrtl.errors import CxrtlError
 from cxrtl.model import build_model
 
@@ -40,18 +41,17 @@ def bench(image_size: int = 224, batch_size: int = 32, batches: int = 5, device:
     rng = np.random.default_rng(0)
     n = batch_size * batches
     images = rng.integers(0, 256, size=(n + batch_size, image_size, image_size), dtype=np.uint8)
-    labels = rng.integers(0, 2, size=n + batch_size)
+    classes = rng.integers(0, 2, size=n + batch_size)
     model = build_model().to(torch_device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    criterion = nn.CrossEntropyLoss()
-    warm_up, timed = np.arange(n, n + batch_size), np.arange(n)
-    args = (model, optimizer, criterion, images, labels)
-    train_one_epoch(*args, warm_up, batch_size, False, torch_device, rng, "warm-up")
+    optimizer, criterion = torch.optim.Adam(model.parameters(), lr=1e-3), nn.CrossEntropyLoss()
+    warm_up = Batches(images, classes, np.arange(n, n + batch_size), batch_size, False, torch_device)
+    timed = dataclasses.replace(warm_up, indices=np.arange(n))
+    train_one_epoch(model, warm_up.shuffled(rng), optimizer=optimizer, criterion=criterion, log_prefix="warm-up")
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
-    stats = train_one_epoch(*args, timed, batch_size, False, torch_device, rng, "bench")
+    stats = train_one_epoch(model, timed.shuffled(rng), optimizer=optimizer, criterion=criterion, log_prefix="bench")
     started = time.perf_counter()
-    predict(model, images, timed, batch_size, False, torch_device)
+    predict(model, timed)
     if torch_device.type == "cuda":
         torch.cuda.synchronize(torch_device)
         peak = torch.cuda.max_memory_allocated(torch_device) / 2**20

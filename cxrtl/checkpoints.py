@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import tempfile
 import time
@@ -12,12 +11,9 @@ from typing import Any
 
 import torch
 
-from cxrtl.store import Store
+from cxrtl.store import Store, keys
 
 logger = logging.getLogger(__name__)
-
-_EPOCH_FILE = re.compile(r"/epoch-(\d{3,})\.pt$")
-_BEST_FILE = re.compile(r"/best-epoch-(\d{3,})\.pt$")
 
 
 def new_run_id() -> str:
@@ -25,12 +21,8 @@ def new_run_id() -> str:
     return time.strftime("local-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)
 
 
-def run_prefix(run_id: str, source: str) -> str:
-    return f"runs/{run_id}/{source}"
-
-
 class CheckpointStore:
-    """``runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt``, plus ``best-epoch-NNN.pt``: the best model so far.
+    """A checkpoint per epoch of one source's training in one run, plus the best model so far.
 
     The best model is saved before the epoch's checkpoint and named by its epoch, so a task killed between
     the two resumes from a checkpoint whose best model is still there.
@@ -38,28 +30,32 @@ class CheckpointStore:
 
     def __init__(self, store: Store, run_id: str, source: str, keep: int = 1) -> None:
         self.store = store
-        self.prefix = run_prefix(run_id, source)
+        self.run_id = run_id
+        self.source = source
         self.keep = keep
 
     def _epoch_key(self, epoch: int) -> str:
-        return f"{self.prefix}/checkpoints/epoch-{epoch:03d}.pt"
+        return keys.checkpoint_key(self.run_id, self.source, epoch)
 
     def _best_key(self, epoch: int) -> str:
-        return f"{self.prefix}/best-epoch-{epoch:03d}.pt"
+        return keys.best_checkpoint_key(self.run_id, self.source, epoch)
 
-    def _found(self, pattern: re.Pattern, prefix: str) -> list[int]:
-        matches = (pattern.search(key) for key in self.store.list(prefix))
-        return sorted(int(m.group(1)) for m in matches if m)
+    def _found(self, prefix: str) -> list[int]:
+        epochs = (keys.checkpoint_epoch(key) for key in self.store.list(prefix))
+        return sorted(epoch for epoch in epochs if epoch is not None)
 
     def epochs(self) -> list[int]:
-        return self._found(_EPOCH_FILE, f"{self.prefix}/checkpoints/")
+        return self._found(keys.checkpoints_prefix(self.run_id, self.source))
+
+    def _best_epochs(self) -> list[int]:
+        return self._found(keys.best_checkpoints_prefix(self.run_id, self.source))
 
     def save(self, epoch: int, payload: dict[str, Any]) -> None:
         """Save the epoch's checkpoint (its ``best`` names the best epoch so far), then prune what it supersedes."""
         _put(self.store, self._epoch_key(epoch), payload)
         for old in self.epochs()[: -self.keep]:
             self.store.delete(self._epoch_key(old))
-        for old in self._found(_BEST_FILE, f"{self.prefix}/best-"):
+        for old in self._best_epochs():
             if old != payload["best"]["epoch"]:
                 self.store.delete(self._best_key(old))
         logger.info("checkpoint of epoch %d saved to %s", epoch, self.store.url)
@@ -78,7 +74,7 @@ class CheckpointStore:
 
     def drop_best(self) -> None:
         """Once the final model is saved, the best-so-far copy serves no resume any more."""
-        for epoch in self._found(_BEST_FILE, f"{self.prefix}/best-"):
+        for epoch in self._best_epochs():
             self.store.delete(self._best_key(epoch))
 
 

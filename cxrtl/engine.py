@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from cxrtl.data import PreparedData
 from cxrtl.errors import CxrtlError
 from cxrtl.model import NUM_CLASSES
 from cxrtl.transforms import to_model_input
@@ -31,14 +33,37 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def iter_batches(
-    images: np.ndarray, indices: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
-) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """uint8 batches of ``images[indices]``, shuffled when ``rng`` is given; yields (batch indices, batch)."""
-    order = rng.permutation(indices) if rng is not None else indices
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        yield batch, torch.from_numpy(np.ascontiguousarray(images[batch]))
+@dataclass(frozen=True)
+class Batches:
+    """Some of a dataset's images in batches, as the network takes them.
+
+    ``images`` and ``classes`` cover the whole dataset; ``indices`` picks the images, in their order.
+    """
+
+    images: np.ndarray  # uint8 [N, S, S]
+    classes: np.ndarray  # int64 [N]
+    indices: np.ndarray
+    batch_size: int
+    normalize: bool  # ImageNet statistics on the input (cxrtl.transforms)
+    device: torch.device
+
+    @classmethod
+    def of(cls, data: PreparedData, split: str, batch_size: int, normalize: bool, device: torch.device) -> Batches:
+        return cls(data.images, data.labels, data.indices(split), batch_size, normalize, device)
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+    def shuffled(self, rng: np.random.Generator) -> Batches:
+        return dataclasses.replace(self, indices=rng.permutation(self.indices))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(network input, classes) per batch, on the device."""
+        for start in range(0, len(self.indices), self.batch_size):
+            batch = self.indices[start : start + self.batch_size]
+            pixels = torch.from_numpy(np.ascontiguousarray(self.images[batch]))
+            x = to_model_input(pixels.to(self.device, non_blocking=True), self.normalize)
+            yield x, torch.from_numpy(self.classes[batch]).to(self.device)
 
 
 @dataclass
@@ -50,29 +75,23 @@ class EpochStats:
 
 def train_one_epoch(
     model: nn.Module,
+    batches: Batches,
+    *,
     optimizer: torch.optim.Optimizer,
     criterion: nn.Module,
-    images: np.ndarray,
-    labels: np.ndarray,
-    indices: np.ndarray,
-    batch_size: int,
-    normalize: bool,
-    device: torch.device,
-    rng: np.random.Generator,
-    label: str,
+    log_prefix: str,
 ) -> EpochStats:
+    """One pass over ``batches`` (shuffle them first), logging progress about ten times under ``log_prefix``."""
     model.train()
-    n_batches = -(-len(indices) // batch_size)
+    n_batches = len(batches)
     log_every = max(1, n_batches // 10)
     total_loss, correct, seen = 0.0, 0, 0
     started = time.perf_counter()
-    for step, (batch_idx, batch) in enumerate(iter_batches(images, indices, batch_size, rng), start=1):
-        if len(batch_idx) == 1 and seen:
+    for step, (x, y) in enumerate(batches, start=1):
+        if len(y) == 1 and seen:
             # BatchNorm cannot normalise a batch of one image once the feature map is 1x1 (small images);
             # the image is trained on in another epoch's shuffle.
             break
-        x = to_model_input(batch.to(device, non_blocking=True), normalize)
-        y = torch.from_numpy(labels[batch_idx]).to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = criterion(logits, y)
@@ -85,7 +104,7 @@ def train_one_epoch(
             rate = seen / (time.perf_counter() - started)
             logger.info(
                 "%s [%d/%d] loss %.4f acc %.4f %.1f img/s",
-                label,
+                log_prefix,
                 step,
                 n_batches,
                 total_loss / seen,
@@ -96,22 +115,14 @@ def train_one_epoch(
     return EpochStats(total_loss / seen, correct / seen, seen / elapsed if elapsed else 0.0)
 
 
-def recalibrate_batchnorm(
-    model: nn.Module, images: np.ndarray, indices: np.ndarray, batch_size: int, normalize: bool, device: torch.device
-) -> None:
-    """Recompute BatchNorm running statistics as a plain average over ``indices`` with the current weights."""
-    batches = (to_model_input(b.to(device), normalize) for _, b in iter_batches(images, indices, batch_size))
-    update_bn(batches, model, device=device)
+def recalibrate_batchnorm(model: nn.Module, batches: Batches) -> None:
+    """Recompute BatchNorm running statistics as a plain average over ``batches`` with the current weights."""
+    update_bn((x for x, _ in batches), model, device=batches.device)
 
 
 @torch.no_grad()
-def predict(
-    model: nn.Module, images: np.ndarray, indices: np.ndarray, batch_size: int, normalize: bool, device: torch.device
-) -> np.ndarray:
-    """Softmax probabilities [len(indices), classes] in the order of ``indices``."""
+def predict(model: nn.Module, batches: Batches) -> np.ndarray:
+    """Softmax probabilities [images, classes] in the order of ``batches``."""
     model.eval()
-    chunks = [
-        torch.softmax(model(to_model_input(batch.to(device), normalize)).float(), dim=1).cpu().numpy()
-        for _, batch in iter_batches(images, indices, batch_size)
-    ]
+    chunks = [torch.softmax(model(x).float(), dim=1).cpu().numpy() for x, _ in batches]
     return np.concatenate(chunks) if chunks else np.empty((0, NUM_CLASSES), dtype=np.float32)

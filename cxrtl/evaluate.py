@@ -7,16 +7,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData
-from cxrtl.engine import predict, resolve_device
+from cxrtl.engine import Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
-from cxrtl.metrics import binary_metrics, json_safe, restore_nan, roc_points
-from cxrtl.store import Store
+from cxrtl.metrics import binary_metrics, roc_points
+from cxrtl.records import EvaluationResult, ModelSummary
+from cxrtl.store import Store, keys
 from cxrtl.train import load_model
 
 logger = logging.getLogger(__name__)
@@ -24,29 +24,16 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 ROC_FILE = "roc.json"
-# What of the model's metadata travels with its results into the report.
-_MODEL_FIELDS = (
-    "source",
-    "source_description",
-    "weights_sha256",
-    "weights_stand_in",
-    "run_id",
-    "best_epoch",
-    "selection_split",
-    "selection_accuracy",
-    "config",
-    "dataset",
-)
 
 
 @dataclass
 class Evaluation:
-    result: dict[str, Any]  # what metrics.json holds
-    roc: dict[str, list[float]]
+    result: EvaluationResult  # what metrics.json holds
+    roc: dict[str, list[float]]  # fpr, tpr, thresholds: roc.json
 
     @property
     def metrics(self) -> dict[str, float]:
-        return self.result["metrics"]
+        return self.result.metrics
 
 
 def evaluate(
@@ -63,33 +50,31 @@ def evaluate(
     if len(test_idx) == 0:
         raise CxrtlError(f"{data_dir}: the test split is empty")
     model, metadata = load_model(model_dir)
-    if metadata.get("image_size") not in (None, data.image_size):
+    if metadata.image_size != data.image_size:
         raise CxrtlError(
-            f"{model_dir} was trained on {metadata['image_size']} px images, {data_dir} holds {data.image_size} px"
+            f"{model_dir} was trained on {metadata.image_size} px images, {data_dir} holds {data.image_size} px"
         )
     torch_device = resolve_device(device)
-    normalize = bool(metadata.get("config", {}).get("normalize", False))
-    probs = predict(model.to(torch_device), data.images, test_idx, batch_size, normalize, torch_device)
+    test = Batches.of(data, "test", batch_size, metadata.config.training.normalize, torch_device)
+    probs = predict(model.to(torch_device), test)
     p_covid = probs[:, POSITIVE_LABEL]
     y_true = data.labels[test_idx]
-    result = binary_metrics(y_true, p_covid)
-    result["model"] = {k: metadata.get(k) for k in _MODEL_FIELDS}
+    result = EvaluationResult(**binary_metrics(y_true, p_covid), model=ModelSummary.of(metadata))
     roc = roc_points(y_true, p_covid)
 
     with staged_folder(out_dir, marker=METRICS_FILE) as staged:
-        metrics_json = json.dumps(json_safe(result), indent=2, sort_keys=True, allow_nan=False)
+        metrics_json = json.dumps(result.to_dict(), indent=2, sort_keys=True, allow_nan=False)
         (staged / METRICS_FILE).write_text(metrics_json + "\n")
         (staged / ROC_FILE).write_text(json.dumps(roc) + "\n")
         _write_predictions(staged / PREDICTIONS_FILE, [data.ids[i] for i in test_idx], y_true, p_covid)
-    if store is not None and metadata.get("run_id"):
-        prefix = f"models/{metadata['source']}/{metadata['run_id']}"
+    if store is not None and metadata.run_id:
         for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE):
-            store.put_file(f"{prefix}/{name}", out_dir / name)
-    m = result["metrics"]
+            store.put_file(keys.model_key(metadata.source, metadata.run_id, name), out_dir / name)
+    m = result.metrics
     logger.info(
         "%s on %d test images: accuracy %.4f, sensitivity %.4f, specificity %.4f, ROC AUC %.4f",
-        metadata.get("source"),
-        result["n"],
+        metadata.source,
+        result.n,
         m["accuracy"],
         m["sensitivity"],
         m["specificity"],
@@ -105,9 +90,10 @@ def load_evaluation(folder: Path) -> Evaluation:
     roc_path = folder / ROC_FILE
     try:
         roc = json.loads(roc_path.read_text()) if roc_path.is_file() else {"fpr": [], "tpr": [], "thresholds": []}
-        return Evaluation(restore_nan(json.loads((folder / METRICS_FILE).read_text())), roc)
-    except (ValueError, KeyError) as exc:
+        text = json.loads((folder / METRICS_FILE).read_text())
+    except ValueError as exc:
         raise CxrtlError(f"{folder}: damaged evaluation results ({type(exc).__name__}); evaluate again") from None
+    return Evaluation(EvaluationResult.from_dict(text, str(folder / METRICS_FILE)), roc)
 
 
 def _write_predictions(path: Path, ids: list[str], y_true: np.ndarray, p_covid: np.ndarray) -> None:

@@ -7,8 +7,8 @@ An ingested folder holds::
     ingest.json       the IngestResult: slug, version, sha256, per-class counts, source kind, created_at
     MANIFEST.sha256   ``sha256sum`` lines for every dataset file, relative to the folder, sorted
 
-With a store, the archive is cached at ``datasets/covid19-radiography-database/<VERSION>/archive.zip``
-(next to its ``ingest.json``), so a later ingest of the same version is not downloaded again.
+With a store, the archive is cached by version (next to its ``ingest.json``; keys in :mod:`cxrtl.store.keys`),
+so a later ingest of the same version is not downloaded again.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 from cxrtl.errors import CxrtlError
 from cxrtl.files import atomic_file, staged_folder
-from cxrtl.store import Store
+from cxrtl.store import Store, keys
 from cxrtl.store.base import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ ARCHIVE_NAME = "covid19-radiography-database.zip"  # the name Kaggle serves the 
 DATASET_DIR = "COVID-19_Radiography_Dataset"
 CLASSES = ("COVID", "Normal", "Lung_Opacity", "Viral Pneumonia")
 REQUIRED_CLASSES = ("COVID", "Normal")  # the binary task needs these two
-STORE_PREFIX = "datasets/covid19-radiography-database"
+STORE_NAME = SLUG.rsplit("/", 1)[-1]  # the dataset's folder in the store
 INGEST_FILE = "ingest.json"
 MANIFEST_FILE = "MANIFEST.sha256"
 ARCHIVE_KEY = "archive.zip"
@@ -215,7 +215,7 @@ def _kaggle_call(what: str, call: Callable[[], Any]) -> Any:
 
 
 def _store_key(version: str, name: str) -> str:
-    return f"{STORE_PREFIX}/{version.replace(':', '-')}/{name}"
+    return keys.dataset_key(STORE_NAME, version, name)
 
 
 def _stored_sha256(store: Store, version: str) -> str | None:

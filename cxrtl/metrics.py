@@ -31,15 +31,6 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def restore_nan(result: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`json_safe` for a result of :func:`binary_metrics` read back from JSON."""
-    result["metrics"] = {k: math.nan if v is None else v for k, v in result["metrics"].items()}
-    result["intervals_95"] = {
-        k: [math.nan if x is None else x for x in v] for k, v in result.get("intervals_95", {}).items()
-    }
-    return result
-
-
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """The Wilson score interval of a proportion (sound at the 0.99 accuracies the study reports)."""
     if n == 0:

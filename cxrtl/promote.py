@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cxrtl import __version__
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
-from cxrtl.metrics import METRIC_NAMES, json_safe, rank_key
-from cxrtl.store import Store
+from cxrtl.metrics import METRIC_NAMES, rank_key
+from cxrtl.records import ChampionCard, Promotion
+from cxrtl.store import Store, keys
 from cxrtl.train import METADATA_FILE, MODEL_FILE
 
 logger = logging.getLogger(__name__)
 
-CHAMPION = "champion"
+CARD_FILE = "card.json"
+CARD_MARKDOWN_FILE = "card.md"
 
 
 @dataclass
@@ -58,8 +60,8 @@ def promote(
     if not candidates:
         raise CxrtlError("no evaluated models to promote")
     best = max(candidates, key=lambda ev: rank_key(ev.metrics, metric))
-    model = best.result["model"]
-    challenger = {"source": model["source"], "run_id": model["run_id"], "score": best.metrics[metric]}
+    model = best.result.model
+    challenger = {"source": model.source, "run_id": model.run_id, "score": best.metrics[metric]}
 
     champion = _score_champion(store, data_dir, metric)
     if champion is None:
@@ -87,76 +89,57 @@ def promote(
 
 def _score_champion(store: Store, data_dir: Path, metric: str) -> dict[str, Any] | None:
     # The card is written last: without it there is no complete champion.
-    if not store.exists(f"{CHAMPION}/card.json"):
+    card_key = keys.champion_key(CARD_FILE)
+    if not store.exists(card_key):
         return None
-    card = store.get_json(f"{CHAMPION}/card.json")
+    card = ChampionCard.from_dict(store.get_json(card_key), f"{store.url}: {card_key}")
     with tempfile.TemporaryDirectory(prefix="cxrtl-champion-") as tmp:
         model_dir = Path(tmp) / "model"
-        store.get_file(f"{CHAMPION}/{MODEL_FILE}", model_dir / MODEL_FILE)
+        store.get_file(keys.champion_key(MODEL_FILE), model_dir / MODEL_FILE)
         try:
             score = evaluate(data_dir, model_dir, Path(tmp) / "eval").metrics[metric]
         except CxrtlError as exc:
-            return {"source": card.get("source"), "run_id": card.get("run_id"), "error": str(exc)}
-    return {"source": card.get("source"), "run_id": card.get("run_id"), "score": score}
+            return {"source": card.source, "run_id": card.run_id, "error": str(exc)}
+    return {"source": card.source, "run_id": card.run_id, "score": score}
 
 
 def _install(store: Store, best: Evaluation, decision: Decision) -> None:
-    model = best.result["model"]
-    prefix = f"models/{model['source']}/{model['run_id']}"
+    model = best.result.model
     with tempfile.TemporaryDirectory(prefix="cxrtl-promote-") as tmp:
         for name in (MODEL_FILE, METADATA_FILE):
-            store.get_file(f"{prefix}/{name}", Path(tmp) / name)
-        card = json_safe(model_card(best, decision))
+            store.get_file(keys.model_key(model.source, model.run_id, name), Path(tmp) / name)
+        card = model_card(best, decision)
         # The card goes last: a champion is only complete once its card says so.
         for name in (MODEL_FILE, METADATA_FILE):
-            store.put_file(f"{CHAMPION}/{name}", Path(tmp) / name)
-    store.put_bytes(f"{CHAMPION}/card.md", card_markdown(card).encode())
-    store.put_json(f"{CHAMPION}/card.json", card)
-    store.put_json(f"{CHAMPION}/history/{model['run_id']}.json", card)
+            store.put_file(keys.champion_key(name), Path(tmp) / name)
+    store.put_bytes(keys.champion_key(CARD_MARKDOWN_FILE), card_markdown(card).encode())
+    store.put_json(keys.champion_key(CARD_FILE), card.to_dict())
+    store.put_json(keys.champion_history_key(model.run_id), card.to_dict())
 
 
-def model_card(best: Evaluation, decision: Decision) -> dict[str, Any]:
-    model = best.result["model"]
-    return {
-        "source": model["source"],
-        "source_description": model.get("source_description"),
-        "weights_sha256": model.get("weights_sha256"),
-        "weights_stand_in": model.get("weights_stand_in"),
-        "run_id": model["run_id"],
-        "dataset": model.get("dataset"),
-        "recipe": (model.get("config") or {}).get("recipe"),
-        "best_epoch": model.get("best_epoch"),
-        "selection_split": model.get("selection_split"),
-        "test_images": best.result["n"],
-        "metrics": best.metrics,
-        "intervals_95": best.result.get("intervals_95"),
-        "confusion": best.result.get("confusion"),
-        "promotion": {"metric": decision.metric, "margin": decision.margin, "reason": decision.reason},
-        "code_version": __version__,
-        "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+def model_card(best: Evaluation, decision: Decision) -> ChampionCard:
+    promotion = Promotion(decision.metric, decision.margin, decision.reason)
+    return ChampionCard.of(best.result, promotion, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
-def card_markdown(card: dict[str, Any]) -> str:
-    intervals = card.get("intervals_95") or {}
+def card_markdown(card: ChampionCard) -> str:
     lines = [
-        f"# Model card: ResNet50 from {card['source']}",
+        f"# Model card: ResNet50 from {card.source}",
         "",
         "COVID-19 vs Normal chest X-ray classifier (COVID positive); research use only, not a medical device.",
         "",
-        f"- Weight source: {card['source']} ({card.get('source_description')}), sha256 {card.get('weights_sha256')}"
-        + (" (STAND-IN weights)" if card.get("weights_stand_in") else ""),
-        f"- Data: {json.dumps(card.get('dataset'), sort_keys=True)}",
-        f"- Recipe: {card.get('recipe')}; best epoch {card.get('best_epoch')} chosen on the "
-        f"{card.get('selection_split')} split",
-        f"- Run: {card['run_id']}; code cxrtl {card['code_version']}; promoted {card['promoted_at']}",
-        f"- Promotion: {card['promotion']['reason']}",
+        f"- Weight source: {card.source} ({card.source_description}), sha256 {card.weights_sha256}"
+        + (" (STAND-IN weights)" if card.weights_stand_in else ""),
+        f"- Data: {json.dumps(asdict(card.dataset), sort_keys=True)}",
+        f"- Recipe: {card.recipe}; best epoch {card.best_epoch} chosen on the {card.selection_split} split",
+        f"- Run: {card.run_id}; code cxrtl {card.code_version}; promoted {card.promoted_at}",
+        f"- Promotion: {card.promotion.reason}",
         "",
-        f"| metric (n = {card['test_images']}) | value | 95% CI |",
+        f"| metric (n = {card.test_images}) | value | 95% CI |",
         "|---|---|---|",
     ]
-    for name, value in card["metrics"].items():
-        lo_hi = intervals.get(name) or [None]
-        ci = "-" if None in lo_hi else f"{lo_hi[0]:.3f}-{lo_hi[1]:.3f}"
-        lines.append(f"| {name} | {'-' if value is None else f'{value:.4f}'} | {ci} |")
+    for name, value in card.metrics.items():
+        low, high = card.intervals_95.get(name, (math.nan, math.nan))
+        ci = "-" if math.isnan(low) or math.isnan(high) else f"{low:.3f}-{high:.3f}"
+        lines.append(f"| {name} | {'-' if math.isnan(value) else f'{value:.4f}'} | {ci} |")
     return "\n".join(lines) + "\n"

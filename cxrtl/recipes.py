@@ -1,10 +1,49 @@
-"""Training recipes: the study's own set-up, and the one we recommend for new work."""
+"""Training recipes (the study's own set-up, and the one we recommend for new work), and a run's training
+configuration: a recipe with the run's overrides applied."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
+from cxrtl.data import SPLITS
 from cxrtl.errors import CxrtlError
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise CxrtlError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Training:
+    """How a recipe trains: the settings a run may override (``cxrtl train`` options, pipeline parameters)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float  # Adam
+    normalize: bool  # ImageNet mean/std on the input
+    class_weighted_loss: bool
+    # Epochs of full fine-tuning before the backbone is frozen; None trains everything throughout.
+    freeze_backbone_after: int | None
+    selection_split: str  # the split whose accuracy picks the best epoch
+    # Recompute BatchNorm running statistics over the training split before each evaluation ("precise BN").
+    # Exponential running averages lag behind weights that move fast; the study did not do this.
+    recalibrate_bn: bool
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            _check_positive_int(name, getattr(self, name))
+        if not self.learning_rate > 0:
+            raise CxrtlError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        if self.freeze_backbone_after is not None and self.freeze_backbone_after < 0:
+            raise CxrtlError(f"freeze_backbone_after must be 0 or more, got {self.freeze_backbone_after}")
+        if self.selection_split not in SPLITS:
+            raise CxrtlError(f"selection_split must be one of {', '.join(SPLITS)}, got {self.selection_split!r}")
+
+    def backbone_trainable(self, epoch: int) -> bool:
+        return self.freeze_backbone_after is None or epoch <= self.freeze_backbone_after
 
 
 @dataclass(frozen=True)
@@ -13,17 +52,7 @@ class Recipe:
     description: str
     balance_classes: bool  # subsample Normal to the COVID count, as the study did
     split_fractions: tuple[float, float, float]  # train, validation, test
-    normalize: bool  # ImageNet mean/std on the input
-    epochs: int
-    batch_size: int
-    learning_rate: float  # Adam
-    class_weighted_loss: bool
-    # Epochs of full fine-tuning before the backbone is frozen; None trains everything throughout.
-    freeze_backbone_after: int | None
-    selection_split: str  # the split whose accuracy picks the best epoch
-    # Recompute BatchNorm running statistics over the training split before each evaluation ("precise BN").
-    # Exponential running averages lag behind weights that move fast; the study did not do this.
-    recalibrate_bn: bool
+    training: Training
 
 
 PAPER = Recipe(
@@ -35,14 +64,16 @@ PAPER = Recipe(
     ),
     balance_classes=True,
     split_fractions=(0.8, 0.0, 0.2),
-    normalize=False,
-    epochs=50,
-    batch_size=32,
-    learning_rate=1e-3,
-    class_weighted_loss=False,
-    freeze_backbone_after=1,
-    selection_split="test",
-    recalibrate_bn=False,
+    training=Training(
+        epochs=50,
+        batch_size=32,
+        learning_rate=1e-3,
+        normalize=False,
+        class_weighted_loss=False,
+        freeze_backbone_after=1,
+        selection_split="test",
+        recalibrate_bn=False,
+    ),
 )
 
 RECOMMENDED = Recipe(
@@ -54,14 +85,16 @@ RECOMMENDED = Recipe(
     ),
     balance_classes=False,
     split_fractions=(0.7, 0.1, 0.2),
-    normalize=True,
-    epochs=20,
-    batch_size=32,
-    learning_rate=1e-4,
-    class_weighted_loss=True,
-    freeze_backbone_after=None,
-    selection_split="val",
-    recalibrate_bn=True,
+    training=Training(
+        epochs=20,
+        batch_size=32,
+        learning_rate=1e-4,
+        normalize=True,
+        class_weighted_loss=True,
+        freeze_backbone_after=None,
+        selection_split="val",
+        recalibrate_bn=True,
+    ),
 )
 
 RECIPES = {r.name: r for r in (PAPER, RECOMMENDED)}
@@ -72,3 +105,47 @@ def get_recipe(name: str) -> Recipe:
         return RECIPES[name]
     except KeyError:
         raise CxrtlError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What one training run does: its recipe's training, with the run's overrides, and how the run is kept."""
+
+    recipe: str
+    training: Training
+    seed: int = 0
+    device: str = "auto"
+    keep_checkpoints: int = 1
+
+    def __post_init__(self) -> None:
+        _check_positive_int("keep_checkpoints", self.keep_checkpoints)
+
+    @classmethod
+    def from_recipe(cls, recipe: str, **overrides: Any) -> TrainConfig:
+        """``recipe``'s training with ``overrides`` (only the keys given) on top; run options may be given too."""
+        base = get_recipe(recipe)
+        training = {f.name for f in dataclasses.fields(Training)}
+        run = {f.name for f in dataclasses.fields(cls)} - {"recipe", "training"}
+        unknown = set(overrides) - training - run
+        if unknown:
+            raise CxrtlError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return cls(
+            recipe=base.name,
+            training=dataclasses.replace(base.training, **{k: v for k, v in overrides.items() if k in training}),
+            **{k: v for k, v in overrides.items() if k in run},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """One flat dict, as model.json and the checkpoints have always held it."""
+        run = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "training"}
+        return {**run, **dataclasses.asdict(self.training)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """The inverse of :meth:`to_dict`: every field there (KeyError otherwise), and no other."""
+        training = {f.name: data[f.name] for f in dataclasses.fields(Training)}
+        run = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name != "training"}
+        unknown = sorted(set(data) - set(training) - set(run))
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {', '.join(unknown)}")
+        return cls(training=Training(**training), **run)

@@ -15,7 +15,7 @@ from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, load_evaluation
 from cxrtl.files import staged_folder
 from cxrtl.metrics import METRIC_NAMES, rank_key
-from cxrtl.store import Store
+from cxrtl.store import Store, keys
 from cxrtl.weights import get_source
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Row:
     best_epoch: int | None
     stand_in: bool
     weights_sha256: str
-    published_accuracy: float | None
+    published_accuracy: float
 
 
 @dataclass
@@ -154,22 +154,20 @@ def build_report(evaluations: list[Evaluation], extra_notes: list[str] | None = 
         raise CxrtlError("no evaluation results to report")
     rows, by_source = [], {}
     for ev in evaluations:
-        model = ev.result.get("model", {})
-        source = model.get("source") or "?"
-        if source in by_source:
-            raise CxrtlError(f"two results for weight source {source!r}; give each source once")
-        by_source[source] = ev
-        published = get_source(source).published if source != "?" else None
+        model = ev.result.model
+        if model.source in by_source:
+            raise CxrtlError(f"two results for weight source {model.source!r}; give each source once")
+        by_source[model.source] = ev
         rows.append(
             Row(
-                source=source,
-                metrics=ev.result["metrics"],
-                accuracy_ci=tuple(ev.result.get("intervals_95", {}).get("accuracy", (math.nan, math.nan))),
-                n=ev.result["n"],
-                best_epoch=model.get("best_epoch"),
-                stand_in=bool(model.get("weights_stand_in")),
-                weights_sha256=model.get("weights_sha256") or "",
-                published_accuracy=published.accuracy if published else None,
+                source=model.source,
+                metrics=ev.metrics,
+                accuracy_ci=tuple(ev.result.intervals_95["accuracy"]),
+                n=ev.result.n,
+                best_epoch=model.best_epoch,
+                stand_in=model.weights_stand_in,
+                weights_sha256=model.weights_sha256,
+                published_accuracy=get_source(model.source).published.accuracy,
             )
         )
     rows.sort(key=lambda r: rank_key(r.metrics, "accuracy"), reverse=True)
@@ -188,7 +186,7 @@ def report_from_folders(
     paths = report.write(out_dir)
     if store is not None and run_id:
         for path in paths.values():
-            store.put_file(f"reports/{run_id}/{path.name}", path)
+            store.put_file(keys.report_key(run_id, path.name), path)
     return report
 
 
@@ -200,22 +198,20 @@ def skipped_sources_note(skipped: list[str]) -> str:
 
 
 def _notes(evaluations: list[Evaluation]) -> list[str]:
-    models = [ev.result.get("model", {}) for ev in evaluations]
-    notes = []
-    configs = {(m.get("config") or {}).get("recipe") for m in models}
-    notes.append(f"Recipe: {', '.join(sorted(str(c) for c in configs))}.")
-    if any(m.get("selection_split") == "test" for m in models):
+    models = [ev.result.model for ev in evaluations]
+    notes = [f"Recipe: {', '.join(sorted({m.config.recipe for m in models}))}."]
+    if any(m.selection_split == "test" for m in models):
         notes.append(
             "The best epoch was chosen on the test split, as the study did: these test metrics are optimistic. "
             "The recommended recipe chooses on a validation split instead."
         )
-    stand_ins = sorted(m.get("source", "?") for m in models if m.get("weights_stand_in"))
+    stand_ins = sorted(m.source for m in models if m.weights_stand_in)
     if stand_ins:
         notes.append(
             f"Trained from STAND-IN weights (random, in the native checkpoint format), not the published ones: "
             f"{', '.join(stand_ins)}. Their numbers say nothing about those sources."
         )
-    versions = {str((m.get("dataset") or {}).get("version")) for m in models}
+    versions = {str(m.dataset.version) for m in models}
     notes.append(f"Dataset version: {', '.join(sorted(versions))}.")
     return notes
 

@@ -13,13 +13,11 @@ import cxrtl
 from cxrtl.data import check_image_size
 from cxrtl.errors import CxrtlError
 from cxrtl.recipes import get_recipe
-from cxrtl.store import Store
+from cxrtl.store import Store, keys
 from cxrtl.weights.registry import check_sources
 from cxrtl.weights.stored import missing_weights, weights_commands
 
 logger = logging.getLogger(__name__)
-
-STATE_KEY = "state/last-success.json"
 
 
 def code_fingerprint() -> str:
@@ -80,11 +78,11 @@ class ChangeCheck:
 
 
 def check_for_changes(store: Store, fingerprint: dict[str, Any], run_id: str, force: bool = False) -> ChangeCheck:
-    """Compare with the last successful run. A run that goes on to train leaves its fingerprint under
-    ``state/runs/`` for :func:`record_success` to adopt when it finishes."""
+    """Compare with the last successful run. A run that goes on to train leaves its fingerprint in the
+    store for :func:`record_success` to adopt when it finishes."""
     check = _compare(last_success(store), fingerprint, force)
     if check.changed:
-        store.put_json(_pending_key(run_id), fingerprint)
+        store.put_json(keys.pending_run_key(run_id), fingerprint)
     return check
 
 
@@ -106,17 +104,14 @@ def _compare(last: dict[str, Any] | None, fingerprint: dict[str, Any], force: bo
 
 def record_success(store: Store, run_id: str) -> None:
     """Make ``run_id``'s fingerprint, left by :func:`check_for_changes`, the one later runs compare with."""
-    pending = _pending_key(run_id)
+    pending = keys.pending_run_key(run_id)
     fingerprint = store.get_json(pending)
     finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    store.put_json(STATE_KEY, {"run_id": run_id, "finished_at": finished, "fingerprint": fingerprint})
+    store.put_json(keys.last_success_key(), {"run_id": run_id, "finished_at": finished, "fingerprint": fingerprint})
     store.delete(pending)
     logger.info("run %s recorded as the last successful one", run_id)
 
 
 def last_success(store: Store) -> dict[str, Any] | None:
-    return store.get_json(STATE_KEY) if store.exists(STATE_KEY) else None
-
-
-def _pending_key(run_id: str) -> str:
-    return f"state/runs/{run_id}.json"
+    key = keys.last_success_key()
+    return store.get_json(key) if store.exists(key) else None

@@ -1,13 +1,18 @@
-"""Fine-tune the study's ResNet50 from one weight source, with a checkpoint per epoch and resume."""
+"""Fine-tune the study's ResNet50 from one weight source, with a checkpoint per epoch and resume.
+
+:func:`train` strings together pieces that each work alone on a :class:`Session` (one source's
+training in one run): :func:`open_session` (the data, and the source's weights in the network),
+:func:`resume` (where the run stopped, from its newest checkpoint), :func:`run_epoch`, :func:`save_epoch`
+and :func:`finish` (the best model saved and published with its metadata).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,62 +22,23 @@ from torch import nn
 
 from cxrtl import __version__
 from cxrtl.checkpoints import CheckpointStore, get_payload
-from cxrtl.data import SPLITS, PreparedData
-from cxrtl.engine import predict, recalibrate_batchnorm, resolve_device, train_one_epoch
+from cxrtl.data import PreparedData
+from cxrtl.engine import Batches, EpochStats, predict, recalibrate_batchnorm, resolve_device, train_one_epoch
 from cxrtl.errors import CxrtlError
 from cxrtl.files import check_output_folder, staged_folder
 from cxrtl.model import NUM_CLASSES, build_model, set_backbone_trainable
-from cxrtl.recipes import get_recipe
-from cxrtl.store import Store
-from cxrtl.weights import get_source, load_backbone_state_dict, resolve_weights
+from cxrtl.recipes import TrainConfig
+from cxrtl.records import DatasetRef, ModelMetadata
+from cxrtl.store import Store, keys
+from cxrtl.weights import StoredWeights, get_source, load_backbone_state_dict, resolve_weights
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 METADATA_FILE = "model.json"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    recipe: str
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    freeze_backbone_after: int | None
-    normalize: bool
-    class_weighted_loss: bool
-    recalibrate_bn: bool
-    selection_split: str
-    seed: int = 0
-    device: str = "auto"
-    keep_checkpoints: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "keep_checkpoints"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise CxrtlError(f"{name} must be a positive integer, got {value!r}")
-        if not self.learning_rate > 0:
-            raise CxrtlError(f"learning_rate must be positive, got {self.learning_rate!r}")
-        if self.freeze_backbone_after is not None and self.freeze_backbone_after < 0:
-            raise CxrtlError(f"freeze_backbone_after must be 0 or more, got {self.freeze_backbone_after}")
-        if self.selection_split not in SPLITS:
-            raise CxrtlError(f"selection_split must be one of {', '.join(SPLITS)}, got {self.selection_split!r}")
-
-    @classmethod
-    def from_recipe(cls, recipe: str, **overrides: Any) -> TrainConfig:
-        """The recipe's settings, with ``overrides`` (only the keys given) on top."""
-        base = get_recipe(recipe)
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {name: getattr(base, name) for name in names if hasattr(base, name)}
-        values["recipe"] = base.name
-        unknown = set(overrides) - names
-        if unknown:
-            raise CxrtlError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**{**values, **overrides})
-
-    def backbone_trainable(self, epoch: int) -> bool:
-        return self.freeze_backbone_after is None or epoch <= self.freeze_backbone_after
+_HISTORY = ("train_loss", "train_accuracy", "select_accuracy")
+# What a resumed run may change: more epochs, another device, more checkpoints kept.
+_RESUMABLE_CHANGES = ("epochs", "device", "keep_checkpoints")
 
 
 def config_for_data(data_dir: Path, recipe: str | None = None, **overrides: Any) -> TrainConfig:
@@ -83,7 +49,212 @@ def config_for_data(data_dir: Path, recipe: str | None = None, **overrides: Any)
 @dataclass
 class TrainResult:
     model_path: Path
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
+
+
+@dataclass
+class Session:
+    """One source's training in one run: what every piece of it works on."""
+
+    source: str
+    run_id: str
+    config: TrainConfig
+    data: PreparedData
+    weights: StoredWeights
+    backbone_tensors: int  # loaded from the weights
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: nn.Module
+    train: Batches
+    select: Batches  # the split whose accuracy picks the best epoch
+    checkpoints: CheckpointStore
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What a resumed run must share with its checkpoint."""
+        settings = {k: v for k, v in self.config.to_dict().items() if k not in _RESUMABLE_CHANGES}
+        return {
+            "source": self.source,
+            "weights_sha256": self.weights.sha256,
+            "recipe": self.config.recipe,
+            "settings": settings,
+        }
+
+
+@dataclass
+class Progress:
+    """How far a run got: the epochs done, their history and the best of them."""
+
+    epoch: int = 0  # the last epoch done
+    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in _HISTORY})
+    best_epoch: int = 0
+    best_accuracy: float = -1.0
+    best_state: dict[str, torch.Tensor] | None = None
+    resumed_from: int | None = None  # the epoch of the checkpoint this process started from
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return {"epoch": self.best_epoch, "accuracy": self.best_accuracy}
+
+
+@dataclass
+class EpochResult:
+    stats: EpochStats
+    select_accuracy: float
+
+
+def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store, run_id: str) -> Session:
+    """Check the data against the recipe, then build the network from ``source``'s stored weights."""
+    get_source(source)  # an unknown name fails before anything is read
+    data = PreparedData.load(data_dir)
+    training = config.training
+    if len(data.indices("train")) == 0:
+        raise CxrtlError(f"{data_dir}: the training split is empty")
+    if len(data.indices(training.selection_split)) == 0:
+        raise CxrtlError(
+            f"{data_dir}: recipe {config.recipe!r} picks the best epoch on the {training.selection_split!r} split, "
+            f"which this dataset does not have; preprocess it with --recipe {config.recipe}"
+        )
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)  # before the network is built: it draws the head's initial weights
+
+    with tempfile.TemporaryDirectory(prefix="cxrtl-weights-") as cache:
+        weights = resolve_weights(store, source, Path(cache))
+        backbone = load_backbone_state_dict(source, weights.path)
+    if weights.stand_in:
+        logger.warning("%s: training from a STAND-IN checkpoint (random weights), not the published ones", source)
+    logger.info("%s: loaded %d backbone tensors from weights sha256 %s", source, len(backbone), weights.sha256)
+    model = build_model(backbone).to(device)
+    train_batches = Batches.of(data, "train", training.batch_size, training.normalize, device)
+    class_weights = _class_weights(data.labels[train_batches.indices]) if training.class_weighted_loss else None
+    return Session(
+        source=source,
+        run_id=run_id,
+        config=config,
+        data=data,
+        weights=weights,
+        backbone_tensors=len(backbone),
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=training.learning_rate),
+        criterion=nn.CrossEntropyLoss(weight=class_weights).to(device),
+        train=train_batches,
+        select=Batches.of(data, training.selection_split, training.batch_size, training.normalize, device),
+        checkpoints=CheckpointStore(store, run_id, source, keep=config.keep_checkpoints),
+    )
+
+
+def resume(session: Session) -> Progress:
+    """The progress of the run's newest checkpoint, loaded into the session; a fresh start without one."""
+    saved = session.checkpoints.latest()
+    if saved is None:
+        return Progress()
+    _check_resumable(saved, session.identity, session.run_id)
+    session.model.load_state_dict(saved["model"])
+    session.optimizer.load_state_dict(saved["optimizer"])
+    best = saved["best"]
+    logger.info("%s: resuming run %s from the checkpoint of epoch %d", session.source, session.run_id, saved["epoch"])
+    return Progress(
+        epoch=saved["epoch"],
+        history=saved["history"],
+        best_epoch=best["epoch"],
+        best_accuracy=best["accuracy"],
+        best_state=_best_state(session.checkpoints, best["epoch"]),
+        resumed_from=saved["epoch"],
+    )
+
+
+def run_epoch(session: Session, epoch: int) -> EpochResult:
+    """Train one epoch, then measure accuracy on the selection split."""
+    config, training = session.config, session.config.training
+    # Seeded per epoch, so a resumed run shuffles and drops out exactly as an uninterrupted one would.
+    torch.manual_seed(config.seed * 100_003 + epoch)
+    rng = np.random.default_rng([config.seed, epoch])
+    set_backbone_trainable(session.model, training.backbone_trainable(epoch))
+    log_prefix = f"{session.source} epoch {epoch}/{training.epochs}"
+    stats = train_one_epoch(
+        session.model,
+        session.train.shuffled(rng),
+        optimizer=session.optimizer,
+        criterion=session.criterion,
+        log_prefix=log_prefix,
+    )
+    if training.recalibrate_bn:
+        recalibrate_batchnorm(session.model, session.train)
+    probs = predict(session.model, session.select)
+    accuracy = float((probs.argmax(1) == session.data.labels[session.select.indices]).mean())
+    logger.info(
+        "%s: train loss %.4f acc %.4f, %s acc %.4f (%.1f img/s)",
+        log_prefix,
+        stats.loss,
+        stats.accuracy,
+        training.selection_split,
+        accuracy,
+        stats.images_per_second,
+    )
+    return EpochResult(stats, accuracy)
+
+
+def save_epoch(session: Session, progress: Progress, epoch: int, result: EpochResult) -> None:
+    """Add the epoch to ``progress`` and checkpoint it (the best model first, when it is one)."""
+    progress.epoch = epoch
+    progress.history["train_loss"].append(result.stats.loss)
+    progress.history["train_accuracy"].append(result.stats.accuracy)
+    progress.history["select_accuracy"].append(result.select_accuracy)
+    identity = session.identity
+    if result.select_accuracy > progress.best_accuracy:
+        progress.best_epoch, progress.best_accuracy = epoch, result.select_accuracy
+        progress.best_state = {k: v.detach().cpu().clone() for k, v in session.model.state_dict().items()}
+        session.checkpoints.save_best(epoch, {**identity, "epoch": epoch, "model": progress.best_state})
+    session.checkpoints.save(
+        epoch,
+        {
+            **identity,
+            "epoch": epoch,
+            "model": session.model.state_dict(),
+            "optimizer": session.optimizer.state_dict(),
+            "history": progress.history,
+            "best": progress.best,
+            "config": session.config.to_dict(),
+        },
+    )
+
+
+def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
+    """Write the best model and its metadata to ``out_dir``, publish both to the store, drop the best copy."""
+    source, config, weights = session.source, session.config, session.weights
+    metadata = ModelMetadata(
+        source=source,
+        source_description=get_source(source).description,
+        weights_sha256=weights.sha256,
+        weights_stand_in=weights.stand_in,
+        backbone_tensors_loaded=session.backbone_tensors,
+        run_id=session.run_id,
+        config=config,
+        best_epoch=progress.best_epoch,
+        selection_split=config.training.selection_split,
+        selection_accuracy=progress.best_accuracy,
+        history=progress.history,
+        resumed_from_epoch=progress.resumed_from,
+        dataset=DatasetRef.of(session.data.info.get("dataset")),
+        image_size=session.data.image_size,
+        device=str(session.train.device),
+        cxrtl_version=__version__,
+        trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    model_path = save_model(out_dir, progress.best_state, metadata)
+    store = session.checkpoints.store
+    store.put_file(keys.model_key(source, session.run_id, MODEL_FILE), model_path)
+    store.put_file(keys.model_key(source, session.run_id, METADATA_FILE), out_dir / METADATA_FILE)
+    session.checkpoints.drop_best()
+    logger.info(
+        "%s: best epoch %d (%s accuracy %.4f); model in %s",
+        source,
+        progress.best_epoch,
+        config.training.selection_split,
+        progress.best_accuracy,
+        out_dir,
+    )
+    return TrainResult(model_path, metadata)
 
 
 def train(
@@ -96,148 +267,26 @@ def train(
 ) -> TrainResult:
     """Train from ``source``'s stored weights on the prepared data; write the best model to ``out_dir``.
 
-    Checkpoints go to ``runs/RUN_ID/SOURCE/`` in ``store`` each epoch; if some exist, training resumes
-    from the newest. The best model also goes to ``models/SOURCE/RUN_ID/``.
+    Checkpoints go to the store each epoch; if the run has some, training resumes from the newest.
+    The best model goes to the store too (keys in :mod:`cxrtl.store.keys`).
     """
-    get_source(source)  # an unknown name fails before anything is read
     check_output_folder(out_dir, METADATA_FILE)  # before training, not after
-    data = PreparedData.load(data_dir)
-    train_idx, select_idx = data.indices("train"), data.indices(config.selection_split)
-    if len(train_idx) == 0:
-        raise CxrtlError(f"{data_dir}: the training split is empty")
-    if len(select_idx) == 0:
-        raise CxrtlError(
-            f"{data_dir}: recipe {config.recipe!r} picks the best epoch on the {config.selection_split!r} split, "
-            f"which this dataset does not have; preprocess it with --recipe {config.recipe}"
-        )
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-
-    with tempfile.TemporaryDirectory(prefix="cxrtl-weights-") as cache:
-        weights = resolve_weights(store, source, Path(cache))
-        backbone = load_backbone_state_dict(source, weights.path)
-    if weights.stand_in:
-        logger.warning("%s: training from a STAND-IN checkpoint (random weights), not the published ones", source)
-    logger.info("%s: loaded %d backbone tensors from weights sha256 %s", source, len(backbone), weights.sha256)
-    model = build_model(backbone).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    class_weights = _class_weights(data.labels[train_idx]) if config.class_weighted_loss else None
-    criterion = nn.CrossEntropyLoss(weight=class_weights).to(device)
-
-    checkpoints = CheckpointStore(store, run_id, source, keep=config.keep_checkpoints)
-    # What a resumed run must share with its checkpoint; more epochs, another device may differ.
-    settings = {
-        k: v for k, v in dataclasses.asdict(config).items() if k not in ("epochs", "device", "keep_checkpoints")
-    }
-    identity = {"source": source, "weights_sha256": weights.sha256, "recipe": config.recipe, "settings": settings}
-    history: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_accuracy", "select_accuracy")}
-    best = {"epoch": 0, "accuracy": -1.0}
-    best_state: dict[str, torch.Tensor] | None = None
-    start_epoch = 1
-    resumed = checkpoints.latest()
-    if resumed is not None:
-        _check_resumable(resumed, identity, run_id)
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        history, best = resumed["history"], resumed["best"]
-        best_state = _best_state(checkpoints, store, resumed["best"]["epoch"], source, run_id)
-        start_epoch = resumed["epoch"] + 1
-        logger.info("%s: resuming run %s from the checkpoint of epoch %d", source, run_id, resumed["epoch"])
-
-    for epoch in range(start_epoch, config.epochs + 1):
-        # Seeded per epoch, so a resumed run shuffles and drops out exactly as an uninterrupted one would.
-        torch.manual_seed(config.seed * 100_003 + epoch)
-        rng = np.random.default_rng([config.seed, epoch])
-        set_backbone_trainable(model, config.backbone_trainable(epoch))
-        label = f"{source} epoch {epoch}/{config.epochs}"
-        stats = train_one_epoch(
-            model,
-            optimizer,
-            criterion,
-            data.images,
-            data.labels,
-            train_idx,
-            config.batch_size,
-            config.normalize,
-            device,
-            rng,
-            label,
-        )
-        if config.recalibrate_bn:
-            recalibrate_batchnorm(model, data.images, train_idx, config.batch_size, config.normalize, device)
-        probs = predict(model, data.images, select_idx, config.batch_size, config.normalize, device)
-        accuracy = float((probs.argmax(1) == data.labels[select_idx]).mean())
-        history["train_loss"].append(stats.loss)
-        history["train_accuracy"].append(stats.accuracy)
-        history["select_accuracy"].append(accuracy)
-        logger.info(
-            "%s: train loss %.4f acc %.4f, %s acc %.4f (%.1f img/s)",
-            label,
-            stats.loss,
-            stats.accuracy,
-            config.selection_split,
-            accuracy,
-            stats.images_per_second,
-        )
-        if accuracy > best["accuracy"]:
-            best = {"epoch": epoch, "accuracy": accuracy}
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            checkpoints.save_best(epoch, {**identity, "epoch": epoch, "model": best_state})
-        checkpoints.save(
-            epoch,
-            {
-                **identity,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "history": history,
-                "best": best,
-                "config": dataclasses.asdict(config),
-            },
-        )
-
-    metadata = {
-        "source": source,
-        "source_description": get_source(source).description,
-        "weights_sha256": weights.sha256,
-        "weights_stand_in": weights.stand_in,
-        "backbone_tensors_loaded": len(backbone),
-        "run_id": run_id,
-        "config": dataclasses.asdict(config),
-        "best_epoch": best["epoch"],
-        "selection_split": config.selection_split,
-        "selection_accuracy": best["accuracy"],
-        "history": history,
-        "resumed_from_epoch": start_epoch - 1 if resumed is not None else None,
-        "dataset": {k: (data.info.get("dataset") or {}).get(k) for k in ("slug", "version", "sha256")},
-        "image_size": data.image_size,
-        "device": str(device),
-        "cxrtl_version": __version__,
-        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    model_path = save_model(out_dir, best_state, metadata)
-    store.put_file(f"models/{source}/{run_id}/{MODEL_FILE}", model_path)
-    store.put_file(f"models/{source}/{run_id}/{METADATA_FILE}", out_dir / METADATA_FILE)
-    checkpoints.drop_best()
-    logger.info(
-        "%s: best epoch %d (%s accuracy %.4f); model in %s",
-        source,
-        best["epoch"],
-        config.selection_split,
-        best["accuracy"],
-        out_dir,
-    )
-    return TrainResult(model_path, metadata)
+    session = open_session(data_dir, source, config, store, run_id)
+    progress = resume(session)
+    for epoch in range(progress.epoch + 1, config.training.epochs + 1):
+        save_epoch(session, progress, epoch, run_epoch(session, epoch))
+    return finish(session, progress, out_dir)
 
 
-def save_model(out_dir: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
+def save_model(out_dir: Path, state_dict: dict[str, torch.Tensor], metadata: ModelMetadata) -> Path:
+    record = metadata.to_dict()
     with staged_folder(out_dir, marker=METADATA_FILE) as staged:
-        torch.save({"state_dict": state_dict, "metadata": metadata}, staged / MODEL_FILE)
-        (staged / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        torch.save({"state_dict": state_dict, "metadata": record}, staged / MODEL_FILE)
+        (staged / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return out_dir / MODEL_FILE
 
 
-def load_model(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(model_dir: Path) -> tuple[nn.Module, ModelMetadata]:
     """A trained model (eval mode, CPU) and its metadata, from a folder written by :func:`save_model`."""
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():
@@ -248,17 +297,16 @@ def load_model(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
         model.load_state_dict(saved["state_dict"])
     except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
         raise CxrtlError(f"{path}: not a model written by cxrtl ({type(exc).__name__})") from exc
-    return model.eval(), saved["metadata"]
+    return model.eval(), ModelMetadata.from_dict(saved["metadata"], str(path))
 
 
-def _best_state(
-    checkpoints: CheckpointStore, store: Store, epoch: int, source: str, run_id: str
-) -> dict[str, torch.Tensor]:
+def _best_state(checkpoints: CheckpointStore, epoch: int) -> dict[str, torch.Tensor]:
     saved = checkpoints.best(epoch)
     if saved is not None:
         return saved["model"]
     # A finished run dropped its best-so-far copy: the final model is that same state.
-    return get_payload(store, f"models/{source}/{run_id}/{MODEL_FILE}")["state_dict"]
+    key = keys.model_key(checkpoints.source, checkpoints.run_id, MODEL_FILE)
+    return get_payload(checkpoints.store, key)["state_dict"]
 
 
 def _class_weights(labels: np.ndarray) -> torch.Tensor:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from refusal import refused
 
 from cxrtl.cli import main
 from cxrtl.data import CLASS_NAMES, PreparedData
@@ -20,9 +21,11 @@ from cxrtl.evaluate import Evaluation, evaluate, load_evaluation
 from cxrtl.ingest import ingest
 from cxrtl.metrics import METRIC_NAMES, binary_metrics, roc_points, wilson_interval
 from cxrtl.preprocess import preprocess
+from cxrtl.recipes import TrainConfig
+from cxrtl.records import EvaluationResult
 from cxrtl.report import report_from_folders
 from cxrtl.store import Store, sha256_file
-from cxrtl.train import TrainConfig, train
+from cxrtl.train import train
 
 RUN_ID = "test-evaluate"
 
@@ -108,6 +111,7 @@ def test_metrics_json_has_every_field(evaluated):
     assert _same(load_evaluation(evaluated.out_dir).result, evaluated.evaluation.result)
     result = evaluated.evaluation.result
     assert set(json.loads((evaluated.out_dir / "metrics.json").read_text())) == {
+        "schema_version",
         "n",
         "threshold",
         "metrics",
@@ -117,17 +121,17 @@ def test_metrics_json_has_every_field(evaluated):
     }
     data = PreparedData.load(evaluated.data_dir)
     n_test = len(data.indices("test"))
-    assert result["n"] == n_test == sum(result["confusion"].values())
-    assert set(result["confusion"]) == {"tn", "fp", "fn", "tp"}
-    assert set(result["metrics"]) == set(METRIC_NAMES)
-    assert set(result["intervals_95"]) == {"accuracy", "precision", "sensitivity", "specificity"}
-    for low, high in result["intervals_95"].values():
+    assert result.n == n_test == sum(result.confusion.values())
+    assert set(result.confusion) == {"tn", "fp", "fn", "tp"}
+    assert set(result.metrics) == set(METRIC_NAMES)
+    assert set(result.intervals_95) == {"accuracy", "precision", "sensitivity", "specificity"}
+    for low, high in result.intervals_95.values():
         # NaN where the denominator is empty (no image predicted COVID, say); a range otherwise.
         assert (math.isnan(low) and math.isnan(high)) or 0.0 <= low <= high <= 1.0
-    model = result["model"]
-    assert model["source"] == "imagenet" and model["run_id"] == RUN_ID
-    assert model["weights_stand_in"] is True and model["selection_split"] == "test"
-    assert model["config"]["recipe"] == "paper"
+    model = result.model
+    assert model.source == "imagenet" and model.run_id == RUN_ID
+    assert model.weights_stand_in is True and model.selection_split == "test"
+    assert model.config.recipe == "paper"
 
 
 def test_predictions_csv_has_one_row_per_test_image_matching_the_metrics(evaluated):
@@ -145,7 +149,7 @@ def test_predictions_csv_has_one_row_per_test_image_matching_the_metrics(evaluat
     correct = sum(r["true_label"] == r["predicted_label"] for r in rows)
     assert evaluated.evaluation.metrics["accuracy"] == pytest.approx(correct / len(rows))
     tp = sum(r["true_label"] == r["predicted_label"] == "COVID" for r in rows)
-    assert evaluated.evaluation.result["confusion"]["tp"] == tp
+    assert evaluated.evaluation.result.confusion["tp"] == tp
 
 
 def test_roc_json_is_finite_and_written_to_the_store(evaluated):
@@ -202,13 +206,8 @@ def test_missing_and_foreign_models_are_refused(evaluated, tmp_path, capsys):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model.pt").write_bytes((evaluated.model_dir / "model.pt").read_bytes()[:4096])
-    assert (
-        main(["evaluate", "--data", str(evaluated.data_dir), "--model", str(broken), "--out", str(tmp_path / "eval")])
-        == 2
-    )
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("cxrtl: error: ") and "not a model written by cxrtl" in err and "\n" not in err
-    assert not (tmp_path / "eval").exists()
+    argv = ["evaluate", "--data", str(evaluated.data_dir), "--model", str(broken), "--out", str(tmp_path / "eval")]
+    refused(capsys, argv, naming=["not a model written by cxrtl"], nothing_at=[tmp_path / "eval"])
 
 
 def test_metrics_json_is_strict_json_when_a_metric_is_undefined(evaluated, tmp_path):
@@ -222,7 +221,7 @@ def test_metrics_json_is_strict_json_when_a_metric_is_undefined(evaluated, tmp_p
     np.save(normal_only / "split.npy", split)
 
     evaluation = evaluate(normal_only, evaluated.model_dir, tmp_path / "eval", device="cpu")
-    assert evaluation.result["confusion"]["tp"] + evaluation.result["confusion"]["fn"] == 0
+    assert evaluation.result.confusion["tp"] + evaluation.result.confusion["fn"] == 0
     for name in ("metrics.json", "roc.json"):
         json.loads((tmp_path / "eval" / name).read_text(), parse_constant=_refuse_constant)
 
@@ -231,9 +230,9 @@ def _refuse_constant(name: str):
     raise ValueError(f"not JSON: {name}")
 
 
-def _same(a: dict, b: dict) -> bool:
+def _same(a: EvaluationResult, b: EvaluationResult) -> bool:
     """Equal, NaN included (NaN != NaN)."""
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    return json.dumps(a.to_dict(), sort_keys=True) == json.dumps(b.to_dict(), sort_keys=True)
 
 
 def _sha256(path: Path) -> str:

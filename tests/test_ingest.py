@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from refusal import refused
 
 from cxrtl import ingest as ingest_module
 from cxrtl.cli import main
@@ -278,9 +279,13 @@ def test_folder_is_zipped_into_the_store_deterministically(demo_folder, tmp_path
 def test_cli(demo_zip, tmp_path, capsys):
     assert main(["ingest", "--source", str(demo_zip), "--out", str(tmp_path / "raw")]) == 0
     assert "3 COVID, 3 Normal" in capsys.readouterr().out
-    assert main(["ingest", "--source", str(tmp_path / "none"), "--out", str(tmp_path / "raw2")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("cxrtl: error: ingest source ") and "no such file or folder" in err[-1]
+    line = refused(
+        capsys,
+        ["ingest", "--source", str(tmp_path / "none"), "--out", str(tmp_path / "raw2")],
+        naming=["no such file or folder"],
+        nothing_at=[tmp_path / "raw2"],
+    )
+    assert line.startswith("cxrtl: error: ingest source ")
 
 
 def test_a_zip_put_into_an_s3_store_is_ingested_from_its_url(s3_env, demo_zip, tmp_path):

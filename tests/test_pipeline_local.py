@@ -106,8 +106,7 @@ def _printed_report(stdout: str) -> list[str]:
 def test_demo_run_prints_the_comparison_of_both_sources(demo_run: Run):
     lines = [line.strip() for line in _printed_report(demo_run.stdout)]
     (header,) = [line for line in lines if line.startswith("source ")]
-    assert header.split()[1 : 1 + len(METRIC_NAMES)] == list(METRIC_NAMES)
-    assert list(METRIC_NAMES) == ["accuracy", "precision", "sensitivity", "specificity", "f1", "roc_auc"]
+    assert header.split()[1:7] == ["accuracy", "precision", "sensitivity", "specificity", "f1", "roc_auc"]
     for source in SOURCES:
         (row,) = [line for line in lines if line.startswith(f"{source} ")]
         values = row.split()[1 : 1 + len(METRIC_NAMES)]

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from google.protobuf import json_format
 from kfp import components
+from refusal import PIPELINE, refused
 
 import pipeline
 from components.images import image
@@ -372,13 +373,6 @@ def test_no_credential_from_the_environment_reaches_the_compiled_yaml(default_sp
 # --- CLI errors -------------------------------------------------------------------------------------
 
 
-def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("pipeline.py: error: ")
-    return err[0]
-
-
 @pytest.mark.parametrize(
     ("args", "names"),
     [
@@ -395,11 +389,7 @@ def test_run_rejects_bad_input_with_one_line_before_writing_anything(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], names: list[str]
 ):
     out = tmp_path / "out"
-    assert pipeline.main(["run", *args, "--output", str(out)]) == 2
-    line = _one_error_line(capsys)
-    for name in names:
-        assert name in line
-    assert not out.exists()
+    refused(capsys, ["run", *args, "--output", str(out)], pipeline.main, PIPELINE, naming=names, nothing_at=[out])
 
 
 @pytest.mark.parametrize(
@@ -422,10 +412,9 @@ def test_compile_rejects_bad_cluster_settings_with_one_line_naming_the_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, says: str
 ):
     out = tmp_path / "x.yaml"
-    assert pipeline.main(["compile", "-o", str(out), f"{option}={value}"]) == 2
-    line = _one_error_line(capsys)
-    assert line.startswith(f"pipeline.py: error: {option} ") and says in line
-    assert not out.exists()
+    argv = ["compile", "-o", str(out), f"{option}={value}"]
+    line = refused(capsys, argv, pipeline.main, PIPELINE, naming=[says], nothing_at=[out])
+    assert line.startswith(f"pipeline.py: error: {option} ")
 
 
 @pytest.mark.parametrize(
@@ -485,9 +474,9 @@ def test_submit_refuses_local_paths_before_any_request(
 
     monkeypatch.delenv("KFP_TOKEN", raising=False)
     with KfpApiStub(via_ui=True) as server:
-        assert pipeline.main(["submit", "--host", server.url, "--param", param]) == 2
-    line = _one_error_line(capsys)
-    assert line.startswith(f"pipeline.py: error: --param {param}: ") and says in line
+        argv = ["submit", "--host", server.url, "--param", param]
+        line = refused(capsys, argv, pipeline.main, PIPELINE, naming=[says])
+    assert line.startswith(f"pipeline.py: error: --param {param}: ")
     assert server.requests == []
 
 

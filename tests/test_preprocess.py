@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from refusal import refused
 
 from cxrtl.cli import main
 from cxrtl.data import PreparedData
@@ -125,5 +126,7 @@ def test_cli(raw, tmp_path, capsys):
     argv = ["-q", "preprocess", "--raw", str(raw), "--out", str(out), "--image-size", "32"]
     assert main(argv) == 0
     assert f"20 images of 32x32 written to {out}" in capsys.readouterr().out
-    assert main([*argv[:-1], "16"]) == 2
-    assert capsys.readouterr().err.strip() == "cxrtl: error: image_size must be at least 32, got 16"
+    other = tmp_path / "other"
+    line = refused(capsys, ["-q", "preprocess", "--raw", str(raw), "--out", str(other), "--image-size", "16"])
+    assert line == "cxrtl: error: image_size must be at least 32, got 16"
+    assert not other.exists()

@@ -18,9 +18,10 @@ from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
 from cxrtl.ingest import ingest
 from cxrtl.preprocess import preprocess
-from cxrtl.promote import CHAMPION, Decision, promote
+from cxrtl.promote import Decision, promote
+from cxrtl.recipes import TrainConfig
 from cxrtl.store import LocalStore
-from cxrtl.train import TrainConfig, train
+from cxrtl.train import train
 from cxrtl.weights import put_weights, write_stand_in
 
 GOOD, POOR = "test-promote-good", "test-promote-poor"
@@ -35,10 +36,10 @@ class Models:
     poor: Evaluation
 
     def champion_run(self) -> str:
-        return self.store.get_json(f"{CHAMPION}/card.json")["run_id"]
+        return self.store.get_json("champion/card.json")["run_id"]
 
     def champion_sha256(self) -> str:
-        return self.store.sha256(f"{CHAMPION}/model.pt")
+        return self.store.sha256("champion/model.pt")
 
     def model_sha256(self, run_id: str) -> str:
         return self.store.sha256(f"models/imagenet/{run_id}/model.pt")
@@ -68,7 +69,7 @@ def models(tmp_path_factory) -> Iterator[Models]:
 @pytest.fixture
 def fresh(models: Models) -> Models:
     """The models with no champion in the store."""
-    for key in models.store.list(f"{CHAMPION}/"):
+    for key in models.store.list("champion/"):
         models.store.delete(key)
     return models
 
@@ -85,13 +86,13 @@ def test_with_no_champion_the_better_of_two_is_promoted(fresh):
     assert "no champion" in decision.reason
     assert fresh.champion_run() == GOOD
     assert fresh.champion_sha256() == fresh.model_sha256(GOOD)
-    assert fresh.store.get_json(f"{CHAMPION}/model.json")["run_id"] == GOOD
-    assert fresh.store.list(f"{CHAMPION}/history/") == [f"{CHAMPION}/history/{GOOD}.json"]
+    assert fresh.store.get_json("champion/model.json")["run_id"] == GOOD
+    assert fresh.store.list("champion/history/") == [f"champion/history/{GOOD}.json"]
 
 
 def test_a_worse_challenger_is_refused_and_the_champion_stays(fresh):
     assert promote(fresh.store, fresh.data_dir, [fresh.good]).promoted
-    card_before = fresh.store.get_json(f"{CHAMPION}/card.json")
+    card_before = fresh.store.get_json("champion/card.json")
 
     decision = promote(fresh.store, fresh.data_dir, [fresh.poor], metric="accuracy", margin=0.005)
     assert not decision.promoted
@@ -108,9 +109,9 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(fresh):
     ):
         assert part in decision.reason, part
     assert decision.note().startswith("Promotion: imagenet not promoted: ")
-    assert fresh.store.get_json(f"{CHAMPION}/card.json") == card_before
+    assert fresh.store.get_json("champion/card.json") == card_before
     assert fresh.champion_sha256() == fresh.model_sha256(GOOD)
-    assert fresh.store.list(f"{CHAMPION}/history/") == [f"{CHAMPION}/history/{GOOD}.json"]
+    assert fresh.store.list("champion/history/") == [f"champion/history/{GOOD}.json"]
 
 
 def test_a_better_challenger_replaces_the_champion(fresh):
@@ -123,7 +124,7 @@ def test_a_better_challenger_replaces_the_champion(fresh):
     assert decision.champion["score"] == pytest.approx(fresh.poor.metrics["accuracy"])
     assert "beats the champion's" in decision.reason and f"run {POOR}" in decision.reason
     assert fresh.champion_run() == GOOD and fresh.champion_sha256() == fresh.model_sha256(GOOD)
-    assert fresh.store.list(f"{CHAMPION}/history/") == [f"{CHAMPION}/history/{run}.json" for run in (GOOD, POOR)]
+    assert fresh.store.list("champion/history/") == [f"champion/history/{run}.json" for run in (GOOD, POOR)]
 
 
 def test_the_margin_is_respected(fresh):
@@ -151,27 +152,27 @@ def test_another_metric_can_decide(fresh):
 def test_model_card_records_what_the_model_is(fresh):
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     decision = promote(fresh.store, fresh.data_dir, [fresh.good])
-    card = fresh.store.get_json(f"{CHAMPION}/card.json")
-    model = fresh.good.result["model"]
+    card = fresh.store.get_json("champion/card.json")
+    model = fresh.good.result.model
     dataset = PreparedData.load(fresh.data_dir).info["dataset"]
     assert card["source"] == "imagenet" and card["run_id"] == GOOD
     assert (
         card["weights_sha256"]
-        == model["weights_sha256"]
+        == model.weights_sha256
         == fresh.store.get_json("weights/imagenet/current.json")["sha256"]
     )
     assert card["weights_stand_in"] is True
     assert card["dataset"] == {k: dataset[k] for k in ("slug", "version", "sha256")}
     assert card["metrics"] == fresh.good.metrics
-    assert card["intervals_95"] == fresh.good.result["intervals_95"]
-    assert card["test_images"] == fresh.good.result["n"]
+    assert card["intervals_95"] == fresh.good.result.intervals_95
+    assert card["test_images"] == fresh.good.result.n
     assert card["recipe"] == "recommended" and card["selection_split"] == "val"
     assert card["code_version"] == __version__
     assert started <= card["promoted_at"] <= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     assert card["promotion"] == {"metric": "accuracy", "margin": 0.005, "reason": decision.reason}
-    assert fresh.store.get_json(f"{CHAMPION}/history/{GOOD}.json") == card
+    assert fresh.store.get_json(f"champion/history/{GOOD}.json") == card
 
-    md = fresh.store.get_bytes(f"{CHAMPION}/card.md").decode()
+    md = fresh.store.get_bytes("champion/card.md").decode()
     for part in (
         "imagenet",
         card["weights_sha256"],
@@ -205,10 +206,10 @@ def test_bad_promotion_settings_are_refused(fresh):
         promote(fresh.store, fresh.data_dir, [fresh.good], metric="auc")
     with pytest.raises(CxrtlError, match="no evaluated models"):
         promote(fresh.store, fresh.data_dir, [])
-    assert fresh.store.list(f"{CHAMPION}/") == []
+    assert fresh.store.list("champion/") == []
 
 
 def test_card_json_is_plain_json(fresh):
     promote(fresh.store, fresh.data_dir, [fresh.good])
-    text = (fresh.store.root / CHAMPION / "card.json").read_text()
+    text = (fresh.store.root / "champion" / "card.json").read_text()
     json.loads(text, parse_constant=lambda name: pytest.fail(f"card.json holds {name}"))

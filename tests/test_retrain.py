@@ -11,7 +11,6 @@ import cxrtl
 from cxrtl.data import PreparedData
 from cxrtl.errors import CxrtlError
 from cxrtl.retrain import (
-    STATE_KEY,
     check_for_changes,
     check_settings,
     code_fingerprint,
@@ -55,7 +54,7 @@ def test_first_run_is_a_change_and_its_success_is_recorded(store, dataset):
     record_success(store, "run-1")
     last = last_success(store)
     assert last["run_id"] == "run-1" and last["fingerprint"] == run_fingerprint(dataset, SETTINGS)
-    assert last["finished_at"].endswith("Z") and store.exists(STATE_KEY)
+    assert last["finished_at"].endswith("Z") and store.exists("state/last-success.json")
 
 
 def test_unchanged_dataset_code_and_settings_is_no_change(store, dataset):

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.server
 import io
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from minio.error import S3Error
+from refusal import one_error_line, refused
 
 from cxrtl.cli import main
 from cxrtl.store import LocalStore, Store, StoreError, open_store, sha256_file
@@ -195,11 +198,11 @@ def test_cli_round_trip(backend: Backend, tmp_path: Path, capsys: pytest.Capture
 
     assert main(["store", "--store", url, "rm", "reports/r1/report.html"]) == 0
     assert not backend.store.exists("reports/r1/report.html")
-    capsys.readouterr()
-    assert main(["store", "--store", url, "rm", "reports/r1/report.html"]) == 2
-    assert capsys.readouterr().err.splitlines() == [f"cxrtl: error: {url}: no object reports/r1/report.html"]
-    assert main(["store", "--store", url, "put", str(tmp_path / "missing.bin"), "k"]) == 2
-    assert capsys.readouterr().err.splitlines() == [f"cxrtl: error: {tmp_path / 'missing.bin'}: no such file to upload"]
+    line = refused(capsys, ["store", "--store", url, "rm", "reports/r1/report.html"])
+    assert line == f"cxrtl: error: {url}: no object reports/r1/report.html"
+    line = refused(capsys, ["store", "--store", url, "put", str(tmp_path / "missing.bin"), "k"])
+    assert line == f"cxrtl: error: {tmp_path / 'missing.bin'}: no such file to upload"
+    assert not backend.store.exists("k")
 
 
 # -- S3 only ---------------------------------------------------------------------------------------
@@ -246,10 +249,9 @@ def test_wrong_secret_is_a_clear_error_that_hides_it(
 
     caplog.clear()
     capsys.readouterr()
-    assert main(["store", "--store", s3_env, "ls"]) == 2
+    status = main(["store", "--store", s3_env, "ls"])
     out, err = capsys.readouterr()
-    assert len(err.splitlines()) == 1
-    assert err.startswith(f"cxrtl: error: access denied by {s3_server.endpoint}")
+    one_error_line(status, err, f"cxrtl: error: access denied by {s3_server.endpoint}")
     for text in (out, err, caplog.text):
         assert wrong not in text and s3_server.secret_key not in text
 
@@ -268,14 +270,47 @@ def test_endpoint_down_is_retried_then_named(
     retries = [r for r in caplog.records if r.name == "urllib3.connectionpool" and "Retrying" in r.getMessage()]
     assert len(retries) == RETRIES
 
-    capsys.readouterr()
-    assert main(["store", "--store", "s3://artifacts", "ls"]) == 2
-    err = capsys.readouterr().err
-    assert err.splitlines() == [
+    line = refused(capsys, ["store", "--store", "s3://artifacts", "ls"])
+    assert line == (
         f"cxrtl: error: cannot reach S3 endpoint {endpoint} after {RETRIES + 1} attempts (connection refused): "
         "check MINIO_ENDPOINT and that the server is up"
-    ]
-    assert "secret-of-someone" not in err + caplog.text
+    )
+    assert "secret-of-someone" not in line + caplog.text
+
+
+class _NotS3(http.server.BaseHTTPRequestHandler):
+    """A web server that is not S3: every request gets a 404 HTML page."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _answer(self) -> None:
+        body = b"<html><body>no such page</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = do_PUT = do_POST = _answer
+
+
+def test_an_endpoint_that_is_not_s3_is_named_with_its_http_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotS3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setenv("MINIO_ENDPOINT", endpoint)
+        monkeypatch.setenv("MINIO_ACCESS_KEY", "someone")
+        monkeypatch.setenv("MINIO_SECRET_KEY", "secret-of-someone")
+        expected = rf"^{endpoint} did not answer as an S3 server \(HTTP 404\): check MINIO_ENDPOINT$"
+        for operation in (lambda store: store.exists("k"), lambda store: store.put_bytes("k", b"x")):
+            with pytest.raises(StoreError, match=expected):
+                operation(open_store("s3://artifacts"))
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_missing_bucket_is_named_and_mb_creates_it(s3_env: str, capsys: pytest.CaptureFixture[str]) -> None:

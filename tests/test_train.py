@@ -1,4 +1,5 @@
-"""Training: every weight source trains from its stand-in, both recipes, checkpoints in the store, bad input."""
+"""Training: every weight source starts from its stored stand-in, one run per recipe, the pieces of a run
+alone, checkpoints in the store, bad input."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from refusal import one_error_line
 
 from cxrtl.cli import main
 from cxrtl.data import PreparedData
-from cxrtl.engine import predict, recalibrate_batchnorm
+from cxrtl.engine import Batches, EpochStats, predict, recalibrate_batchnorm
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import evaluate
 from cxrtl.model import build_model
+from cxrtl.recipes import TrainConfig
+from cxrtl.records import ModelMetadata
 from cxrtl.store import LocalStore, Store, sha256_file
-from cxrtl.train import TrainConfig, TrainResult, load_model, train
+from cxrtl.train import EpochResult, TrainResult, load_model, open_session, resume, save_epoch, train
 from cxrtl.weights import SOURCE_NAMES, get_source, put_weights, stand_in_backbone, write_stand_in
 
 CPU = torch.device("cpu")
@@ -39,7 +43,7 @@ class Run:
     out_dir: Path
 
     @property
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self) -> ModelMetadata:
         return self.result.metadata
 
     def keys(self, prefix: str) -> list[str]:
@@ -91,31 +95,26 @@ def _running_stats(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("source", SOURCE_NAMES)
-def test_each_source_trains_from_its_stored_stand_in(source, prepared, scratch):
+def test_each_source_starts_training_from_its_stored_stand_in(source, prepared, scratch):
+    """Training's first piece: the source's current file from the store, through its adapter, into the
+    network, every backbone tensor bit-identical. (Training itself is the same for every source.)"""
     store = LocalStore(scratch / "store")
     stand_in = write_stand_in(source, scratch / "weights.pth")
     stored = put_weights(store, source, stand_in, stand_in=True)
     stand_in.unlink()  # the train step must get it from the store
 
     config = TrainConfig.from_recipe("recommended", epochs=1, batch_size=16, device="cpu")
-    result = train(prepared["recommended"], source, scratch / "model", config, store, "ten-sources")
+    session = open_session(prepared["recommended"], source, config, store, "ten-sources")
 
-    meta = result.metadata
-    assert meta["source"] == source
-    assert meta["source_description"] == get_source(source).description
-    assert meta["weights_sha256"] == stored.sha256 == store.get_json(f"weights/{source}/current.json")["sha256"]
-    assert meta["weights_stand_in"] is True
-    assert meta["backbone_tensors_loaded"] == 318
-    assert meta["history"]["train_loss"] and np.isfinite(meta["history"]["train_loss"]).all()
-    model, saved = load_model(scratch / "model")
-    assert saved == meta
-    # One Adam step at lr 1e-4 moves a weight by at most 1e-4: the backbone is still this source's stand-in
-    # (each source's stand-in is drawn under its own seed, so a swapped or skipped tensor is far off).
-    expected = stand_in_backbone(source)
-    state = model.state_dict()
-    for name in BACKBONE_PARAMETERS:
-        assert (state[name] - expected[name]).abs().max().item() <= 2e-4, name
-    assert store.exists(f"models/{source}/ten-sources/model.pt")
+    assert session.source == source
+    assert session.weights.sha256 == stored.sha256 == store.get_json(f"weights/{source}/current.json")["sha256"]
+    assert session.weights.stand_in is True
+    assert session.backbone_tensors == 318
+    # Each source's stand-in is drawn under its own seed, so a swapped or skipped tensor differs.
+    state = session.model.state_dict()
+    for name, tensor in stand_in_backbone(source).items():
+        assert torch.equal(state[name], tensor), name
+    assert store.list("runs/") == [] and store.list("models/") == []
 
 
 # --- the paper recipe -----------------------------------------------------------------------------
@@ -141,31 +140,43 @@ def test_paper_recipe_fine_tunes_epoch_1_then_trains_the_head_only(paper_run, tm
 
 def test_paper_recipe_selects_the_best_epoch_on_the_test_split(paper_run, tmp_path):
     meta = paper_run.metadata
-    config = meta["config"]
-    assert meta["selection_split"] == config["selection_split"] == "test"
-    assert (config["normalize"], config["recalibrate_bn"], config["freeze_backbone_after"]) == (False, False, 1)
-    history = meta["history"]["select_accuracy"]
+    training = meta.config.training
+    assert meta.selection_split == training.selection_split == "test"
+    assert (training.normalize, training.recalibrate_bn, training.freeze_backbone_after) == (False, False, 1)
+    history = meta.history["select_accuracy"]
     assert len(history) == 2
-    assert meta["selection_accuracy"] == max(history)
-    assert meta["best_epoch"] == history.index(max(history)) + 1
+    assert meta.selection_accuracy == max(history)
+    assert meta.best_epoch == history.index(max(history)) + 1
 
     # The saved model is that epoch's state, and its test accuracy is the one selection used.
     best = _load(
-        paper_run.store, f"runs/{paper_run.run_id}/imagenet/checkpoints/epoch-{meta['best_epoch']:03d}.pt", tmp_path
+        paper_run.store, f"runs/{paper_run.run_id}/imagenet/checkpoints/epoch-{meta.best_epoch:03d}.pt", tmp_path
     )["model"]
     model, _ = load_model(paper_run.out_dir)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, best[name]), name
     assert evaluate(paper_run.data_dir, paper_run.out_dir, tmp_path / "eval", device="cpu").metrics[
         "accuracy"
-    ] == pytest.approx(meta["selection_accuracy"])
+    ] == pytest.approx(meta.selection_accuracy)
 
     # Without recalibration, the running statistics are not the plain average over the training split.
     data = PreparedData.load(paper_run.data_dir)
     before = _running_stats(model)
-    recalibrate_batchnorm(model, data.images, data.indices("train"), 8, False, CPU)
+    recalibrate_batchnorm(model, Batches.of(data, "train", 8, False, CPU))
     after = _running_stats(model)
     assert any(not torch.allclose(before[k], after[k], rtol=1e-3, atol=1e-4) for k in before)
+
+
+def test_paper_run_records_what_it_trained_from(paper_run, stand_in_store):
+    meta = paper_run.metadata
+    assert meta.source == "imagenet"
+    assert meta.source_description == get_source("imagenet").description
+    assert meta.weights_sha256 == stand_in_store.get_json("weights/imagenet/current.json")["sha256"]
+    assert meta.weights_stand_in is True
+    assert meta.backbone_tensors_loaded == 318
+    assert meta.history["train_loss"] and np.isfinite(meta.history["train_loss"]).all()
+    _, saved = load_model(paper_run.out_dir)
+    assert saved == meta
 
 
 def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
@@ -179,9 +190,9 @@ def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
         f"models/imagenet/{run}/model.pt",
     ]
     assert paper_run.store.sha256(f"models/imagenet/{run}/model.pt") == sha256_file(paper_run.out_dir / "model.pt")
-    assert paper_run.store.get_json(f"models/imagenet/{run}/model.json") == paper_run.metadata
-    assert json.loads((paper_run.out_dir / "model.json").read_text()) == paper_run.metadata
-    assert paper_run.metadata["run_id"] == run and paper_run.metadata["resumed_from_epoch"] is None
+    assert paper_run.store.get_json(f"models/imagenet/{run}/model.json") == paper_run.metadata.to_dict()
+    assert json.loads((paper_run.out_dir / "model.json").read_text()) == paper_run.metadata.to_dict()
+    assert paper_run.metadata.run_id == run and paper_run.metadata.resumed_from_epoch is None
 
 
 # --- the recommended recipe -----------------------------------------------------------------------
@@ -189,21 +200,21 @@ def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
 
 def test_recommended_recipe_selects_on_val_with_recalibrated_batchnorm(recommended_run):
     meta = recommended_run.metadata
-    config = meta["config"]
-    assert meta["selection_split"] == config["selection_split"] == "val"
-    assert config["recalibrate_bn"] and config["normalize"] and config["class_weighted_loss"]
-    assert config["freeze_backbone_after"] is None
-    assert meta["selection_accuracy"] == max(meta["history"]["select_accuracy"])
+    training = meta.config.training
+    assert meta.selection_split == training.selection_split == "val"
+    assert training.recalibrate_bn and training.normalize and training.class_weighted_loss
+    assert training.freeze_backbone_after is None
+    assert meta.selection_accuracy == max(meta.history["select_accuracy"])
 
     data = PreparedData.load(recommended_run.data_dir)
     model, _ = load_model(recommended_run.out_dir)
     val = data.indices("val")
-    probs = predict(model, data.images, val, 16, True, CPU)
-    assert float((probs.argmax(1) == data.labels[val]).mean()) == pytest.approx(meta["selection_accuracy"])
+    probs = predict(model, Batches.of(data, "val", 16, True, CPU))
+    assert float((probs.argmax(1) == data.labels[val]).mean()) == pytest.approx(meta.selection_accuracy)
 
     # The saved statistics are the plain average over the training split under the saved weights.
     before = _running_stats(model)
-    recalibrate_batchnorm(model, data.images, data.indices("train"), 16, True, CPU)
+    recalibrate_batchnorm(model, Batches.of(data, "train", 16, True, CPU))
     after = _running_stats(model)
     for key in before:
         assert torch.allclose(before[key], after[key], rtol=1e-5, atol=1e-6), key
@@ -217,8 +228,55 @@ def test_keep_1_prunes_older_checkpoints_and_best_is_dropped_at_the_end(recommen
         last
     )
     assert last["epoch"] == 2 and len(last["history"]["train_loss"]) == 2
-    assert last["best"]["epoch"] == recommended_run.metadata["best_epoch"]
+    assert last["best"]["epoch"] == recommended_run.metadata.best_epoch
     assert recommended_run.store.exists(f"models/imagenet/{run}/model.pt")
+
+
+# --- the pieces of a run, each alone (no training: the recipe runs above are the training) -------------
+
+
+def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there(stand_in_store, prepared):
+    run_id = "test-train-pieces"
+    config = TrainConfig.from_recipe("paper", epochs=2, batch_size=8, device="cpu")
+    first = open_session(prepared["paper"], "imagenet", config, stand_in_store, run_id)
+    progress = resume(first)
+    assert (progress.epoch, progress.resumed_from, progress.best_state) == (0, None, None)
+    with torch.no_grad():  # as if an epoch had trained: a resumed session must load this, not start afresh
+        first.model.fc[0].bias.add_(1.0)
+
+    save_epoch(first, progress, 1, EpochResult(EpochStats(0.5, 0.75, 10.0), select_accuracy=0.6))
+    assert stand_in_store.list(f"runs/{run_id}/") == [
+        f"runs/{run_id}/imagenet/best-epoch-001.pt",
+        f"runs/{run_id}/imagenet/checkpoints/epoch-001.pt",
+    ]
+    assert progress.history == {"train_loss": [0.5], "train_accuracy": [0.75], "select_accuracy": [0.6]}
+    assert (progress.epoch, progress.best_epoch, progress.best_accuracy) == (1, 1, 0.6)
+
+    second = open_session(prepared["paper"], "imagenet", config, stand_in_store, run_id)
+    resumed = resume(second)
+    assert (resumed.epoch, resumed.resumed_from, resumed.history, resumed.best) == (
+        1,
+        1,
+        progress.history,
+        progress.best,
+    )
+    saved, loaded = first.model.state_dict(), second.model.state_dict()
+    for name, tensor in saved.items():
+        assert torch.equal(loaded[name], tensor), name
+        assert torch.equal(resumed.best_state[name], tensor), name
+    for key in stand_in_store.list(f"runs/{run_id}/"):
+        stand_in_store.delete(key)
+
+
+def test_resuming_a_finished_run_takes_the_best_model_from_the_published_one(paper_run):
+    meta = paper_run.metadata
+    session = open_session(paper_run.data_dir, "imagenet", paper_run.config, paper_run.store, paper_run.run_id)
+    progress = resume(session)
+    assert (progress.epoch, progress.resumed_from, progress.history) == (2, 2, meta.history)
+    assert (progress.best_epoch, progress.best_accuracy) == (meta.best_epoch, meta.selection_accuracy)
+    published, _ = load_model(paper_run.out_dir)
+    for name, tensor in published.state_dict().items():
+        assert torch.equal(progress.best_state[name], tensor), name
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -268,16 +326,11 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(case, expected, prepared, tm
         args["--recipe"] = "recommended"
     argv = ["train", *(item for pair in args.items() for item in pair)]
 
-    assert main(argv) == 2
+    status = main(argv)
     captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("cxrtl: error: ") and expected in lines[0]
-    if case == "missing-data":
-        assert str(tmp_path / "no-such-folder") in lines[0]
+    named = [expected, str(tmp_path / "no-such-folder")] if case == "missing-data" else [expected]
+    one_error_line(status, captured.err, naming=named, nothing_at=[out, store / "runs", store / "models"])
     assert captured.out == ""
-    assert not out.exists()  # nothing half-written
-    assert not (store / "runs").exists() and not (store / "models").exists()
 
 
 # --- resuming: what may resume, and rerunning a finished run ---------------------------------------
@@ -298,8 +351,8 @@ def test_rerunning_a_finished_run_gives_back_its_model(paper_run, tmp_path):
     again = train(
         paper_run.data_dir, "imagenet", tmp_path / "model", paper_run.config, paper_run.store, paper_run.run_id
     )
-    assert again.metadata["best_epoch"] == paper_run.metadata["best_epoch"]
-    assert again.metadata["history"] == paper_run.metadata["history"]
+    assert again.metadata.best_epoch == paper_run.metadata.best_epoch
+    assert again.metadata.history == paper_run.metadata.history
     first, _ = load_model(paper_run.out_dir)
     second, _ = load_model(tmp_path / "model")
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):

@@ -6,13 +6,15 @@ import argparse
 from pathlib import Path
 
 from cxrtl.cli.options import add_store_option, open_store_of
+from cxrtl.store import keys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "store",
         help="list, fetch, upload or remove objects in the artifact store",
-        description="Objects are addressed by key (weights/SOURCE/SHA256.pth, runs/RUN_ID/..., ...). "
+        description=f"Objects are addressed by key ({keys.weights_key('SOURCE', 'SHA256')}, "
+        f"{keys.run_prefix('RUN_ID', 'SOURCE')}..., ...; the layout is in cxrtl/store/keys.py). "
         "s3:// stores read MINIO_ENDPOINT, MINIO_ACCESS_KEY, MINIO_SECRET_KEY and MINIO_SECURE.",
     )
     common = add_store_option(parser)

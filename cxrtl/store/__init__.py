@@ -5,13 +5,8 @@ settings from ``MINIO_ENDPOINT``, ``MINIO_ACCESS_KEY``, ``MINIO_SECRET_KEY``, ``
 :mod:`cxrtl.store.s3`),
 ``file:///PATH`` or a plain path. With no URL, ``CXRTL_STORE`` or ``~/.cache/cxrtl/store``.
 
-Keys are ``/``-separated relative paths. Layout used by the steps::
-
-    weights/SOURCE/SHA256.pth
-    datasets/SLUG/VERSION/...
-    runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt
-    models/SOURCE/RUN_ID/...
-    reports/RUN_ID/...
+Keys are ``/``-separated relative paths; :mod:`cxrtl.store.keys` builds every key the steps use and
+documents the whole layout.
 """
 
 from __future__ import annotations

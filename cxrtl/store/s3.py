@@ -11,7 +11,8 @@ Connection settings come from the environment (in the cluster, from a Kubernetes
 
 Each object carries its sha256 as user metadata (``x-amz-meta-sha256``); reads refuse an object
 whose content does not match it, or that has none. A single PUT is atomic; a multipart upload
-(files over ``part_size``) is aborted on any failure, so no object and no parts are left behind.
+(files over ``part_size``) is aborted on any failure, Ctrl-C included (through
+:mod:`cxrtl.store.minio_adapter`), so no object and no parts are left behind.
 Buckets are never created implicitly: a typo in a bucket name must not scatter artifacts into a
 new bucket. ``create()`` (``cxrtl store mb``) makes one on purpose.
 """
@@ -25,14 +26,12 @@ import io
 import logging
 import os
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import urllib3
-from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.helpers import MIN_PART_SIZE, check_bucket_name
 from urllib3.util import Retry, Timeout
@@ -47,6 +46,7 @@ from cxrtl.store.base import (
     sha256_file,
     source_file,
 )
+from cxrtl.store.minio_adapter import Client, response_status
 
 logger = logging.getLogger(__name__)
 
@@ -124,23 +124,6 @@ def parse_url(url: str) -> tuple[str, str]:
     return parts.netloc, normalize_key(prefix) if prefix else ""
 
 
-class _Client(Minio):
-    """Remembers each thread's multipart upload in progress: minio aborts it on an ``Exception`` but
-    not on ``KeyboardInterrupt`` (Ctrl-C, or a signal turned into one), which the store then aborts."""
-
-    _uploads = threading.local()
-
-    def _create_multipart_upload(self, bucket_name: str, object_name: str, headers) -> str:
-        upload_id = super()._create_multipart_upload(bucket_name, object_name, headers)
-        self._uploads.current = (bucket_name, object_name, upload_id)
-        return upload_id
-
-    def take_upload_in_progress(self) -> tuple[str, str, str] | None:
-        """The (bucket, object, upload id) this thread started last, forgetting it."""
-        upload, self._uploads.current = getattr(self._uploads, "current", None), None
-        return upload
-
-
 class S3Store(Store):
     """Objects in ``bucket``, every key under ``prefix``; see the module doc for the settings."""
 
@@ -161,7 +144,7 @@ class S3Store(Store):
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._bucket_checked = False
         # A custom pool so that retries are bounded and quick; minio's default waits minutes.
-        self._client = _Client(
+        self._client = Client(
             self.settings.endpoint,
             access_key=self.settings.access_key,
             secret_key=self.settings.secret_key,
@@ -229,13 +212,14 @@ class S3Store(Store):
         upload = self._client.take_upload_in_progress()
         if upload is None:
             return
-        bucket, name, upload_id = upload
         try:
-            self._client._abort_multipart_upload(bucket, name, upload_id)
+            self._client.abort_upload(upload)
         except (S3Error, urllib3.exceptions.HTTPError) as exc:
             # It may have completed just before the interrupt; otherwise the server's stale-upload
             # clean-up reclaims the parts. Either way no partial object is visible.
-            logger.warning("could not abort the interrupted upload of %s in %s: %s", name, self.url, type(exc).__name__)
+            logger.warning(
+                "could not abort the interrupted upload of %s in %s: %s", upload[1], self.url, type(exc).__name__
+            )
 
     def delete(self, key: str) -> None:
         name = self._object(key)
@@ -369,9 +353,8 @@ class S3Store(Store):
                 message = f"{endpoint} refused an operation on {target}: {exc.code}: {exc.message}"
             raise StoreError(message) from None
         except (InvalidResponseError, ServerError) as exc:
-            status = exc.status_code if isinstance(exc, ServerError) else exc._code
             raise StoreError(
-                f"{endpoint} did not answer as an S3 server (HTTP {status}): check MINIO_ENDPOINT"
+                f"{endpoint} did not answer as an S3 server (HTTP {response_status(exc)}): check MINIO_ENDPOINT"
             ) from None
         except urllib3.exceptions.MaxRetryError as exc:
             raise StoreError(

@@ -9,7 +9,7 @@ classes of the numeric scalars. None of them can call arbitrary code. Full unpic
 
 from __future__ import annotations
 
-import re
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,16 @@ import numpy as np
 import torch
 
 from cxrtl.errors import CxrtlError
+from cxrtl.weights.torch_adapter import refusal_reason, unsafe_globals
+
+# The function numpy pickles its scalars with, asked of numpy through the pickle protocol rather than
+# named by its private module (numpy._core.multiarray in numpy 2).
+_NUMPY_SCALAR = np.float64(0).__reduce__()[0]
 
 NUMPY_SCALAR_GLOBALS = [
-    np._core.multiarray.scalar,
+    _NUMPY_SCALAR,
     # Files written under numpy 1 name the function by its old module path.
-    (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+    (_NUMPY_SCALAR, "numpy.core.multiarray.scalar"),
     np.dtype,
     *(
         getattr(np.dtypes, name)
@@ -40,44 +45,34 @@ NUMPY_SCALAR_GLOBALS = [
     ),
 ]
 
-_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
-
 
 def load_checkpoint(path: Path) -> Any:
     """The unpickled contents of a checkpoint file, tensors on the CPU."""
     path = Path(path)
     if not path.is_file():
         raise CxrtlError(f"{path}: no such file")
-    try:
-        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS), warnings.catch_warnings():
-            # torch warns about pickle protocols it may not parse; a failure is reported below instead.
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a malformed third-party file can fail anywhere in the parser
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        unsafe = _UNSAFE_GLOBAL.search(str(exc))
-        if unsafe:
+    with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+        try:
+            with warnings.catch_warnings():
+                # torch warns about pickle protocols it may not parse; a failure is reported below instead.
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:  # torch's weights-only unpickler refused the file
+            unsafe = unsafe_globals(path, exc)
+            if unsafe:
+                raise CxrtlError(
+                    f"{path}: refused: the file refers to {', '.join(unsafe)}, outside the allow-list for "
+                    "checkpoints (tensors, plain containers, numpy scalars); it was not loaded and nothing in it "
+                    "was run"
+                ) from None
             raise CxrtlError(
-                f"{path}: refused: the file refers to {unsafe.group(1)}, outside the allow-list for checkpoints "
-                "(tensors, plain containers, numpy scalars); it was not loaded and nothing in it was run"
+                f"{path}: not a PyTorch checkpoint that can be read safely ({refusal_reason(exc)[:200]}); "
+                "nothing in it was run"
             ) from None
-        if lines and lines[0].startswith("Weights only load failed"):
-            detail = _unpickler_detail(lines)
+        except Exception as exc:  # a malformed third-party file can fail anywhere in the parser
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            first_line = lines[0].split(". ")[0] if lines else ""
             raise CxrtlError(
-                f"{path}: not a PyTorch checkpoint that can be read safely ({detail[:200]}); nothing in it was run"
+                f"{path}: not a readable PyTorch checkpoint (truncated or another kind of file?): "
+                f"{type(exc).__name__}: {first_line[:200]}".rstrip(": ")
             ) from None
-        first_line = lines[0].split(". ")[0] if lines else ""
-        raise CxrtlError(
-            f"{path}: not a readable PyTorch checkpoint (truncated or another kind of file?): "
-            f"{type(exc).__name__}: {first_line[:200]}".rstrip(": ")
-        ) from None
-
-
-def _unpickler_detail(lines: list[str]) -> str:
-    """The unpickler's own reason, out of torch's multi-line advice around it."""
-    tag = "WeightsUnpickler error:"
-    for i, line in enumerate(lines):
-        if tag in line:
-            rest = line.split(tag, 1)[1].strip()
-            return rest or (lines[i + 1] if i + 1 < len(lines) else "")
-    return lines[-2] if len(lines) > 2 else lines[-1]

@@ -1,12 +1,9 @@
 """Weight files in the store: put once, checked; resolved by source name wherever a step runs.
 
-Layout under the store, per source::
-
-    weights/SOURCE/SHA256.pth    the checkpoint as published (or a stand-in), named by its sha256
-    weights/SOURCE/SHA256.json   its record: source, sha256, file_name, stand_in, tensors (backbone
-                                 tensors matched), filled_num_batches_tracked, format,
-                                 published_sha256, sha256_check, stored_at, verified_at, verified
-    weights/SOURCE/current.json  {"sha256": ..., "updated_at": ...}: the file train steps get
+Per source, the store holds each file put (named by its sha256), a record of each (source, sha256,
+file_name, stand_in, tensors (backbone tensors matched), filled_num_batches_tracked, format,
+published_sha256, sha256_check, stored_at, verified_at, verified) and ``current.json``
+(``{"sha256": ..., "updated_at": ...}``): the file train steps get. The keys are in :mod:`cxrtl.store.keys`.
 
 ``sha256_check`` says how the file relates to the registry: ``match`` (the published sha256),
 ``not-published`` (the publisher gives none), ``mismatch-allowed`` (stored with the explicit
@@ -22,13 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cxrtl.errors import CxrtlError
-from cxrtl.store import Store, StoreError
+from cxrtl.store import Store, StoreError, keys
 from cxrtl.store.base import sha256_file
 from cxrtl.weights.registry import SOURCE_NAMES, get_source
 
 logger = logging.getLogger(__name__)
-
-PREFIX = "weights"
 
 
 @dataclass(frozen=True)
@@ -61,18 +56,6 @@ class VerifyResult:
     sha256: str
     ok: bool
     detail: str
-
-
-def file_key(source: str, sha256: str) -> str:
-    return f"{PREFIX}/{source}/{sha256}.pth"
-
-
-def record_key(source: str, sha256: str) -> str:
-    return f"{PREFIX}/{source}/{sha256}.json"
-
-
-def current_key(source: str) -> str:
-    return f"{PREFIX}/{source}/current.json"
 
 
 def put_weights(
@@ -108,14 +91,14 @@ def put_weights(
             "check the download, or pass --allow-sha-mismatch to store it anyway"
         )
 
-    key = file_key(source, digest)
+    key = keys.weights_key(source, digest)
     if not (store.exists(key) and store.sha256(key) == digest):
         stored_digest = store.put_file(key, file)
         if stored_digest != digest:
             raise StoreError(f"{file} changed while it was being stored (sha256 {digest} then {stored_digest})")
     now = _now()
     store.put_json(
-        record_key(source, digest),
+        keys.weights_record_key(source, digest),
         {
             "source": source,
             "sha256": digest,
@@ -132,7 +115,7 @@ def put_weights(
         },
     )
     # The pointer is written last, so it never names a file or record that is not there.
-    store.put_json(current_key(source), {"sha256": digest, "updated_at": now})
+    store.put_json(keys.current_weights_key(source), {"sha256": digest, "updated_at": now})
     logger.info("stored %s%s as %s (%d backbone tensors)", source, " stand-in" if stand_in else "", key, check.tensors)
     return StoredWeights(source, digest, stand_in, file, key, check.tensors)
 
@@ -140,10 +123,10 @@ def put_weights(
 def current_record(store: Store, source: str) -> dict | None:
     """The record of ``source``'s current file, or None when nothing is stored for it."""
     get_source(source)
-    if not store.exists(current_key(source)):
+    if not store.exists(keys.current_weights_key(source)):
         return None
-    sha256 = store.get_json(current_key(source))["sha256"]
-    return store.get_json(record_key(source, sha256))
+    sha256 = store.get_json(keys.current_weights_key(source))["sha256"]
+    return store.get_json(keys.weights_record_key(source, sha256))
 
 
 def resolve_weights(store: Store, source: str, cache_dir: Path | str) -> StoredWeights:
@@ -156,7 +139,7 @@ def resolve_weights(store: Store, source: str, cache_dir: Path | str) -> StoredW
             f"then `cxrtl weights put {source} OUT --stand-in`)"
         )
     sha256 = record["sha256"]
-    key = file_key(source, sha256)
+    key = keys.weights_key(source, sha256)
     path = Path(cache_dir) / source / f"{sha256}.pth"
     if path.is_file() and sha256_file(path) == sha256:
         logger.info("%s: using the cached %s", source, path)
@@ -218,17 +201,17 @@ def list_weights(store: Store) -> list[WeightStatus]:
 def verify_weights(store: Store) -> list[VerifyResult]:
     """Re-hash every stored weight file against its name, record and the registry; records the outcome."""
     results = []
-    for key in store.list(f"{PREFIX}/"):
-        if not key.endswith(".pth"):
+    for key in store.list(keys.weights_prefix()):
+        parsed = keys.parse_weights_key(key)
+        if parsed is None:
             continue
-        source, name = key.split("/")[1:3]
-        sha256 = name.removesuffix(".pth")
+        source, sha256 = parsed
         ok, detail = _verify_one(store, key, source, sha256)
         results.append(VerifyResult(source, sha256, ok, detail))
-        if store.exists(record_key(source, sha256)):
-            record = store.get_json(record_key(source, sha256))
+        if store.exists(keys.weights_record_key(source, sha256)):
+            record = store.get_json(keys.weights_record_key(source, sha256))
             record.update(verified=ok, verified_at=_now())
-            store.put_json(record_key(source, sha256), record)
+            store.put_json(keys.weights_record_key(source, sha256), record)
         (logger.info if ok else logger.error)("%s %s: %s", source, sha256[:12], detail)
     return results
 
@@ -236,7 +219,7 @@ def verify_weights(store: Store) -> list[VerifyResult]:
 def _verify_one(store: Store, key: str, source: str, sha256: str) -> tuple[bool, str]:
     if source not in SOURCE_NAMES:
         return False, f"{key}: not a known weight source"
-    if not store.exists(record_key(source, sha256)):
+    if not store.exists(keys.weights_record_key(source, sha256)):
         return False, f"{key}: no record (not stored by `cxrtl weights put`)"
     with tempfile.TemporaryDirectory(prefix="cxrtl-verify-") as tmp:
         try:
@@ -246,7 +229,7 @@ def _verify_one(store: Store, key: str, source: str, sha256: str) -> tuple[bool,
             return False, str(exc)
     if actual != sha256:
         return False, f"{key}: content has sha256 {actual}, not the one in its name"
-    record = store.get_json(record_key(source, sha256))
+    record = store.get_json(keys.weights_record_key(source, sha256))
     if record["sha256_check"] == "match" and not get_source(source).sha256_matches(actual):
         return False, f"{key}: no longer the published {get_source(source).sha256}..."
     return True, f"sha256 ok ({record['sha256_check']})"

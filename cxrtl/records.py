@@ -1,0 +1,240 @@
+"""The JSON records the steps hand each other: model metadata, evaluation results and the champion card.
+
+Each is a dataclass. ``to_dict()`` gives what its file holds, with the record's ``schema_version``;
+``from_dict()`` reads it back and refuses, in one line naming the file, a record with a field missing
+or unknown, or one of a newer schema. Files written before records carried a version read as version 1,
+whose fields they have. A change to a record's fields bumps its ``SCHEMA_VERSION`` and teaches its
+``from_dict`` the versions before. Undefined metrics (NaN) are written as null, JSON having no NaN,
+and read back as NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from cxrtl import __version__
+from cxrtl.errors import CxrtlError
+from cxrtl.metrics import json_safe
+from cxrtl.recipes import TrainConfig
+
+SCHEMA_FIELD = "schema_version"
+
+
+class Record:
+    """A dataclass written as versioned JSON; subclasses convert their nested fields in ``_from_fields``."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    KIND: ClassVar[str]  # what errors call it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {SCHEMA_FIELD: self.SCHEMA_VERSION, **json_safe(_plain(self))}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Self:
+        """The record in ``data`` (read from ``where``, which errors name)."""
+        if not isinstance(data, dict):
+            raise CxrtlError(f"{where}: not {cls.KIND} (a JSON object was expected)")
+        version = data.get(SCHEMA_FIELD, 1)
+        if not isinstance(version, int) or version > cls.SCHEMA_VERSION:
+            raise CxrtlError(
+                f"{where}: {cls.KIND} of schema version {version!r}; this cxrtl reads up to "
+                f"{cls.SCHEMA_VERSION}, upgrade it"
+            )
+        values = {k: v for k, v in data.items() if k != SCHEMA_FIELD}
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [name for name in names if name not in values]
+        unknown = sorted(set(values) - set(names))
+        if missing or unknown:
+            problem = f"no {', '.join(missing)}" if missing else f"unknown field(s) {', '.join(unknown)}"
+            raise CxrtlError(f"{where}: damaged {cls.KIND} ({problem})")
+        try:
+            return cls(**cls._from_fields(values))
+        except (CxrtlError, TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise CxrtlError(f"{where}: damaged {cls.KIND} ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The constructor arguments from the fields as JSON holds them (nested records, NaN)."""
+        return values
+
+
+def _plain(value: Any) -> Any:
+    """Nested dataclasses as dicts; the training configuration in its flat form."""
+    if isinstance(value, TrainConfig):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _nan_values(values: dict[str, float | None]) -> dict[str, float]:
+    return {name: _nan(v) for name, v in values.items()}
+
+
+def _nan_lists(values: dict[str, list[float | None]]) -> dict[str, list[float]]:
+    return {name: [_nan(v) for v in items] for name, items in values.items()}
+
+
+def _model_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """The fields model metadata and its summary share, from JSON."""
+    return {
+        **values,
+        "config": TrainConfig.from_dict(values["config"]),
+        "dataset": DatasetRef(**values["dataset"]),
+        "selection_accuracy": _nan(values["selection_accuracy"]),
+    }
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """Which dataset a model learnt from, as ingest recorded it (None where it recorded nothing)."""
+
+    slug: str | None
+    version: str | None
+    sha256: str | None
+
+    @classmethod
+    def of(cls, record: dict[str, Any] | None) -> DatasetRef:
+        """From an ingest record (``info.json``'s ``dataset``), which may be missing."""
+        record = record or {}
+        return cls(**{f.name: record.get(f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class ModelOrigin:
+    """Where a model came from: what the champion card shares with the model's metadata."""
+
+    source: str
+    source_description: str
+    weights_sha256: str
+    weights_stand_in: bool
+    run_id: str
+    dataset: DatasetRef
+    best_epoch: int
+    selection_split: str
+
+
+@dataclass(frozen=True)
+class ModelSummary(ModelOrigin):
+    """What of a model's metadata travels with its evaluation into the report and the champion card."""
+
+    selection_accuracy: float
+    config: TrainConfig
+
+    @classmethod
+    def of(cls, metadata: ModelMetadata) -> ModelSummary:
+        return cls(**_fields_of(cls, metadata))
+
+
+@dataclass(frozen=True)
+class ModelMetadata(ModelSummary, Record):
+    """What a trained model is: ``model.json`` beside ``model.pt``, and inside it."""
+
+    KIND: ClassVar[str] = "model metadata"
+
+    backbone_tensors_loaded: int
+    history: dict[str, list[float]]  # per epoch: train_loss, train_accuracy, select_accuracy
+    resumed_from_epoch: int | None
+    image_size: int
+    device: str
+    cxrtl_version: str
+    trained_at: str
+
+    # What the pipeline shows of a model in its UI (the KFP Model artifact's metadata).
+    ARTIFACT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "source",
+        "weights_sha256",
+        "weights_stand_in",
+        "backbone_tensors_loaded",
+        "best_epoch",
+        "selection_split",
+    )
+
+    def artifact_metadata(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.ARTIFACT_FIELDS}
+
+    @classmethod
+    def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return {**_model_fields(values), "history": _nan_lists(values["history"])}
+
+
+def _fields_of(cls: type, record: Any) -> dict[str, Any]:
+    """The values of ``record`` for the fields of dataclass ``cls`` (a part of ``record``'s class)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(cls)}
+
+
+@dataclass(frozen=True)
+class EvaluationResult(Record):
+    """A model's results on the test split: ``metrics.json``."""
+
+    KIND: ClassVar[str] = "evaluation results"
+
+    n: int  # test images
+    threshold: float  # COVID probability at or above which an image counts as COVID
+    metrics: dict[str, float]  # cxrtl.metrics.METRIC_NAMES; NaN where undefined
+    intervals_95: dict[str, list[float]]  # Wilson intervals [low, high]
+    confusion: dict[str, int]  # tn, fp, fn, tp
+    model: ModelSummary
+
+    @classmethod
+    def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **values,
+            "metrics": _nan_values(values["metrics"]),
+            "intervals_95": _nan_lists(values["intervals_95"]),
+            "model": ModelSummary(**_model_fields(values["model"])),
+        }
+
+
+@dataclass(frozen=True)
+class Promotion:
+    metric: str
+    margin: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChampionCard(ModelOrigin, Record):
+    """What the champion is and why it was promoted: the champion's ``card.json`` (and ``card.md``)."""
+
+    KIND: ClassVar[str] = "champion card"
+
+    recipe: str
+    test_images: int
+    metrics: dict[str, float]
+    intervals_95: dict[str, list[float]]
+    confusion: dict[str, int]
+    promotion: Promotion
+    code_version: str
+    promoted_at: str
+
+    @classmethod
+    def of(cls, result: EvaluationResult, promotion: Promotion, promoted_at: str) -> ChampionCard:
+        return cls(
+            **_fields_of(ModelOrigin, result.model),
+            recipe=result.model.config.recipe,
+            test_images=result.n,
+            metrics=result.metrics,
+            intervals_95=result.intervals_95,
+            confusion=result.confusion,
+            promotion=promotion,
+            code_version=__version__,
+            promoted_at=promoted_at,
+        )
+
+    @classmethod
+    def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **values,
+            "dataset": DatasetRef(**values["dataset"]),
+            "metrics": _nan_values(values["metrics"]),
+            "intervals_95": _nan_lists(values["intervals_95"]),
+            "promotion": Promotion(**values["promotion"]),
+        }

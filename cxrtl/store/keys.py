@@ -1,0 +1,135 @@
+"""Where each artifact lives in the store: the one module that builds (and parses) store keys.
+
+Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store puts them under
+``PREFIX``). The complete layout, one key per line::
+
+    weights/SOURCE/SHA256.pth                     a weight file as published (or a stand-in), named by its sha256
+    weights/SOURCE/SHA256.json                    its record (cxrtl.weights.stored)
+    weights/SOURCE/current.json                   which of the source's files train steps get
+    datasets/DATASET/VERSION/archive.zip          the raw dataset archive, cached by ingest (``:`` in VERSION as ``-``)
+    datasets/DATASET/VERSION/ingest.json          its ingest record, written after the archive
+    runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt   a checkpoint per epoch; a retried train resumes from the newest
+    runs/RUN_ID/SOURCE/best-epoch-NNN.pt          the best model so far, until the run's model is published
+    models/SOURCE/RUN_ID/NAME                     model.pt, model.json (cxrtl.records.ModelMetadata) and the
+                                                  evaluation: metrics.json, predictions.csv, roc.json
+    reports/RUN_ID/NAME                           report.txt, report.md, report.html, results.csv
+    champion/NAME                                 the promoted model.pt and model.json, card.md, and card.json
+                                                  (cxrtl.records.ChampionCard), written last
+    champion/history/RUN_ID.json                  the card of every promotion
+    state/last-success.json                       the last successful run and its fingerprint (cxrtl.retrain)
+    state/runs/RUN_ID.json                        a run's fingerprint, adopted when the run succeeds
+
+``NNN`` is the epoch, at least three digits. File names inside a folder (``NAME``) belong to the step
+that writes them and are passed in.
+"""
+
+from __future__ import annotations
+
+import re
+
+_WEIGHTS = "weights"
+_DATASETS = "datasets"
+_RUNS = "runs"
+_MODELS = "models"
+_REPORTS = "reports"
+_CHAMPION = "champion"
+_STATE = "state"
+
+_WEIGHTS_FILE = re.compile(rf"{_WEIGHTS}/([^/]+)/([^/]+)\.pth")
+_CHECKPOINT_FILE = re.compile(r"(?:best-)?epoch-(\d{3,})\.pt")
+
+
+# --- weights ------------------------------------------------------------------------------------
+
+
+def weights_key(source: str, sha256: str) -> str:
+    return f"{_WEIGHTS}/{source}/{sha256}.pth"
+
+
+def weights_record_key(source: str, sha256: str) -> str:
+    return f"{_WEIGHTS}/{source}/{sha256}.json"
+
+
+def current_weights_key(source: str) -> str:
+    return f"{_WEIGHTS}/{source}/current.json"
+
+
+def weights_prefix() -> str:
+    """What every weight file's key starts with, for listing them."""
+    return f"{_WEIGHTS}/"
+
+
+def parse_weights_key(key: str) -> tuple[str, str] | None:
+    """(source, sha256) of a weight file's key, as its name says; None for any other key."""
+    match = _WEIGHTS_FILE.fullmatch(key)
+    return (match.group(1), match.group(2)) if match else None
+
+
+# --- datasets -----------------------------------------------------------------------------------
+
+
+def dataset_key(dataset: str, version: str, name: str) -> str:
+    # Kaggle-less versions read "sha256:<hex>"; a colon is awkward in paths and S3 console URLs.
+    return f"{_DATASETS}/{dataset}/{version.replace(':', '-')}/{name}"
+
+
+# --- training checkpoints -----------------------------------------------------------------------
+
+
+def run_prefix(run_id: str, source: str) -> str:
+    """Everything one source's training in ``run_id`` keeps, ending in ``/``."""
+    return f"{_RUNS}/{run_id}/{source}/"
+
+
+def checkpoints_prefix(run_id: str, source: str) -> str:
+    return f"{run_prefix(run_id, source)}checkpoints/"
+
+
+def checkpoint_key(run_id: str, source: str, epoch: int) -> str:
+    return f"{checkpoints_prefix(run_id, source)}epoch-{epoch:03d}.pt"
+
+
+def best_checkpoints_prefix(run_id: str, source: str) -> str:
+    return f"{run_prefix(run_id, source)}best-"
+
+
+def best_checkpoint_key(run_id: str, source: str, epoch: int) -> str:
+    return f"{best_checkpoints_prefix(run_id, source)}epoch-{epoch:03d}.pt"
+
+
+def checkpoint_epoch(key: str) -> int | None:
+    """The epoch of a checkpoint or best-model key; None for any other key."""
+    match = _CHECKPOINT_FILE.fullmatch(key.rsplit("/", 1)[-1])
+    return int(match.group(1)) if match else None
+
+
+# --- models, reports, champion, state -----------------------------------------------------------
+
+
+def model_prefix(source: str, run_id: str) -> str:
+    return f"{_MODELS}/{source}/{run_id}/"
+
+
+def model_key(source: str, run_id: str, name: str) -> str:
+    """A file of the model ``source`` gave in ``run_id``: the model, its metadata or its evaluation."""
+    return f"{model_prefix(source, run_id)}{name}"
+
+
+def report_key(run_id: str, name: str) -> str:
+    return f"{_REPORTS}/{run_id}/{name}"
+
+
+def champion_key(name: str) -> str:
+    return f"{_CHAMPION}/{name}"
+
+
+def champion_history_key(run_id: str) -> str:
+    return f"{_CHAMPION}/history/{run_id}.json"
+
+
+def last_success_key() -> str:
+    return f"{_STATE}/last-success.json"
+
+
+def pending_run_key(run_id: str) -> str:
+    return f"{_STATE}/runs/{run_id}.json"

@@ -1,0 +1,68 @@
+"""The store layout: the layout cxrtl/store/keys.py documents, the keys its functions build and the keys
+written out here are the same, line for line; and its parsers read back what its builders write."""
+
+from __future__ import annotations
+
+from cxrtl.store import keys
+
+SHA = "ab" * 32
+
+# The layout as it is documented, each key next to the call that builds it.
+LAYOUT = {
+    "weights/SOURCE/SHA256.pth": keys.weights_key("SOURCE", "SHA256"),
+    "weights/SOURCE/SHA256.json": keys.weights_record_key("SOURCE", "SHA256"),
+    "weights/SOURCE/current.json": keys.current_weights_key("SOURCE"),
+    "datasets/DATASET/VERSION/archive.zip": keys.dataset_key("DATASET", "VERSION", "archive.zip"),
+    "datasets/DATASET/VERSION/ingest.json": keys.dataset_key("DATASET", "VERSION", "ingest.json"),
+    "runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt": keys.checkpoint_key("RUN_ID", "SOURCE", 123).replace("123", "NNN"),
+    "runs/RUN_ID/SOURCE/best-epoch-NNN.pt": keys.best_checkpoint_key("RUN_ID", "SOURCE", 123).replace("123", "NNN"),
+    "models/SOURCE/RUN_ID/NAME": keys.model_key("SOURCE", "RUN_ID", "NAME"),
+    "reports/RUN_ID/NAME": keys.report_key("RUN_ID", "NAME"),
+    "champion/NAME": keys.champion_key("NAME"),
+    "champion/history/RUN_ID.json": keys.champion_history_key("RUN_ID"),
+    "state/last-success.json": keys.last_success_key(),
+    "state/runs/RUN_ID.json": keys.pending_run_key("RUN_ID"),
+}
+
+
+def _documented() -> list[str]:
+    """The first column of the layout block in the module's doc (continuation lines are indented deeper)."""
+    block = keys.__doc__.split("::", 1)[1].split("\n\n")[1]
+    return [line.split()[0] for line in block.splitlines() if line.startswith("    ") and line[4] != " "]
+
+
+def test_the_documented_layout_is_the_one_the_functions_build():
+    assert _documented() == list(LAYOUT)
+    for documented, built in LAYOUT.items():
+        assert built == documented
+
+
+def test_keys_with_values():
+    assert keys.weights_key("moco-v2", SHA) == f"weights/moco-v2/{SHA}.pth"
+    assert keys.checkpoint_key("r1", "imagenet", 7) == "runs/r1/imagenet/checkpoints/epoch-007.pt"
+    assert keys.checkpoint_key("r1", "imagenet", 1234) == "runs/r1/imagenet/checkpoints/epoch-1234.pt"
+    assert (
+        keys.dataset_key("covid", "sha256:5bd68f5b6e21", "archive.zip")
+        == "datasets/covid/sha256-5bd68f5b6e21/archive.zip"
+    )
+
+
+def test_prefixes_list_exactly_their_keys():
+    assert keys.checkpoint_key("r1", "imagenet", 7).startswith(keys.checkpoints_prefix("r1", "imagenet"))
+    assert keys.best_checkpoint_key("r1", "imagenet", 7).startswith(keys.best_checkpoints_prefix("r1", "imagenet"))
+    assert not keys.checkpoint_key("r1", "imagenet", 7).startswith(keys.best_checkpoints_prefix("r1", "imagenet"))
+    for key in (keys.checkpoint_key("r1", "imagenet", 7), keys.best_checkpoint_key("r1", "imagenet", 7)):
+        assert key.startswith(keys.run_prefix("r1", "imagenet"))
+        assert not key.startswith(keys.run_prefix("r1", "imagenet-x"))
+    assert keys.model_key("imagenet", "r1", "model.pt").startswith(keys.model_prefix("imagenet", "r1"))
+    assert keys.weights_key("imagenet", SHA).startswith(keys.weights_prefix())
+
+
+def test_parsers_read_back_what_the_builders_write():
+    assert keys.parse_weights_key(keys.weights_key("moco-v2", SHA)) == ("moco-v2", SHA)
+    for other in (keys.weights_record_key("moco-v2", SHA), keys.current_weights_key("moco-v2"), "weights/a/b/c.pth"):
+        assert keys.parse_weights_key(other) is None, other
+    assert keys.checkpoint_epoch(keys.checkpoint_key("r1", "imagenet", 12)) == 12
+    assert keys.checkpoint_epoch(keys.best_checkpoint_key("r1", "imagenet", 1000)) == 1000
+    for other in ("runs/r1/imagenet/checkpoints/epoch-1.pt", "runs/r1/imagenet/checkpoints/epoch-001.pt.part", "x"):
+        assert keys.checkpoint_epoch(other) is None, other
