@@ -17,15 +17,19 @@ class Progress:
     """``with Progress(total, "imagenet: downloading", logger, unit="B") as p: ... p.update(n)``.
 
     ``unit="B"`` shows byte counts in kB, MB, GB. ``total`` None (unknown): a bar without an end, and no lines.
+    A ``total`` below ``shown_from`` shows nothing: a step that quick needs no progress.
     """
 
-    def __init__(self, total: int | None, label: str, logger: logging.Logger, unit: str = "images") -> None:
+    def __init__(
+        self, total: int | None, label: str, logger: logging.Logger, unit: str = "images", shown_from: int = 0
+    ) -> None:
         self.total, self.label, self.logger, self.unit = total, label, logger, unit
         self.done = 0
         self._next_tenth = 1
+        self._silent = total is not None and total < shown_from
         self._bar = (
             tqdm(total=total, desc=label, unit=unit, unit_scale=unit == "B", leave=False, file=sys.stderr)
-            if sys.stderr.isatty()
+            if sys.stderr.isatty() and not self._silent
             else None
         )
 
@@ -33,13 +37,13 @@ class Progress:
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
-        elif self.total:
-            while self._next_tenth <= 10 and self.done * 10 >= self._next_tenth * self.total:
-                done, total, unit = self.done, self.total, self.unit
-                if unit == "B":
-                    done, total, unit = f"{done / 1e6:.1f}", f"{total / 1e6:.1f}", "MB"
-                self.logger.info("%s: %s of %s %s (%d%%)", self.label, done, total, unit, 10 * self._next_tenth)
-                self._next_tenth += 1
+        elif self.total and not self._silent and self.done * 10 >= self._next_tenth * self.total:
+            # One line however many tenths this step passed, with the share actually done.
+            self._next_tenth = min(10, self.done * 10 // self.total) + 1
+            done, total, unit = self.done, self.total, self.unit
+            if unit == "B":
+                done, total, unit = f"{done / 1e6:.1f}", f"{total / 1e6:.1f}", "MB"
+            self.logger.info("%s: %s of %s %s (%d%%)", self.label, done, total, unit, 100 * self.done // self.total)
 
     def __enter__(self) -> Progress:
         return self

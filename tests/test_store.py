@@ -404,3 +404,31 @@ def test_endpoint_forms(endpoint: str, secure: str, expected: tuple[str, bool]) 
 def test_bad_store_urls(url: str) -> None:
     with pytest.raises(StoreError, match=r"store URL|invalid store key"):
         S3Store.from_url(url, settings=S3Settings("h:1", False, "a", "s"))
+
+
+def test_large_transfers_report_their_progress_and_small_ones_do_not(
+    s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Off a terminal (as here and in KFP pods) progress is a line per tenth; the size limit is lowered so that a
+    test-sized object counts as large."""
+    import cxrtl.store.s3 as s3
+
+    caplog.set_level(logging.INFO, logger="cxrtl.store.s3")
+    store = S3Store.from_url(s3_env, part_size=PART)
+    data = tmp_path / "model.pt"
+    data.write_bytes(bytes(2 * PART))
+    store.put_file("small.json", data)  # 10 MiB, below the default limit of 64 MiB
+    assert not [r for r in caplog.records if "%)" in r.getMessage()]
+
+    monkeypatch.setattr(s3, "_PROGRESS_FROM_BYTES", 1)
+    store.put_file("models/x/model.pt", data)
+    store.get_file("models/x/model.pt", tmp_path / "back.pt")
+    lines = [r.getMessage() for r in caplog.records if "%)" in r.getMessage()]
+    # minio reads the upload a part (5 MiB) at a time; the download comes in smaller chunks.
+    assert lines[:2] == [
+        "uploading models/x/model.pt: 5.2 of 10.5 MB (50%)",
+        "uploading models/x/model.pt: 10.5 of 10.5 MB (100%)",
+    ]
+    downloads = [line for line in lines[2:] if line.startswith("downloading models/x/model.pt: ")]
+    assert downloads == lines[2:] and len(downloads) == 10 and downloads[-1].endswith("10.5 of 10.5 MB (100%)")
+    assert (tmp_path / "back.pt").read_bytes() == data.read_bytes()

@@ -25,7 +25,6 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -36,6 +35,8 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.helpers import MIN_PART_SIZE, check_bucket_name
 from urllib3.util import Retry, Timeout
 
+from cxrtl.files import atomic_file
+from cxrtl.progress import Progress
 from cxrtl.store.base import (
     CHUNK,
     Store,
@@ -61,6 +62,7 @@ _ACCESS_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesN
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+_PROGRESS_FROM_BYTES = 64 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,8 +176,9 @@ class S3Store(Store):
     def put_file(self, key: str, path: Path) -> str:
         path = source_file(path)
         digest = sha256_file(path)
-        with open(path, "rb") as f:
-            self._put(key, f, path.stat().st_size, digest)
+        size = path.stat().st_size
+        with open(path, "rb") as f, _progress(size, f"uploading {key}") as progress:
+            self._put(key, f, size, digest, progress)
         return digest
 
     def put_bytes(self, key: str, data: bytes) -> str:
@@ -183,7 +186,7 @@ class S3Store(Store):
         self._put(key, io.BytesIO(data), len(data), digest)
         return digest
 
-    def _put(self, key: str, stream: BinaryIO, length: int, digest: str) -> None:
+    def _put(self, key: str, stream: BinaryIO, length: int, digest: str, progress: Progress | None = None) -> None:
         """Upload ``length`` bytes of ``stream`` (whose sha256 is ``digest``) as ``key``, all or nothing."""
         name = self._object(key)
         self._check_bucket()
@@ -193,7 +196,7 @@ class S3Store(Store):
                 self._client.put_object(
                     self.bucket,
                     name,
-                    _SourceReader(stream, key),
+                    _SourceReader(stream, key, progress),
                     length,
                     metadata={_METADATA_KEY: digest},
                     part_size=self.part_size,
@@ -240,19 +243,15 @@ class S3Store(Store):
         name = self._object(key)
         self._check_bucket()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f, self._errors(key), self._response(name) as response:
-                digest = hashlib.sha256()
+        with atomic_file(path) as part, open(part, "wb") as f, self._errors(key), self._response(name) as response:
+            digest = hashlib.sha256()
+            length = response.headers.get("Content-Length")
+            with _progress(int(length) if length else None, f"downloading {key}") as progress:
                 for chunk in response.stream(CHUNK):
                     digest.update(chunk)
                     f.write(chunk)
-                check_sha256(self.url, key, response.headers.get(_METADATA_HEADER), digest.hexdigest())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+                    progress.update(len(chunk))
+            check_sha256(self.url, key, response.headers.get(_METADATA_HEADER), digest.hexdigest())
         logger.info("fetched %s from %s to %s", key, self.url, path)
         return digest.hexdigest()
 
@@ -375,15 +374,24 @@ class _Missing(Exception):
 class _SourceReader:
     """What minio reads the upload from: a failing read becomes a StoreError naming the key."""
 
-    def __init__(self, stream: BinaryIO, key: str) -> None:
+    def __init__(self, stream: BinaryIO, key: str, progress: Progress | None = None) -> None:
         self._stream = stream
         self._key = key
+        self._progress = progress
 
     def read(self, size: int = -1) -> bytes:
         try:
-            return self._stream.read(size)
+            data = self._stream.read(size)
         except OSError as exc:
             raise StoreError(f"reading the data for {self._key} failed: {exc}") from None
+        if self._progress is not None:
+            self._progress.update(len(data))
+        return data
+
+
+def _progress(size: int | None, label: str) -> Progress:
+    # Only transfers that take a few seconds: checkpoints, models, datasets; not the JSON beside them.
+    return Progress(size, label, logger, unit="B", shown_from=_PROGRESS_FROM_BYTES)
 
 
 def _reason(exc: BaseException | None) -> str:
