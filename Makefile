@@ -24,9 +24,9 @@ compile: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
+# pip -qq: errors only; the install's warnings (about a machine's index settings, say) would bury what follows.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
-	# -qq: errors only; the install's warnings (about a machine's index settings, say) would bury what follows.
 	$(PYTHON) -m pip install -qq --upgrade pip
 	$(PYTHON) -m pip install -qq -e '.[test]'
 	touch $@
