@@ -267,7 +267,8 @@ def test_demo_run_against_s3_puts_everything_in_the_bucket(s3_server, tmp_path: 
     bucket = s3_server.make_bucket()
     args = ["--demo", "--sources", "imagenet", "--per-class", "12", "--epochs", "2", "--store", f"s3://{bucket}"]
     s3_run = run_pipeline(tmp_path / "out", *args, env=s3_server.env()).check()
-    assert "imagenet" in s3_run.stdout and f"store: s3://{bucket}" in s3_run.stdout
+    assert "imagenet" in s3_run.stdout and f"Store:   s3://{bucket}" in s3_run.stdout.splitlines()
+    assert re.search(rf"^Report:  s3://{bucket}/reports/\w+/report\.html$", s3_run.stdout, re.M)
     assert not (s3_run.out / "store").exists()
 
     keys = [o.object_name for o in s3_server.client().list_objects(bucket, recursive=True)]
