@@ -181,12 +181,14 @@ def test_an_empty_wheelhouse_fails_the_build_in_one_line(base_image: str, tmp_pa
     assert errors == ["install-packages: the wheelhouse build/wheelhouse holds no wheels (make wheelhouse fills it)"]
 
 
-def test_a_task_failing_in_its_container_fails_the_run_in_one_line(engine, tmp_path: Path):
+def test_a_task_failing_in_its_container_fails_the_run_in_one_line(engine, stand_in_store, tmp_path: Path):
     """kfp.local 2.17 takes a removed container's failure for a success; `run` asks the engine instead."""
     archive = tmp_path / "wrong.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("something/else.txt", "not the dataset")
-    args = ["--runner", "docker", "--dataset-source", str(archive), "--sources", "imagenet"]
+    store = tmp_path / "store"
+    shutil.copytree(stand_in_store.root, store)  # imagenet's weights: only ingest fails
+    args = ["--runner", "docker", "--dataset-source", str(archive), "--sources", "imagenet", "--store", str(store)]
     done = subprocess.run(
         [sys.executable, "pipeline.py", "run", *args, "--output", str(tmp_path / "out")],
         cwd=REPO,
@@ -199,5 +201,7 @@ def test_a_task_failing_in_its_container_fails_the_run_in_one_line(engine, tmp_p
         "pipeline.py: error: local run failed: 1 task container(s) failed "
         f"({image(CPU)} exited with code 1); their logs are above"
     )
-    # The task's own log, streamed from its container, says why.
-    assert "CxrtlError" in done.stdout and "images/ folder" in done.stdout
+    # The task's own log, streamed from its container, says why: its end is shown, the whole is on disk.
+    log = tmp_path / "out" / "logs" / "ingest.log"
+    assert f"ingest failed. The end of its log ({log}):" in done.stderr.splitlines()
+    assert "CxrtlError" in log.read_text() and "images/ folder" in done.stderr
