@@ -483,8 +483,9 @@ def _run(args: argparse.Namespace) -> None:
     from kfp import local
 
     import local_docker
+    from cxrtl.report import REPORT_FILES
     from cxrtl.retrain import last_success
-    from cxrtl.store import open_store
+    from cxrtl.store import keys, open_store
 
     started = time.time()
     if not args.verbose:
@@ -516,8 +517,8 @@ def _run(args: argparse.Namespace) -> None:
         print(f"Nothing changed since run {before['run_id'] if before else '?'}: no retraining (--force retrains).")
         reports = None
     else:
-        print(store.get_bytes(f"reports/{after['run_id']}/report.txt").decode())
-        reports = f"{store.url.rstrip('/')}/reports/{after['run_id']}"
+        print(store.get_bytes(keys.report_key(after["run_id"], REPORT_FILES["txt"])).decode())
+        reports = f"{store.url.rstrip('/')}/{keys.report_prefix(after['run_id'])}"
     _print_ending(out, arguments["store"], reports, started)
 
 
@@ -557,13 +558,16 @@ def _run_logged(arguments: dict, logs: Path, verbose: bool, docker_run: Path | N
 
 
 def _print_ending(out: Path, store: str, reports: str | None, started: float) -> None:
-    """Where to look, how long it took, and how much disk the run's folder takes."""
+    """Where to look (``reports``: the URL of the run's report folder, ending in /), how long it took, and how
+    much disk the run's folder takes."""
+    from cxrtl.report import REPORT_FILES
+
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
     minutes, seconds = divmod(round(time.time() - started), 60)
     print()
     if reports:
-        print(f"Report:  {reports}/report.html")
-        print(f"         {reports}/report.md")
+        print(f"Report:  {reports}{REPORT_FILES['html']}")
+        print(f"         {reports}{REPORT_FILES['md']}")
     print(f"Store:   {store}")
     print(f"Logs:    {out / 'logs'}")
     print(f"Outputs: {out} ({size / 1e9:.1f} GB); took {minutes} min {seconds} s")
