@@ -212,6 +212,8 @@ def build_pipeline(options: ClusterOptions | None = None):
             optional=True,
         )
         weights = _on_cpu(check_weights(store=p.store, sources=p.sources, skip_missing=p.skip_missing_weights), options)
+        # What check-changes fingerprints and train applies on top of the recipe.
+        training = {name: getattr(p, name) for name in ("epochs", "batch_size", "learning_rate", "seed")}
         check = _on_cpu(
             check_changes(
                 dataset=raw.outputs["Output"],
@@ -221,11 +223,8 @@ def build_pipeline(options: ClusterOptions | None = None):
                 sources=weights.outputs["sources"],
                 recipe=p.recipe,
                 image_size=p.image_size,
-                epochs=p.epochs,
-                batch_size=p.batch_size,
-                learning_rate=p.learning_rate,
-                seed=p.seed,
                 force=p.force,
+                **training,
             ),
             options,
         )
@@ -243,10 +242,7 @@ def build_pipeline(options: ClusterOptions | None = None):
                         source=source,
                         store=p.store,
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                        epochs=p.epochs,
-                        batch_size=p.batch_size,
-                        learning_rate=p.learning_rate,
-                        seed=p.seed,
+                        **training,
                     ),
                     options,
                 )
