@@ -30,6 +30,7 @@ import urllib3
 import yaml
 from kfp_server_api import ApiException
 
+import kfp_adapter
 from cxrtl.errors import CxrtlError
 
 CompilePackage = Callable[[argparse.Namespace], Path]
@@ -331,21 +332,16 @@ def _calling(host: str, action: str) -> Iterator[None]:
         raise ClusterError(f"KFP at {host}: {action} failed: {_one_line(exc)}") from exc
 
 
-class _Client(kfp.Client):
+class _Client(kfp_adapter.Client):
     """kfp.Client made fit for a CLI: a failed call fails once, at once, instead of retrying.
 
     kfp retries its health check five times with 5 s sleeps on any error (a refused token included),
-    and urllib3 retries and logs every refused connection three times.
+    and urllib3 retries and logs every refused connection three times (kfp_adapter.Client stops that).
     """
 
     def __init__(self, **kwargs: Any) -> None:
         self._health: tuple[str, Any] | None = None
         super().__init__(**kwargs)
-
-    def _load_config(self, *args: Any, **kwargs: Any) -> Any:
-        config = super()._load_config(*args, **kwargs)
-        config.retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5)
-        return config
 
     def healthz(self) -> tuple[str, Any]:
         """The health check's content type and decoded body (None if not JSON): one request, kept.

@@ -15,6 +15,8 @@ import argparse
 import atexit
 import builtins
 import contextlib
+import dataclasses
+import inspect
 import logging
 import os
 import re
@@ -25,13 +27,13 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from kfp import compiler, dsl, kubernetes
 
 from cxrtl.errors import CxrtlError
-from cxrtl.metrics import METRIC_NAMES
-from cxrtl.recipes import RECIPES
-from cxrtl.weights import SOURCE_NAMES
+from cxrtl.settings import RunSettings, check_setting, option, value_type
 
 PIPELINE_NAME = "cxrtl"
 DEFAULT_STORE = "s3://cxrtl"
@@ -195,55 +197,41 @@ def build_pipeline(options: ClusterOptions | None = None):
 
     options = options or ClusterOptions()
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="COVID-19 vs Normal chest X-rays: ResNet50 fine-tuned from ten pretrained-weight sources "
-        "(Hossain et al. 2022), compared, and the best promoted to champion.",
-    )
-    def cxrtl_pipeline(
-        dataset_source: str = "kaggle",
-        store: str = DEFAULT_STORE,
-        sources: list = list(SOURCE_NAMES),  # noqa: B006 (KFP reads parameter defaults from the signature)
-        recipe: str = "paper",
-        image_size: int = 224,
-        epochs: int = 0,
-        batch_size: int = 0,
-        learning_rate: float = 0.0,
-        seed: int = 0,
-        force: bool = False,
-        promotion_metric: str = "accuracy",
-        promotion_margin: float = 0.005,
-        skip_missing_weights: bool = False,
-    ):
+    signature = pipeline_signature()
+
+    # KFP calls the function with the parameters in ``signature``'s order and compiles them from it.
+    def cxrtl_pipeline(*values: Any) -> None:
+        p = SimpleNamespace(**signature.bind(*values).arguments)
         # "kaggle" names the latest version; the step reuses the archive from the store when version and
         # sha256 are unchanged.
-        raw = _on_cpu(ingest(source=dataset_source, store=store), options)
+        raw = _on_cpu(ingest(source=p.dataset_source, store=p.store), options)
         kubernetes.use_secret_as_env(
             raw,
             options.kaggle_secret,
             {key: key for key in KAGGLE_SECRET_KEYS},
             optional=True,
         )
-        weights = _on_cpu(check_weights(store=store, sources=sources, skip_missing=skip_missing_weights), options)
+        weights = _on_cpu(check_weights(store=p.store, sources=p.sources, skip_missing=p.skip_missing_weights), options)
+        # What check-changes fingerprints and train applies on top of the recipe.
+        training = {name: getattr(p, name) for name in ("epochs", "batch_size", "learning_rate", "seed")}
         check = _on_cpu(
             check_changes(
                 dataset=raw.outputs["Output"],
-                store=store,
+                store=p.store,
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 # What trains: weights put in later make the next run retrain.
                 sources=weights.outputs["sources"],
-                recipe=recipe,
-                image_size=image_size,
-                epochs=epochs,
-                batch_size=batch_size,
-                learning_rate=learning_rate,
-                seed=seed,
-                force=force,
+                recipe=p.recipe,
+                image_size=p.image_size,
+                force=p.force,
+                **training,
             ),
             options,
         )
         with dsl.If(check.output == True, name="retrain"):  # noqa: E712 (a KFP condition, not a test)
-            data = _on_cpu(preprocess(raw=raw.outputs["raw"], recipe=recipe, image_size=image_size, seed=seed), options)
+            data = _on_cpu(
+                preprocess(raw=raw.outputs["raw"], recipe=p.recipe, image_size=p.image_size, seed=p.seed), options
+            )
             # The sources whose weights check-weights found in the store, not the parameter as given.
             with dsl.ParallelFor(
                 weights.outputs["sources"], parallelism=options.parallelism, name="weight-sources"
@@ -252,25 +240,22 @@ def build_pipeline(options: ClusterOptions | None = None):
                     train(
                         data=data.outputs["data"],
                         source=source,
-                        store=store,
+                        store=p.store,
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                        epochs=epochs,
-                        batch_size=batch_size,
-                        learning_rate=learning_rate,
-                        seed=seed,
+                        **training,
                     ),
                     options,
                 )
                 scored = _on_cpu(
-                    evaluate(data=data.outputs["data"], model=model.outputs["model"], store=store), options
+                    evaluate(data=data.outputs["data"], model=model.outputs["model"], store=p.store), options
                 )
             decision = _on_cpu(
                 promote(
                     data=data.outputs["data"],
                     results=dsl.Collected(scored.outputs["results"]),
-                    store=store,
-                    metric=promotion_metric,
-                    margin=promotion_margin,
+                    store=p.store,
+                    metric=p.promotion_metric,
+                    margin=p.promotion_margin,
                 ),
                 options,
             )
@@ -279,13 +264,33 @@ def build_pipeline(options: ClusterOptions | None = None):
                     results=dsl.Collected(scored.outputs["results"]),
                     decision=decision.output,
                     skipped=weights.outputs["skipped"],
-                    store=store,
+                    store=p.store,
                     run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 ),
                 options,
             )
 
-    return cxrtl_pipeline
+    cxrtl_pipeline.__signature__ = signature
+    return dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="COVID-19 vs Normal chest X-rays: ResNet50 fine-tuned from ten pretrained-weight sources "
+        "(Hossain et al. 2022), compared, and the best promoted to champion.",
+    )(cxrtl_pipeline)
+
+
+def pipeline_signature() -> inspect.Signature:
+    """The pipeline's parameters: where the data and the store are, then every run setting."""
+    defaults = RunSettings().to_pipeline()
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    where = [
+        inspect.Parameter("dataset_source", keyword, default="kaggle", annotation=str),
+        inspect.Parameter("store", keyword, default=DEFAULT_STORE, annotation=str),
+    ]
+    settings = [
+        inspect.Parameter(f.name, keyword, default=defaults[f.name], annotation=value_type(f))
+        for f in dataclasses.fields(RunSettings)
+    ]
+    return inspect.Signature(where + settings)
 
 
 def compile_pipeline(output: Path, options: ClusterOptions | None = None) -> Path:
@@ -422,27 +427,20 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="'kaggle', s3://BUCKET/KEY of a zip put in the store, a .zip or a folder (required unless --demo)",
     )
     p.add_argument("--store", help="store URL (default: a store folder inside --output)")
-    p.add_argument("--sources", type=_comma_list(str), help="comma-separated weight sources (default: all ten)")
-    p.add_argument("--recipe", choices=sorted(RECIPES), help="default: paper; recommended with --demo")
-    p.add_argument("--image-size", type=int, help="default 224; 64 with --demo")
-    p.add_argument("--epochs", type=int, help="default: the recipe's; 3 with --demo")
-    p.add_argument("--batch-size", type=int, help="default: the recipe's; 16 with --demo")
-    p.add_argument("--lr", type=float, help="Adam learning rate; default: the recipe's; 3e-4 with --demo")
-    p.add_argument("--seed", type=int, default=0)
+    for f in dataclasses.fields(RunSettings):
+        kind = value_type(f)
+        # Each option is None when not given: _local_arguments then takes the demo's value or the default.
+        if kind is bool:
+            p.add_argument(option(f.name), dest=f.name, action="store_true", default=None, help=f.metadata["help"])
+        else:
+            p.add_argument(
+                option(f.name),
+                dest=f.name,
+                type=_comma_list(str) if kind is list else kind,
+                choices=f.metadata["choices"] or None,
+                help=f.metadata["help"],
+            )
     p.add_argument("--per-class", type=int, default=80, help="demo images per class (default 80)")
-    p.add_argument("--force", action="store_true", help="retrain even if nothing changed since the last run")
-    p.add_argument(
-        "--skip-missing-weights",
-        action="store_true",
-        help="train the sources whose weights are in the store and name the others in the report (default: refuse)",
-    )
-    p.add_argument(
-        "--promotion-metric",
-        default="accuracy",
-        choices=METRIC_NAMES,
-        help="test metric on which a new best model must beat the champion (default accuracy)",
-    )
-    p.add_argument("--promotion-margin", type=float, default=0.005, help="by more than this much (default 0.005)")
     p.add_argument("--output", type=Path, help="folder for everything the run writes (default: runs/NAME-TIME)")
     p.add_argument(
         "--verbose", action="store_true", help="show every task's whole log as it runs (default: a line per task event)"
@@ -458,37 +456,19 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _local_arguments(args: argparse.Namespace) -> dict:
     """The pipeline's arguments for a local run, checked before anything is written."""
-    from cxrtl.data import check_image_size
-    from cxrtl.weights import check_sources
-
     if not args.demo and not args.dataset_source:
         raise CxrtlError("--dataset-source is required without --demo ('kaggle', a .zip or a folder)")
     remote = args.dataset_source == "kaggle" or (args.dataset_source or "").startswith("s3://")
     if args.dataset_source and not remote and not Path(args.dataset_source).exists():
         raise CxrtlError(f"--dataset-source {args.dataset_source}: no such file or folder")
-    sources = check_sources(list(SOURCE_NAMES) if args.sources is None else args.sources)
-    image_size = check_image_size(args.image_size or (64 if args.demo else 224), "--image-size")
-    if not 0 <= args.promotion_margin < 1:
-        raise CxrtlError(f"--promotion-margin must be in [0, 1), got {args.promotion_margin}")
-    if args.seed < 0:
-        raise CxrtlError(f"--seed must be 0 or more, got {args.seed}")
     if args.per_class < 1:
         raise CxrtlError(f"--per-class must be a positive integer, got {args.per_class}")
-    return {
-        "dataset_source": args.dataset_source,
-        "sources": sources,
-        "recipe": args.recipe or ("recommended" if args.demo else "paper"),
-        "image_size": image_size,
-        # 0 leaves the recipe's value; the demo's are small enough for two CPU cores.
-        "epochs": _positive("--epochs", args.epochs, 3 if args.demo else 0),
-        "batch_size": _positive("--batch-size", args.batch_size, 16 if args.demo else 0),
-        "learning_rate": _positive("--lr", args.lr, 3e-4 if args.demo else 0.0),
-        "seed": args.seed,
-        "force": args.force,
-        "skip_missing_weights": args.skip_missing_weights,
-        "promotion_metric": args.promotion_metric,
-        "promotion_margin": args.promotion_margin,
-    }
+    defaults = RunSettings.demo() if args.demo else RunSettings()
+    settings = {}
+    for f in dataclasses.fields(RunSettings):
+        given = getattr(args, f.name)  # None when not given
+        settings[f.name] = getattr(defaults, f.name) if given is None else check_setting(f.name, given, option(f.name))
+    return {"dataset_source": args.dataset_source, **RunSettings(**settings).to_pipeline()}
 
 
 # The tasks that run once per weight source, inside the ParallelFor: their logs are named TASK-SOURCE.log.
@@ -499,8 +479,9 @@ def _run(args: argparse.Namespace) -> None:
     from kfp import local
 
     import local_docker
+    from cxrtl.report import REPORT_FILES
     from cxrtl.retrain import last_success
-    from cxrtl.store import open_store
+    from cxrtl.store import keys, open_store
 
     started = time.time()
     if not args.verbose:
@@ -514,7 +495,7 @@ def _run(args: argparse.Namespace) -> None:
     arguments["store"] = args.store or str(out / "store")
     store = open_store(arguments["store"])
     if args.demo and not arguments["dataset_source"]:
-        demo_zip = _demo_inputs(out, store, arguments["sources"], args.per_class, args.seed)
+        demo_zip = _demo_inputs(out, store, arguments["sources"], args.per_class, arguments["seed"])
         arguments["dataset_source"] = str(demo_zip)
 
     # kfp.local runs two tasks at once: one thread each keeps them from fighting over the cores.
@@ -532,8 +513,8 @@ def _run(args: argparse.Namespace) -> None:
         print(f"Nothing changed since run {before['run_id'] if before else '?'}: no retraining (--force retrains).")
         reports = None
     else:
-        print(store.get_bytes(f"reports/{after['run_id']}/report.txt").decode())
-        reports = f"{store.url.rstrip('/')}/reports/{after['run_id']}"
+        print(store.get_bytes(keys.report_key(after["run_id"], REPORT_FILES["txt"])).decode())
+        reports = f"{store.url.rstrip('/')}/{keys.report_prefix(after['run_id'])}"
     _print_ending(out, arguments["store"], reports, started)
 
 
@@ -573,24 +554,19 @@ def _run_logged(arguments: dict, logs: Path, verbose: bool, docker_run: Path | N
 
 
 def _print_ending(out: Path, store: str, reports: str | None, started: float) -> None:
-    """Where to look, how long it took, and how much disk the run's folder takes."""
+    """Where to look (``reports``: the URL of the run's report folder, ending in /), how long it took, and how
+    much disk the run's folder takes."""
+    from cxrtl.report import REPORT_FILES
+
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
     minutes, seconds = divmod(round(time.time() - started), 60)
     print()
     if reports:
-        print(f"Report:  {reports}/report.html")
-        print(f"         {reports}/report.md")
+        print(f"Report:  {reports}{REPORT_FILES['html']}")
+        print(f"         {reports}{REPORT_FILES['md']}")
     print(f"Store:   {store}")
     print(f"Logs:    {out / 'logs'}")
     print(f"Outputs: {out} ({size / 1e9:.1f} GB); took {minutes} min {seconds} s")
-
-
-def _positive(option: str, value: float | None, default: float) -> float:
-    if value is None:
-        return default
-    if value <= 0:
-        raise CxrtlError(f"{option} must be positive, got {value}")
-    return value
 
 
 def _demo_inputs(out: Path, store, sources: list[str], per_class: int, seed: int) -> Path:

@@ -20,19 +20,22 @@ def check_changes(
     """Has the dataset, the code or a setting changed since the last successful run? False ends the run early."""
     import json
 
-    from cxrtl.retrain import check_for_changes, check_settings, run_fingerprint
+    from cxrtl.retrain import check_for_changes, run_fingerprint
+    from cxrtl.settings import RunSettings
     from cxrtl.store import open_store
 
-    settings = {
-        "sources": sources,
-        "recipe": recipe,
-        "image_size": image_size,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "seed": seed,
-    }
-    check_settings(settings)  # a typo in a submitted parameter fails here, before any GPU is asked for
-    check = check_for_changes(open_store(store), run_fingerprint(json.loads(dataset), settings), run_id, force)
+    # A typo in a submitted parameter fails here, before any GPU is asked for.
+    settings = RunSettings.from_pipeline(
+        sources=sources,
+        recipe=recipe,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        force=force,
+    )
+    fingerprint = run_fingerprint(json.loads(dataset), settings.fingerprint())
+    check = check_for_changes(open_store(store), fingerprint, run_id, settings.force)
     print(check.reason)
     return check.changed

@@ -19,12 +19,12 @@ def train(
     """Fine-tune ResNet50 from one weight source; checkpoints each epoch to the store and resumes from them."""
     from pathlib import Path
 
+    from cxrtl.settings import RunSettings
     from cxrtl.store import open_store
     from cxrtl.train import config_for_data
     from cxrtl.train import train as train_model
 
-    # 0 means the recipe's own value.
-    settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
-    config = config_for_data(Path(data.path), seed=seed, **{k: v for k, v in settings.items() if v})
+    settings = RunSettings.from_pipeline(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    config = config_for_data(Path(data.path), **settings.training_overrides())
     result = train_model(Path(data.path), source, Path(model.path), config, open_store(store), run_id)
     model.metadata.update(result.metadata.artifact_metadata())

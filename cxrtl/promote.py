@@ -13,8 +13,9 @@ from typing import Any
 
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
-from cxrtl.metrics import METRIC_NAMES, rank_key
+from cxrtl.metrics import rank_key
 from cxrtl.records import ChampionCard, Promotion
+from cxrtl.settings import check_setting
 from cxrtl.store import Store, keys
 from cxrtl.train import METADATA_FILE, MODEL_FILE
 
@@ -53,10 +54,8 @@ def promote(
     margin: float = 0.005,
 ) -> Decision:
     """Promote the run's best model if its test ``metric`` beats the champion's on the same split by > ``margin``."""
-    if metric not in METRIC_NAMES:
-        raise CxrtlError(f"promotion metric must be one of {', '.join(METRIC_NAMES)}, got {metric!r}")
-    if not 0 <= margin < 1:
-        raise CxrtlError(f"promotion margin must be in [0, 1), got {margin}")
+    check_setting("promotion_metric", metric, "promotion metric")
+    check_setting("promotion_margin", margin, "promotion margin")
     if not candidates:
         raise CxrtlError("no evaluated models to promote")
     best = max(candidates, key=lambda ev: rank_key(ev.metrics, metric))

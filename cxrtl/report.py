@@ -30,6 +30,10 @@ _HEADERS = {
 }
 
 
+# The files of a report, by format; a run's are also in the store under keys.report_key(run_id, NAME).
+REPORT_FILES = {"txt": "report.txt", "md": "report.md", "html": "report.html", "csv": "results.csv"}
+
+
 @dataclass
 class Row:
     source: str
@@ -127,7 +131,7 @@ COVID is the positive class.</p>
 """
 
     def write(self, out_dir: Path) -> dict[str, Path]:
-        names = {"txt": "report.txt", "md": "report.md", "html": "report.html", "csv": "results.csv"}
+        names = REPORT_FILES
         with staged_folder(out_dir, marker=names["md"]) as staged:
             (staged / names["txt"]).write_text(self.text() + "\n")
             (staged / names["md"]).write_text(self.markdown())

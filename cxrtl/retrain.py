@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import cxrtl
-from cxrtl.data import check_image_size
 from cxrtl.errors import CxrtlError
-from cxrtl.recipes import get_recipe
 from cxrtl.store import Store, keys
 from cxrtl.weights.registry import check_sources
 from cxrtl.weights.stored import missing_weights, weights_commands
@@ -27,16 +25,6 @@ def code_fingerprint() -> str:
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return f"{cxrtl.__version__}+{digest.hexdigest()[:12]}"
-
-
-def check_settings(settings: dict[str, Any]) -> None:
-    """A pipeline run's training settings, checked before any GPU is asked for (0 = the recipe's value)."""
-    check_sources(settings["sources"])
-    get_recipe(settings["recipe"])
-    check_image_size(settings["image_size"])
-    for name in ("epochs", "batch_size", "learning_rate", "seed"):
-        if settings[name] < 0:
-            raise CxrtlError(f"{name} must be 0 (the recipe's value) or more, got {settings[name]}")
 
 
 def sources_to_train(store: Store, sources: list[str], skip_missing: bool = False) -> tuple[list[str], list[str]]:

@@ -1,11 +1,10 @@
 """``submit`` and ``schedule`` against a recording stand-in of the KFP v2beta1 API (tests/kfp_api_stub.py).
 
-The CLI runs in-process through a parser built like pipeline.py's: add_cluster_arguments plus one
-compile-time option, and CxrtlError printed as one ``pipeline.py: error:`` line with exit code 2.
+The CLI runs in-process through pipeline.py's own parser and ``main``; only the compiling is stood in for
+(:class:`CompilePackage`), by a small pipeline with one parameter of each type.
 """
 # No "from __future__ import annotations" here: kfp reads the component's annotations as types.
 
-import argparse
 import hashlib
 import logging
 import re
@@ -18,11 +17,10 @@ import pytest
 from kfp import compiler, dsl
 from kfp_api_stub import KfpApiStub
 
-from cxrtl.errors import CxrtlError
-
 # cluster.py sits at the repo root beside pipeline.py, outside the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cluster
+import pipeline
 
 TOKEN = "tok-3f9a1c-do-not-print"
 REQUIRED = ["--param", "store_url=s3://models"]
@@ -52,30 +50,17 @@ def compile_tiny(path: Path, gpu_type: str) -> None:
 
 
 class CompilePackage:
-    """The compile callable the lead supplies; records the arguments it is given."""
+    """Stands in for pipeline.compile_pipeline; records the cluster options it is given."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.calls: list[argparse.Namespace] = []
+        self.calls: list[pipeline.ClusterOptions] = []
 
-    def __call__(self, args: argparse.Namespace) -> Path:
-        self.calls.append(args)
+    def __call__(self, output: Path, options: pipeline.ClusterOptions) -> Path:
+        self.calls.append(options)
         path = self.folder / f"pipeline-{len(self.calls)}.yaml"
-        compile_tiny(path, args.gpu_type)
+        compile_tiny(path, options.gpu_resource)
         return path
-
-
-def run_cli(argv: list[str], compile_package: CompilePackage) -> int:
-    parser = argparse.ArgumentParser(prog="pipeline.py")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    for sub in cluster.add_cluster_arguments(subparsers, compile_package):
-        sub.add_argument("--gpu-type", default="nvidia.com/gpu")
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except CxrtlError as exc:
-        print(f"pipeline.py: error: {exc}", file=sys.stderr)
-        return 2
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
@@ -105,10 +90,13 @@ def stub() -> Iterator[KfpApiStub]:
 
 
 @pytest.fixture
-def compile_package(tmp_path: Path) -> CompilePackage:
+def compile_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CompilePackage:
+    """What pipeline.py submit and schedule compile, while the test runs."""
     folder = tmp_path / "packages"
     folder.mkdir()
-    return CompilePackage(folder)
+    stand_in = CompilePackage(folder)
+    monkeypatch.setattr(pipeline, "compile_pipeline", stand_in)
+    return stand_in
 
 
 def closed_port_url() -> str:
@@ -122,18 +110,18 @@ def test_submit_uploads_the_package_and_starts_a_run_with_typed_parameters(
     stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["submit", "--host", stub.url + "/", "--experiment", "nightly", "--run-name", "first", "--token", TOKEN]
-    argv += ["--gpu-type", "nvidia.com/gpu-h100", *REQUIRED, "--param", "epochs=5", "--param", "lr=0.01"]
+    argv += ["--gpu-resource", "nvidia.com/gpu-h100", *REQUIRED, "--param", "epochs=5", "--param", "lr=0.01"]
     argv += ["--param", 'sources=["imagenet","radimagenet"]', "--param", "dry_run=TRUE"]
     argv += ["--param", 'options={"seed": 7}']
 
-    assert run_cli(argv, compile_package) == 0
+    assert pipeline.main(argv) == 0
 
-    assert [args.gpu_type for args in compile_package.calls] == ["nvidia.com/gpu-h100"]
+    assert [options.gpu_resource for options in compile_package.calls] == ["nvidia.com/gpu-h100"]
     [upload] = stub.calls("POST", "/pipelines/upload")
     assert upload.fields["uploadfile"] == (compile_package.folder / "pipeline-1.yaml").read_text()
     assert upload.filenames["uploadfile"].endswith(".yaml")
     assert upload.query["name"] == "cxrtl-tiny"
-    [pipeline] = stub.pipelines.values()
+    [uploaded] = stub.pipelines.values()
     [version] = stub.versions.values()
     [experiment] = stub.experiments.values()
     assert experiment["display_name"] == "nightly"
@@ -141,7 +129,7 @@ def test_submit_uploads_the_package_and_starts_a_run_with_typed_parameters(
     assert create.json["display_name"] == "first"
     assert create.json["experiment_id"] == experiment["experiment_id"]
     assert create.json["pipeline_version_reference"] == {
-        "pipeline_id": pipeline["pipeline_id"],
+        "pipeline_id": uploaded["pipeline_id"],
         "pipeline_version_id": version["pipeline_version_id"],
     }
     assert create.json["runtime_config"]["parameters"] == {
@@ -165,8 +153,8 @@ def test_a_changed_package_becomes_a_new_version_and_an_unchanged_one_is_reused(
     stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = ["submit", "--host", stub.url, *REQUIRED]
-    assert run_cli([*base, "--gpu-type", "nvidia.com/gpu"], compile_package) == 0
-    assert run_cli([*base, "--gpu-type", "amd.com/gpu"], compile_package) == 0
+    assert pipeline.main([*base, "--gpu-resource", "nvidia.com/gpu"]) == 0
+    assert pipeline.main([*base, "--gpu-resource", "amd.com/gpu"]) == 0
 
     assert len(stub.calls("POST", "/pipelines/upload")) == 1
     [upload] = stub.calls("POST", "/pipelines/upload_version")
@@ -181,7 +169,7 @@ def test_a_changed_package_becomes_a_new_version_and_an_unchanged_one_is_reused(
     assert last_run["pipeline_version_reference"]["pipeline_version_id"] == new_version["pipeline_version_id"]
     assert len(stub.calls("POST", "/experiments")) == 1  # the default experiment is found the second time
 
-    assert run_cli([*base, "--gpu-type", "amd.com/gpu"], compile_package) == 0
+    assert pipeline.main([*base, "--gpu-resource", "amd.com/gpu"]) == 0
     assert len(stub.calls("POST", "/pipelines/upload_version")) == 1
     assert len(stub.versions) == 2
     last_run = stub.calls("POST", "/runs")[-1].json
@@ -193,7 +181,7 @@ def test_schedule_creates_a_recurring_run_with_cron_one_at_a_time_and_no_catch_u
     stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["schedule", "--host", stub.url, "--cron", "0  30 2 * * MON-FRI", "--name", "weekdays", *REQUIRED]
-    assert run_cli([*argv, "--param", "epochs=3"], compile_package) == 0
+    assert pipeline.main([*argv, "--param", "epochs=3"]) == 0
 
     [create] = stub.calls("POST", "/recurringruns")
     body = create.json
@@ -222,11 +210,11 @@ def test_schedule_list_and_delete_by_name_and_by_id(
     monkeypatch.setattr(cluster, "_PAGE_SIZE", 1)  # so listing has to follow next_page_token
     for name, cron in (("nightly", "0 0 3 * * *"), ("weekly", "0 0 4 ? * SUN")):
         argv = ["schedule", "--host", stub.url, "--cron", cron, "--name", name, *REQUIRED]
-        assert run_cli(argv, compile_package) == 0
+        assert pipeline.main(argv) == 0
     ids = {run["display_name"]: run_id for run_id, run in stub.recurring_runs.items()}
     capsys.readouterr()
 
-    assert run_cli(["schedule", "--host", stub.url, "--list"], compile_package) == 0
+    assert pipeline.main(["schedule", "--host", stub.url, "--list"]) == 0
     listed = capsys.readouterr().out.splitlines()
     version = {
         run["display_name"]: run["pipeline_version_reference"]["pipeline_version_id"]
@@ -239,21 +227,21 @@ def test_schedule_list_and_delete_by_name_and_by_id(
 
     uploads = len(stub.requests)
     argv = ["schedule", "--host", stub.url, "--cron", "0 0 5 * * *", "--name", "nightly", *REQUIRED]
-    assert run_cli(argv, compile_package) == 2
+    assert pipeline.main(argv) == 2
     assert "a recurring run named 'nightly' already exists" in one_error_line(capsys, caplog)
     assert [r.method for r in stub.requests[uploads:]] == ["GET", "GET", "GET"]  # healthz and two list pages
 
     compiled = len(compile_package.calls)
-    assert run_cli(["schedule", "--host", stub.url, "--delete", "nightly"], compile_package) == 0
-    assert run_cli(["schedule", "--host", stub.url, "--delete", ids["weekly"]], compile_package) == 0
+    assert pipeline.main(["schedule", "--host", stub.url, "--delete", "nightly"]) == 0
+    assert pipeline.main(["schedule", "--host", stub.url, "--delete", ids["weekly"]]) == 0
     deleted = [r.path.rsplit("/", 1)[1] for r in stub.calls("DELETE", "/recurringruns/.+")]
     assert deleted == [ids["nightly"], ids["weekly"]]
     assert stub.recurring_runs == {}
     capsys.readouterr()
 
-    assert run_cli(["schedule", "--host", stub.url, "--list"], compile_package) == 0
+    assert pipeline.main(["schedule", "--host", stub.url, "--list"]) == 0
     assert capsys.readouterr().out == "no recurring runs\n"
-    assert run_cli(["schedule", "--host", stub.url, "--delete", "nightly"], compile_package) == 2
+    assert pipeline.main(["schedule", "--host", stub.url, "--delete", "nightly"]) == 2
     assert "no recurring run with ID or name 'nightly'" in one_error_line(capsys, caplog)
     assert len(compile_package.calls) == compiled  # listing and deleting compile nothing
 
@@ -284,7 +272,7 @@ def test_a_bad_cron_is_one_error_line_and_no_request(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert run_cli(["schedule", "--host", stub.url, "--cron", cron, *REQUIRED], compile_package) == 2
+    assert pipeline.main(["schedule", "--host", stub.url, "--cron", cron, *REQUIRED]) == 2
     line = one_error_line(capsys, caplog)
     assert line.startswith(f"pipeline.py: error: bad --cron {cron!r}: ")
     assert names in line
@@ -321,7 +309,7 @@ def test_a_bad_param_is_one_error_line_and_no_request(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert run_cli(["submit", "--host", stub.url, *REQUIRED, *params], compile_package) == 2
+    assert pipeline.main(["submit", "--host", stub.url, *REQUIRED, *params]) == 2
     assert names in one_error_line(capsys, caplog)
     assert stub.requests == []
 
@@ -332,7 +320,7 @@ def test_a_missing_required_param_is_named(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert run_cli(["submit", "--host", stub.url, "--param", "epochs=1"], compile_package) == 2
+    assert pipeline.main(["submit", "--host", stub.url, "--param", "epochs=1"]) == 2
     assert "store_url has no default: pass --param store_url=VALUE" in one_error_line(capsys, caplog)
     assert stub.requests == []
 
@@ -346,7 +334,7 @@ def test_an_unreachable_host_is_one_error_line_naming_it(
 ) -> None:
     host = closed_port_url()
     caplog.set_level(logging.DEBUG, logger="urllib3")
-    assert run_cli([command[0], "--host", host, *command[1:]], compile_package) == 2
+    assert pipeline.main([command[0], "--host", host, *command[1:]]) == 2
     line = one_error_line(capsys, caplog)
     assert line.startswith(f"pipeline.py: error: cannot reach KFP at {host} (")
     assert "Connection refused" in line
@@ -357,7 +345,7 @@ def test_an_unreachable_host_is_one_error_line_naming_it(
 def test_a_host_without_scheme_is_refused_before_connecting(
     compile_package: CompilePackage, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert run_cli(["submit", "--host", "localhost:8080", *REQUIRED], compile_package) == 2
+    assert pipeline.main(["submit", "--host", "localhost:8080", *REQUIRED]) == 2
     assert "--host 'localhost:8080' is not an http(s) URL" in one_error_line(capsys, caplog)
 
 
@@ -371,7 +359,7 @@ def test_refused_credentials_are_one_error_line_after_one_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with KfpApiStub(reject_with=status) as server:
-        assert run_cli([command[0], "--host", server.url, "--token", TOKEN, *command[1:]], compile_package) == 2
+        assert pipeline.main([command[0], "--host", server.url, "--token", TOKEN, *command[1:]]) == 2
     line = one_error_line(capsys, caplog)
     assert line == (
         f"pipeline.py: error: KFP at {server.url} refused the credentials ({status}): pass --token or set KFP_TOKEN"
@@ -384,7 +372,7 @@ def test_a_login_page_instead_of_the_api_is_one_error_line(
     compile_package: CompilePackage, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     with KfpApiStub(answer_html=True) as server:
-        assert run_cli(["submit", "--host", server.url, *REQUIRED], compile_package) == 2
+        assert pipeline.main(["submit", "--host", server.url, *REQUIRED]) == 2
     line = one_error_line(capsys, caplog)
     assert f"KFP at {server.url} answered the health check with text/html" in line
     assert "not JSON" in line
@@ -394,11 +382,11 @@ def test_multi_user_kfp_needs_a_namespace_and_gets_it_everywhere(
     compile_package: CompilePackage, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     with KfpApiStub(multi_user=True) as server:
-        assert run_cli(["submit", "--host", server.url, *REQUIRED], compile_package) == 2
+        assert pipeline.main(["submit", "--host", server.url, *REQUIRED]) == 2
         assert "is multi-user: pass --namespace" in one_error_line(capsys, caplog)
         assert [r.path for r in server.requests] == ["/apis/v2beta1/healthz"]
 
-        assert run_cli(["submit", "--host", server.url, "--namespace", "team-a", *REQUIRED], compile_package) == 0
+        assert pipeline.main(["submit", "--host", server.url, "--namespace", "team-a", *REQUIRED]) == 0
     [upload] = server.calls("POST", "/pipelines/upload")
     assert upload.query["namespace"] == "team-a"
     assert all(r.query["namespace"] == "team-a" for r in server.calls("GET", "/pipelines"))
@@ -415,7 +403,7 @@ def test_token_comes_from_flag_env_then_token_files_and_is_never_printed(
 ) -> None:
     def header_of_next_run(*extra: str) -> str | None:
         before = len(stub.requests)
-        assert run_cli(["submit", "--host", stub.url, *REQUIRED, *extra], compile_package) == 0
+        assert pipeline.main(["submit", "--host", stub.url, *REQUIRED, *extra]) == 0
         headers = {r.headers.get("authorization") for r in stub.requests[before:]}
         assert len(headers) == 1
         return headers.pop()
@@ -442,7 +430,7 @@ def test_token_comes_from_flag_env_then_token_files_and_is_never_printed(
 
 def test_schedule_needs_one_of_cron_list_delete(compile_package: CompilePackage) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(["schedule", "--host", "http://127.0.0.1:1"], compile_package)
+        pipeline.main(["schedule", "--host", "http://127.0.0.1:1"])
     assert exit_info.value.code == 2
 
 
@@ -453,7 +441,7 @@ def test_a_server_error_midway_is_one_line_with_the_servers_message(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     stub.fail("POST", "/runs", 500, "Failed to create a run:\n  workflow quota exceeded\n  at server.go:42")
-    assert run_cli(["submit", "--host", stub.url, *REQUIRED], compile_package) == 2
+    assert pipeline.main(["submit", "--host", stub.url, *REQUIRED]) == 2
     line = one_error_line(capsys, caplog)
     assert line == (
         f"pipeline.py: error: KFP at {stub.url} failed creating the run (HTTP 500): "
@@ -474,7 +462,7 @@ def test_an_older_kfp_is_refused_with_one_line_before_anything_is_uploaded(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with KfpApiStub(version="2.14.4", via_ui=via_ui) as server:
-        assert run_cli([command[0], "--host", server.url, *command[1:]], compile_package) == 2
+        assert pipeline.main([command[0], "--host", server.url, *command[1:]]) == 2
     line = one_error_line(capsys, caplog)
     assert line == (
         f"pipeline.py: error: KFP at {server.url} is version 2.14.4; this pipeline needs KFP 2.15.0 or newer "
@@ -486,7 +474,7 @@ def test_an_older_kfp_is_refused_with_one_line_before_anything_is_uploaded(
 @pytest.mark.parametrize("version", ["2.15.0", "v2.17.1", "2.16.0-rc.1", "3.0.0"])
 def test_a_recent_enough_kfp_is_accepted(version: str, compile_package: CompilePackage) -> None:
     with KfpApiStub(version=version) as server:
-        assert run_cli(["submit", "--host", server.url, *REQUIRED], compile_package) == 0
+        assert pipeline.main(["submit", "--host", server.url, *REQUIRED]) == 0
     assert server.calls("POST", "/runs")
 
 
@@ -498,11 +486,11 @@ def test_a_kfp_without_a_release_number_is_refused_unless_told_to_skip_the_check
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with KfpApiStub(version=version) as server:
-        assert run_cli(["submit", "--host", server.url, *REQUIRED], compile_package) == 2
+        assert pipeline.main(["submit", "--host", server.url, *REQUIRED]) == 2
         line = one_error_line(capsys, caplog)
         assert f"reports version {version!r}, not a release" in line and "--skip-version-check" in line
         assert not server.calls("POST", "/pipelines/upload")
-        assert run_cli(["submit", "--host", server.url, "--skip-version-check", *REQUIRED], compile_package) == 0
+        assert pipeline.main(["submit", "--host", server.url, "--skip-version-check", *REQUIRED]) == 0
     assert server.calls("POST", "/runs")
 
 
@@ -513,20 +501,20 @@ def test_the_api_servers_address_never_becomes_a_run_link(
     compile_package: CompilePackage, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with KfpApiStub(via_ui=False) as server:
-        assert run_cli(["submit", "--host", server.url, *REQUIRED], compile_package) == 0
+        assert pipeline.main(["submit", "--host", server.url, *REQUIRED]) == 0
         [first] = server.runs
         last = capsys.readouterr().out.splitlines()[-1]
         assert last.startswith(f"ID {first}: --host is KFP's API server, not its UI, so no link")
         assert server.url not in last
 
         ui = "https://kubeflow.example.com/pipeline"
-        assert run_cli(["submit", "--host", server.url, "--ui-url", ui + "/", *REQUIRED], compile_package) == 0
+        assert pipeline.main(["submit", "--host", server.url, "--ui-url", ui + "/", *REQUIRED]) == 0
         second = list(server.runs)[-1]
         assert capsys.readouterr().out.splitlines()[-1] == f"{ui}/#/runs/details/{second}"
 
         monkeypatch.setenv(cluster.UI_URL_ENV, "http://localhost:8080")
         argv = ["schedule", "--host", server.url, "--cron", "@weekly", *REQUIRED]
-        assert run_cli(argv, compile_package) == 0
+        assert pipeline.main(argv) == 0
         [recurring] = server.recurring_runs
         assert capsys.readouterr().out.splitlines()[-1] == f"http://localhost:8080/#/recurringrun/details/{recurring}"
 
@@ -537,7 +525,7 @@ def test_a_bad_ui_url_is_refused_before_any_request(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert run_cli(["submit", "--host", stub.url, "--ui-url", "kubeflow.example.com", *REQUIRED], compile_package) == 2
+    assert pipeline.main(["submit", "--host", stub.url, "--ui-url", "kubeflow.example.com", *REQUIRED]) == 2
     assert "--ui-url 'kubeflow.example.com' is not an http(s) URL" in one_error_line(capsys, caplog)
     assert stub.requests == [] and compile_package.calls == []
 
@@ -548,7 +536,7 @@ def test_a_bad_ui_url_is_refused_before_any_request(
 def test_a_schedule_is_pinned_to_the_uploaded_version_by_default(
     stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_cli(["schedule", "--host", stub.url, "--cron", "@daily", *REQUIRED], compile_package) == 0
+    assert pipeline.main(["schedule", "--host", stub.url, "--cron", "@daily", *REQUIRED]) == 0
     [version] = stub.versions.values()
     [recurring] = stub.recurring_runs.values()
     assert recurring["pipeline_version_reference"] == {
@@ -562,14 +550,14 @@ def test_a_schedule_can_follow_the_latest_version_and_says_so(
     stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["schedule", "--host", stub.url, "--cron", "@daily", "--pipeline-version", "latest", *REQUIRED]
-    assert run_cli(argv, compile_package) == 0
+    assert pipeline.main(argv) == 0
     [create] = stub.calls("POST", "/recurringruns")
     [pipeline_id] = stub.pipelines
     # No version ID: KFP's scheduler takes the pipeline's latest version when each run starts.
     assert create.json["pipeline_version_reference"] == {"pipeline_id": pipeline_id}
     assert "the latest pipeline version at each run" in capsys.readouterr().out
 
-    assert run_cli(["schedule", "--host", stub.url, "--list"], compile_package) == 0
+    assert pipeline.main(["schedule", "--host", stub.url, "--list"]) == 0
     assert "\tlatest version\t" in capsys.readouterr().out
 
 
@@ -587,7 +575,7 @@ def test_a_schedule_can_follow_the_latest_version_and_says_so(
 def test_cron_descriptors_kfp_accepts_are_passed_on(
     cron: str, sent: str, stub: KfpApiStub, compile_package: CompilePackage
 ) -> None:
-    assert run_cli(["schedule", "--host", stub.url, "--cron", cron, *REQUIRED], compile_package) == 0
+    assert pipeline.main(["schedule", "--host", stub.url, "--cron", cron, *REQUIRED]) == 0
     [create] = stub.calls("POST", "/recurringruns")
     assert create.json["trigger"]["cron_schedule"]["cron"] == sent
 
@@ -611,7 +599,7 @@ def test_cron_descriptors_kfp_would_refuse_or_misread_are_refused(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert run_cli(["schedule", "--host", stub.url, "--cron", cron, *REQUIRED], compile_package) == 2
+    assert pipeline.main(["schedule", "--host", stub.url, "--cron", cron, *REQUIRED]) == 2
     line = one_error_line(capsys, caplog)
     assert line.startswith(f"pipeline.py: error: bad --cron {cron!r}: ") and reason in line
     assert stub.requests == []

@@ -5,6 +5,7 @@ Compiling takes well under a second, so each test compiles what it needs instead
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,8 +20,9 @@ from refusal import PIPELINE, refused
 
 import pipeline
 from components.images import image
+from cxrtl.settings import RECIPE_VALUE, RunSettings, value_type
 from cxrtl.weights import SOURCE_NAMES
-from pipeline import ClusterOptions
+from pipeline import DEFAULT_STORE, ClusterOptions
 
 REPO = Path(__file__).resolve().parents[1]
 CONTAINER_TASKS = ("ingest", "check-weights", "check-changes", "preprocess", "train", "evaluate", "promote", "report")
@@ -107,6 +109,33 @@ def _key_to_env(entry: dict[str, Any], key_field: str) -> dict[str, str]:
 
 
 # --- DAG shape -------------------------------------------------------------------------------------
+
+
+_KFP_TYPES = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", bool: "BOOLEAN", list: "LIST"}
+
+
+def test_the_pipeline_parameters_are_the_run_settings_with_their_types_and_defaults(default_spec: Spec):
+    compiled = default_spec.pipeline["root"]["inputDefinitions"]["parameters"]
+    defaults = RunSettings().to_pipeline()
+    expected = {
+        "dataset_source": ("STRING", "kaggle"),
+        "store": ("STRING", DEFAULT_STORE),
+        **{f.name: (_KFP_TYPES[value_type(f)], defaults[f.name]) for f in dataclasses.fields(RunSettings)},
+    }
+    assert {name: (p["parameterType"], p["defaultValue"]) for name, p in compiled.items()} == expected
+    # "The recipe's value" is None in RunSettings and the one sentinel in the pipeline.
+    assert [compiled[name]["defaultValue"] for name in ("epochs", "batch_size", "learning_rate")] == [RECIPE_VALUE] * 3
+
+
+def test_every_pipeline_parameter_reaches_a_task(default_spec: Spec):
+    """A setting added to RunSettings but used by no step would be a parameter that does nothing."""
+    consumed = {
+        value["componentInputParameter"]
+        for task in default_spec.tasks.values()
+        for value in task.get("inputs", {}).get("parameters", {}).values()
+        if "componentInputParameter" in value
+    }
+    assert set(default_spec.pipeline["root"]["inputDefinitions"]["parameters"]) <= consumed
 
 
 def test_sources_parameter_defaults_to_all_ten_and_check_weights_picks_those_the_loop_trains(default_spec: Spec):
@@ -381,6 +410,9 @@ def test_no_credential_from_the_environment_reaches_the_compiled_yaml(default_sp
         (["--demo", "--epochs", "0"], ["--epochs"]),
         (["--demo", "--epochs", "-3"], ["--epochs"]),
         (["--demo", "--batch-size", "0"], ["--batch-size"]),
+        (["--demo", "--lr", "-0.1"], ["--lr", "must be positive"]),
+        (["--demo", "--seed", "-1"], ["--seed", "must be 0 or more"]),
+        (["--demo", "--promotion-margin", "1"], ["--promotion-margin", "[0, 1)"]),
         (["--demo", "--per-class", "0"], ["--per-class"]),
         (["--sources", "imagenet"], ["--dataset-source"]),
     ],

@@ -12,13 +12,13 @@ from cxrtl.data import PreparedData
 from cxrtl.errors import CxrtlError
 from cxrtl.retrain import (
     check_for_changes,
-    check_settings,
     code_fingerprint,
     last_success,
     record_success,
     run_fingerprint,
     sources_to_train,
 )
+from cxrtl.settings import RunSettings
 from cxrtl.store import LocalStore
 
 SETTINGS = {"sources": ["imagenet", "moco-v2"], "recipe": "recommended", "epochs": 20, "image_size": 224}
@@ -147,7 +147,8 @@ def _settings(**changes):
 
 
 def test_good_settings_pass_the_check():
-    check_settings(_settings())
+    settings = RunSettings.from_pipeline(**_settings())
+    assert (settings.epochs, settings.batch_size, settings.learning_rate) == (None, None, None)  # the recipe's
 
 
 @pytest.mark.parametrize(
@@ -164,7 +165,7 @@ def test_good_settings_pass_the_check():
 )
 def test_bad_settings_are_refused_naming_them(changes, named):
     with pytest.raises(CxrtlError, match=named):
-        check_settings(_settings(**changes))
+        RunSettings.from_pipeline(**_settings(**changes))
 
 
 # --- weights in the store, checked before any GPU is asked for ---------------------------------------

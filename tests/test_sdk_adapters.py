@@ -1,5 +1,5 @@
-"""The SDK adapters (cxrtl/store/minio_adapter.py, cxrtl/weights/torch_adapter.py): each holds what cxrtl
-needs beyond an SDK's public API, checked against one release series. These tests fail when the installed
+"""The SDK adapters (cxrtl/store/minio_adapter.py, cxrtl/weights/torch_adapter.py, kfp_adapter.py): each holds
+what cxrtl needs beyond an SDK's public API, checked against one release series. These tests fail when the installed
 SDK is another series, or when the internals an adapter uses change shape; then check the adapter against
 the new release (the store and weights tests exercise both end to end) and move ``VERIFIED``.
 """
@@ -12,12 +12,14 @@ import os
 import pickle
 from pathlib import Path
 
+import kfp
 import minio
 import pytest
 import torch
 from minio import Minio
 from minio.error import InvalidResponseError, ServerError
 
+import kfp_adapter
 from cxrtl.store import minio_adapter
 from cxrtl.weights import torch_adapter
 
@@ -90,3 +92,24 @@ def test_torch_public_api_names_unsafe_globals_of_zip_checkpoints(tmp_path):
     torch.save({"w": torch.ones(1), "f": _RunsCode()}, buffer)
     (tmp_path / "x.pt").write_bytes(buffer.getvalue())
     assert torch.serialization.get_unsafe_globals_in_checkpoint(tmp_path / "x.pt") == ["posix.system"]
+
+
+# --- kfp ------------------------------------------------------------------------------------------------
+
+
+def test_kfp_is_the_series_the_adapter_was_checked_against():
+    assert _series(kfp.__version__) == kfp_adapter.VERIFIED
+
+
+def test_kfp_builds_its_connection_pool_from_the_adapters_configuration():
+    # A namespace given: the constructor sends no request, so the closed port is never tried.
+    with pytest.warns(FutureWarning, match="only works with Kubeflow Pipeline v2"):  # every kfp.Client says it
+        client = kfp_adapter.Client(host="http://127.0.0.1:1", namespace="team-a")
+    pool = client.healthzs.api_client.rest_client.pool_manager
+    assert pool.connection_pool_kw["retries"] is kfp_adapter.NO_RETRIES
+
+
+def test_kfp_loads_its_configuration_before_its_first_request():
+    """The first request (the health check, when no namespace is given) must already go without retries."""
+    source = inspect.getsource(kfp.Client.__init__)
+    assert source.index("self._load_config(") < source.index("self.get_kfp_healthz(")

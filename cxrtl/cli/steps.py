@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 
 from cxrtl.recipes import RECIPES
+from cxrtl.settings import setting_problem
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo-data", help="write a synthetic dataset in the Kaggle layout, zipped")
     p.add_argument("out", type=Path, help="folder to write the zip into")
     p.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
-    p.add_argument("--seed", type=_non_negative, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--image-size", type=int, default=299, help="image side in pixels (default 299, as Kaggle's)")
     p.set_defaults(func=_demo_data)
 
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--recipe", choices=sorted(RECIPES), default="paper")
-    p.add_argument("--seed", type=_non_negative, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=_preprocess)
 
     p = subparsers.add_parser("train", help="fine-tune ResNet50 from one weight source")
@@ -55,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="recompute BatchNorm statistics over the training split before each evaluation",
     )
-    p.add_argument("--seed", type=_non_negative)
+    p.add_argument("--seed", type=_seed)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--keep-checkpoints", type=int, help="epoch checkpoints kept in the store (default 1)")
     p.add_argument(
@@ -85,10 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_bench)
 
 
-def _non_negative(value: str) -> int:
+def _seed(value: str) -> int:
+    """A seed, checked as the pipeline's seed setting is."""
     number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
+    problem = setting_problem("seed", number)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return number
 
 

@@ -115,8 +115,12 @@ def model_key(source: str, run_id: str, name: str) -> str:
     return f"{model_prefix(source, run_id)}{name}"
 
 
+def report_prefix(run_id: str) -> str:
+    return f"{_REPORTS}/{run_id}/"
+
+
 def report_key(run_id: str, name: str) -> str:
-    return f"{_REPORTS}/{run_id}/{name}"
+    return f"{report_prefix(run_id)}{name}"
 
 
 def champion_key(name: str) -> str:

@@ -1,0 +1,210 @@
+"""A pipeline run's settings, each defined once: type, default, demo value, range check and help text.
+
+``pipeline.py run``'s options, the pipeline's parameters, the check in check-changes and the train and
+promote steps all derive from :class:`RunSettings`. A new setting is a field here plus the code that uses it.
+
+"Use the recipe's value" is ``None`` here. A Kubeflow pipeline parameter cannot carry it (KFP 2.17 compiles
+``Optional[int] = None``, but kfp.local refuses a ``None`` argument and a parameter left out alike), so on the
+pipeline's side it is :data:`RECIPE_VALUE`, turned back into ``None`` by :meth:`RunSettings.from_pipeline`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cxrtl.data import MIN_IMAGE_SIZE
+from cxrtl.errors import CxrtlError
+from cxrtl.metrics import METRIC_NAMES
+from cxrtl.recipes import RECIPES
+from cxrtl.weights.registry import SOURCE_NAMES, check_sources
+
+RECIPE_VALUE = 0  # a pipeline parameter's spelling of None: the recipe's value
+
+# What is wrong with a value, or None when nothing is; the caller names the setting.
+Check = Callable[[Any], "str | None"]
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"must be positive, got {value}"
+
+
+def _non_negative(value: int) -> str | None:
+    return None if value >= 0 else f"must be 0 or more, got {value}"
+
+
+def _at_least_min_image_size(value: int) -> str | None:
+    return None if value >= MIN_IMAGE_SIZE else f"must be at least {MIN_IMAGE_SIZE}, got {value}"
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0 <= value < 1 else f"must be in [0, 1), got {value}"
+
+
+def _one_of(choices: tuple[str, ...]) -> Check:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+
+    return check
+
+
+def _known_sources(value: list[str]) -> None:
+    check_sources(value)  # its errors name the sources at fault, which is what a person needs to read
+
+
+def _about(
+    help: str,
+    *,
+    demo: Any = dataclasses.MISSING,
+    check: Check | None = None,
+    choices: tuple[str, ...] = (),
+    option: str | None = None,
+    fingerprint: bool = False,
+) -> dict[str, Any]:
+    """A setting's metadata. ``demo``: its value with ``--demo`` (default: its default); ``option``: its
+    ``pipeline.py run`` option (default: --NAME); ``fingerprint``: whether a change of it retrains."""
+    return {
+        "help": help,
+        "demo": demo,
+        "check": check or (_one_of(choices) if choices else None),
+        "choices": choices,
+        "option": option,
+        "fingerprint": fingerprint,
+    }
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Every setting of a pipeline run; checked when made, each error naming the setting."""
+
+    sources: list[str] = field(
+        default_factory=lambda: list(SOURCE_NAMES),
+        metadata=_about("comma-separated weight sources (default: all ten)", check=_known_sources, fingerprint=True),
+    )
+    recipe: str = field(
+        default="paper",
+        metadata=_about(
+            "default: paper; recommended with --demo",
+            demo="recommended",
+            choices=tuple(sorted(RECIPES)),
+            fingerprint=True,
+        ),
+    )
+    image_size: int = field(
+        default=224,
+        metadata=_about("default 224; 64 with --demo", demo=64, check=_at_least_min_image_size, fingerprint=True),
+    )
+    epochs: int | None = field(
+        default=None,
+        metadata=_about("default: the recipe's; 3 with --demo", demo=3, check=_positive, fingerprint=True),
+    )
+    batch_size: int | None = field(
+        default=None,
+        metadata=_about("default: the recipe's; 16 with --demo", demo=16, check=_positive, fingerprint=True),
+    )
+    learning_rate: float | None = field(
+        default=None,
+        metadata=_about(
+            "Adam learning rate; default: the recipe's; 3e-4 with --demo",
+            demo=3e-4,
+            check=_positive,
+            option="--lr",
+            fingerprint=True,
+        ),
+    )
+    seed: int = field(
+        default=0,
+        metadata=_about(
+            "seed of the split, the head's initial weights and the batches (default 0)",
+            check=_non_negative,
+            fingerprint=True,
+        ),
+    )
+    force: bool = field(default=False, metadata=_about("retrain even if nothing changed since the last run"))
+    skip_missing_weights: bool = field(
+        default=False,
+        metadata=_about(
+            "train the sources whose weights are in the store and name the others in the report (default: refuse)"
+        ),
+    )
+    promotion_metric: str = field(
+        default="accuracy",
+        metadata=_about(
+            "test metric on which a new best model must beat the champion (default accuracy)", choices=METRIC_NAMES
+        ),
+    )
+    promotion_margin: float = field(
+        default=0.005, metadata=_about("by more than this much (default 0.005)", check=_fraction)
+    )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            check_setting(f.name, getattr(self, f.name))
+
+    @classmethod
+    def demo(cls) -> RunSettings:
+        """The demo's settings: small enough for two CPU cores."""
+        fields = dataclasses.fields(cls)
+        return cls(**{f.name: f.metadata["demo"] for f in fields if f.metadata["demo"] is not dataclasses.MISSING})
+
+    @classmethod
+    def from_pipeline(cls, **parameters: Any) -> RunSettings:
+        """Settings from pipeline parameters (any of them; the others keep their defaults)."""
+        optional = {f.name for f in dataclasses.fields(cls) if _is_optional(f)}
+        return cls(**{k: None if k in optional and v == RECIPE_VALUE else v for k, v in parameters.items()})
+
+    def to_pipeline(self) -> dict[str, Any]:
+        """The pipeline's arguments for these settings, each of its parameter's type (kfp.local refuses an int
+        for a float parameter)."""
+        return {
+            f.name: value_type(f)(RECIPE_VALUE) if getattr(self, f.name) is None else getattr(self, f.name)
+            for f in dataclasses.fields(self)
+        }
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings whose change makes the next run retrain."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["fingerprint"]}
+
+    def training_overrides(self) -> dict[str, Any]:
+        """What a train step sets on top of the recipe: the seed, and whichever values are not the recipe's."""
+        chosen = {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate}
+        return {"seed": self.seed, **{k: v for k, v in chosen.items() if v is not None}}
+
+
+def setting_problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` as setting ``name`` (None, the recipe's value, is not wrong), or None."""
+    check = SETTINGS[name].metadata["check"]
+    return check(value) if check and value is not None else None
+
+
+def check_setting(name: str, value: Any, label: str | None = None) -> Any:
+    """``value`` if it is a good value of setting ``name``, else a CxrtlError naming ``label`` (default: ``name``)."""
+    problem = setting_problem(name, value)
+    if problem:
+        raise CxrtlError(f"{label or name} {problem}")
+    return value
+
+
+def option(name: str) -> str:
+    """The ``pipeline.py run`` option of setting ``name``."""
+    return SETTINGS[name].metadata["option"] or "--" + name.replace("_", "-")
+
+
+def value_type(f: dataclasses.Field) -> type:
+    """The setting's type without ``None``: ``int`` for ``int | None``, ``list`` for ``list[str]``."""
+    hint = _HINTS[f.name]
+    if isinstance(hint, types.UnionType):
+        hint = next(t for t in typing.get_args(hint) if t is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def _is_optional(f: dataclasses.Field) -> bool:
+    return type(None) in typing.get_args(_HINTS[f.name])
+
+
+_HINTS = typing.get_type_hints(RunSettings)
+SETTINGS = {f.name: f for f in dataclasses.fields(RunSettings)}

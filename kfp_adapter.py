@@ -1,0 +1,34 @@
+"""What cluster.py needs from the kfp SDK beyond its public API, in one place, for kfp 2.17.
+
+kfp.Client takes no retry setting, and its constructor sends the first request (the health check, when
+no namespace is given) with urllib3's default of three retries per refused connection, each logged. The
+one hook that runs before that request is ``kfp.Client._load_config``, which builds the
+``kfp_server_api.Configuration`` the client's connection pool is made from; :class:`Client` sets the
+pool's retries there. ``Configuration.set_default`` would be public, but kfp makes its Configuration
+with the plain constructor, which does not read it.
+
+``VERIFIED`` is the kfp release series this was checked against; tests/test_sdk_adapters.py fails when
+the installed kfp is another, or when this hook changes shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kfp
+import urllib3
+
+VERIFIED = "2.17"
+
+# A failed request fails at once: no retry of a refused connection, a read or an error status. Redirects
+# are still followed (an ingress may send the client on).
+NO_RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5)
+
+
+class Client(kfp.Client):
+    """kfp.Client whose requests are not retried."""
+
+    def _load_config(self, *args: Any, **kwargs: Any) -> Any:
+        config = super()._load_config(*args, **kwargs)
+        config.retries = NO_RETRIES
+        return config
