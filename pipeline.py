@@ -40,7 +40,6 @@ DEFAULT_STORE = "s3://cxrtl"
 # What the ingest step may take from the optional Kaggle Secret: the API token kaggle.com's settings page
 # issues now, or the older username and key.
 KAGGLE_SECRET_KEYS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 _MEMORY = re.compile(r"([0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|K|M|G|T|P|E)?")  # what the KFP SDK accepts
@@ -521,7 +520,7 @@ def _run(args: argparse.Namespace) -> None:
 def _run_logged(arguments: dict, logs: Path, verbose: bool, docker_run: Path | None) -> None:
     """Run the pipeline with kfp.local, its output routed to a log per task and a line per task event."""
     import local_docker
-    from local_log import TaskLogs, tail
+    from local_log import ANSI, TaskLogs, tail
 
     task_logs = TaskLogs(logs, sys.stdout, PER_SOURCE_TASKS, verbose=verbose)
     original_print = builtins.print
@@ -544,7 +543,7 @@ def _run_logged(arguments: dict, logs: Path, verbose: bool, docker_run: Path | N
         for task in task_logs.failed():
             print(f"\n{task.label} failed. The end of its log ({task.path}):", file=sys.stderr)
             print("\n".join(f"    {line}" for line in tail(task.path)), file=sys.stderr)
-        message = _ANSI.sub("", str(exc))
+        message = ANSI.sub("", str(exc))
         raise CxrtlError(message if isinstance(exc, CxrtlError) else f"local run failed: {message}") from None
     finally:
         # kfp.local indents task logs by swapping builtins.print from several threads and can leave it swapped.
