@@ -9,10 +9,13 @@ pipeline's own lines go to ``logs/pipeline.log``.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -163,6 +166,27 @@ class TaskLogs(io.TextIOBase):
         if not self.verbose:
             self.console.write(f"{time.strftime('%H:%M:%S')}  {task.label:<40} {what}\n")
             self.console.flush()
+
+
+@contextlib.contextmanager
+def root_logging_to(stream: TextIO) -> Iterator[None]:
+    """INFO and above of the root logger to ``stream`` while the block runs.
+
+    kfp.local swaps the root logger's handlers and level for each task and puts back what it found on the
+    way out; two tasks at once interleave those swaps, so one task can log its end through the handlers and
+    level from before the run. With this, those are ``stream`` at INFO too, and no task line is lost.
+    """
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s", "%H:%M:%S"))
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.handlers = handlers
+        root.setLevel(level)
 
 
 def tail(path: Path, lines: int = 20) -> list[str]:

@@ -520,13 +520,13 @@ def _run(args: argparse.Namespace) -> None:
 def _run_logged(arguments: dict, logs: Path, verbose: bool, docker_run: Path | None) -> None:
     """Run the pipeline with kfp.local, its output routed to a log per task and a line per task event."""
     import local_docker
-    from local_log import ANSI, TaskLogs, tail
+    from local_log import ANSI, TaskLogs, root_logging_to, tail
 
     task_logs = TaskLogs(logs, sys.stdout, PER_SOURCE_TASKS, verbose=verbose)
     original_print = builtins.print
     started = time.time()
     try:
-        with contextlib.redirect_stdout(task_logs), warnings.catch_warnings():
+        with contextlib.redirect_stdout(task_logs), root_logging_to(task_logs), warnings.catch_warnings():
             if not verbose:
                 # kfp.local's notices, one per task: cluster settings a local run cannot apply (requests,
                 # retries), and our images' packages used from this environment by the subprocess runner.
