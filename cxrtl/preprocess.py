@@ -29,6 +29,9 @@ from cxrtl.recipes import get_recipe
 logger = logging.getLogger(__name__)
 
 _INFO_FILE = "info.json"
+# Readable images each class needs: with fewer, the recommended recipe's 10 % validation split cannot hold
+# one image of each class (its stratified split rounds below one), and its metrics are undefined.
+MIN_IMAGES_PER_CLASS = 10
 
 
 def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 224, seed: int = 0) -> PreparedData:
@@ -41,21 +44,27 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
     root = find_dataset(raw, str(raw))
 
     available = {name: list_images(root / name / "images") for name in CLASS_NAMES}
-    rng = np.random.default_rng(seed)
-    selected = _balance(available, rng) if chosen.balance_classes else available
-    paths = [p for name in CLASS_NAMES for p in sorted(selected[name], key=_natural_key)]
-    labels = np.array([label for label, name in enumerate(CLASS_NAMES) for _ in selected[name]], dtype=np.int64)
+    paths = [p for name in CLASS_NAMES for p in sorted(available[name], key=_natural_key)]
+    labels = np.array([label for label, name in enumerate(CLASS_NAMES) for _ in available[name]], dtype=np.int64)
     ids = [p.relative_to(root).as_posix() for p in paths]
 
     images, ok = _decode_all(paths, image_size)
     skipped = [ids[i] for i in np.flatnonzero(~ok)]
     if skipped:
         logger.warning("skipped %d unreadable image(s): %s", len(skipped), ", ".join(skipped[:10]))
-        keep = np.flatnonzero(ok)
-        if not len(keep):
-            raise CxrtlError(f"{raw}: none of the {len(paths)} COVID and Normal images could be read")
-        images, labels, ids = images[keep], labels[keep], [ids[i] for i in keep]
+    _check_readable(labels, ok, raw)
+    # Balanced after the unreadable images are dropped, so that what is kept is balanced.
+    keep = _balance(labels, ok, np.random.default_rng(seed)) if chosen.balance_classes else np.flatnonzero(ok)
+    images, labels, ids = images[keep], labels[keep], [ids[i] for i in keep]
     split = _stratified_split(labels, chosen.split_fractions, seed, str(raw))
+    counts = {
+        s: {name: int(np.sum((split == code) & (labels == label))) for label, name in enumerate(CLASS_NAMES)}
+        for code, s in enumerate(SPLITS)
+    }
+    for s, fraction in zip(SPLITS, chosen.split_fractions, strict=True):
+        missing = [name for name, n in counts[s].items() if fraction > 0 and n == 0]
+        if missing:
+            raise CxrtlError(f"{raw}: the {s} split has no {' and no '.join(missing)} image; the dataset is too small")
 
     data = PreparedData(
         images=images,
@@ -68,10 +77,7 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
             "seed": seed,
             "classes": list(CLASS_NAMES),
             "available": {name: len(files) for name, files in available.items()},
-            "counts": {
-                s: {name: int(np.sum((split == code) & (labels == label))) for label, name in enumerate(CLASS_NAMES)}
-                for code, s in enumerate(SPLITS)
-            },
+            "counts": counts,
             "total": len(ids),
             "skipped_count": len(skipped),
             "skipped": skipped,
@@ -84,13 +90,25 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
     return data
 
 
-def _balance(available: dict[str, list[Path]], rng: np.random.Generator) -> dict[str, list[Path]]:
-    """Subsample every class to the smallest one's count (the study: all COVID, as many Normal)."""
-    n = min(len(files) for files in available.values())
-    return {
-        name: files if len(files) == n else [files[i] for i in sorted(rng.choice(len(files), n, replace=False))]
-        for name, files in available.items()
-    }
+def _check_readable(labels: np.ndarray, ok: np.ndarray, raw: Path) -> None:
+    """Refuse data that cannot answer the question: each class needs MIN_IMAGES_PER_CLASS readable images."""
+    for label, name in enumerate(CLASS_NAMES):
+        found = int(np.sum(labels == label))
+        readable = int(np.sum(ok & (labels == label)))
+        if readable < MIN_IMAGES_PER_CLASS:
+            raise CxrtlError(
+                f"{raw}: {readable} readable {name} image(s) of {found}; at least {MIN_IMAGES_PER_CLASS} are "
+                "needed for each class to be in every split"
+            )
+
+
+def _balance(labels: np.ndarray, ok: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the readable images, every class subsampled to the smallest one's count (the study: all
+    COVID, as many Normal)."""
+    readable = [np.flatnonzero(ok & (labels == label)) for label in range(len(CLASS_NAMES))]
+    n = min(len(found) for found in readable)
+    kept = [found if len(found) == n else np.sort(rng.choice(found, n, replace=False)) for found in readable]
+    return np.concatenate(kept)
 
 
 def _stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], seed: int, label: str) -> np.ndarray:
@@ -135,7 +153,7 @@ def _decode_all(paths: list[Path], size: int) -> tuple[np.ndarray, np.ndarray]:
 def _load(path: Path, size: int) -> np.ndarray | None:
     try:
         with Image.open(path) as image:
-            gray = image.convert("L")
+            gray = to_gray8(image)
             if gray.size != (size, size):
                 gray = gray.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(gray)
@@ -143,6 +161,22 @@ def _load(path: Path, size: int) -> np.ndarray | None:
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         logger.debug("cannot read %s: %s", path, exc)
         return None
+
+
+# Modes that hold more than 8 bits per grey pixel: a 16-bit PNG opens as I;16, and convert("L") would clip
+# every value above 255 to white instead of scaling it. Their values span a 16-bit range.
+_HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+_HIGH_BIT_MAX = 65535
+
+
+def to_gray8(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit grayscale, 16-bit images scaled from their full range (65535 -> 255), not clipped."""
+    if image.mode not in _HIGH_BIT_MODES:
+        return image.convert("L")
+    values = np.asarray(image, dtype=np.float64)
+    if values.min() < 0 or values.max() > _HIGH_BIT_MAX:
+        raise ValueError(f"{image.mode} values outside 0..{_HIGH_BIT_MAX}")
+    return Image.fromarray(np.rint(values * (255 / _HIGH_BIT_MAX)).astype(np.uint8))
 
 
 def _natural_key(path: Path) -> list[Any]:

@@ -4,11 +4,24 @@ configuration: a recipe with the run's overrides applied."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from cxrtl.data import SPLITS
 from cxrtl.errors import CxrtlError
+
+# Adam steps of more than 1 in a weight that starts near 0.01 diverge at once (the loss goes to NaN).
+MAX_LEARNING_RATE = 1.0
+
+
+def learning_rate_problem(value: float) -> str | None:
+    """What is wrong with ``value`` as a learning rate (NaN and infinity included), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    if not 0 < value <= MAX_LEARNING_RATE:
+        return f"must be in (0, {MAX_LEARNING_RATE:g}], got {value!r}"
+    return None
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -35,8 +48,9 @@ class Training:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
             _check_positive_int(name, getattr(self, name))
-        if not self.learning_rate > 0:
-            raise CxrtlError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        problem = learning_rate_problem(self.learning_rate)
+        if problem:
+            raise CxrtlError(f"learning_rate {problem}")
         if self.freeze_backbone_after is not None and self.freeze_backbone_after < 0:
             raise CxrtlError(f"freeze_backbone_after must be 0 or more, got {self.freeze_backbone_after}")
         if self.selection_split not in SPLITS:

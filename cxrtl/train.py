@@ -145,10 +145,19 @@ def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store,
 
 def resume(session: Session) -> Progress:
     """The progress of the run's newest checkpoint, loaded into the session; a fresh start without one."""
+    # Claimed before the first epoch: a second run of this id with other settings is refused here.
+    _check_resumable(session.checkpoints.claim(session.identity), session.identity, session.run_id)
     saved = session.checkpoints.latest()
     if saved is None:
         return Progress()
     _check_resumable(saved, session.identity, session.run_id)
+    epochs = session.config.training.epochs
+    if saved["epoch"] > epochs:
+        # Its model would be of more epochs than its model.json says.
+        raise CxrtlError(
+            f"run {session.run_id}: {session.source} has trained {saved['epoch']} epochs already, more than "
+            f"epochs={epochs}; give at least {saved['epoch']} or start a new run id"
+        )
     session.model.load_state_dict(saved["model"])
     session.optimizer.load_state_dict(saved["optimizer"])
     best = saved["best"]
@@ -270,6 +279,9 @@ def train(
     Checkpoints go to the store each epoch; if the run has some, training resumes from the newest.
     The best model goes to the store too (keys in :mod:`cxrtl.store.keys`).
     """
+    problem = keys.run_id_problem(run_id)
+    if problem:
+        raise CxrtlError(f"run id {problem}")
     check_output_folder(out_dir, METADATA_FILE)  # before training, not after
     session = open_session(data_dir, source, config, store, run_id)
     progress = resume(session)
@@ -323,4 +335,4 @@ def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], run_i
             made = ", ".join(f"{k}={theirs.get(k)!r}, not {v!r}" for k, v in value.items() if theirs.get(k) != v)
         else:
             made = f"{key}={theirs!r}, not {value!r}"
-        raise CxrtlError(f"run {run_id}: its checkpoint was made with {made}; start a new run id instead")
+        raise CxrtlError(f"run {run_id} was started with {made}; start a new run id instead")
