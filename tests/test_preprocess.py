@@ -83,21 +83,22 @@ def test_images_are_resized_grayscale_of_the_source(raw, tmp_path):
 def test_corrupt_images_are_skipped_and_counted(raw, tmp_path, caplog):
     copy = tmp_path / "raw"
     shutil.copytree(raw, copy)
-    images = copy / DATASET_DIR / "COVID" / "images"
-    (images / "COVID-3.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    truncated = (images / "COVID-4.png").read_bytes()
-    (images / "COVID-4.png").write_bytes(truncated[: len(truncated) // 2])
+    # In the larger class: the smaller one has the fewest images a class may have (MIN_IMAGES_PER_CLASS).
+    images = copy / DATASET_DIR / "Normal" / "images"
+    (images / "Normal-3.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    truncated = (images / "Normal-4.png").read_bytes()
+    (images / "Normal-4.png").write_bytes(truncated[: len(truncated) // 2])
 
     caplog.set_level(logging.WARNING, logger="cxrtl.preprocess")
     data = preprocess(copy, tmp_path / "prepared", recipe="recommended", image_size=32)
     assert len(data.ids) == COVID + NORMAL - 2
     assert data.info["skipped_count"] == 2
-    assert data.info["skipped"] == ["COVID/images/COVID-3.png", "COVID/images/COVID-4.png"]
+    assert data.info["skipped"] == ["Normal/images/Normal-3.png", "Normal/images/Normal-4.png"]
     assert "skipped 2 unreadable image(s)" in caplog.text
 
 
 def test_image_size_must_be_at_least_32(raw, tmp_path):
-    with pytest.raises(CxrtlError, match="image_size must be at least 32, got 16"):
+    with pytest.raises(CxrtlError, match="image_size must be a whole number from 32 to 1024, got 16"):
         preprocess(raw, tmp_path / "prepared", image_size=16)
     assert not (tmp_path / "prepared").exists()
 
@@ -128,5 +129,8 @@ def test_cli(raw, tmp_path, capsys):
     assert f"20 images of 32x32 written to {out}" in capsys.readouterr().out
     other = tmp_path / "other"
     line = refused(capsys, ["-q", "preprocess", "--raw", str(raw), "--out", str(other), "--image-size", "16"])
-    assert line == "cxrtl: error: image_size must be at least 32, got 16"
+    assert line == (
+        "cxrtl: error: preprocess: argument --image-size: must be a whole number from 32 to 1024, got 16 "
+        "(see cxrtl preprocess --help)"
+    )
     assert not other.exists()

@@ -387,7 +387,7 @@ class S3Store(Store):
                 f"{endpoint} did not answer as an S3 server (HTTP {response_status(exc)}): check MINIO_ENDPOINT"
             ) from None
         except urllib3.exceptions.MaxRetryError as exc:
-            limit = f" (MINIO_TIMEOUT_S={self.settings.timeout_s:g})" if _timed_out(exc.reason) else ""
+            limit = f" within MINIO_TIMEOUT_S={self.settings.timeout_s:g} s" if _timed_out(exc.reason) else ""
             raise StoreError(
                 f"cannot reach S3 endpoint {endpoint} after {RETRIES + 1} attempts ({_reason(exc.reason)}{limit}): "
                 "check MINIO_ENDPOINT and that the server is up"
