@@ -361,7 +361,7 @@ def test_a_sha256_other_than_the_published_one_is_refused_unless_allowed(tmp_pat
     store = LocalStore(tmp_path / "store")
     file = stand_in("imagenet")  # a stand-in cannot have torchvision's sha256
     message = _one_line_error(lambda: put_weights(store, "imagenet", file))
-    assert "is not the published 0676ba61" in message and "--allow-sha-mismatch" in message
+    assert "does not have the published sha256 0676ba61..." in message and "--allow-sha-mismatch" in message
     assert store.list("weights/") == []
 
     with caplog.at_level(logging.WARNING, logger="cxrtl.weights.stored"):

@@ -427,7 +427,9 @@ def _progress(size: int | None, label: str) -> Progress:
 
 
 def _timed_out(exc: BaseException | None) -> bool:
-    return isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
+    # urllib3 makes a refused connection (NewConnectionError) a ConnectTimeoutError too, for compatibility.
+    refused = isinstance(exc, urllib3.exceptions.NewConnectionError)
+    return not refused and isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
 
 
 def _reason(exc: BaseException | None) -> str:

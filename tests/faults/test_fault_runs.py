@@ -23,7 +23,7 @@ pytestmark = pytest.mark.faults
 
 @pytest.mark.parametrize("run_id", ["../../escape", "a/b", ".hidden", "", "x" * 129])
 def test_bad_run_ids_are_refused_before_any_work(tmp_path: Path, run_id: str, capsys):
-    with pytest.raises(CxrtlError, match="^run id must be"):
+    with pytest.raises(CxrtlError, match=r"^run id must be"):
         train(tmp_path / "no-data", "imagenet", tmp_path / "model", TrainConfig.from_recipe("paper"), None, run_id)
     refused(
         capsys,
@@ -46,7 +46,7 @@ def test_a_run_that_lost_its_claim_in_a_race_stops_at_its_first_save(tmp_path: P
     mine = CheckpointStore(store, "run-1", "imagenet")
     mine.claim({"settings": {"learning_rate": 0.001}})
     store.put_json(keys.run_identity_key("run-1", "imagenet"), {"settings": {"learning_rate": 0.1}})  # the other
-    with pytest.raises(CxrtlError, match="^run run-1: another run of imagenet with other settings took this run id"):
+    with pytest.raises(CxrtlError, match=r"^run run-1: another run of imagenet with other settings took this run id"):
         mine.save(1, {"best": {"epoch": 1}})
     assert not store.list(keys.checkpoints_prefix("run-1", "imagenet"))
 

@@ -81,5 +81,5 @@ def test_the_default_limit_is_well_under_a_minute_and_holds_all_attempts():
 @pytest.mark.parametrize("value", ["0", "nan", "inf", "soon"])
 def test_a_bad_timeout_setting_is_refused(value: str):
     env = {"MINIO_ENDPOINT": "host:9000", "MINIO_ACCESS_KEY": "a", "MINIO_SECRET_KEY": "b", "MINIO_TIMEOUT_S": value}
-    with pytest.raises(StoreError, match="^MINIO_TIMEOUT_S="):
+    with pytest.raises(StoreError, match=r"^MINIO_TIMEOUT_S="):
         S3Settings.from_env(env)

@@ -12,8 +12,7 @@ from refusal import refused
 
 from cxrtl.errors import CxrtlError
 from cxrtl.store import LocalStore
-from cxrtl.weights import put_weights, write_stand_in
-from cxrtl.weights import registry
+from cxrtl.weights import put_weights, registry, write_stand_in
 from cxrtl.weights.registry import get_source
 
 pytestmark = pytest.mark.faults
