@@ -184,6 +184,7 @@ def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
     assert paper_run.keys(f"runs/{run}/") == [
         f"runs/{run}/imagenet/checkpoints/epoch-001.pt",
         f"runs/{run}/imagenet/checkpoints/epoch-002.pt",
+        f"runs/{run}/imagenet/identity.json",
     ]
     assert paper_run.keys(f"models/imagenet/{run}/") == [
         f"models/imagenet/{run}/model.json",
@@ -222,7 +223,10 @@ def test_recommended_recipe_selects_on_val_with_recalibrated_batchnorm(recommend
 
 def test_keep_1_prunes_older_checkpoints_and_best_is_dropped_at_the_end(recommended_run, tmp_path):
     run = recommended_run.run_id
-    assert recommended_run.keys(f"runs/{run}/") == [f"runs/{run}/imagenet/checkpoints/epoch-002.pt"]
+    assert recommended_run.keys(f"runs/{run}/") == [
+        f"runs/{run}/imagenet/checkpoints/epoch-002.pt",
+        f"runs/{run}/imagenet/identity.json",
+    ]
     last = _load(recommended_run.store, f"runs/{run}/imagenet/checkpoints/epoch-002.pt", tmp_path)
     assert {"source", "weights_sha256", "recipe", "epoch", "model", "optimizer", "history", "best", "config"} <= set(
         last
@@ -248,6 +252,7 @@ def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there
     assert stand_in_store.list(f"runs/{run_id}/") == [
         f"runs/{run_id}/imagenet/best-epoch-001.pt",
         f"runs/{run_id}/imagenet/checkpoints/epoch-001.pt",
+        f"runs/{run_id}/imagenet/identity.json",
     ]
     assert progress.history == {"train_loss": [0.5], "train_accuracy": [0.75], "select_accuracy": [0.6]}
     assert (progress.epoch, progress.best_epoch, progress.best_accuracy) == (1, 1, 0.6)
@@ -301,8 +306,8 @@ def test_unknown_settings_and_recipes_are_refused():
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("epochs-0", "epochs must be a positive integer, got 0"),
-        ("epochs-negative", "epochs must be a positive integer, got -3"),
+        ("epochs-0", "--epochs: must be positive, got 0"),
+        ("epochs-negative", "--epochs: must be positive, got -3"),
         ("unknown-source", "unknown weight source 'resnet'"),
         ("missing-data", "is not a preprocessed dataset"),
         ("no-val-split", "'val' split, which this dataset does not have"),
@@ -338,7 +343,7 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(case, expected, prepared, tm
 
 def test_a_run_id_is_not_resumed_under_another_recipe(paper_run, prepared, tmp_path):
     config = TrainConfig.from_recipe("recommended", epochs=3, batch_size=16, device="cpu")
-    with pytest.raises(CxrtlError, match=r"made with recipe='paper', not 'recommended'.*new run id"):
+    with pytest.raises(CxrtlError, match=r"started with recipe='paper', not 'recommended'.*new run id"):
         train(prepared["recommended"], "imagenet", tmp_path / "model", config, paper_run.store, paper_run.run_id)
     assert not (tmp_path / "model").exists()
     assert paper_run.keys(f"runs/{paper_run.run_id}/imagenet/checkpoints/")[-1].endswith("epoch-002.pt")

@@ -81,9 +81,15 @@ def test_pipeline_run_refuses_bad_parameters_before_writing(tmp_path: Path, caps
 
 
 @pytest.mark.parametrize(
-    ("name", "value"),
-    [("learning_rate", math.inf), ("learning_rate", math.nan), ("learning_rate", 2.0), ("promotion_margin", math.nan)],
+    ("name", "value", "message"),
+    [
+        ("learning_rate", math.inf, "must be a finite number, got inf"),
+        ("learning_rate", math.nan, "must be a finite number, got nan"),
+        ("learning_rate", 2.0, "must be in (0, 1], got 2.0"),
+        ("promotion_margin", math.nan, "must be in [0, 1), got nan"),
+    ],
 )
-def test_run_settings_refuse_non_finite_and_out_of_range_values(name: str, value: float):
-    with pytest.raises(CxrtlError, match=rf"^{name} must be"):
+def test_run_settings_refuse_non_finite_and_out_of_range_values(name: str, value: float, message: str):
+    with pytest.raises(CxrtlError) as caught:
         RunSettings(**{name: value})
+    assert str(caught.value) == f"{name} {message}"
