@@ -93,3 +93,11 @@ def test_run_settings_refuse_non_finite_and_out_of_range_values(name: str, value
     with pytest.raises(CxrtlError) as caught:
         RunSettings(**{name: value})
     assert str(caught.value) == f"{name} {message}"
+
+
+def test_pipeline_run_that_fails_before_writing_leaves_no_output_folder(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.delenv("MINIO_ENDPOINT", raising=False)
+    out = tmp_path / "run"
+    argv = ["run", "--dataset-source", str(tmp_path), "--store", "s3://artifacts", "--output", str(out)]
+    refused(capsys, argv, pipeline.main, PIPELINE, naming=("MINIO_ENDPOINT is not set",))
+    assert not out.exists()
