@@ -29,8 +29,9 @@ from cxrtl.recipes import get_recipe
 logger = logging.getLogger(__name__)
 
 _INFO_FILE = "info.json"
-# Readable images each class needs: with fewer, the recommended recipe's 10 % validation split cannot hold
-# one image of each class (its stratified split rounds below one), and its metrics are undefined.
+# Readable images each class needs. With 10, the recommended recipe's stratified split gives each class at
+# least 2 test images and 1 validation image; with a handful, a split can miss a class and its metrics are
+# undefined (sensitivity of no positives, ROC AUC of one class). Checked again on the splits themselves.
 MIN_IMAGES_PER_CLASS = 10
 
 
