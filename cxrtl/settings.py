@@ -19,7 +19,7 @@ from typing import Any
 
 from cxrtl.data import MIN_IMAGE_SIZE
 from cxrtl.errors import CxrtlError
-from cxrtl.metrics import METRIC_NAMES
+from cxrtl.metrics import HIGHER_IS_BETTER
 from cxrtl.recipes import RECIPES
 from cxrtl.weights.registry import SOURCE_NAMES, check_sources
 
@@ -134,7 +134,8 @@ class RunSettings:
     promotion_metric: str = field(
         default="accuracy",
         metadata=_about(
-            "test metric on which a new best model must beat the champion (default accuracy)", choices=METRIC_NAMES
+            "test metric on which a new best model must beat the champion (default accuracy)",
+            choices=HIGHER_IS_BETTER,
         ),
     )
     promotion_margin: float = field(

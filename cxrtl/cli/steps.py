@@ -145,8 +145,8 @@ def _train(args: argparse.Namespace) -> None:
     result = train(args.data, args.weights, args.out, config, open_store(args.store), run_id)
     meta = result.metadata
     print(
-        f"{args.weights}: best epoch {meta.best_epoch} ({meta.selection_split} accuracy "
-        f"{meta.selection_accuracy:.4f}), run {run_id}, model {result.model_path}"
+        f"{args.weights}: best epoch {meta.best_epoch} ({meta.selection_split} {meta.config.training.selection_metric} "
+        f"{meta.selection_score:.4f}), run {run_id}, model {result.model_path}"
     )
 
 
