@@ -104,7 +104,6 @@ def _model_fields_v1(values: dict[str, Any]) -> dict[str, Any]:
     """Version 1 of the model fields: accuracy picked the best epoch and 0.5 was the only threshold."""
     upgraded = {k: v for k, v in values.items() if k != "selection_accuracy"}
     return {
-        "history": {},  # overwritten where version 1 had it (model metadata)
         **upgraded,
         "config": {"selection_metric": "accuracy", **values["config"]},
         "selection_score": values["selection_accuracy"],
@@ -244,7 +243,8 @@ class EvaluationResult(Record):
             **_intervals_v1(values),
             "bootstrap": None,
             "at_validation_threshold": None,
-            "model": _model_fields_v1(values["model"]),
+            # Version 1 kept the history in model.json only.
+            "model": {"history": {}, **_model_fields_v1(values["model"])},
         }
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from cxrtl.recipes import RECIPES
@@ -154,7 +155,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from cxrtl.evaluate import evaluate
 
     m = evaluate(args.data, args.model, args.out, device=args.device).metrics
-    print("  ".join(f"{k} {v:.4f}" for k, v in m.items()))
+    print("  ".join(f"{k} {'undefined' if math.isnan(v) else f'{v:.4f}'}" for k, v in m.items()))
 
 
 def _report(args: argparse.Namespace) -> None:
