@@ -30,8 +30,9 @@ class Training:
     # Epochs of full fine-tuning before the backbone is frozen; None trains everything throughout.
     freeze_backbone_after: int | None
     selection_split: str  # the split whose selection_metric picks the best epoch
-    # "accuracy" (the study's rule) or "roc_auc": threshold-free, so unmoved by class imbalance. With a
-    # validation split, the decision threshold is chosen there too (Youden's J) and applied unchanged to test.
+    # "accuracy" (the study's rule) or "roc_auc": threshold-free, so unmoved by class imbalance (ties broken by
+    # accuracy on the same split, then the earlier epoch). With a validation split, the decision threshold is
+    # chosen there too (Youden's J) and applied unchanged to the test split.
     selection_metric: str
     # Recompute BatchNorm running statistics over the training split before each evaluation ("precise BN").
     # Exponential running averages lag behind weights that move fast; the study did not do this.

@@ -214,7 +214,10 @@ def save_epoch(session: Session, progress: Progress, epoch: int, result: EpochRe
     progress.history["select_accuracy"].append(result.select_accuracy)
     progress.history["select_score"].append(result.select_score)
     identity = session.identity
-    if result.select_score > progress.best_score:
+    # Better: a higher selection score; at an equal one (ROC AUC is often 1.0 on a small validation split),
+    # a higher selection-split accuracy; then the earlier epoch.
+    best_accuracy = progress.history["select_accuracy"][progress.best_epoch - 1] if progress.best_epoch else -1.0
+    if (result.select_score, result.select_accuracy) > (progress.best_score, best_accuracy):
         progress.best_epoch, progress.best_score = epoch, result.select_score
         progress.best_state = {k: v.detach().cpu().clone() for k, v in session.model.state_dict().items()}
         session.checkpoints.save_best(epoch, {**identity, "epoch": epoch, "model": progress.best_state})

@@ -281,6 +281,19 @@ def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there
         stand_in_store.delete(key)
 
 
+def test_an_equal_selection_score_goes_to_the_higher_accuracy_then_the_earlier_epoch(stand_in_store, prepared):
+    run_id = "test-train-ties"
+    config = TrainConfig.from_recipe("recommended", epochs=4, batch_size=8, device="cpu")
+    session = open_session(prepared["recommended"], "imagenet", config, stand_in_store, run_id)
+    progress = resume(session)
+    stats = EpochStats(0.5, 0.75, 10.0)
+    for epoch, accuracy, auc in ((1, 0.6, 1.0), (2, 0.9, 1.0), (3, 0.9, 1.0), (4, 1.0, 0.95)):
+        save_epoch(session, progress, epoch, EpochResult(stats, select_accuracy=accuracy, select_score=auc))
+    assert (progress.best_epoch, progress.best_score) == (2, 1.0)
+    for key in stand_in_store.list(f"runs/{run_id}/"):
+        stand_in_store.delete(key)
+
+
 def test_resuming_a_finished_run_takes_the_best_model_from_the_published_one(paper_run):
     meta = paper_run.metadata
     session = open_session(paper_run.data_dir, "imagenet", paper_run.config, paper_run.store, paper_run.run_id)
