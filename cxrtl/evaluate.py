@@ -112,7 +112,13 @@ def load_evaluation(folder: Path) -> Evaluation:
     except ValueError as exc:
         raise CxrtlError(f"{folder}: damaged evaluation results ({type(exc).__name__}); evaluate again") from None
     result = EvaluationResult.from_dict(text, str(folder / METRICS_FILE))
-    return Evaluation(result, roc, read_predictions(folder / PREDICTIONS_FILE))
+    predictions = read_predictions(folder / PREDICTIONS_FILE)
+    if len(predictions.ids) != result.n:
+        raise CxrtlError(
+            f"{folder}: {PREDICTIONS_FILE} holds {len(predictions.ids)} images, {METRICS_FILE} counts {result.n}; "
+            "evaluate again"
+        )
+    return Evaluation(result, roc, predictions)
 
 
 def write_predictions(path: Path, predictions: Predictions, threshold: float) -> None:
