@@ -82,9 +82,11 @@ def delong(y_true: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> tuple[float,
         aucs.append((pos_ranks.sum() - m * (m + 1) / 2) / (m * n))
         v10.append((pos_ranks - _midranks(pos)) / n)
         v01.append(1 - (neg_ranks - _midranks(neg)) / m)
-    cov = np.cov(np.array(v10), ddof=1) / m + np.cov(np.array(v01), ddof=1) / n if min(m, n) > 1 else None
     difference = float(aucs[0] - aucs[1])
-    variance = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]) if cov is not None else 0.0
+    if min(m, n) < 2:  # no spread of structural components to estimate from one image of a class
+        return (difference, math.nan)
+    cov = np.cov(np.array(v10)) / m + np.cov(np.array(v01)) / n
+    variance = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
     if variance <= 1e-15:  # identical rankings, or perfectly separated ones: no spread to test against
         return (difference, 1.0 if abs(difference) < 1e-12 else 0.0)
     return (difference, math.erfc(abs(difference) / math.sqrt(2 * variance)))

@@ -130,3 +130,10 @@ def test_predictions_on_different_test_images_are_refused():
         with pytest.raises(CxrtlError, match=r"^b and a were evaluated on different test splits") as caught:
             pair_tests({"a": same, "b": other}, 0.5)
         assert "\n" not in str(caught.value)
+
+
+def test_delong_has_no_p_with_one_image_of_a_class():
+    y = np.array([1, 0, 0, 0])
+    difference, p = delong(y, np.array([0.9, 0.1, 0.2, 0.3]), np.array([0.1, 0.9, 0.2, 0.3]))
+    assert difference == 1.0 and math.isnan(p)
+    assert all(math.isnan(v) for v in delong(np.zeros(4, dtype=int), np.ones(4) / 2, np.ones(4) / 2))
