@@ -209,8 +209,8 @@ def test_recommended_recipe_selects_on_val_roc_auc_with_recalibrated_batchnorm(r
     assert training.selection_metric == "roc_auc"
     assert training.recalibrate_bn and training.normalize and training.class_weighted_loss
     assert training.freeze_backbone_after is None
-    scores = meta.history["select_score"]
-    assert meta.selection_score == max(scores) and meta.best_epoch == scores.index(max(scores)) + 1
+    ranked = list(zip(meta.history["select_score"], meta.history["select_accuracy"], strict=True))
+    assert meta.selection_score == max(ranked)[0] and meta.best_epoch == ranked.index(max(ranked)) + 1
 
     data = PreparedData.load(recommended_run.data_dir)
     model, _ = load_model(recommended_run.out_dir)
