@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cxrtl.compare import ranking
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
-from cxrtl.metrics import rank_key
 from cxrtl.records import ChampionCard, Promotion
 from cxrtl.settings import check_setting
 from cxrtl.store import Store, keys
@@ -53,13 +53,21 @@ def promote(
     metric: str = "accuracy",
     margin: float = 0.005,
 ) -> Decision:
-    """Promote the run's best model if its test ``metric`` beats the champion's on the same split by > ``margin``."""
+    """Promote the run's best model if its test ``metric`` beats the champion's on the same split by > ``margin``.
+
+    The run's best is the first of :func:`cxrtl.compare.ranking` (ties broken explicitly, never by order given).
+    Only metrics where higher is better decide (cxrtl.settings: promotion_metric).
+    """
     check_setting("promotion_metric", metric, "promotion metric")
     check_setting("promotion_margin", margin, "promotion margin")
     if not candidates:
         raise CxrtlError("no evaluated models to promote")
-    best = max(candidates, key=lambda ev: rank_key(ev.metrics, metric))
+    named = {f"{ev.result.model.source}/{ev.result.model.run_id}": ev for ev in candidates}
+    best = named[ranking({name: ev.metrics for name, ev in named.items()}, metric)[0]]
     model = best.result.model
+    if math.isnan(best.metrics[metric]):
+        why = best.result.undefined.get(metric, "not computable")
+        raise CxrtlError(f"promotion metric {metric} is undefined for every model of run {model.run_id} ({why})")
     challenger = {"source": model.source, "run_id": model.run_id, "score": best.metrics[metric]}
 
     champion = _score_champion(store, data_dir, metric)
@@ -67,6 +75,8 @@ def promote(
         promoted, reason = True, f"there was no champion; {metric} {challenger['score']:.4f}"
     elif "error" in champion:
         promoted, reason = False, f"the champion could not be scored on this test split ({champion['error']})"
+    elif math.isnan(champion["score"]):
+        promoted, reason = False, f"the champion's {metric} is undefined on this test split; nothing to compare with"
     elif challenger["score"] > champion["score"] + margin:
         promoted = True
         reason = (
@@ -134,11 +144,12 @@ def card_markdown(card: ChampionCard) -> str:
         f"- Run: {card.run_id}; code cxrtl {card.code_version}; promoted {card.promoted_at}",
         f"- Promotion: {card.promotion.reason}",
         "",
-        f"| metric (n = {card.test_images}) | value | 95% CI |",
-        "|---|---|---|",
+        f"| metric (n = {card.test_images}) | value | 95% CI | interval |",
+        "|---|---|---|---|",
     ]
     for name, value in card.metrics.items():
         low, high = card.intervals_95.get(name, (math.nan, math.nan))
         ci = "-" if math.isnan(low) or math.isnan(high) else f"{low:.3f}-{high:.3f}"
-        lines.append(f"| {name} | {'-' if math.isnan(value) else f'{value:.4f}'} | {ci} |")
+        shown = f"undefined: {card.undefined.get(name, 'not computable')}" if math.isnan(value) else f"{value:.4f}"
+        lines.append(f"| {name} | {shown} | {ci} | {card.interval_methods.get(name, '-')} |")
     return "\n".join(lines) + "\n"

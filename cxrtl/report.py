@@ -1,9 +1,16 @@
-"""One table comparing the weight sources, like the study's results table: terminal, Markdown, HTML, CSV."""
+"""The weight sources compared: every metric with its 95 % interval, the sources tied for best, the paired tests
+between them, and the study's published figures where the run is comparable. Terminal, Markdown, HTML, CSV.
+
+The figures' data is on :attr:`Report.evaluations`: per source, ``.predictions`` (ids, y_true, p_covid),
+``.roc``, ``.result`` (metrics, intervals_95, interval_methods, undefined, confusion, at_validation_threshold,
+``model.history`` per epoch).
+"""
 
 from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import html
 import io
 import logging
@@ -11,14 +18,19 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxrtl.compare import ALPHA, PairTest, pair_tests, ranking, tied_for_best
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, load_evaluation
 from cxrtl.files import staged_folder
-from cxrtl.metrics import METRIC_NAMES, rank_key
+from cxrtl.metrics import METRIC_NAMES, THRESHOLD_METRICS
+from cxrtl.recipes import get_recipe
+from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
 from cxrtl.store import Store, keys
-from cxrtl.weights import get_source
+from cxrtl.weights import PublishedMetrics, get_source
 
 logger = logging.getLogger(__name__)
+
+RANK_METRIC = "accuracy"  # the study's ranking
 
 _HEADERS = {
     "accuracy": "Accuracy",
@@ -26,88 +38,174 @@ _HEADERS = {
     "sensitivity": "Sensitivity",
     "specificity": "Specificity",
     "f1": "F1",
+    "balanced_accuracy": "Balanced accuracy",
     "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "brier": "Brier",
+    "ece": "ECE",
+    "sensitivity_at_95_specificity": "Sensitivity at 95% specificity",
+    "specificity_at_95_sensitivity": "Specificity at 95% sensitivity",
 }
-
+PUBLISHED = ("accuracy", "precision", "sensitivity", "f1")  # the study's four published metrics, and n
+TIED = "tied for best"
 
 # The files of a report, by format; a run's are also in the store under keys.report_key(run_id, NAME).
-REPORT_FILES = {"txt": "report.txt", "md": "report.md", "html": "report.html", "csv": "results.csv"}
+REPORT_FILES = {
+    "txt": "report.txt",
+    "md": "report.md",
+    "html": "report.html",
+    "csv": "results.csv",
+    "pairs": "pairs.csv",
+}
 
 
 @dataclass
 class Row:
     source: str
-    metrics: dict[str, float]
-    accuracy_ci: tuple[float, float]
-    n: int
-    best_epoch: int | None
-    stand_in: bool
-    weights_sha256: str
-    published_accuracy: float
+    evaluation: Evaluation
+    tied_for_best: bool
+    published: PublishedMetrics | None  # None where the run is not comparable with the study
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.evaluation.result.metrics
+
+    @property
+    def model(self) -> ModelSummary:
+        return self.evaluation.result.model
+
+    @property
+    def n(self) -> int:
+        return self.evaluation.result.n
+
+    def cell(self, metric: str) -> str:
+        return _cell(self.evaluation.result, metric)
+
+    def weights(self) -> str:
+        return "stand-in" if self.model.weights_stand_in else (self.model.weights_sha256[:12] or "?")
 
 
 @dataclass
 class Report:
-    rows: list[Row]  # best first
+    rows: list[Row]  # ranked: RANK_METRIC, then ROC AUC, then Brier, then name (cxrtl.compare.ranking)
+    tests: list[PairTest]  # every pair of sources, Holm-adjusted
+    rank_metric: str = RANK_METRIC
     notes: list[str] = field(default_factory=list)
-    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by source: what the figures draw
 
     @property
-    def best(self) -> Row:
+    def top(self) -> Row:
         return self.rows[0]
+
+    @property
+    def tied(self) -> list[str]:
+        return [r.source for r in self.rows if r.tied_for_best]
+
+    @property
+    def comparable(self) -> bool:
+        return self.rows[0].published is not None
+
+    def summary(self) -> str:
+        return (
+            f"Ranked by {self.rank_metric}. {TIED.capitalize()} (not significantly worse than the first, "
+            f"Holm-adjusted p >= {ALPHA}): {', '.join(self.tied) or 'none'}. Test images: {self.top.n}. "
+            "COVID is the positive class."
+        )
 
     def text(self) -> str:
         header = ["source", *METRIC_NAMES, "epoch", "weights"]
         lines = [header] + [
-            [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), str(r.best_epoch or "-"), _weights(r)]
+            [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), str(r.model.best_epoch or "-"), r.weights()]
             for r in self.rows
         ]
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
         out.insert(1, "  ".join("-" * w for w in widths))
-        out[2] += "   <- best"
-        return "\n".join([*out, "", *self.notes])
+        for i, row in enumerate(self.rows):
+            if row.tied_for_best:
+                out[i + 2] += f"   <- {TIED}"
+        return "\n".join([*out, "", self.summary(), *self.notes])
 
     def table(self) -> tuple[list[str], list[list[str]]]:
-        """The header and the rows (best first) of the Markdown and HTML tables."""
-        head = [
-            "Source",
-            *(_HEADERS[m] for m in METRIC_NAMES),
-            "Accuracy 95% CI",
-            "Best epoch",
-            "Weights",
-            "Published accuracy",
-        ]
+        """The header and the rows (ranked) of the Markdown and HTML results tables."""
+        head = ["Source", "Rank", *(f"{_HEADERS[m]} (95% CI)" for m in METRIC_NAMES), "Best epoch", "Weights"]
+        if self.comparable:
+            head += [f"Published {_HEADERS[m].lower()}" for m in PUBLISHED] + ["Published n"]
+        rows = []
+        for i, r in enumerate(self.rows, start=1):
+            cells = [r.source, f"{i} ({TIED})" if r.tied_for_best else str(i), *(r.cell(m) for m in METRIC_NAMES)]
+            cells += [str(r.model.best_epoch or "-"), r.weights()]
+            if r.published is not None:
+                cells += [f"{getattr(r.published, m):.4f}" for m in PUBLISHED] + [f"{PublishedMetrics.TEST_IMAGES:,}"]
+            rows.append(cells)
+        return head, rows
+
+    def threshold_table(self) -> tuple[list[str], list[list[str]]] | None:
+        """The threshold metrics at each model's validation threshold, beside 0.5; None when no model has one."""
+        rows = [r for r in self.rows if r.evaluation.result.at_validation_threshold is not None]
+        if not rows:
+            return None
+        head = ["Source", "Threshold", *(f"{_HEADERS[m]} (95% CI)" for m in THRESHOLD_METRICS)]
+        body = []
+        for r in rows:
+            at = r.evaluation.result.at_validation_threshold
+            body.append([r.source, f"{at.threshold:.4f}", *(_cell(at, m) for m in THRESHOLD_METRICS)])
+        return head, body
+
+    def pairs_table(self) -> tuple[list[str], list[list[str]]]:
+        head = ["Source A", "Source B", "McNemar p", "McNemar p (Holm)", "ROC AUC A - B", "DeLong p", "DeLong p (Holm)"]
         rows = [
-            [
-                r.source,
-                *(_fmt(r.metrics[m]) for m in METRIC_NAMES),
-                _ci(r.accuracy_ci),
-                str(r.best_epoch or "-"),
-                _weights(r),
-                _fmt(r.published_accuracy),
-            ]
-            for r in self.rows
+            [t.a, t.b, _p(t.mcnemar_p), _p(t.mcnemar_holm), _fmt(t.auc_difference), _p(t.delong_p), _p(t.delong_holm)]
+            for t in self.tests
         ]
         return head, rows
 
+    def _sections(self) -> list[tuple[str, tuple[list[str], list[list[str]]], str]]:
+        """(title, table, what it says) of each table, in order."""
+        sections = [("Weight sources compared", self.table(), self.summary())]
+        threshold = self.threshold_table()
+        if threshold:
+            sections.append(
+                (
+                    "At the threshold chosen on the validation split",
+                    threshold,
+                    "Youden's J on the validation split at the best epoch, applied unchanged to the test split; "
+                    "the table above is at 0.5.",
+                )
+            )
+        if self.tests:
+            sections.append(
+                (
+                    "Paired tests",
+                    self.pairs_table(),
+                    "McNemar's exact test on which images each source gets right (at 0.5), DeLong's test of the "
+                    "ROC AUC difference; Holm-adjusted over all pairs, each test a family.",
+                )
+            )
+        return sections
+
     def markdown(self) -> str:
-        head, rows = self.table()
-        lines = ["# Weight sources compared", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for i, cells in enumerate(rows):
-            if i == 0:
-                cells = [f"**{c}**" for c in cells]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", f"Best: **{self.best.source}**. Test images: {self.best.n}. COVID is the positive class.", ""]
+        lines = []
+        for title, (head, rows), about in self._sections():
+            lines += [f"## {title}", "", about, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+            lines.append("")
+        lines[0] = "# Weight sources compared"
         lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
-        head, rows = self.table()
-        body = []
-        for i, cells in enumerate(rows):
-            cls = ' class="best"' if i == 0 else ""
-            body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        parts = []
+        for title, (head, rows), about in self._sections():
+            body = []
+            for cells in rows:
+                cls = ' class="best"' if cells[1].endswith(f"({TIED})") else ""
+                body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            parts.append(
+                f"<h2>{html.escape(title)}</h2>\n<p>{html.escape(about)}</p>\n"
+                f"<table><thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>"
+                f"<tbody>{''.join(body)}</tbody></table>"
+            )
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         plot = _roc_png(self.evaluations)
         img = f'<img alt="ROC curves" src="data:image/png;base64,{plot}">' if plot else ""
@@ -121,10 +219,7 @@ th:first-child, td:first-child {{ text-align: left; }}
 tr.best {{ background: #e6f4ea; font-weight: bold; }}
 </style></head><body>
 <h1>Weight sources compared</h1>
-<p>Best: <strong>{html.escape(self.best.source)}</strong>. Test images: {self.best.n}.
-COVID is the positive class.</p>
-<table><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in head)}</tr></thead>
-<tbody>{"".join(body)}</tbody></table>
+{chr(10).join(parts)}
 <ul>{notes}</ul>
 {img}
 </body></html>
@@ -136,46 +231,53 @@ COVID is the positive class.</p>
             (staged / names["txt"]).write_text(self.text() + "\n")
             (staged / names["md"]).write_text(self.markdown())
             (staged / names["html"]).write_text(self.html())
-            with open(staged / names["csv"], "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["source", *METRIC_NAMES, "n", "best_epoch", "stand_in", "weights_sha256"])
-                for r in self.rows:
-                    writer.writerow(
-                        [
-                            r.source,
-                            *(r.metrics[m] for m in METRIC_NAMES),
-                            r.n,
-                            r.best_epoch,
-                            r.stand_in,
-                            r.weights_sha256,
-                        ]
-                    )
+            _write_csv(staged / names["csv"], *self.csv_rows())
+            head, rows = self.pairs_table()
+            _write_csv(staged / names["pairs"], head, rows)
         return {kind: out_dir / name for kind, name in names.items()}
 
+    def csv_rows(self) -> tuple[list[str], list[list]]:
+        """results.csv: full-precision values, each metric's interval, method and why it is undefined."""
+        head = ["source", "rank", "tied_for_best"]
+        for m in METRIC_NAMES:
+            head += [m, f"{m}_low", f"{m}_high", f"{m}_interval", f"{m}_undefined"]
+        head += ["n", "best_epoch", "stand_in", "weights_sha256", "validation_threshold"]
+        rows = []
+        for i, r in enumerate(self.rows, start=1):
+            result = r.evaluation.result
+            cells = [r.source, i, r.tied_for_best]
+            for m in METRIC_NAMES:
+                value, (low, high) = result.metrics[m], result.intervals_95[m]
+                cells += [*(_csv(v) for v in (value, low, high)), result.interval_methods[m]]
+                cells.append(result.undefined.get(m, ""))
+            model = r.model
+            cells += [r.n, model.best_epoch, model.weights_stand_in, model.weights_sha256, model.validation_threshold]
+            rows.append(cells)
+        return head, rows
 
-def build_report(evaluations: list[Evaluation], extra_notes: list[str] | None = None) -> Report:
+
+def build_report(
+    evaluations: list[Evaluation], extra_notes: list[str] | None = None, rank_metric: str = RANK_METRIC
+) -> Report:
     if not evaluations:
         raise CxrtlError("no evaluation results to report")
-    rows, by_source = [], {}
+    by_source: dict[str, Evaluation] = {}
     for ev in evaluations:
-        model = ev.result.model
-        if model.source in by_source:
-            raise CxrtlError(f"two results for weight source {model.source!r}; give each source once")
-        by_source[model.source] = ev
-        rows.append(
-            Row(
-                source=model.source,
-                metrics=ev.metrics,
-                accuracy_ci=tuple(ev.result.intervals_95["accuracy"]),
-                n=ev.result.n,
-                best_epoch=model.best_epoch,
-                stand_in=model.weights_stand_in,
-                weights_sha256=model.weights_sha256,
-                published_accuracy=get_source(model.source).published.accuracy,
-            )
-        )
-    rows.sort(key=lambda r: rank_key(r.metrics, "accuracy"), reverse=True)
-    return Report(rows, _notes(evaluations) + list(extra_notes or []), by_source)
+        source = ev.result.model.source
+        if source in by_source:
+            raise CxrtlError(f"two results for weight source {source!r}; give each source once")
+        by_source[source] = ev
+    thresholds = {ev.result.threshold for ev in evaluations}
+    if len(thresholds) > 1:
+        raise CxrtlError(f"results at different thresholds ({', '.join(map(str, sorted(thresholds)))}); evaluate again")
+    tests = pair_tests({s: ev.predictions for s, ev in by_source.items()}, thresholds.pop())
+    metrics = {s: ev.metrics for s, ev in by_source.items()}
+    order = ranking(metrics, rank_metric)
+    tied = tied_for_best(order, metrics, tests, rank_metric)
+    reasons = _not_comparable(evaluations)
+    rows = [Row(s, by_source[s], s in tied, None if reasons else get_source(s).published) for s in order]
+    notes = _notes(evaluations, reasons) + list(extra_notes or [])
+    return Report(rows, tests, rank_metric, notes, by_source)
 
 
 def report_from_folders(
@@ -201,9 +303,56 @@ def skipped_sources_note(skipped: list[str]) -> str:
     )
 
 
-def _notes(evaluations: list[Evaluation]) -> list[str]:
+def overrides(model: ModelSummary) -> dict[str, tuple[object, object]]:
+    """The training settings of ``model`` that differ from its recipe's: {name: (used, recipe's)}."""
+    used, recipe = (
+        dataclasses.asdict(model.config.training),
+        dataclasses.asdict(get_recipe(model.config.recipe).training),
+    )
+    return {name: (used[name], recipe[name]) for name in used if used[name] != recipe[name]}
+
+
+def _not_comparable(evaluations: list[Evaluation]) -> list[str]:
+    """Why this run's numbers are not comparable with the study's (none: they are)."""
+    reasons = []
     models = [ev.result.model for ev in evaluations]
-    notes = [f"Recipe: {', '.join(sorted({m.config.recipe for m in models}))}."]
+    recipes = sorted({m.config.recipe for m in models})
+    if recipes != ["paper"]:
+        reasons.append(f"the recipe is {', '.join(recipes)}, not paper")
+    elif any(overrides(m) for m in models):
+        reasons.append("settings were overridden")
+    sizes = sorted({ev.result.n for ev in evaluations})
+    if sizes != [PublishedMetrics.TEST_IMAGES]:
+        reasons.append(
+            f"the test split has {', '.join(map(str, sizes))} images, the study's {PublishedMetrics.TEST_IMAGES:,}"
+        )
+    if any(m.weights_stand_in for m in models):
+        reasons.append("some weights are stand-ins")
+    return reasons
+
+
+def _recipe_note(models: list[ModelSummary]) -> str:
+    changed = {}
+    for m in models:
+        changed.update(
+            {f"{name}={used!r} ({m.config.recipe}: {theirs!r})": None for name, (used, theirs) in overrides(m).items()}
+        )
+    recipes = ", ".join(sorted({m.config.recipe for m in models}))
+    if changed:
+        return f"Recipe: {recipes}, with settings overridden: {', '.join(changed)}."
+    return f"Recipe: {recipes}."
+
+
+def _notes(evaluations: list[Evaluation], not_comparable: list[str]) -> list[str]:
+    models = [ev.result.model for ev in evaluations]
+    notes = [_recipe_note(models)]
+    if not_comparable:
+        notes.append(f"The study's published figures are hidden: {'; '.join(not_comparable)}.")
+    else:
+        notes.append(
+            f"Published: the study's accuracy, precision, sensitivity and F1 on its own split of "
+            f"{PublishedMetrics.TEST_IMAGES:,} test images (not ours: its split was not seeded)."
+        )
     if any(m.selection_split == "test" for m in models):
         notes.append(
             "The best epoch was chosen on the test split, as the study did: these test metrics are optimistic. "
@@ -215,9 +364,24 @@ def _notes(evaluations: list[Evaluation]) -> list[str]:
             f"Trained from STAND-IN weights (random, in the native checkpoint format), not the published ones: "
             f"{', '.join(stand_ins)}. Their numbers say nothing about those sources."
         )
+    bootstrap = next((ev.result.bootstrap for ev in evaluations if ev.result.bootstrap), None)
+    if bootstrap:
+        notes.append(
+            f"Intervals: Wilson for accuracy, precision, sensitivity and specificity; otherwise percentile bootstrap, "
+            f"{bootstrap['resamples']:,} resamples stratified by class (seed {bootstrap['seed']}). "
+            f"ECE over {bootstrap['ece_bins']} equal-width bins."
+        )
     versions = {str(m.dataset.version) for m in models}
     notes.append(f"Dataset version: {', '.join(sorted(versions))}.")
     return notes
+
+
+def _cell(result: EvaluationResult | AtThreshold, metric: str) -> str:
+    """The value and its interval, or why it is undefined."""
+    value, (low, high) = result.metrics[metric], result.intervals_95[metric]
+    if math.isnan(value):
+        return f"undefined ({result.undefined.get(metric, 'not computable')})"
+    return f"{value:.4f} ({'-' if math.isnan(low) or math.isnan(high) else f'{low:.3f}-{high:.3f}'})"
 
 
 def _roc_png(evaluations: dict[str, Evaluation]) -> str:
@@ -242,13 +406,20 @@ def _roc_png(evaluations: dict[str, Evaluation]) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _write_csv(path: Path, head: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(head)
+        writer.writerows(rows)
+
+
+def _csv(value: float) -> str:
+    return "" if math.isnan(value) else repr(value)
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def _ci(interval: tuple[float, float]) -> str:
-    return "-" if any(math.isnan(v) for v in interval) else f"{interval[0]:.3f}-{interval[1]:.3f}"
-
-
-def _weights(row: Row) -> str:
-    return "stand-in" if row.stand_in else (row.weights_sha256[:12] or "?")
+def _p(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4g}"

@@ -19,7 +19,7 @@ from typing import Any
 
 from cxrtl.data import image_size_problem
 from cxrtl.errors import CxrtlError
-from cxrtl.metrics import METRIC_NAMES
+from cxrtl.metrics import HIGHER_IS_BETTER
 from cxrtl.recipes import RECIPES, learning_rate_problem
 from cxrtl.weights.registry import SOURCE_NAMES, check_sources
 
@@ -131,7 +131,8 @@ class RunSettings:
     promotion_metric: str = field(
         default="accuracy",
         metadata=_about(
-            "test metric on which a new best model must beat the champion (default accuracy)", choices=METRIC_NAMES
+            "test metric on which a new best model must beat the champion (default accuracy)",
+            choices=HIGHER_IS_BETTER,
         ),
     )
     promotion_margin: float = field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -189,8 +190,8 @@ def _train(args: argparse.Namespace) -> None:
     result = train(args.data, args.weights, args.out, config, open_store(args.store), run_id)
     meta = result.metadata
     print(
-        f"{args.weights}: best epoch {meta.best_epoch} ({meta.selection_split} accuracy "
-        f"{meta.selection_accuracy:.4f}), run {run_id}, model {result.model_path}"
+        f"{args.weights}: best epoch {meta.best_epoch} ({meta.selection_split} {meta.config.training.selection_metric} "
+        f"{meta.selection_score:.4f}), run {run_id}, model {result.model_path}"
     )
 
 
@@ -198,7 +199,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from cxrtl.evaluate import evaluate
 
     m = evaluate(args.data, args.model, args.out, device=args.device).metrics
-    print("  ".join(f"{k} {v:.4f}" for k, v in m.items()))
+    print("  ".join(f"{k} {'undefined' if math.isnan(v) else f'{v:.4f}'}" for k, v in m.items()))
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -14,7 +14,7 @@ Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store
                                                   a second run of the same id with other settings is refused
     models/SOURCE/RUN_ID/NAME                     model.pt, model.json (cxrtl.records.ModelMetadata) and the
                                                   evaluation: metrics.json, predictions.csv, roc.json
-    reports/RUN_ID/NAME                           report.txt, report.md, report.html, results.csv
+    reports/RUN_ID/NAME                           report.txt, report.md, report.html, results.csv, pairs.csv
     champion/NAME                                 the promoted model.pt and model.json, card.md, and card.json
                                                   (cxrtl.records.ChampionCard), written last
     champion/history/RUN_ID.json                  the card of every promotion

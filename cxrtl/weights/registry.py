@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from cxrtl.errors import CxrtlError
 from cxrtl.weights.formats import (
@@ -34,6 +35,8 @@ SOURCE_NAMES = (
 @dataclass(frozen=True)
 class PublishedMetrics:
     """The study's test-split results (n = 1,453, COVID positive); specificity from its classification reports."""
+
+    TEST_IMAGES: ClassVar[int] = 1_453  # the study's test split: 723 COVID, 730 Normal
 
     accuracy: float
     precision: float
