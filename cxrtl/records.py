@@ -140,7 +140,7 @@ class ModelMetadata(ModelSummary, Record):
     KIND: ClassVar[str] = "model metadata"
 
     backbone_tensors_loaded: int
-    history: dict[str, list[float]]  # per epoch: train_loss, train_accuracy, select_accuracy
+    history: dict[str, list[float]]  # per epoch: cxrtl.train._HISTORY (select_loss since issue 11)
     resumed_from_epoch: int | None
     image_size: int
     device: str

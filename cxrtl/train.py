@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import log_loss
 from torch import nn
 
 from cxrtl import __version__
@@ -36,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 METADATA_FILE = "model.json"
-_HISTORY = ("train_loss", "train_accuracy", "select_accuracy")
+_HISTORY = ("train_loss", "train_accuracy", "select_loss", "select_accuracy")
 # What a resumed run may change: more epochs, another device, more checkpoints kept.
 _RESUMABLE_CHANGES = ("epochs", "device", "keep_checkpoints")
 
@@ -101,6 +103,7 @@ class Progress:
 class EpochResult:
     stats: EpochStats
     select_accuracy: float
+    select_loss: float  # unweighted cross-entropy on the selection split
 
 
 def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store, run_id: str) -> Session:
@@ -181,7 +184,8 @@ def run_epoch(session: Session, epoch: int) -> EpochResult:
     if training.recalibrate_bn:
         recalibrate_batchnorm(session.model, session.train)
     probs = predict(session.model, session.select)
-    accuracy = float((probs.argmax(1) == session.data.labels[session.select.indices]).mean())
+    labels = session.data.labels[session.select.indices]
+    accuracy = float((probs.argmax(1) == labels).mean())
     logger.info(
         "%s: train loss %.4f acc %.4f, %s acc %.4f (%.1f img/s)",
         log_prefix,
@@ -191,15 +195,16 @@ def run_epoch(session: Session, epoch: int) -> EpochResult:
         accuracy,
         stats.images_per_second,
     )
-    return EpochResult(stats, accuracy)
+    return EpochResult(stats, accuracy, float(log_loss(labels, probs, labels=range(NUM_CLASSES))))
 
 
 def save_epoch(session: Session, progress: Progress, epoch: int, result: EpochResult) -> None:
     """Add the epoch to ``progress`` and checkpoint it (the best model first, when it is one)."""
     progress.epoch = epoch
-    progress.history["train_loss"].append(result.stats.loss)
-    progress.history["train_accuracy"].append(result.stats.accuracy)
-    progress.history["select_accuracy"].append(result.select_accuracy)
+    values = (result.stats.loss, result.stats.accuracy, result.select_loss, result.select_accuracy)
+    for name, value in zip(_HISTORY, values, strict=True):
+        # A checkpoint from before select_loss was recorded resumes with NaN for the epochs it lacks.
+        progress.history.setdefault(name, [math.nan] * (epoch - 1)).append(value)
     identity = session.identity
     if result.select_accuracy > progress.best_accuracy:
         progress.best_epoch, progress.best_accuracy = epoch, result.select_accuracy
