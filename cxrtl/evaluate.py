@@ -15,7 +15,7 @@ from cxrtl.engine import Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.gradcam import GRADCAM_FILE, explain
-from cxrtl.metrics import binary_metrics, roc_points
+from cxrtl.metrics import binary_metrics, json_safe, roc_points
 from cxrtl.records import EvaluationResult, ModelSummary
 from cxrtl.store import Store, keys
 from cxrtl.train import load_model
@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 ROC_FILE = "roc.json"
+# The model's per-epoch history, for the report's figure (the report reads evaluate's folders, not the models).
+HISTORY_FILE = "history.json"
 
 
 @dataclass
@@ -46,8 +48,8 @@ def evaluate(
     device: str = "auto",
     batch_size: int = 64,
 ) -> Evaluation:
-    """Write metrics.json, predictions.csv, roc.json and gradcam.npz (cxrtl.gradcam) for the test split to
-    ``out_dir`` (and the store)."""
+    """Write metrics.json, predictions.csv, roc.json, gradcam.npz (cxrtl.gradcam) and history.json for the
+    test split to ``out_dir`` (and the store)."""
     data = PreparedData.load(data_dir)
     test_idx = data.indices("test")
     if len(test_idx) == 0:
@@ -82,8 +84,10 @@ def evaluate(
         (staged / ROC_FILE).write_text(json.dumps(roc) + "\n")
         _write_predictions(staged / PREDICTIONS_FILE, [data.ids[i] for i in test_idx], y_true, p_covid)
         cams.save(staged / GRADCAM_FILE)
+        history = {k: getattr(metadata, k) for k in ("source", "selection_split", "best_epoch", "history")}
+        (staged / HISTORY_FILE).write_text(json.dumps(json_safe(history), allow_nan=False) + "\n")
     if store is not None and metadata.run_id:
-        for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE, GRADCAM_FILE):
+        for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE, GRADCAM_FILE, HISTORY_FILE):
             store.put_file(keys.model_key(metadata.source, metadata.run_id, name), out_dir / name)
     m = result.metrics
     logger.info(

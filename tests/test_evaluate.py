@@ -17,7 +17,7 @@ from refusal import refused
 from cxrtl.cli import main
 from cxrtl.data import CLASS_NAMES, PreparedData
 from cxrtl.errors import CxrtlError
-from cxrtl.evaluate import Evaluation, evaluate, load_evaluation
+from cxrtl.evaluate import HISTORY_FILE, Evaluation, evaluate, load_evaluation
 from cxrtl.gradcam import GRADCAM_FILE, GradCamSet, fixed_images
 from cxrtl.ingest import ingest
 from cxrtl.metrics import METRIC_NAMES, binary_metrics, roc_points, wilson_interval
@@ -26,7 +26,7 @@ from cxrtl.recipes import TrainConfig
 from cxrtl.records import EvaluationResult
 from cxrtl.report import report_from_folders
 from cxrtl.store import Store, sha256_file
-from cxrtl.train import train
+from cxrtl.train import load_model, train
 
 RUN_ID = "test-evaluate"
 
@@ -179,6 +179,20 @@ def test_gradcam_npz_holds_the_fixed_test_images_and_the_models_mistakes(evaluat
     assert cams.maps.shape == cams.images.shape == (len(cams.ids), data.image_size, data.image_size)
     key = f"models/imagenet/{RUN_ID}/{GRADCAM_FILE}"
     assert evaluated.store.sha256(key) == _sha256(evaluated.out_dir / GRADCAM_FILE)
+
+
+def test_history_json_is_the_models_training_history(evaluated):
+    _, metadata = load_model(evaluated.model_dir)
+    history = json.loads((evaluated.out_dir / HISTORY_FILE).read_text())
+    assert history == {
+        "source": "imagenet",
+        "selection_split": metadata.selection_split,
+        "best_epoch": metadata.best_epoch,
+        "history": metadata.history,
+    }
+    assert set(history["history"]) == {"train_loss", "train_accuracy", "select_loss", "select_accuracy"}
+    key = f"models/imagenet/{RUN_ID}/{HISTORY_FILE}"
+    assert evaluated.store.sha256(key) == _sha256(evaluated.out_dir / HISTORY_FILE)
 
 
 def test_evaluation_folder_loads_back_and_feeds_the_report(evaluated, tmp_path):
