@@ -6,6 +6,7 @@ import numpy as np
 
 from cxrtl import figures
 from cxrtl.gradcam import GradCamSet
+from cxrtl.report_figures import FolderFigures
 from cxrtl.weights import SOURCE_NAMES
 
 SOURCES = list(SOURCE_NAMES)
@@ -65,9 +66,7 @@ def _blob(size: int, row: int, column: int, width: float) -> np.ndarray:
     return np.round(255 * np.exp(-((yy - row) ** 2 + (xx - column) ** 2) / (2 * width**2))).astype(np.uint8)
 
 
-def all_figures(scores=None) -> dict[str, bytes]:
-    """Every figure of the report, from synthetic inputs for the ten sources (also the browser test's page)."""
-    scores = scores or synthetic_scores()
+def synthetic_confusions(scores: dict[str, figures.Scores]) -> dict[str, dict[str, int]]:
     confusions = {}
     for s, (y, p) in scores.items():
         pred = p >= 0.5
@@ -77,11 +76,27 @@ def all_figures(scores=None) -> dict[str, bytes]:
             "fn": int((~pred & (y == 1)).sum()),
             "tp": int((pred & (y == 1)).sum()),
         }
+    return confusions
+
+
+def synthetic_folders() -> dict[str, FolderFigures]:
+    histories = synthetic_histories()
+    return {
+        s: FolderFigures(
+            {"source": s, "selection_split": "val", "best_epoch": 3, "history": histories[s]}, synthetic_gradcam(i)
+        )
+        for i, s in enumerate(SOURCES)
+    }
+
+
+def all_figures() -> dict[str, bytes]:
+    """Every figure of the report, from synthetic inputs for the ten sources."""
+    scores = synthetic_scores()
     return {
         "roc": figures.roc_figure(scores),
         "pr": figures.pr_figure(scores),
         "history": figures.history_figure(synthetic_histories(), {s: 3 for s in SOURCES}, "validation"),
-        "confusion": figures.confusion_figure(confusions),
+        "confusion": figures.confusion_figure(synthetic_confusions(scores)),
         "reliability": figures.reliability_figure(scores),
         "forest": figures.forest_figure(synthetic_intervals()),
         "gradcam": figures.gradcam_figure({s: synthetic_gradcam(i) for i, s in enumerate(SOURCES)}),

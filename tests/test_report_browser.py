@@ -8,10 +8,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from browser import chromium, load, screenshot
-from figure_inputs import SOURCES, all_figures
+from figure_inputs import (
+    SOURCES,
+    synthetic_confusions,
+    synthetic_folders,
+    synthetic_intervals,
+    synthetic_scores,
+)
 from PIL import Image
 
-from cxrtl.html_page import Figure, Notes, Page, Section, Table
+from cxrtl.html_page import Notes, Page, Section, Table
+from cxrtl.report_figures import figure_sections
 
 pytestmark = pytest.mark.skipif(
     chromium() is None, reason="chromium is not installed (as root, `make test` installs it with apt)"
@@ -23,15 +30,16 @@ EXTERNAL = '<img alt="external" src="https://example.com/figure.png">'
 
 @pytest.fixture(scope="module")
 def page() -> str:
-    """A report page built from every figure, of synthetic predictions for the ten sources."""
-    figures = all_figures()
+    """A report page with every figure (cxrtl.report_figures), of synthetic predictions for the ten sources."""
+    scores = synthetic_scores()
+    figures = figure_sections(scores, synthetic_confusions(scores), synthetic_intervals(), synthetic_folders())
     rows = [[s, f"0.{90 + i}", "0.85-0.95"] for i, s in enumerate(SOURCES)]
     table = Table(["Source", "Accuracy", "95% CI"], rows, ["best", "tied", *[None] * (len(rows) - 2)])
     return Page(
         "Weight sources compared",
         [
             Section("Results", [table, Notes(["A note with <angle brackets> & an ampersand."])]),
-            Section("Figures", [Figure(png, f"{name} figure", f"The {name} figure.") for name, png in figures.items()]),
+            *figures,
         ],
         intro=["Synthetic predictions, for the browser test."],
     ).html()
@@ -39,7 +47,7 @@ def page() -> str:
 
 def test_every_figure_loads_and_no_request_leaves_the_page(page):
     loaded = load(page)
-    assert len(loaded.images) == len(all_figures())
+    assert len(loaded.images) == 7  # forest, ROC, PR, reliability, confusion, history, Grad-CAM
     assert loaded.broken == []
     assert loaded.requests == [] and loaded.refused == []
 
