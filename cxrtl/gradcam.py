@@ -8,6 +8,7 @@ model's parameters, which ``autograd.grad`` leaves alone.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,7 @@ class GradCamSet:
                     images=saved["images"],
                     maps=saved["maps"],
                 )
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise CxrtlError(f"{path}: not a Grad-CAM file written by cxrtl ({type(exc).__name__})") from None
 
 

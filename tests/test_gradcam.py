@@ -135,7 +135,8 @@ def test_explain_shows_the_same_fixed_images_for_every_model_then_its_mistakes(r
         np.testing.assert_array_equal(getattr(loaded, name), getattr(wrong, name))
 
 
-def test_a_damaged_file_is_one_error_line(tmp_path):
-    (tmp_path / "gradcam.npz").write_bytes(b"not a zip")
+@pytest.mark.parametrize("content", [b"not a zip", b"PK\x03\x04 truncated"])
+def test_a_damaged_file_is_one_error_line(tmp_path, content):
+    (tmp_path / "gradcam.npz").write_bytes(content)
     with pytest.raises(CxrtlError, match=r"gradcam\.npz: not a Grad-CAM file written by cxrtl"):
         GradCamSet.load(tmp_path / "gradcam.npz")
