@@ -16,10 +16,12 @@ from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData
 from cxrtl.engine import Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
+from cxrtl.gradcam import GRADCAM_FILE, explain
 from cxrtl.metrics import binary_metrics, roc_points
 from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
 from cxrtl.store import Store, keys
 from cxrtl.train import load_model
+from cxrtl.transforms import to_model_input
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,8 @@ def evaluate(
     device: str = "auto",
     batch_size: int = 64,
 ) -> Evaluation:
-    """Write metrics.json, predictions.csv and roc.json for the test split to ``out_dir`` (and the store)."""
+    """Write metrics.json, predictions.csv, roc.json and gradcam.npz (cxrtl.gradcam) for the test split to
+    ``out_dir`` (and the store)."""
     data = PreparedData.load(data_dir)
     test_idx = data.indices("test")
     if len(test_idx) == 0:
@@ -67,14 +70,26 @@ def evaluate(
     predictions = Predictions([data.ids[i] for i in test_idx], y_true, p_covid)
     result = evaluation_result(predictions, ModelSummary.of(metadata))
     roc = roc_points(y_true, p_covid)
+    normalize = metadata.config.training.normalize
+    cams = explain(
+        model,
+        lambda pixels: to_model_input(pixels.to(torch_device), normalize),
+        data.images,
+        test_idx,
+        [data.ids[i] for i in test_idx],
+        y_true,
+        p_covid,
+        result.threshold,
+    )
 
     with staged_folder(out_dir, marker=METRICS_FILE) as staged:
         metrics_json = json.dumps(result.to_dict(), indent=2, sort_keys=True, allow_nan=False)
         (staged / METRICS_FILE).write_text(metrics_json + "\n")
         (staged / ROC_FILE).write_text(json.dumps(roc) + "\n")
         write_predictions(staged / PREDICTIONS_FILE, predictions, result.threshold)
+        cams.save(staged / GRADCAM_FILE)
     if store is not None and metadata.run_id:
-        for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE):
+        for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE, GRADCAM_FILE):
             store.put_file(keys.model_key(metadata.source, metadata.run_id, name), out_dir / name)
     m = result.metrics
     logger.info(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import log_loss
 from torch import nn
 
 from cxrtl import __version__
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 METADATA_FILE = "model.json"
-_HISTORY = ("train_loss", "train_accuracy", "select_accuracy", "select_score")
+_HISTORY = ("train_loss", "train_accuracy", "select_loss", "select_accuracy", "select_score")
 # What a resumed run may change: more epochs, another device, more checkpoints kept.
 _RESUMABLE_CHANGES = ("epochs", "device", "keep_checkpoints")
 
@@ -103,6 +104,7 @@ class EpochResult:
     stats: EpochStats
     select_accuracy: float
     select_score: float  # the recipe's selection metric on the selection split
+    select_loss: float  # unweighted cross-entropy on the selection split
 
 
 def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store, run_id: str) -> Session:
@@ -212,16 +214,16 @@ def run_epoch(session: Session, epoch: int) -> EpochResult:
         score,
         stats.images_per_second,
     )
-    return EpochResult(stats, accuracy, score)
+    loss = float(log_loss(labels, probs, labels=range(NUM_CLASSES)))
+    return EpochResult(stats, select_accuracy=accuracy, select_score=score, select_loss=loss)
 
 
 def save_epoch(session: Session, progress: Progress, epoch: int, result: EpochResult) -> None:
     """Add the epoch to ``progress`` and checkpoint it (the best model first, when it is one)."""
     progress.epoch = epoch
-    progress.history["train_loss"].append(result.stats.loss)
-    progress.history["train_accuracy"].append(result.stats.accuracy)
-    progress.history["select_accuracy"].append(result.select_accuracy)
-    progress.history["select_score"].append(result.select_score)
+    values = (result.stats.loss, result.stats.accuracy, result.select_loss, result.select_accuracy, result.select_score)
+    for name, value in zip(_HISTORY, values, strict=True):
+        progress.history[name].append(value)
     identity = session.identity
     # Better: a higher selection score; at an equal one (ROC AUC is often 1.0 on a small validation split),
     # a higher selection-split accuracy; then the earlier epoch.

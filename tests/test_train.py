@@ -179,6 +179,8 @@ def test_paper_run_records_what_it_trained_from(paper_run, stand_in_store):
     assert meta.weights_stand_in is True
     assert meta.backbone_tensors_loaded == 318
     assert meta.history["train_loss"] and np.isfinite(meta.history["train_loss"]).all()
+    assert len(meta.history["select_loss"]) == len(meta.history["train_loss"])
+    assert np.isfinite(meta.history["select_loss"]).all()
     _, saved = load_model(paper_run.out_dir)
     assert saved == meta
 
@@ -256,7 +258,12 @@ def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there
     with torch.no_grad():  # as if an epoch had trained: a resumed session must load this, not start afresh
         first.model.fc[0].bias.add_(1.0)
 
-    save_epoch(first, progress, 1, EpochResult(EpochStats(0.5, 0.75, 10.0), select_accuracy=0.6, select_score=0.6))
+    save_epoch(
+        first,
+        progress,
+        1,
+        EpochResult(EpochStats(0.5, 0.75, 10.0), select_accuracy=0.6, select_loss=0.7, select_score=0.6),
+    )
     assert stand_in_store.list(f"runs/{run_id}/") == [
         f"runs/{run_id}/imagenet/best-epoch-001.pt",
         f"runs/{run_id}/imagenet/checkpoints/epoch-001.pt",
@@ -265,6 +272,7 @@ def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there
     assert progress.history == {
         "train_loss": [0.5],
         "train_accuracy": [0.75],
+        "select_loss": [0.7],
         "select_accuracy": [0.6],
         "select_score": [0.6],
     }
