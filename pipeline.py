@@ -33,7 +33,7 @@ from typing import Any
 from kfp import compiler, dsl, kubernetes
 
 from cxrtl.errors import CxrtlError
-from cxrtl.settings import RunSettings, check_setting, option, value_type
+from cxrtl.settings import TRAIN_RUN_SETTINGS, RunSettings, check_setting, option, value_type
 
 PIPELINE_NAME = "cxrtl"
 DEFAULT_STORE = "s3://cxrtl"
@@ -242,6 +242,7 @@ def build_pipeline(options: ClusterOptions | None = None):
                         store=p.store,
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                         **training,
+                        **{name: getattr(p, name) for name in TRAIN_RUN_SETTINGS},
                     ),
                     options,
                 )
@@ -430,7 +431,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         kind = value_type(f)
         # Each option is None when not given: _local_arguments then takes the demo's value or the default.
         if kind is bool:
-            p.add_argument(option(f.name), dest=f.name, action="store_true", default=None, help=f.metadata["help"])
+            p.add_argument(
+                option(f.name),
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f.metadata["help"],
+            )
         else:
             p.add_argument(
                 option(f.name),

@@ -43,7 +43,7 @@ class Record:
                 f"{where}: {cls.KIND} of schema version {version!r}; this cxrtl reads up to "
                 f"{cls.SCHEMA_VERSION}, upgrade it"
             )
-        values = {k: v for k, v in data.items() if k != SCHEMA_FIELD}
+        values = cls._upgrade({k: v for k, v in data.items() if k != SCHEMA_FIELD}, version)
         names = [f.name for f in dataclasses.fields(cls)]
         missing = [name for name in names if name not in values]
         unknown = sorted(set(values) - set(names))
@@ -54,6 +54,11 @@ class Record:
             return cls(**cls._from_fields(values))
         except (CxrtlError, TypeError, ValueError, KeyError, AttributeError) as exc:
             raise CxrtlError(f"{where}: damaged {cls.KIND} ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
+        """The fields of a record of schema ``version`` as the current schema has them."""
+        return values
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -138,12 +143,15 @@ class ModelMetadata(ModelSummary, Record):
     """What a trained model is: ``model.json`` beside ``model.pt``, and inside it."""
 
     KIND: ClassVar[str] = "model metadata"
+    # 2: the config's speed switches and checkpoint policy, and the precision that ran.
+    SCHEMA_VERSION: ClassVar[int] = 2
 
     backbone_tensors_loaded: int
     history: dict[str, list[float]]  # per epoch: train_loss, train_accuracy, select_accuracy
     resumed_from_epoch: int | None
     image_size: int
     device: str
+    precision: str  # what ran: fp32, bf16 or fp16 (the config's may say auto)
     cxrtl_version: str
     trained_at: str
 
@@ -161,8 +169,30 @@ class ModelMetadata(ModelSummary, Record):
         return {name: getattr(self, name) for name in self.ARTIFACT_FIELDS}
 
     @classmethod
+    def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
+        return {"precision": "fp32", **_config_upgraded(values, version)} if version < 2 else values
+
+    @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
         return {**_model_fields(values), "history": _nan_lists(values["history"])}
+
+
+# What models trained before schema 2 ran with: the speed switches and checkpoint policy added then.
+_CONFIG_BEFORE_2 = {
+    "precision": "fp32",
+    "channels_last": False,
+    "cudnn_benchmark": False,
+    "compile": False,
+    "data_on_device": False,
+    "checkpoint_minutes": 0.0,
+}
+
+
+def _config_upgraded(model: dict[str, Any], version: int) -> dict[str, Any]:
+    """A model's fields (metadata or summary) with a config of schema 2."""
+    if version >= 2 or not isinstance(model.get("config"), dict):
+        return model
+    return {**model, "config": {**_CONFIG_BEFORE_2, **model["config"]}}
 
 
 def _fields_of(cls: type, record: Any) -> dict[str, Any]:
@@ -175,6 +205,7 @@ class EvaluationResult(Record):
     """A model's results on the test split: ``metrics.json``."""
 
     KIND: ClassVar[str] = "evaluation results"
+    SCHEMA_VERSION: ClassVar[int] = 2  # 2: the model's config of schema 2
 
     n: int  # test images
     threshold: float  # COVID probability at or above which an image counts as COVID
@@ -182,6 +213,12 @@ class EvaluationResult(Record):
     intervals_95: dict[str, list[float]]  # Wilson intervals [low, high]
     confusion: dict[str, int]  # tn, fp, fn, tp
     model: ModelSummary
+
+    @classmethod
+    def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
+        if version >= 2 or not isinstance(values.get("model"), dict):
+            return values
+        return {**values, "model": _config_upgraded(values["model"], version)}
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:

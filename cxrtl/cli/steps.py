@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cxrtl.recipes import RECIPES
+from cxrtl.recipes import PRECISIONS, RECIPES
 from cxrtl.settings import setting_problem
 
 
@@ -58,7 +58,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=_seed)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    p.add_argument("--keep-checkpoints", type=int, help="epoch checkpoints kept in the store (default 1)")
+    p.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        nargs="?",
+        const=1,
+        metavar="N",
+        help="leave the newest N checkpoints (1 if N is not given) in the store once done (default: delete them)",
+    )
+    p.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        metavar="M",
+        help="checkpoint at most once per M minutes (0: every epoch), and after the last epoch and on SIGTERM",
+    )
+    p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16, fp16")
+    for name, about in (
+        ("channels-last", "channels-last memory format (default on)"),
+        ("cudnn-benchmark", "let cuDNN pick its fastest kernels (default on)"),
+        ("compile", "torch.compile the model (default off)"),
+        ("data-on-device", "a copy of the images in GPU memory when they fit (default on)"),
+    ):
+        p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=about)
     p.add_argument(
         "--store", help="store URL for weights and checkpoints (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
     )
@@ -129,6 +150,12 @@ _TRAIN_OPTIONS = (
     "seed",
     "device",
     "keep_checkpoints",
+    "checkpoint_minutes",
+    "precision",
+    "channels_last",
+    "cudnn_benchmark",
+    "compile",
+    "data_on_device",
 )
 
 
