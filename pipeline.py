@@ -564,7 +564,14 @@ def _print_ending(out: Path, store: str, reports: str | None, started: float) ->
     much disk the run's folder takes."""
     from cxrtl.report import REPORT_FILES
 
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    # Each file once: the store's copy of a model is a hard link to the pipeline's artifact.
+    files = {
+        (s.st_dev, s.st_ino): s.st_size
+        for p in out.rglob("*")
+        if p.is_file() and not p.is_symlink()
+        for s in [p.stat()]
+    }
+    size = sum(files.values())
     minutes, seconds = divmod(round(time.time() - started), 60)
     print()
     if reports:
