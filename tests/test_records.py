@@ -25,12 +25,33 @@ def _old(name: str) -> dict:
     return json.loads((OLD / name).read_text())
 
 
+# What schema 2 added to a model's config, and the values a model trained before it ran with.
+CONFIG_ADDED_IN_2 = {
+    "precision": "fp32",
+    "channels_last": False,
+    "cudnn_benchmark": False,
+    "compile": False,
+    "data_on_device": False,
+    "checkpoint_minutes": 0.0,
+}
+
+
+def _as_schema_2(name: str, old: dict) -> dict:
+    if name == "model.json":
+        return {**old, "schema_version": 2, "precision": "fp32", "config": {**old["config"], **CONFIG_ADDED_IN_2}}
+    if name == "metrics.json":
+        model = {**old["model"], "config": {**old["model"]["config"], **CONFIG_ADDED_IN_2}}
+        return {**old, "schema_version": 2, "model": model}
+    return {"schema_version": 1, **old}
+
+
 @pytest.mark.parametrize("name", sorted(RECORDS))
 def test_a_file_from_before_versions_reads_and_writes_back_the_same_fields(name):
+    """... and those that came later, with the values that files of before them ran with."""
     old = _old(name)
     assert "schema_version" not in old
     record = RECORDS[name].from_dict(old, name)
-    assert record.to_dict() == {"schema_version": 1, **old}
+    assert record.to_dict() == _as_schema_2(name, old)
     assert RECORDS[name].from_dict(record.to_dict(), name).to_dict() == record.to_dict()
 
 
@@ -62,7 +83,7 @@ def test_old_files_read_as_typed_fields():
     [
         (lambda d: d.pop("history"), r"^model\.json: damaged model metadata \(no history\)$"),
         (lambda d: d.update(epochs=3), r"^model\.json: damaged model metadata \(unknown field\(s\) epochs\)$"),
-        (lambda d: d.update(schema_version=2), r"^model\.json: model metadata of schema version 2; .* upgrade it$"),
+        (lambda d: d.update(schema_version=3), r"^model\.json: model metadata of schema version 3; .* upgrade it$"),
         (lambda d: d["config"].pop("seed"), r"^model\.json: damaged model metadata \(KeyError: 'seed'\)$"),
         (lambda d: d["config"].update(epochs=0), r"^model\.json: damaged model metadata \(.*epochs must be a positive"),
     ],

@@ -299,9 +299,18 @@ def test_resuming_a_finished_run_takes_the_best_model_from_the_published_one(pap
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("epochs", 0), ("epochs", -2), ("batch_size", 0), ("keep_checkpoints", 0), ("learning_rate", 0.0)],
+    [
+        ("epochs", 0),
+        ("epochs", -2),
+        ("batch_size", 0),
+        ("keep_checkpoints", -1),
+        ("checkpoint_minutes", -1.0),
+        ("checkpoint_minutes", float("nan")),
+        ("learning_rate", 0.0),
+        ("precision", "fp8"),
+    ],
 )
-def test_non_positive_settings_are_refused_naming_them(option, value):
+def test_out_of_range_settings_are_refused_naming_them(option, value):
     with pytest.raises(CxrtlError, match=option):
         TrainConfig.from_recipe("paper", **{option: value})
 
