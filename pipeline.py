@@ -32,6 +32,7 @@ from typing import Any
 
 from kfp import compiler, dsl, kubernetes
 
+from cxrtl import signals
 from cxrtl.errors import CxrtlError
 from cxrtl.settings import TRAIN_RUN_SETTINGS, RunSettings, check_setting, option, value_type
 
@@ -634,11 +635,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signals.install()  # SIGTERM takes Ctrl-C's way out
     try:
         return args.func(args) or 0
     except CxrtlError as exc:  # cluster.ClusterError is one too
         print(f"pipeline.py: error: {exc}", file=sys.stderr)
         return 2
+    except signals.Terminated:
+        print("pipeline.py: terminated (SIGTERM)", file=sys.stderr)
+        return signals.EXIT_CODE
 
 
 if __name__ == "__main__":
