@@ -17,9 +17,12 @@ def evaluate(
     import math
     from pathlib import Path
 
+    from cxrtl import signals
     from cxrtl.data import CLASS_NAMES
     from cxrtl.evaluate import evaluate as evaluate_model
     from cxrtl.store import open_store
+
+    signals.install()  # SIGTERM takes Ctrl-C's clean-up: no upload parts or temporary files left
 
     evaluation = evaluate_model(Path(data.path), Path(model.path), Path(results.path), store=open_store(store))
     for name, value in evaluation.metrics.items():
