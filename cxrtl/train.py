@@ -225,7 +225,7 @@ def resume(session: Session) -> Progress:
         history=saved["history"],
         best_epoch=best["epoch"],
         best_accuracy=best["accuracy"],
-        best_state=_best_state(session.checkpoints, best["epoch"]),
+        best_state=_best_state(session.checkpoints, best["epoch"]) if best["epoch"] else None,  # 0: none yet
         best_saved=best["epoch"],
         resumed_from=saved["epoch"],
         partial=partial,

@@ -4,6 +4,7 @@ non-zero, and resumes exactly; an S3 upload is aborted, leaving no parts on the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -15,9 +16,10 @@ import pytest
 import torch
 
 from cxrtl.checkpoints import get_payload
-from cxrtl.signals import EXIT_CODE
+from cxrtl.recipes import TrainConfig
+from cxrtl.signals import EXIT_CODE, Terminated
 from cxrtl.store import LocalStore, open_store
-from cxrtl.train import load_model
+from cxrtl.train import load_model, train
 from cxrtl.weights import put_weights, write_stand_in
 
 pytestmark = pytest.mark.faults
@@ -123,3 +125,40 @@ def test_sigterm_during_an_s3_upload_aborts_it_and_leaves_no_parts(s3_server, s3
     assert err.strip().splitlines()[-1] == "cxrtl: terminated (SIGTERM)"
     assert s3_server.incomplete_uploads(bucket) == []
     assert open_store(s3_env).list("") == []
+
+
+class _SigtermAtFirstStep(logging.Handler):
+    """Sends this process SIGTERM when training logs its first step, once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.sent and "epoch 1/2 [1/" in record.getMessage():
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_in_the_first_epoch_checkpoints_before_any_best_model_and_resumes(stand_in_store, prepared, tmp_path):
+    config = TrainConfig.from_recipe("paper", epochs=2, batch_size=4, checkpoint_minutes=60, device="cpu")
+    engine_logger, handler = logging.getLogger("cxrtl.engine"), _SigtermAtFirstStep()
+    level = engine_logger.level
+    engine_logger.addHandler(handler)
+    engine_logger.setLevel(logging.INFO)
+    try:
+        with pytest.raises(Terminated):
+            train(prepared["paper"], "imagenet", tmp_path / "model", config, stand_in_store, "sigterm-first")
+    finally:
+        engine_logger.removeHandler(handler)
+        engine_logger.setLevel(level)
+    assert handler.sent and not (tmp_path / "model").exists()
+    assert stand_in_store.list("runs/sigterm-first/") == ["runs/sigterm-first/imagenet/checkpoints/epoch-001.pt"]
+    saved = get_payload(stand_in_store, "runs/sigterm-first/imagenet/checkpoints/epoch-001.pt")
+    assert saved["epoch"] == 0 and saved["best"]["epoch"] == 0 and saved["partial"]["tally"]["steps"] >= 1
+
+    result = train(prepared["paper"], "imagenet", tmp_path / "model", config, stand_in_store, "sigterm-first")
+    assert result.metadata.resumed_from_epoch == 0 and len(result.metadata.history["train_loss"]) == 2
+    assert stand_in_store.list("runs/sigterm-first/") == []
+    for key in stand_in_store.list("models/imagenet/sigterm-first/"):
+        stand_in_store.delete(key)
