@@ -17,9 +17,12 @@ def evaluate(
     the confusion matrix and the ROC curve shown in the KFP UI."""
     from pathlib import Path
 
+    from cxrtl import signals
     from cxrtl.evaluate import evaluate as evaluate_model
     from cxrtl.store import open_store
     from cxrtl.ui_outputs import ui_outputs
+
+    signals.install()  # SIGTERM takes Ctrl-C's clean-up: no upload parts or temporary files left
 
     evaluation = evaluate_model(Path(data.path), Path(model.path), Path(results.path), store=open_store(store))
     ui = ui_outputs(Path(results.path))
