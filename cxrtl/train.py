@@ -222,16 +222,19 @@ def resume(session: Session) -> Progress:
     # Claimed before the first epoch: a second run of this id with other settings is refused here.
     _check_resumable(session.checkpoints.claim(session.identity), session.identity, session.run_id)
     saved = session.checkpoints.latest()
+    if saved is not None:
+        _check_resumable(saved, session.identity, session.run_id)
+    # A resumed model would be of more epochs than its model.json says; a finished run (its checkpoints
+    # deleted) would be replaced in the store by a shorter one under the same run id.
+    done = saved["epoch"] if saved is not None else _finished_epochs(session)
+    epochs = session.config.training.epochs
+    if done > epochs:
+        raise CxrtlError(
+            f"run {session.run_id}: {session.source} has trained {done} epochs already, more than "
+            f"epochs={epochs}; give at least {done} or start a new run id"
+        )
     if saved is None:
         return Progress()
-    _check_resumable(saved, session.identity, session.run_id)
-    epochs = session.config.training.epochs
-    if saved["epoch"] > epochs:
-        # Its model would be of more epochs than its model.json says.
-        raise CxrtlError(
-            f"run {session.run_id}: {session.source} has trained {saved['epoch']} epochs already, more than "
-            f"epochs={epochs}; give at least {saved['epoch']} or start a new run id"
-        )
     session.model.load_state_dict(saved["model"])
     session.optimizer.load_state_dict(saved["optimizer"])
     if session.scaler is not None and saved.get("scaler"):
@@ -250,6 +253,14 @@ def resume(session: Session) -> Progress:
         resumed_from=saved["epoch"],
         partial=partial,
     )
+
+
+def _finished_epochs(session: Session) -> int:
+    """The epochs of the model this run id has already stored for the source; 0 if none."""
+    store, key = session.checkpoints.store, keys.model_key(session.source, session.run_id, METADATA_FILE)
+    if not store.exists(key):
+        return 0
+    return ModelMetadata.from_dict(store.get_json(key), key).config.training.epochs
 
 
 def run_epoch(

@@ -104,7 +104,7 @@ def test_training_runs_on_while_a_slow_store_writes_and_waits_only_on_a_full_que
     assert events.index(("epoch-end", "2/4")) < first_put_end  # epoch 2 ran while epoch 1's checkpoint waited
     assert store.overlaps == []
     assert (tmp_path / "model" / "model.pt").is_file()
-    assert store.list("runs/gated/") == []  # done, and no --keep-checkpoints
+    assert store.list("runs/gated/") == ["runs/gated/imagenet/identity.json"]  # done, no --keep-checkpoints
 
 
 def test_the_writer_runs_one_job_at_a_time_and_blocks_a_submit_only_when_its_queue_is_full():

@@ -122,9 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="64 px, batch 16, 3 timed batches: under 2 minutes on 2 cores")
     p.add_argument("--image-size", type=_image_size, help="default 224 (64 with --quick)")
     p.add_argument("--batch-size", type=_positive_int, help="default 32, as the study (16 with --quick)")
-    p.add_argument(
-        "--batches", type=_positive_int, help="timed batches after a warm-up (default 5; 3 with --quick)"
-    )
+    p.add_argument("--batches", type=_positive_int, help="timed batches after a warm-up (default 5; 3 with --quick)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16, fp16")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default on")

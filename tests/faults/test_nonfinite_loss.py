@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from refusal import one_error_line
 
 from cxrtl.cli import main
+from cxrtl.store import LocalStore
+from cxrtl.weights import put_weights, write_stand_in
 
 pytestmark = pytest.mark.faults
 
 
-def test_a_far_too_large_learning_rate_stops_at_the_first_non_finite_loss_and_writes_no_model(
-    stand_in_store, prepared, tmp_path, capsys
-):
+@pytest.fixture(scope="module")
+def overflowing_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
+    """imagenet weights that are finite (weights check takes them) but so large that the first forward overflows."""
+    root = tmp_path_factory.mktemp("overflow")
+    path = write_stand_in("imagenet", root / "imagenet.pth")
+    state = torch.load(path, weights_only=True)
+    torch.save({k: v * 1e30 if v.is_floating_point() else v for k, v in state.items()}, path)
+    store = LocalStore(root / "store")
+    put_weights(store, "imagenet", path, stand_in=True)
+    return store
+
+
+def test_a_non_finite_loss_stops_training_at_its_step_and_writes_nothing(overflowing_store, prepared, tmp_path, capsys):
     out = tmp_path / "model"
     argv = [
         "-q", "train", "--data", str(prepared["paper"]), "--weights", "imagenet", "--out", str(out),
-        "--store", str(stand_in_store.root), "--run-id", "nan-loss", "--epochs", "2", "--batch-size", "8",
-        "--lr", "1e30", "--device", "cpu", "--checkpoint-minutes", "0",
+        "--store", str(overflowing_store.root), "--run-id", "nan-loss", "--epochs", "2", "--batch-size", "8",
+        "--device", "cpu", "--checkpoint-minutes", "0",
     ]  # fmt: skip
     status = main(argv)
-    # Step 1's loss is finite (computed before the first update), which throws the weights to +-1e30.
     one_error_line(
         status,
         capsys.readouterr().err,
-        naming=["imagenet epoch 1/2", "not finite at step 2", "no model written"],
+        naming=["imagenet epoch 1/2", "not finite at step 1", "no model written"],
         nothing_at=[out],
     )
-    assert stand_in_store.list("models/imagenet/nan-loss/") == []
-    assert stand_in_store.list("runs/nan-loss/") == []  # the epoch never ended: nothing to checkpoint
+    assert overflowing_store.list("models/imagenet/nan-loss/") == []
+    # the epoch never ended: nothing to checkpoint (the run's identity was claimed before it began)
+    assert overflowing_store.list("runs/nan-loss/") == ["runs/nan-loss/imagenet/identity.json"]

@@ -81,7 +81,8 @@ def test_sigterm_mid_epoch_checkpoints_that_step_and_the_rerun_resumes_exactly(p
     steps = saved["partial"]["tally"]["steps"]
     assert f"from the checkpoint of epoch 1 and {steps} steps of the next" in rerun.stderr
     assert "epoch 1/2" not in rerun.stderr and f"epoch 2/2 [{steps}/" not in rerun.stderr
-    assert store.list(f"runs/{RUN_ID}/") == []  # done: the checkpoints deleted (no --keep-checkpoints)
+    # done: the checkpoints deleted (no --keep-checkpoints); the run's identity stays
+    assert store.list(f"runs/{RUN_ID}/") == [f"runs/{RUN_ID}/imagenet/identity.json"]
 
     # An uninterrupted run in a process of its own (CPU kernels are bit-exact for the same thread set-up).
     straight_store = LocalStore(tmp_path / "straight-store")
@@ -153,12 +154,15 @@ def test_sigterm_in_the_first_epoch_checkpoints_before_any_best_model_and_resume
         engine_logger.removeHandler(handler)
         engine_logger.setLevel(level)
     assert handler.sent and not (tmp_path / "model").exists()
-    assert stand_in_store.list("runs/sigterm-first/") == ["runs/sigterm-first/imagenet/checkpoints/epoch-001.pt"]
+    assert stand_in_store.list("runs/sigterm-first/") == [
+        "runs/sigterm-first/imagenet/checkpoints/epoch-001.pt",
+        "runs/sigterm-first/imagenet/identity.json",
+    ]
     saved = get_payload(stand_in_store, "runs/sigterm-first/imagenet/checkpoints/epoch-001.pt")
     assert saved["epoch"] == 0 and saved["best"]["epoch"] == 0 and saved["partial"]["tally"]["steps"] >= 1
 
     result = train(prepared["paper"], "imagenet", tmp_path / "model", config, stand_in_store, "sigterm-first")
     assert result.metadata.resumed_from_epoch == 0 and len(result.metadata.history["train_loss"]) == 2
-    assert stand_in_store.list("runs/sigterm-first/") == []
+    assert stand_in_store.list("runs/sigterm-first/") == ["runs/sigterm-first/imagenet/identity.json"]
     for key in stand_in_store.list("models/imagenet/sigterm-first/"):
         stand_in_store.delete(key)

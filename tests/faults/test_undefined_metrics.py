@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 
 import numpy as np
 import pytest
@@ -79,4 +80,5 @@ def test_a_report_never_ranks_or_ties_an_undefined_value():
     assert [r.source for r in report.rows] == ["imagenet", "chexpert"]
     assert report.tied == ["imagenet"]
     assert "undefined (no image was predicted COVID)" in report.markdown()
-    assert "nan" not in report.markdown().lower()
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", report.markdown())  # base64 may spell nan
+    assert "nan" not in text.lower()
