@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
 from cxrtl.data import CLASS_NAMES, SPLITS, PreparedData, check_image_size
+from cxrtl.duplicates import Fingerprint, fingerprint, group, grouped_split, stable_split
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.ingest import INGEST_FILE, find_dataset, list_images
@@ -47,7 +47,8 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
     labels = np.array([label for label, name in enumerate(CLASS_NAMES) for _ in selected[name]], dtype=np.int64)
     ids = [p.relative_to(root).as_posix() for p in paths]
 
-    images, ok = _decode_all(paths, image_size)
+    images, prints = _decode_all(paths, image_size)
+    ok = np.array([p is not None for p in prints], dtype=bool)
     skipped = [ids[i] for i in np.flatnonzero(~ok)]
     if skipped:
         logger.warning("skipped %d unreadable image(s): %s", len(skipped), ", ".join(skipped[:10]))
@@ -55,7 +56,23 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
         if not len(keep):
             raise CxrtlError(f"{raw}: none of the {len(paths)} COVID and Normal images could be read")
         images, labels, ids = images[keep], labels[keep], [ids[i] for i in keep]
-    split = _stratified_split(labels, chosen.split_fractions, seed, str(raw))
+    readable = [p for p in prints if p is not None]
+    groups = group(readable)
+    if chosen.stable_split:
+        split = stable_split(readable, groups, chosen.split_fractions)
+        for code, fraction in enumerate(chosen.split_fractions):
+            if fraction > 0 and not np.any(split == code):
+                raise CxrtlError(
+                    f"{raw}: the {SPLITS[code]} split got none of the {len(ids)} images (recipe {chosen.name} "
+                    "assigns each image's split from its pixels, so few images can leave one empty); add images"
+                )
+    else:
+        split = grouped_split(labels, groups, chosen.split_fractions, seed, str(raw))
+    duplicates = groups.summary(labels)
+    if duplicates["groups_with_both_classes"]:
+        logger.warning(
+            "%d group(s) of duplicate images hold both COVID and Normal images", duplicates["groups_with_both_classes"]
+        )
 
     data = PreparedData(
         images=images,
@@ -75,6 +92,7 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
             "total": len(ids),
             "skipped_count": len(skipped),
             "skipped": skipped,
+            "duplicates": duplicates,
             "dataset": _ingest_record(raw),
         },
     )
@@ -93,52 +111,32 @@ def _balance(available: dict[str, list[Path]], rng: np.random.Generator) -> dict
     }
 
 
-def _stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], seed: int, label: str) -> np.ndarray:
-    """Split codes (0 train, 1 val, 2 test) with each class in the given proportions; a 0 fraction is empty."""
-    split = np.zeros(len(labels), dtype=np.uint8)
-    remaining, share = np.arange(len(labels)), 1.0
-    for code in (2, 1):  # test first, then validation from what is left
-        fraction = fractions[code]
-        if fraction <= 0:
-            continue
-        try:
-            remaining, taken = train_test_split(
-                remaining, test_size=fraction / share, stratify=labels[remaining], random_state=seed
-            )
-        except ValueError as exc:
-            raise CxrtlError(
-                f"{label}: too few images ({len(labels)}) for a stratified {SPLITS[code]} split ({exc})"
-            ) from exc
-        split[taken] = code
-        share -= fraction
-    return split
-
-
-def _decode_all(paths: list[Path], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode into one preallocated array; returns it and which images could be read."""
+def _decode_all(paths: list[Path], size: int) -> tuple[np.ndarray, list[Fingerprint | None]]:
+    """Decode into one preallocated array; returns it and each image's fingerprints (None: unreadable)."""
     images = np.zeros((len(paths), size, size), dtype=np.uint8)
-    ok = np.zeros(len(paths), dtype=bool)
+    prints: list[Fingerprint | None] = [None] * len(paths)
 
     def decode(i: int) -> None:
-        array = _load(paths[i], size)
-        if array is not None:
-            images[i] = array
-            ok[i] = True
+        loaded = _load(paths[i], size)
+        if loaded is not None:
+            images[i], prints[i] = loaded
 
     # Pillow releases the GIL while decoding and resizing, so threads use every core without copying.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, Progress(len(paths), "decoding", logger) as shown:
         for _ in pool.map(decode, range(len(paths))):
             shown.update()
-    return images, ok
+    return images, prints
 
 
-def _load(path: Path, size: int) -> np.ndarray | None:
+def _load(path: Path, size: int) -> tuple[np.ndarray, Fingerprint] | None:
+    """The image resized to ``size``, and the fingerprints of it as stored."""
     try:
         with Image.open(path) as image:
             gray = image.convert("L")
+            prints = fingerprint(gray)
             if gray.size != (size, size):
                 gray = gray.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(gray)
+            return np.asarray(gray), prints
     # PIL reports broken files as OSError (truncated, unidentified), SyntaxError (bad PNG chunks) or others.
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         logger.debug("cannot read %s: %s", path, exc)

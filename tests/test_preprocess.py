@@ -19,10 +19,13 @@ COVID, NORMAL = 10, 15  # more Normal than COVID, as in the real data
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
-    """An ingested folder with 10 COVID and 15 Normal images (Normal trimmed from a 15-per-class demo set)."""
+    """An ingested folder with 10 COVID and 15 Normal images (COVID trimmed from a 15-per-class demo set).
+
+    Demo seed 7: the recommended recipe's pixel-based split gives these 25 images both classes in every split.
+    """
     base = tmp_path_factory.mktemp("data")
     raw = base / "raw"
-    ingest(str(write_demo_dataset(base, per_class=NORMAL, image_size=64)), raw)
+    ingest(str(write_demo_dataset(base, per_class=NORMAL, seed=7, image_size=64)), raw)
     for i in range(COVID + 1, NORMAL + 1):
         (raw / DATASET_DIR / "COVID" / "images" / f"COVID-{i}.png").unlink()
     return raw
@@ -63,12 +66,23 @@ def test_the_seed_picks_the_normal_subsample_and_the_split(raw, tmp_path):
     assert a.ids != c.ids or not np.array_equal(a.split, c.split)
 
 
-def test_recommended_recipe_uses_all_images_70_10_20(raw, tmp_path):
+def test_recommended_recipe_uses_all_images_split_from_their_pixels_whatever_the_seed(raw, tmp_path):
     data = preprocess(raw, tmp_path / "prepared", recipe="recommended", image_size=32, seed=0)
+    other = preprocess(raw, tmp_path / "other", recipe="recommended", image_size=32, seed=1)
     assert len(data.ids) == COVID + NORMAL
-    assert _counts(data, "test") == (2, 3)
-    assert _counts(data, "val") == (1, 2)
-    assert _counts(data, "train") == (7, 10)
+    assert data.ids == other.ids and np.array_equal(data.split, other.split)
+    assert all(min(_counts(data, s)) >= 1 for s in ("train", "val", "test"))
+
+
+def test_recommended_recipe_refuses_a_split_left_empty(raw, tmp_path):
+    data = preprocess(raw, tmp_path / "prepared", recipe="recommended", image_size=32)
+    fewer = tmp_path / "raw"
+    shutil.copytree(raw, fewer)
+    for i in data.indices("val"):
+        (fewer / DATASET_DIR / data.ids[i]).unlink()
+    with pytest.raises(CxrtlError, match=r"the val split got none of the \d+ images"):
+        preprocess(fewer, tmp_path / "fewer", recipe="recommended", image_size=32)
+    assert not (tmp_path / "fewer").exists()
 
 
 def test_images_are_resized_grayscale_of_the_source(raw, tmp_path):
