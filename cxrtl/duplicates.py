@@ -45,6 +45,7 @@ _CHUNK = 1024  # rows of the pairwise correlation matrix computed at a time (102
 @dataclass(frozen=True)
 class Fingerprint:
     content: str  # hex SHA-256 of the pixels and their shape
+    size: tuple[int, int]  # width, height as stored
     thumb: np.ndarray  # float32 [THUMB_SIDE**2], zero mean and unit length (all zero for a flat image)
 
 
@@ -55,7 +56,7 @@ def fingerprint(gray: Image.Image) -> Fingerprint:
     small = np.asarray(gray.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR), dtype=np.float32).ravel()
     small -= small.mean()
     norm = float(np.linalg.norm(small))
-    return Fingerprint(content, small / norm if norm > 0 else small)
+    return Fingerprint(content, gray.size, small / norm if norm > 0 else small)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from cxrtl.duplicates import Fingerprint, fingerprint, group, grouped_split, sta
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.ingest import INGEST_FILE, find_dataset, list_images
+from cxrtl.metadata import MASKS_FOLDER, load_mask, read_collections
 from cxrtl.progress import Progress
 from cxrtl.recipes import get_recipe
 
@@ -47,16 +49,28 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
     labels = np.array([label for label, name in enumerate(CLASS_NAMES) for _ in selected[name]], dtype=np.int64)
     ids = [p.relative_to(root).as_posix() for p in paths]
 
-    images, prints = _decode_all(paths, image_size)
+    with_masks = any((root / name / MASKS_FOLDER).is_dir() for name in CLASS_NAMES)
+    decoded = _decode_all(paths, image_size, with_masks)
+    images, prints, masks = decoded.images, decoded.prints, decoded.masks
     ok = np.array([p is not None for p in prints], dtype=bool)
     skipped = [ids[i] for i in np.flatnonzero(~ok)]
+    keep = np.flatnonzero(ok)
     if skipped:
         logger.warning("skipped %d unreadable image(s): %s", len(skipped), ", ".join(skipped[:10]))
-        keep = np.flatnonzero(ok)
         if not len(keep):
             raise CxrtlError(f"{raw}: none of the {len(paths)} COVID and Normal images could be read")
         images, labels, ids = images[keep], labels[keep], [ids[i] for i in keep]
     readable = [p for p in prints if p is not None]
+    mask_problems = [decoded.mask_problems[i] for i in keep if decoded.mask_problems[i]]
+    if not with_masks:
+        masks_note = f"no {MASKS_FOLDER}/ folders beside the images"
+    elif mask_problems:
+        masks_note = f"{len(mask_problems)} image(s) without a usable mask; the first: {mask_problems[0]}"
+        logger.warning("lung masks: %s; the masked evaluation cannot run", masks_note)
+    else:
+        masks_note = "ok"
+    collections = read_collections(root, {name: selected[name] for name in CLASS_NAMES})
+    image_collections = [collections[i] for i in ids] if collections is not None else None
     groups = group(readable)
     if chosen.stable_split:
         split = stable_split(readable, groups, chosen.split_fractions)
@@ -79,6 +93,8 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
         labels=labels,
         split=split,
         ids=ids,
+        collections=image_collections,
+        packed_masks=PreparedData.pack_masks(masks[keep]) if masks is not None and masks_note == "ok" else None,
         info={
             "recipe": chosen.name,
             "image_size": image_size,
@@ -93,6 +109,8 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
             "skipped_count": len(skipped),
             "skipped": skipped,
             "duplicates": duplicates,
+            "collections": _collection_table(labels, image_collections),
+            "masks": masks_note,
             "dataset": _ingest_record(raw),
         },
     )
@@ -111,21 +129,51 @@ def _balance(available: dict[str, list[Path]], rng: np.random.Generator) -> dict
     }
 
 
-def _decode_all(paths: list[Path], size: int) -> tuple[np.ndarray, list[Fingerprint | None]]:
-    """Decode into one preallocated array; returns it and each image's fingerprints (None: unreadable)."""
-    images = np.zeros((len(paths), size, size), dtype=np.uint8)
-    prints: list[Fingerprint | None] = [None] * len(paths)
+def _collection_table(labels: np.ndarray, collections: list[str] | None) -> dict[str, dict[str, int]] | None:
+    """Images per class and collection, or None without metadata."""
+    if collections is None:
+        return None
+    table: dict[str, dict[str, int]] = {name: {} for name in CLASS_NAMES}
+    for label, collection in zip(labels.tolist(), collections, strict=True):
+        row = table[CLASS_NAMES[label]]
+        row[collection] = row.get(collection, 0) + 1
+    return table
+
+
+@dataclass
+class _Decoded:
+    images: np.ndarray  # uint8 [N, S, S]
+    prints: list[Fingerprint | None]  # None: unreadable
+    masks: np.ndarray | None  # bool [N, S, S], when masks were asked for
+    mask_problems: list[str]  # per image, "" when its mask is fine
+
+
+def _decode_all(paths: list[Path], size: int, with_masks: bool) -> _Decoded:
+    """Decode into preallocated arrays: the images, their fingerprints and, if asked for, their lung masks."""
+    decoded = _Decoded(
+        images=np.zeros((len(paths), size, size), dtype=np.uint8),
+        prints=[None] * len(paths),
+        masks=np.zeros((len(paths), size, size), dtype=bool) if with_masks else None,
+        mask_problems=[""] * len(paths),
+    )
 
     def decode(i: int) -> None:
         loaded = _load(paths[i], size)
-        if loaded is not None:
-            images[i], prints[i] = loaded
+        if loaded is None:
+            return
+        decoded.images[i], decoded.prints[i] = loaded
+        if decoded.masks is not None:
+            mask = load_mask(paths[i], loaded[1].size, size)
+            if isinstance(mask, str):
+                decoded.mask_problems[i] = mask
+            else:
+                decoded.masks[i] = mask
 
     # Pillow releases the GIL while decoding and resizing, so threads use every core without copying.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, Progress(len(paths), "decoding", logger) as shown:
         for _ in pool.map(decode, range(len(paths))):
             shown.update()
-    return images, prints
+    return decoded
 
 
 def _load(path: Path, size: int) -> tuple[np.ndarray, Fingerprint] | None:
