@@ -13,8 +13,8 @@ from typing import Any
 
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
-from cxrtl.metrics import rank_key
 from cxrtl.records import ChampionCard, Promotion
+from cxrtl.repeats import champion_candidate
 from cxrtl.settings import check_setting
 from cxrtl.store import Store, keys
 from cxrtl.train import METADATA_FILE, MODEL_FILE
@@ -56,11 +56,15 @@ def promote(
     """Promote the run's best model if its test ``metric`` beats the champion's on the same split by > ``margin``."""
     check_setting("promotion_metric", metric, "promotion metric")
     check_setting("promotion_margin", margin, "promotion margin")
-    if not candidates:
-        raise CxrtlError("no evaluated models to promote")
-    best = max(candidates, key=lambda ev: rank_key(ev.metrics, metric))
+    # With several training seeds per source: the best seed of the source with the best mean.
+    best = champion_candidate(candidates, metric)
     model = best.result.model
-    challenger = {"source": model.source, "run_id": model.run_id, "score": best.metrics[metric]}
+    challenger = {
+        "source": model.source,
+        "run_id": model.run_id,
+        "seed": model.config.seed,
+        "score": best.metrics[metric],
+    }
 
     champion = _score_champion(store, data_dir, metric)
     if champion is None:

@@ -14,7 +14,8 @@ from pathlib import Path
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, load_evaluation
 from cxrtl.files import staged_folder
-from cxrtl.metrics import METRIC_NAMES, rank_key
+from cxrtl.metrics import METRIC_NAMES
+from cxrtl.repeats import by_source
 from cxrtl.store import Store, keys
 from cxrtl.weights import get_source
 
@@ -37,13 +38,26 @@ REPORT_FILES = {"txt": "report.txt", "md": "report.md", "html": "report.html", "
 @dataclass
 class Row:
     source: str
-    metrics: dict[str, float]
-    accuracy_ci: tuple[float, float]
+    metrics: dict[str, float]  # the mean over the training seeds
+    accuracy_ci: tuple[float, float]  # with several seeds, the best seed's
     n: int
-    best_epoch: int | None
+    best_epoch: int | None  # of the best seed
     stand_in: bool
     weights_sha256: str
     published_accuracy: float
+    seeds: list[int] = field(default_factory=list)
+    seed_accuracies: list[tuple[float, tuple[float, float]]] = field(default_factory=list)  # per seed: value, CI
+    accuracy_sd: float = math.nan  # over the seeds
+
+    def accuracy_across_seeds(self) -> str:
+        """Mean ± SD over the seeds, and each seed's accuracy with its interval; "-" with one seed."""
+        if len(self.seeds) < 2:
+            return "-"
+        each = "; ".join(
+            f"seed {seed}: {_fmt(value)} ({_ci(ci)})"
+            for seed, (value, ci) in zip(self.seeds, self.seed_accuracies, strict=True)
+        )
+        return f"{self.metrics['accuracy']:.4f} ± {self.accuracy_sd:.4f} over {len(self.seeds)} seeds [{each}]"
 
 
 @dataclass
@@ -68,12 +82,19 @@ class Report:
         out[2] += "   <- best"
         return "\n".join([*out, "", *self.notes])
 
+    @property
+    def repeated(self) -> bool:
+        return any(len(r.seeds) > 1 for r in self.rows)
+
     def table(self) -> tuple[list[str], list[list[str]]]:
-        """The header and the rows (best first) of the Markdown and HTML tables."""
+        """The header and the rows (best first) of the Markdown and HTML tables; with several training seeds
+        the metrics are means over them, beside a column of the spread and each seed's interval."""
+        seeds = ["Accuracy across seeds: mean ± SD [each seed (95% CI)]"] if self.repeated else []
         head = [
             "Source",
             *(_HEADERS[m] for m in METRIC_NAMES),
-            "Accuracy 95% CI",
+            "Accuracy 95% CI" + (" (best seed)" if self.repeated else ""),
+            *seeds,
             "Best epoch",
             "Weights",
             "Published accuracy",
@@ -83,6 +104,7 @@ class Report:
                 r.source,
                 *(_fmt(r.metrics[m]) for m in METRIC_NAMES),
                 _ci(r.accuracy_ci),
+                *([r.accuracy_across_seeds()] if self.repeated else []),
                 str(r.best_epoch or "-"),
                 _weights(r),
                 _fmt(r.published_accuracy),
@@ -156,26 +178,29 @@ COVID is the positive class.</p>
 def build_report(evaluations: list[Evaluation], extra_notes: list[str] | None = None) -> Report:
     if not evaluations:
         raise CxrtlError("no evaluation results to report")
-    rows, by_source = [], {}
-    for ev in evaluations:
-        model = ev.result.model
-        if model.source in by_source:
-            raise CxrtlError(f"two results for weight source {model.source!r}; give each source once")
-        by_source[model.source] = ev
+    rows, best_of = [], {}
+    for group in by_source(evaluations, "accuracy"):
+        best = group.best("accuracy")
+        model = best.result.model
+        best_of[group.source] = best
         rows.append(
             Row(
-                source=model.source,
-                metrics=ev.metrics,
-                accuracy_ci=tuple(ev.result.intervals_95["accuracy"]),
-                n=ev.result.n,
+                source=group.source,
+                metrics=group.mean(),
+                accuracy_ci=tuple(best.result.intervals_95["accuracy"]),
+                n=best.result.n,
                 best_epoch=model.best_epoch,
                 stand_in=model.weights_stand_in,
                 weights_sha256=model.weights_sha256,
-                published_accuracy=get_source(model.source).published.accuracy,
+                published_accuracy=get_source(group.source).published.accuracy,
+                seeds=group.seeds,
+                seed_accuracies=[
+                    (ev.metrics["accuracy"], tuple(ev.result.intervals_95["accuracy"])) for ev in group.evaluations
+                ],
+                accuracy_sd=group.sd("accuracy"),
             )
         )
-    rows.sort(key=lambda r: rank_key(r.metrics, "accuracy"), reverse=True)
-    return Report(rows, _notes(evaluations) + list(extra_notes or []), by_source)
+    return Report(rows, _notes(evaluations) + list(extra_notes or []), best_of)
 
 
 def report_from_folders(
@@ -204,6 +229,11 @@ def skipped_sources_note(skipped: list[str]) -> str:
 def _notes(evaluations: list[Evaluation]) -> list[str]:
     models = [ev.result.model for ev in evaluations]
     notes = [f"Recipe: {', '.join(sorted({m.config.recipe for m in models}))}."]
+    if len({m.config.seed for m in models}) > 1:
+        notes.append(
+            "Each source was trained with several seeds on one shared split: its metrics are means over them and "
+            "sources are ranked by the mean; the ROC curve and the champion candidate are the best seed of each."
+        )
     if any(m.selection_split == "test" for m in models):
         notes.append(
             "The best epoch was chosen on the test split, as the study did: these test metrics are optimistic. "

@@ -119,8 +119,16 @@ class RunSettings:
     seed: int = field(
         default=0,
         metadata=_about(
-            "seed of the split, the head's initial weights and the batches (default 0)",
+            "seed of the paper recipe's split, and of the first repeat's initial head weights and batches (default 0)",
             check=_non_negative,
+            fingerprint=True,
+        ),
+    )
+    repeats: int = field(
+        default=1,
+        metadata=_about(
+            "trainings per source, with training seeds seed, seed+1, ... on one shared split (default 1)",
+            check=_positive,
             fingerprint=True,
         ),
     )
@@ -173,6 +181,14 @@ class RunSettings:
         """What a train step sets on top of the recipe: the seed, and whichever values are not the recipe's."""
         chosen = {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate}
         return {"seed": self.seed, **{k: v for k, v in chosen.items() if v is not None}}
+
+    def trainings(self, sources: list[str]) -> list[dict[str, Any]]:
+        """One ``{"source", "seed"}`` per training: each source with each of the ``repeats`` training seeds.
+
+        The split is drawn once, by preprocess, from ``seed`` (the paper recipe) or from the pixels (the
+        recommended one): every repeat trains and is tested on the same images, so comparisons stay paired.
+        """
+        return [{"source": source, "seed": self.seed + r} for source in sources for r in range(self.repeats)]
 
 
 def setting_problem(name: str, value: Any) -> str | None:

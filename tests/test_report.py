@@ -19,6 +19,7 @@ from cxrtl.evaluate import Evaluation
 from cxrtl.metrics import binary_metrics, roc_points
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import DatasetRef, EvaluationResult, ModelSummary
+from cxrtl.repeats import champion_candidate
 from cxrtl.report import build_report, skipped_sources_note
 from cxrtl.weights import SOURCE_NAMES, get_source
 
@@ -26,7 +27,7 @@ N_TEST = 20
 
 
 def _evaluation(
-    source: str, correct: int, *, stand_in: bool = True, split: str = "val", recipe: str = "recommended"
+    source: str, correct: int, *, stand_in: bool = True, split: str = "val", recipe: str = "recommended", seed: int = 0
 ) -> Evaluation:
     """What ``cxrtl evaluate`` gives for a model that gets ``correct`` of 20 test images right (the first ones)."""
     y = np.array([1, 0] * (N_TEST // 2))
@@ -42,7 +43,7 @@ def _evaluation(
         best_epoch=3,
         selection_split=split,
         selection_accuracy=0.9,
-        config=TrainConfig.from_recipe(recipe),
+        config=TrainConfig.from_recipe(recipe, seed=seed),
         dataset=DatasetRef("tawsifurrahman/covid19-radiography-database", "v5", "ab" * 32),
     )
     return Evaluation(EvaluationResult(**binary_metrics(y, p), model=model), roc_points(y, p))
@@ -164,6 +165,34 @@ def test_write_gives_txt_md_html_and_csv(ten, tmp_path):
 def test_a_source_given_twice_is_refused():
     with pytest.raises(CxrtlError, match="two results for weight source 'chexpert'"):
         build_report([_evaluation("chexpert", 15), _evaluation("imagenet", 16), _evaluation("chexpert", 17)])
+
+
+def test_repeats_rank_sources_by_their_mean_and_show_the_spread_and_each_seeds_interval():
+    """chexpert is better on average (17, 17, 16 right); moco-v2 has the single best seed (19, 12, 12)."""
+    evaluations = [
+        *(_evaluation("chexpert", c, seed=s) for s, c in ((3, 17), (4, 17), (5, 16))),
+        *(_evaluation("moco-v2", c, seed=s) for s, c in ((3, 19), (4, 12), (5, 12))),
+    ]
+    report = build_report(evaluations)
+    assert [r.source for r in report.rows] == ["chexpert", "moco-v2"]
+    best = report.rows[0]
+    assert best.seeds == [3, 4, 5]
+    assert best.metrics["accuracy"] == pytest.approx((17 + 17 + 16) / 60)
+    assert best.accuracy_sd == pytest.approx(np.std([0.85, 0.85, 0.80], ddof=1))
+    head, rows = report.table()
+    column = head.index("Accuracy across seeds: mean ± SD [each seed (95% CI)]")
+    assert rows[0][column].startswith("0.8333 ± 0.0289 over 3 seeds [seed 3: 0.8500 (0.640-0.948); seed 4:")
+    assert any("several seeds on one shared split" in note for note in report.notes)
+    # The champion candidate is one model: the best seed of the best source, not moco-v2's lucky seed.
+    candidate = champion_candidate(evaluations, "accuracy")
+    assert (candidate.result.model.source, candidate.result.model.config.seed) == ("chexpert", 3)
+    with pytest.raises(CxrtlError, match="two results for weight source 'chexpert' with training seed 4"):
+        build_report([*evaluations, _evaluation("chexpert", 10, seed=4)])
+
+
+def test_one_seed_per_source_keeps_the_table_as_it_was(ten):
+    head, _ = build_report(ten).table()
+    assert not any("seeds" in h for h in head)
 
 
 def test_no_results_is_refused():

@@ -9,6 +9,7 @@ Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store
     datasets/DATASET/VERSION/archive.zip          the raw dataset archive, cached by ingest (``:`` in VERSION as ``-``)
     datasets/DATASET/VERSION/ingest.json          its ingest record, written after the archive
     runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt   a checkpoint per epoch; a retried train resumes from the newest
+                                                  (with repeats, each training's RUN_ID is RUN_ID-seedN)
     runs/RUN_ID/SOURCE/best-epoch-NNN.pt          the best model so far, until the run's model is published
     models/SOURCE/RUN_ID/NAME                     model.pt, model.json (cxrtl.records.ModelMetadata) and the
                                                   evaluation: metrics.json, predictions.csv, roc.json
@@ -104,6 +105,12 @@ def checkpoint_epoch(key: str) -> int | None:
 
 
 # --- models, reports, champion, state -----------------------------------------------------------
+
+
+def training_run_id(run_id: str, seed: int, repeats: int) -> str:
+    """The run id one training of a pipeline run keeps its checkpoints and model under: the run's own with
+    one training per source, ``RUN_ID-seedN`` with several (``repeats``)."""
+    return run_id if repeats == 1 else f"{run_id}-seed{seed}"
 
 
 def model_prefix(source: str, run_id: str) -> str:
