@@ -254,7 +254,13 @@ def build_pipeline(options: ClusterOptions | None = None):
                     options,
                 )
                 scored = _on_cpu(
-                    evaluate(data=data.outputs["data"], model=model.outputs["model"], store=p.store), options
+                    evaluate(
+                        data=data.outputs["data"],
+                        model=model.outputs["model"],
+                        store=p.store,
+                        masked=p.masked_evaluation,
+                    ),
+                    options,
                 )
             decision = _on_cpu(
                 promote(

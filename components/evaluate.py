@@ -9,11 +9,13 @@ def evaluate(
     data: Input[Dataset],
     model: Input[Model],
     store: str,
+    masked: bool,
     results: Output[Dataset],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
 ):
-    """Test-split metrics, predictions.csv and ROC of one trained model, shown in the KFP UI."""
+    """Test-split metrics, predictions.csv and ROC of one trained model, shown in the KFP UI; ``masked`` adds
+    an evaluation with the lungs blacked out."""
     import math
     from pathlib import Path
 
@@ -21,7 +23,9 @@ def evaluate(
     from cxrtl.evaluate import evaluate as evaluate_model
     from cxrtl.store import open_store
 
-    evaluation = evaluate_model(Path(data.path), Path(model.path), Path(results.path), store=open_store(store))
+    evaluation = evaluate_model(
+        Path(data.path), Path(model.path), Path(results.path), store=open_store(store), masked=masked
+    )
     for name, value in evaluation.metrics.items():
         if math.isfinite(value):
             metrics.log_metric(name, value)

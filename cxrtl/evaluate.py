@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +16,7 @@ from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData
 from cxrtl.engine import Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
-from cxrtl.metrics import binary_metrics, roc_points
+from cxrtl.metrics import binary_metrics, json_safe, roc_points
 from cxrtl.records import EvaluationResult, ModelSummary
 from cxrtl.store import Store, keys
 from cxrtl.train import load_model
@@ -24,12 +26,19 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 ROC_FILE = "roc.json"
+CHECKS_FILE = "checks.json"  # what the data checks found: duplicates, the collections, the lungs masked out
+# Balanced accuracy (the mean of sensitivity and specificity, 0.5 by chance whatever the class balance) at or
+# above which a model still tells the classes apart with the lungs blacked out: half-way from chance to
+# perfect. Models on this dataset have been reported to stay far above it (reading collection, text markers,
+# patient position rather than the lungs).
+MASKED_FLAG_BALANCED_ACCURACY = 0.75
 
 
 @dataclass
 class Evaluation:
     result: EvaluationResult  # what metrics.json holds
     roc: dict[str, list[float]]  # fpr, tpr, thresholds: roc.json
+    checks: dict[str, Any] = field(default_factory=dict)  # checks.json; {} when the folder has none
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -43,8 +52,10 @@ def evaluate(
     store: Store | None = None,
     device: str = "auto",
     batch_size: int = 64,
+    masked: bool = False,
 ) -> Evaluation:
-    """Write metrics.json, predictions.csv and roc.json for the test split to ``out_dir`` (and the store)."""
+    """Write metrics.json, predictions.csv, roc.json and checks.json for the test split to ``out_dir`` (and the
+    store); ``masked`` adds a second pass with the lungs blacked out (CxrtlError without usable masks)."""
     data = PreparedData.load(data_dir)
     test_idx = data.indices("test")
     if len(test_idx) == 0:
@@ -54,21 +65,32 @@ def evaluate(
         raise CxrtlError(
             f"{model_dir} was trained on {metadata.image_size} px images, {data_dir} holds {data.image_size} px"
         )
+    lungs = _test_masks(data, data_dir) if masked else None
     torch_device = resolve_device(device)
+    model = model.to(torch_device)
     test = Batches.of(data, "test", batch_size, metadata.config.training.normalize, torch_device)
-    probs = predict(model.to(torch_device), test)
-    p_covid = probs[:, POSITIVE_LABEL]
+    p_covid = predict(model, test)[:, POSITIVE_LABEL]
     y_true = data.labels[test_idx]
     result = EvaluationResult(**binary_metrics(y_true, p_covid), model=ModelSummary.of(metadata))
     roc = roc_points(y_true, p_covid)
+    checks: dict[str, Any] = {
+        "duplicates": data.info.get("duplicates"),
+        "collections": _by_collection(data, test_idx, y_true, p_covid),
+        "masked": None,
+    }
+    if lungs is not None:
+        outside = np.where(lungs, 0, data.images[test_idx]).astype(np.uint8)
+        batches = dataclasses.replace(test, images=outside, classes=y_true, indices=np.arange(len(test_idx)))
+        checks["masked"] = _masked_summary(binary_metrics(y_true, predict(model, batches)[:, POSITIVE_LABEL]))
 
     with staged_folder(out_dir, marker=METRICS_FILE) as staged:
         metrics_json = json.dumps(result.to_dict(), indent=2, sort_keys=True, allow_nan=False)
         (staged / METRICS_FILE).write_text(metrics_json + "\n")
         (staged / ROC_FILE).write_text(json.dumps(roc) + "\n")
         _write_predictions(staged / PREDICTIONS_FILE, [data.ids[i] for i in test_idx], y_true, p_covid)
+        (staged / CHECKS_FILE).write_text(json.dumps(json_safe(checks), indent=2, sort_keys=True) + "\n")
     if store is not None and metadata.run_id:
-        for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE):
+        for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE, CHECKS_FILE):
             store.put_file(keys.model_key(metadata.source, metadata.run_id, name), out_dir / name)
     m = result.metrics
     logger.info(
@@ -80,7 +102,46 @@ def evaluate(
         m["specificity"],
         m["roc_auc"],
     )
-    return Evaluation(result, roc)
+    return Evaluation(result, roc, checks)
+
+
+def _test_masks(data: PreparedData, data_dir: Path) -> np.ndarray:
+    lungs = data.lung_masks(data.indices("test"))
+    if lungs is None:
+        raise CxrtlError(f"{data_dir}: no usable lung masks for the masked evaluation ({data.info.get('masks')})")
+    return lungs
+
+
+def _masked_summary(scored: dict[str, Any]) -> dict[str, Any]:
+    m = scored["metrics"]
+    balanced = (m["sensitivity"] + m["specificity"]) / 2
+    return {
+        "n": scored["n"],
+        "accuracy": m["accuracy"],
+        "sensitivity": m["sensitivity"],
+        "specificity": m["specificity"],
+        "balanced_accuracy": balanced,
+        "flag_at": MASKED_FLAG_BALANCED_ACCURACY,
+        "flagged": balanced >= MASKED_FLAG_BALANCED_ACCURACY,
+    }
+
+
+def _by_collection(
+    data: PreparedData, test_idx: np.ndarray, y_true: np.ndarray, p_covid: np.ndarray
+) -> dict[str, dict[str, Any]] | None:
+    """Per collection of the test images: how many of each class, and the accuracy on them."""
+    if data.collections is None:
+        return None
+    correct = (p_covid >= 0.5).astype(int) == y_true
+    table: dict[str, dict[str, Any]] = {}
+    for k, i in enumerate(test_idx):
+        row = table.setdefault(data.collections[i], {**dict.fromkeys(CLASS_NAMES, 0), "n": 0, "correct": 0})
+        row[CLASS_NAMES[y_true[k]]] += 1
+        row["n"] += 1
+        row["correct"] += int(correct[k])
+    for row in table.values():
+        row["accuracy"] = row["correct"] / row["n"]
+    return table
 
 
 def load_evaluation(folder: Path) -> Evaluation:
@@ -88,12 +149,14 @@ def load_evaluation(folder: Path) -> Evaluation:
     if not (folder / METRICS_FILE).is_file():
         raise CxrtlError(f"{folder}: no {METRICS_FILE}; is this the output of 'cxrtl evaluate'?")
     roc_path = folder / ROC_FILE
+    checks_path = folder / CHECKS_FILE
     try:
         roc = json.loads(roc_path.read_text()) if roc_path.is_file() else {"fpr": [], "tpr": [], "thresholds": []}
         text = json.loads((folder / METRICS_FILE).read_text())
+        checks = json.loads(checks_path.read_text()) if checks_path.is_file() else {}
     except ValueError as exc:
         raise CxrtlError(f"{folder}: damaged evaluation results ({type(exc).__name__}); evaluate again") from None
-    return Evaluation(EvaluationResult.from_dict(text, str(folder / METRICS_FILE)), roc)
+    return Evaluation(EvaluationResult.from_dict(text, str(folder / METRICS_FILE)), roc, checks)
 
 
 def _write_predictions(path: Path, ids: list[str], y_true: np.ndarray, p_covid: np.ndarray) -> None:

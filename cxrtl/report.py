@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxrtl import data_checks
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, load_evaluation
 from cxrtl.files import staged_folder
@@ -70,6 +71,10 @@ class Report:
     def best(self) -> Row:
         return self.rows[0]
 
+    def collections(self) -> tuple[list[str], list[list[str]]] | None:
+        """The best model's test images and accuracy per collection; None without metadata."""
+        return data_checks.collection_table(self.evaluations[self.best.source]) if self.evaluations else None
+
     def text(self) -> str:
         header = ["source", *METRIC_NAMES, "epoch", "weights"]
         lines = [header] + [
@@ -80,7 +85,11 @@ class Report:
         out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
         out.insert(1, "  ".join("-" * w for w in widths))
         out[2] += "   <- best"
-        return "\n".join([*out, "", *self.notes])
+        table = self.collections()
+        by_collection = (
+            ["", "By collection (test split):", *("  ".join(row) for row in [table[0], *table[1]])] if table else []
+        )
+        return "\n".join([*out, "", *self.notes, *by_collection])
 
     @property
     def repeated(self) -> bool:
@@ -122,6 +131,10 @@ class Report:
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", f"Best: **{self.best.source}**. Test images: {self.best.n}. COVID is the positive class.", ""]
         lines += [f"- {note}" for note in self.notes]
+        table = self.collections()
+        if table:
+            lines += ["", "## Test images by collection", "", "| " + " | ".join(table[0]) + " |"]
+            lines += ["|" + "---|" * len(table[0]), *("| " + " | ".join(row) + " |" for row in table[1])]
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
@@ -131,6 +144,16 @@ class Report:
             cls = ' class="best"' if i == 0 else ""
             body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        table = self.collections()
+        by_collection = (
+            "<h2>Test images by collection</h2><table><thead><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in table[0])
+            + "</tr></thead><tbody>"
+            + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table[1])
+            + "</tbody></table>"
+            if table
+            else ""
+        )
         plot = _roc_png(self.evaluations)
         img = f'<img alt="ROC curves" src="data:image/png;base64,{plot}">' if plot else ""
         return f"""<!doctype html>
@@ -148,6 +171,7 @@ COVID is the positive class.</p>
 <table><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in head)}</tr></thead>
 <tbody>{"".join(body)}</tbody></table>
 <ul>{notes}</ul>
+{by_collection}
 {img}
 </body></html>
 """
@@ -200,7 +224,7 @@ def build_report(evaluations: list[Evaluation], extra_notes: list[str] | None = 
                 accuracy_sd=group.sd("accuracy"),
             )
         )
-    return Report(rows, _notes(evaluations) + list(extra_notes or []), best_of)
+    return Report(rows, _notes(evaluations) + data_checks.notes(best_of) + list(extra_notes or []), best_of)
 
 
 def report_from_folders(

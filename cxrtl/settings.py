@@ -139,6 +139,14 @@ class RunSettings:
             "train the sources whose weights are in the store and name the others in the report (default: refuse)"
         ),
     )
+    masked_evaluation: bool = field(
+        default=False,
+        metadata=_about(
+            "also evaluate with the lungs blacked out (the dataset's masks); the report flags models that still "
+            "tell the classes apart (default off; on with --demo)",
+            demo=True,
+        ),
+    )
     promotion_metric: str = field(
         default="accuracy",
         metadata=_about(

@@ -70,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, type=Path, help="a folder written by 'cxrtl train'")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--masked", action="store_true", help="also evaluate with the lungs blacked out (needs the dataset's masks)"
+    )
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("report", help="compare weight sources in one table (Markdown, HTML, CSV)")
@@ -153,8 +156,12 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from cxrtl.evaluate import evaluate
 
-    m = evaluate(args.data, args.model, args.out, device=args.device).metrics
-    print("  ".join(f"{k} {v:.4f}" for k, v in m.items()))
+    evaluation = evaluate(args.data, args.model, args.out, device=args.device, masked=args.masked)
+    print("  ".join(f"{k} {v:.4f}" for k, v in evaluation.metrics.items()))
+    masked = evaluation.checks["masked"]
+    if masked:
+        flag = "  <- may be reading something other than the lungs" if masked["flagged"] else ""
+        print(f"lungs blacked out: balanced accuracy {masked['balanced_accuracy']:.4f}{flag}")
 
 
 def _report(args: argparse.Namespace) -> None:
