@@ -48,6 +48,15 @@ def notes(best_of: dict[str, Evaluation]) -> list[str]:
                 + ", ".join(single)
                 + ". A model may learn the collection rather than the disease; see the table by collection."
             )
+    trained_on = {
+        s: ev.checks["trained_on_test_images"] for s, ev in best_of.items() if ev.checks.get("trained_on_test_images")
+    }
+    if trained_on:
+        out.append(
+            "WARNING: scored on test images they were trained on, so their metrics look better than they are: "
+            + ", ".join(f"{s} ({n} of {best_of[s].result.n})" for s, n in sorted(trained_on.items()))
+            + "."
+        )
     masked = {source: ev.checks["masked"] for source, ev in best_of.items() if ev.checks.get("masked")}
     if masked:
         flagged = sorted(s for s, m in masked.items() if m["flagged"])

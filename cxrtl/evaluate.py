@@ -18,6 +18,7 @@ from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.metrics import binary_metrics, json_safe, roc_points
 from cxrtl.records import EvaluationResult, ModelSummary
+from cxrtl.seen import SEEN_FILE, Seen, seen_in
 from cxrtl.store import Store, keys
 from cxrtl.train import load_model
 
@@ -53,9 +54,14 @@ def evaluate(
     device: str = "auto",
     batch_size: int = 64,
     masked: bool = False,
+    allow_seen: bool = False,
 ) -> Evaluation:
     """Write metrics.json, predictions.csv, roc.json and checks.json for the test split to ``out_dir`` (and the
-    store); ``masked`` adds a second pass with the lungs blacked out (CxrtlError without usable masks)."""
+    store); ``masked`` adds a second pass with the lungs blacked out (CxrtlError without usable masks).
+
+    A model is not scored on test images it was trained on (by content hash: a copy under another name, or
+    a split changed since, counts too) unless ``allow_seen``; then checks.json counts them and the report says so.
+    """
     data = PreparedData.load(data_dir)
     test_idx = data.indices("test")
     if len(test_idx) == 0:
@@ -65,6 +71,7 @@ def evaluate(
         raise CxrtlError(
             f"{model_dir} was trained on {metadata.image_size} px images, {data_dir} holds {data.image_size} px"
         )
+    trained_on = _trained_on(data, test_idx, model_dir, allow_seen)
     lungs = _test_masks(data, data_dir) if masked else None
     torch_device = resolve_device(device)
     model = model.to(torch_device)
@@ -77,6 +84,7 @@ def evaluate(
         "duplicates": data.info.get("duplicates"),
         "collections": _by_collection(data, test_idx, y_true, p_covid),
         "masked": None,
+        "trained_on_test_images": trained_on,
     }
     if lungs is not None:
         outside = np.where(lungs, 0, data.images[test_idx]).astype(np.uint8)
@@ -103,6 +111,23 @@ def evaluate(
         m["roc_auc"],
     )
     return Evaluation(result, roc, checks)
+
+
+def _trained_on(data: PreparedData, test_idx: np.ndarray, model_dir: Path, allow_seen: bool) -> int | None:
+    """How many of the test images the model trained on; None when that cannot be told."""
+    seen = Seen.read(Path(model_dir) / SEEN_FILE)
+    if seen is None or data.hashes is None:
+        logger.warning("%s: cannot tell whether the model trained on these test images (no content hashes)", model_dir)
+        return None
+    count = int(seen_in(data, test_idx, seen.trained).sum())
+    if count and not allow_seen:
+        raise CxrtlError(
+            f"{model_dir} was trained on {count} of the {len(test_idx)} test images: its metrics would look better "
+            "than they are; evaluate it on data it has not seen, or allow it with --allow-training-images"
+        )
+    if count:
+        logger.warning("%s: scored on %d test images it was trained on (allowed)", model_dir, count)
+    return count
 
 
 def _test_masks(data: PreparedData, data_dir: Path) -> np.ndarray:

@@ -93,6 +93,7 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
         labels=labels,
         split=split,
         ids=ids,
+        hashes=[p.content for p in readable],
         collections=image_collections,
         packed_masks=PreparedData.pack_masks(masks[keep]) if masks is not None and masks_note == "ok" else None,
         info={

@@ -40,18 +40,22 @@ class SourceResults:
 
 
 def by_source(evaluations: list[Evaluation], metric: str = "accuracy") -> list[SourceResults]:
-    """The evaluations grouped by source, best mean ``metric`` first; one per (source, seed)."""
-    groups: dict[str, dict[int, Evaluation]] = {}
+    """The evaluations grouped by source, best mean ``metric`` first; a training (source, seed, run) once."""
+    groups: dict[str, list[Evaluation]] = {}
+    seen = set()
     for ev in evaluations:
         model = ev.result.model
-        seeds = groups.setdefault(model.source, {})
-        if model.config.seed in seeds:
+        training = (model.source, model.config.seed, model.run_id)
+        if training in seen:
             raise CxrtlError(
-                f"two results for weight source {model.source!r} with training seed {model.config.seed}; "
-                "give each training once"
+                f"two results for weight source {model.source!r} with training seed {model.config.seed} from run "
+                f"{model.run_id}; give each training once"
             )
-        seeds[model.config.seed] = ev
-    results = [SourceResults(source, [seeds[s] for s in sorted(seeds)]) for source, seeds in groups.items()]
+        seen.add(training)
+        groups.setdefault(model.source, []).append(ev)
+    results = [
+        SourceResults(source, sorted(evs, key=lambda ev: ev.result.model.config.seed)) for source, evs in groups.items()
+    ]
     return sorted(results, key=lambda r: rank_key(r.mean(), metric), reverse=True)
 
 

@@ -246,6 +246,31 @@ def test_masked_evaluation_without_usable_masks_is_one_error_and_the_plain_one_s
     assert evaluate(broken, evaluated.model_dir, tmp_path / "plain", device="cpu").checks["masked"] is None
 
 
+def test_a_model_is_not_scored_on_images_it_trained_on_unless_allowed(evaluated, tmp_path, capsys):
+    """The same images under a split drawn differently (another seed, recipe or dataset version)."""
+    reshuffled = tmp_path / "data"
+    shutil.copytree(evaluated.data_dir, reshuffled)
+    data = PreparedData.load(evaluated.data_dir)
+    np.save(reshuffled / "split.npy", np.full(len(data.ids), 2, dtype=np.uint8))  # every image in the test split
+    trained = len(data.indices("train"))
+    assert json.loads((evaluated.model_dir / "seen.json").read_text())["trained"] == sorted(
+        data.hashes[i] for i in data.indices("train")
+    )
+    with pytest.raises(CxrtlError, match=f"was trained on {trained} of the {len(data.ids)} test images"):
+        evaluate(reshuffled, evaluated.model_dir, tmp_path / "refused", device="cpu")
+    assert not (tmp_path / "refused").exists()
+    argv = ["-q", "evaluate", "--data", str(reshuffled), "--model", str(evaluated.model_dir), "--device", "cpu"]
+    refused(capsys, [*argv, "--out", str(tmp_path / "cli")], naming=["--allow-training-images"])
+    assert main([*argv, "--out", str(tmp_path / "allowed"), "--allow-training-images"]) == 0
+    assert json.loads((tmp_path / "allowed" / "checks.json").read_text())["trained_on_test_images"] == trained
+    notes = report_from_folders([tmp_path / "allowed"], tmp_path / "report").notes
+    assert (
+        f"WARNING: scored on test images they were trained on, so their metrics look better than they are: "
+        f"imagenet ({trained} of {len(data.ids)})." in notes
+    )
+    assert json.loads((evaluated.out_dir / "checks.json").read_text())["trained_on_test_images"] == 0
+
+
 def test_a_model_trained_at_another_image_size_is_refused(evaluated, demo_zip, tmp_path):
     ingest(str(demo_zip), tmp_path / "raw")
     preprocess(tmp_path / "raw", tmp_path / "data32", recipe="paper", image_size=32)

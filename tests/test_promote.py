@@ -82,7 +82,12 @@ def test_the_two_models_differ_clearly(models):
 def test_with_no_champion_the_better_of_two_is_promoted(fresh):
     decision = promote(fresh.store, fresh.data_dir, [fresh.poor, fresh.good])
     assert decision.promoted and decision.champion is None
-    assert decision.challenger == {"source": "imagenet", "run_id": GOOD, "score": fresh.good.metrics["accuracy"]}
+    assert decision.challenger == {
+        "source": "imagenet",
+        "run_id": GOOD,
+        "seed": 0,
+        "score": fresh.good.metrics["accuracy"],
+    }
     assert "no champion" in decision.reason
     assert fresh.champion_run() == GOOD
     assert fresh.champion_sha256() == fresh.model_sha256(GOOD)

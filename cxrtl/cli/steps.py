@@ -73,6 +73,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--masked", action="store_true", help="also evaluate with the lungs blacked out (needs the dataset's masks)"
     )
+    p.add_argument(
+        "--allow-training-images",
+        action="store_true",
+        help="score the model even on test images it was trained on (refused by default; the report warns)",
+    )
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("report", help="compare weight sources in one table (Markdown, HTML, CSV)")
@@ -156,7 +161,9 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from cxrtl.evaluate import evaluate
 
-    evaluation = evaluate(args.data, args.model, args.out, device=args.device, masked=args.masked)
+    evaluation = evaluate(
+        args.data, args.model, args.out, device=args.device, masked=args.masked, allow_seen=args.allow_training_images
+    )
     print("  ".join(f"{k} {v:.4f}" for k, v in evaluation.metrics.items()))
     masked = evaluation.checks["masked"]
     if masked:
