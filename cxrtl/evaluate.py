@@ -113,6 +113,20 @@ def evaluate(
     return Evaluation(result, roc, checks)
 
 
+def score_images(
+    model_dir: Path, data: PreparedData, indices: np.ndarray, device: str = "auto", batch_size: int = 64
+) -> np.ndarray:
+    """The model's COVID probability for the images ``indices`` of ``data``."""
+    model, metadata = load_model(model_dir)
+    if metadata.image_size != data.image_size:
+        raise CxrtlError(
+            f"{model_dir} was trained on {metadata.image_size} px images, the data holds {data.image_size} px"
+        )
+    torch_device = resolve_device(device)
+    batches = Batches(data.images, data.labels, indices, batch_size, metadata.config.training.normalize, torch_device)
+    return predict(model.to(torch_device), batches)[:, POSITIVE_LABEL]
+
+
 def _trained_on(data: PreparedData, test_idx: np.ndarray, model_dir: Path, allow_seen: bool) -> int | None:
     """How many of the test images the model trained on; None when that cannot be told."""
     seen = Seen.read(Path(model_dir) / SEEN_FILE)

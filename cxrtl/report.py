@@ -263,7 +263,7 @@ def _notes(evaluations: list[Evaluation]) -> list[str]:
             "The best epoch was chosen on the test split, as the study did: these test metrics are optimistic. "
             "The recommended recipe chooses on a validation split instead."
         )
-    stand_ins = sorted(m.source for m in models if m.weights_stand_in)
+    stand_ins = sorted({m.source for m in models if m.weights_stand_in})
     if stand_ins:
         notes.append(
             f"Trained from STAND-IN weights (random, in the native checkpoint format), not the published ones: "
