@@ -73,7 +73,7 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
     image_collections = [collections[i] for i in ids] if collections is not None else None
     groups = group(readable)
     if chosen.stable_split:
-        split = stable_split(readable, groups, chosen.split_fractions)
+        split = stable_split(readable, groups, labels, chosen.split_fractions)
         for code, fraction in enumerate(chosen.split_fractions):
             if fraction > 0 and not np.any(split == code):
                 raise CxrtlError(

@@ -74,14 +74,28 @@ def test_recommended_recipe_uses_all_images_split_from_their_pixels_whatever_the
     assert all(min(_counts(data, s)) >= 1 for s in ("train", "val", "test"))
 
 
-def test_recommended_recipe_refuses_a_split_left_empty(raw, tmp_path):
+def test_a_split_that_would_lack_a_class_takes_the_nearest_image_of_it_and_nothing_else_moves(raw, tmp_path):
     data = preprocess(raw, tmp_path / "prepared", recipe="recommended", image_size=32)
     fewer = tmp_path / "raw"
     shutil.copytree(raw, fewer)
-    for i in data.indices("val"):
-        (fewer / DATASET_DIR / data.ids[i]).unlink()
-    with pytest.raises(CxrtlError, match=r"the val split got none of the \d+ images"):
-        preprocess(fewer, tmp_path / "fewer", recipe="recommended", image_size=32)
+    val_covid = [data.ids[i] for i in data.indices("val") if data.labels[i] == 1]
+    for image_id in val_covid:
+        (fewer / DATASET_DIR / image_id).unlink()
+    again = preprocess(fewer, tmp_path / "fewer", recipe="recommended", image_size=32)
+    assert all(min(_counts(again, s)) >= 1 for s in ("train", "val", "test"))
+    before = dict(zip(data.ids, data.split.tolist(), strict=True))
+    moved = [i for i, s in zip(again.ids, again.split.tolist(), strict=True) if before[i] != s]
+    assert len(moved) == 1 and moved[0].startswith("COVID/") and again.split[again.ids.index(moved[0])] == 1
+
+
+def test_recommended_recipe_refuses_a_split_it_cannot_fill(raw, tmp_path):
+    few = tmp_path / "raw"
+    shutil.copytree(raw, few)
+    for name in ("COVID", "Normal"):
+        for path in sorted((few / DATASET_DIR / name / "images").glob("*.png"))[2:]:
+            path.unlink()
+    with pytest.raises(CxrtlError, match=r"the (val|test|train) split got none of the 4 images"):
+        preprocess(few, tmp_path / "fewer", recipe="recommended", image_size=32)
     assert not (tmp_path / "fewer").exists()
 
 
