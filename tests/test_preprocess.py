@@ -153,7 +153,9 @@ def test_cli(raw, tmp_path, capsys):
     out = tmp_path / "prepared"
     argv = ["-q", "preprocess", "--raw", str(raw), "--out", str(out), "--image-size", "32"]
     assert main(argv) == 0
-    assert f"20 images of 32x32 written to {out}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"20 images of 32x32 written to {out}" in printed
+    assert "duplicates kept within one split: 0 exact and 0 near-duplicate group(s), 0 images" in printed
     other = tmp_path / "other"
     line = refused(capsys, ["-q", "preprocess", "--raw", str(raw), "--out", str(other), "--image-size", "16"])
     assert line == "cxrtl: error: image_size must be at least 32, got 16"

@@ -126,6 +126,11 @@ def _preprocess(args: argparse.Namespace) -> None:
 
     data = preprocess(args.raw, args.out, recipe=args.recipe, image_size=args.image_size, seed=args.seed)
     print(f"{len(data.ids)} images of {data.image_size}x{data.image_size} written to {args.out}")
+    d = data.info["duplicates"]
+    print(
+        f"duplicates kept within one split: {d['exact_duplicate_groups']} exact and {d['near_duplicate_groups']} "
+        f"near-duplicate group(s), {d['images_in_duplicate_groups']} images"
+    )
 
 
 _TRAIN_OPTIONS = (
