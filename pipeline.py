@@ -504,22 +504,22 @@ def _run(args: argparse.Namespace) -> None:
     if args.runner == "docker":
         local_docker.check_docker(args.store, args.dataset_source)
     out = (args.output or Path("runs") / time.strftime(f"{'demo' if args.demo else 'local'}-%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     arguments["store"] = args.store or str(out / "store")
-    store = open_store(arguments["store"])
-    if args.demo and not arguments["dataset_source"]:
-        demo_zip = _demo_inputs(out, store, arguments["sources"], args.per_class, arguments["seed"])
-        arguments["dataset_source"] = str(demo_zip)
+    with _removed_if_left_empty(out):
+        store = open_store(arguments["store"])
+        if args.demo and not arguments["dataset_source"]:
+            demo_zip = _demo_inputs(out, store, arguments["sources"], args.per_class, arguments["seed"])
+            arguments["dataset_source"] = str(demo_zip)
 
-    # kfp.local runs two tasks at once: one thread each keeps them from fighting over the cores.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
-    pipeline_root = out / "pipeline-root"
-    if args.runner == "docker":
-        runner = local_docker.runner(out, pipeline_root, arguments)
-    else:
-        runner = local.SubprocessRunner(use_venv=False)
-    local.init(runner=runner, pipeline_root=str(pipeline_root))
-    before = last_success(store)
+        # kfp.local runs two tasks at once: one thread each keeps them from fighting over the cores.
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
+        pipeline_root = out / "pipeline-root"
+        if args.runner == "docker":
+            runner = local_docker.runner(out, pipeline_root, arguments)
+        else:
+            runner = local.SubprocessRunner(use_venv=False)
+        local.init(runner=runner, pipeline_root=str(pipeline_root))
+        before = last_success(store)
     _run_logged(arguments, out / "logs", args.verbose, docker_run=out if args.runner == "docker" else None)
     after = last_success(store)
     if after is None or after == before:
@@ -529,6 +529,20 @@ def _run(args: argparse.Namespace) -> None:
         print(store.get_bytes(keys.report_key(after["run_id"], REPORT_FILES["txt"])).decode())
         reports = f"{store.url.rstrip('/')}/{keys.report_prefix(after['run_id'])}"
     _print_ending(out, arguments["store"], reports, started)
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(out: Path):
+    """Make ``out``; a failure that leaves it (or the store folder inside it) empty removes what was made."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in (out / "store", out):
+            if created and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 def _run_logged(arguments: dict, logs: Path, verbose: bool, docker_run: Path | None) -> None:

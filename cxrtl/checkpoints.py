@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from cxrtl.errors import CxrtlError
 from cxrtl.store import Store, keys
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,26 @@ class CheckpointStore:
         self.run_id = run_id
         self.source = source
         self.keep = keep
+        self._identity: dict[str, Any] | None = None
+
+    def claim(self, identity: dict[str, Any]) -> dict[str, Any]:
+        """The identity the run id is held with: the one recorded by an earlier start, else ``identity``, now
+        recorded. Every save checks that it still holds, so two runs of one id with other settings cannot
+        both write (one that started in the same instant as another stops at its first save)."""
+        key = keys.run_identity_key(self.run_id, self.source)
+        if self.store.exists(key):
+            return self.store.get_json(key)
+        self.store.put_json(key, identity)
+        self._identity = identity
+        return identity
+
+    def _check_claim(self) -> None:
+        key = keys.run_identity_key(self.run_id, self.source)
+        if self._identity is not None and self.store.get_json(key) != self._identity:
+            raise CxrtlError(
+                f"run {self.run_id}: another run of {self.source} with other settings took this run id; "
+                "start a new run id instead"
+            )
 
     def _epoch_key(self, epoch: int) -> str:
         return keys.checkpoint_key(self.run_id, self.source, epoch)
@@ -52,6 +73,7 @@ class CheckpointStore:
 
     def save(self, epoch: int, payload: dict[str, Any]) -> None:
         """Save the epoch's checkpoint (its ``best`` names the best epoch so far), then prune what it supersedes."""
+        self._check_claim()
         _put(self.store, self._epoch_key(epoch), payload)
         for old in self.epochs()[: -self.keep]:
             self.store.delete(self._epoch_key(old))
@@ -65,6 +87,7 @@ class CheckpointStore:
         return get_payload(self.store, self._epoch_key(epochs[-1])) if epochs else None
 
     def save_best(self, epoch: int, payload: dict[str, Any]) -> None:
+        self._check_claim()
         _put(self.store, self._best_key(epoch), payload)
 
     def best(self, epoch: int) -> dict[str, Any] | None:

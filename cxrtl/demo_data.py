@@ -67,9 +67,15 @@ def write_demo_dataset(out_dir: Path, per_class: int = 40, seed: int = 0, image_
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise CxrtlError(f"{out_dir} is a file; demo-data needs a folder to write {ARCHIVE_NAME} into")
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / ARCHIVE_NAME
-    write_deterministic_zip(target, _entries(per_class, seed, image_size))
+    try:
+        write_deterministic_zip(target, _entries(per_class, seed, image_size))
+    except BaseException:
+        if created:
+            out_dir.rmdir()  # only the folder this call made: the partial zip is already gone
+        raise
     logger.info("wrote %d synthetic images per class (seed %d) to %s", per_class, seed, target)
     return target
 

@@ -6,18 +6,20 @@ import csv
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cxrtl.compare import Predictions
 from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData
 from cxrtl.engine import Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.metrics import binary_metrics, json_safe, roc_points
-from cxrtl.records import EvaluationResult, ModelSummary
+from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
 from cxrtl.seen import SEEN_FILE, Seen, seen_in
 from cxrtl.store import Store, keys
 from cxrtl.train import load_model
@@ -33,12 +35,14 @@ CHECKS_FILE = "checks.json"  # what the data checks found: duplicates, the colle
 # perfect. Models on this dataset have been reported to stay far above it (reading collection, text markers,
 # patient position rather than the lungs).
 MASKED_FLAG_BALANCED_ACCURACY = 0.75
+PREDICTION_COLUMNS = ("id", "true_label", "predicted_label", "covid_probability")
 
 
 @dataclass
 class Evaluation:
     result: EvaluationResult  # what metrics.json holds
     roc: dict[str, list[float]]  # fpr, tpr, thresholds: roc.json
+    predictions: Predictions  # predictions.csv
     checks: dict[str, Any] = field(default_factory=dict)  # checks.json; {} when the folder has none
 
     @property
@@ -76,9 +80,12 @@ def evaluate(
     torch_device = resolve_device(device)
     model = model.to(torch_device)
     test = Batches.of(data, "test", batch_size, metadata.config.training.normalize, torch_device)
-    p_covid = predict(model, test)[:, POSITIVE_LABEL]
+    probs = predict(model, test)
+    # Float64 from here on: what predictions.csv holds exactly, so the metrics recomputed from it are these.
+    p_covid = probs[:, POSITIVE_LABEL].astype(np.float64)
     y_true = data.labels[test_idx]
-    result = EvaluationResult(**binary_metrics(y_true, p_covid), model=ModelSummary.of(metadata))
+    predictions = Predictions([data.ids[i] for i in test_idx], y_true, p_covid)
+    result = evaluation_result(predictions, ModelSummary.of(metadata))
     roc = roc_points(y_true, p_covid)
     checks: dict[str, Any] = {
         "duplicates": data.info.get("duplicates"),
@@ -95,14 +102,15 @@ def evaluate(
         metrics_json = json.dumps(result.to_dict(), indent=2, sort_keys=True, allow_nan=False)
         (staged / METRICS_FILE).write_text(metrics_json + "\n")
         (staged / ROC_FILE).write_text(json.dumps(roc) + "\n")
-        _write_predictions(staged / PREDICTIONS_FILE, [data.ids[i] for i in test_idx], y_true, p_covid)
+        write_predictions(staged / PREDICTIONS_FILE, predictions, result.threshold)
         (staged / CHECKS_FILE).write_text(json.dumps(json_safe(checks), indent=2, sort_keys=True) + "\n")
     if store is not None and metadata.run_id:
         for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE, CHECKS_FILE):
             store.put_file(keys.model_key(metadata.source, metadata.run_id, name), out_dir / name)
     m = result.metrics
     logger.info(
-        "%s on %d test images: accuracy %.4f, sensitivity %.4f, specificity %.4f, ROC AUC %.4f",
+        "%s on %d test images: accuracy %.4f, sensitivity %.4f, specificity %.4f, ROC AUC %.4f "
+        "(NaN: undefined, see metrics.json)",
         metadata.source,
         result.n,
         m["accuracy"],
@@ -110,7 +118,7 @@ def evaluate(
         m["specificity"],
         m["roc_auc"],
     )
-    return Evaluation(result, roc, checks)
+    return Evaluation(result, roc, predictions, checks)
 
 
 def score_images(
@@ -153,7 +161,7 @@ def _test_masks(data: PreparedData, data_dir: Path) -> np.ndarray:
 
 def _masked_summary(scored: dict[str, Any]) -> dict[str, Any]:
     m = scored["metrics"]
-    balanced = (m["sensitivity"] + m["specificity"]) / 2
+    balanced = m["balanced_accuracy"]
     return {
         "n": scored["n"],
         "accuracy": m["accuracy"],
@@ -183,6 +191,17 @@ def _by_collection(
     return table
 
 
+def evaluation_result(predictions: Predictions, model: ModelSummary) -> EvaluationResult:
+    """The results of ``model``'s ``predictions``: at 0.5, and at its validation threshold where it has one."""
+    metrics = binary_metrics(predictions.y_true, predictions.p_covid, validation_threshold=model.validation_threshold)
+    at_validation = metrics.pop("at_validation_threshold")
+    return EvaluationResult(
+        **metrics,
+        at_validation_threshold=None if at_validation is None else AtThreshold(**at_validation),
+        model=model,
+    )
+
+
 def load_evaluation(folder: Path) -> Evaluation:
     folder = Path(folder)
     if not (folder / METRICS_FILE).is_file():
@@ -195,12 +214,51 @@ def load_evaluation(folder: Path) -> Evaluation:
         checks = json.loads(checks_path.read_text()) if checks_path.is_file() else {}
     except ValueError as exc:
         raise CxrtlError(f"{folder}: damaged evaluation results ({type(exc).__name__}); evaluate again") from None
-    return Evaluation(EvaluationResult.from_dict(text, str(folder / METRICS_FILE)), roc, checks)
+    result = EvaluationResult.from_dict(text, str(folder / METRICS_FILE))
+    predictions = read_predictions(folder / PREDICTIONS_FILE)
+    if len(predictions.ids) != result.n:
+        raise CxrtlError(
+            f"{folder}: {PREDICTIONS_FILE} holds {len(predictions.ids)} images, {METRICS_FILE} counts {result.n}; "
+            "evaluate again"
+        )
+    return Evaluation(result, roc, predictions, checks)
 
 
-def _write_predictions(path: Path, ids: list[str], y_true: np.ndarray, p_covid: np.ndarray) -> None:
+def write_predictions(path: Path, predictions: Predictions, threshold: float) -> None:
+    """One row per test image; the probability as ``repr`` of its float, which reads back to the same float."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["id", "true_label", "predicted_label", "covid_probability"])
-        for image_id, label, p in zip(ids, y_true, p_covid, strict=True):
-            writer.writerow([image_id, CLASS_NAMES[label], CLASS_NAMES[int(p >= 0.5)], f"{p:.6f}"])
+        writer.writerow(PREDICTION_COLUMNS)
+        for image_id, label, p in zip(predictions.ids, predictions.y_true, predictions.p_covid, strict=True):
+            writer.writerow([image_id, CLASS_NAMES[label], CLASS_NAMES[int(p >= threshold)], repr(float(p))])
+
+
+def read_predictions(path: Path) -> Predictions:
+    """``predictions.csv`` back, refusing in one line a missing column, an unknown label, a probability that is
+    not a number in [0, 1], or an image given twice."""
+    if not path.is_file():
+        raise CxrtlError(f"{path}: no such file; is its folder the output of 'cxrtl evaluate'?")
+    labels = {name: label for label, name in enumerate(CLASS_NAMES)}
+    ids, y_true, p_covid, seen = [], [], [], set()
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in PREDICTION_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise CxrtlError(f"{path}: no column {', '.join(missing)}")
+        for line, row in enumerate(reader, start=2):
+            image_id, label, text = row["id"], row["true_label"], row["covid_probability"]
+            if image_id in seen:
+                raise CxrtlError(f"{path}: line {line}: id {image_id!r} given twice")
+            if label not in labels:
+                raise CxrtlError(f"{path}: line {line}: true_label {label!r} is not one of {', '.join(CLASS_NAMES)}")
+            try:
+                p = float(text)
+            except (TypeError, ValueError):
+                p = math.nan
+            if not 0.0 <= p <= 1.0:  # NaN fails this too
+                raise CxrtlError(f"{path}: line {line}: covid_probability {text!r} is not a number in [0, 1]")
+            seen.add(image_id)
+            ids.append(image_id)
+            y_true.append(labels[label])
+            p_covid.append(p)
+    return Predictions(ids, np.array(y_true, dtype=int), np.array(p_covid, dtype=np.float64))

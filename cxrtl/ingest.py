@@ -4,7 +4,8 @@ and record what it is.
 An ingested folder holds::
 
     COVID-19_Radiography_Dataset/<Class>/images/*.png   (and whatever else the release carries)
-    ingest.json       the IngestResult: slug, version, sha256, per-class counts, source kind, created_at
+    ingest.json       the IngestResult: slug, version, sha256, per-class counts of readable images and of
+                      unreadable ones, source kind, created_at
     MANIFEST.sha256   ``sha256sum`` lines for every dataset file, relative to the folder, sorted
 
 With a store, the archive is cached by version (next to its ``ingest.json``; keys in :mod:`cxrtl.store.keys`),
@@ -15,18 +16,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import json
 import logging
 import os
 import shutil
 import stat
+import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from PIL import Image
 
 from cxrtl.errors import CxrtlError
 from cxrtl.files import atomic_file, staged_folder
@@ -47,12 +53,37 @@ ARCHIVE_KEY = "archive.zip"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp: archives do not depend on when they were made
 
 
+@dataclass(frozen=True)
+class IngestLimits:
+    """What an ingest accepts, so that a zip bomb or a runaway folder is refused before it fills the disk.
+
+    The real release (version 5) is a 0.8 GB zip of about 42,000 files (images and masks), 0.8 GB unpacked:
+    PNGs hardly compress. The defaults leave it ten times the room; ``cxrtl ingest --max-bytes`` etc. change them.
+    """
+
+    max_bytes: int = 10 * 2**30  # unpacked (or copied) bytes in all
+    max_files: int = 500_000
+    # Unpacked / packed size of one member; checked only for members over 1 MiB (a small text file of
+    # repeated bytes deflates far better than this and is harmless). A zip bomb reaches 1,000 and more.
+    max_ratio: float = 100.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_bytes", "max_files", "max_ratio"):
+            value = getattr(self, name)
+            if not value > 0 or value == float("inf"):
+                raise CxrtlError(f"ingest limit {name} must be a positive number, got {value!r}")
+
+
+_RATIO_FROM_BYTES = 2**20
+
+
 @dataclass
 class IngestResult:
     slug: str
     version: str  # Kaggle's version number, or "sha256:<12 hex>" for a zip or folder
     sha256: str  # of the archive; for a folder, of its manifest
-    counts: dict[str, int]  # images per class, all four classes
+    counts: dict[str, int]  # readable PNG images per class (PIL identifies and verifies them), all four classes
+    unreadable: dict[str, int]  # PNG files per class that PIL cannot read; preprocess skips them
     source: str  # "kaggle", "zip", "store" (a zip at an s3:// URL) or "folder"
     created_at: str
 
@@ -61,24 +92,27 @@ class IngestResult:
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {name}" for name, n in self.counts.items())
-        return f"{self.slug} version {self.version} from {self.source}: {counts} images"
+        unreadable = sum(self.unreadable.values())
+        skipped = f" ({unreadable} unreadable PNG files not counted)" if unreadable else ""
+        return f"{self.slug} version {self.version} from {self.source}: {counts} readable images{skipped}"
 
 
-def ingest(source: str, out: Path, store: Store | None = None) -> IngestResult:
+def ingest(source: str, out: Path, store: Store | None = None, limits: IngestLimits | None = None) -> IngestResult:
     """Fetch ``source`` ("kaggle", a .zip, ``s3://BUCKET/KEY`` of a zip or a folder) into ``out``; all or nothing."""
     out = Path(out)
+    limits = limits or IngestLimits()
     with staged_folder(out, marker=INGEST_FILE) as staged:
         scratch = staged.parent
         if source == "kaggle":
-            result = _ingest_kaggle(staged, scratch, store)
+            result = _ingest_kaggle(staged, scratch, store, limits)
         elif source.startswith("s3://"):
-            result = _ingest_stored_zip(source, staged, scratch)
+            result = _ingest_stored_zip(source, staged, scratch, limits)
         else:
             path = Path(source).expanduser()
             if path.is_dir():
-                result = _ingest_folder(path, staged, scratch, store)
+                result = _ingest_folder(path, staged, scratch, store, limits)
             elif path.is_file():
-                result = _ingest_zip(path, path.name, "zip", staged, scratch, store)
+                result = _ingest_zip(path, path.name, "zip", staged, scratch, store, limits)
             else:
                 raise CxrtlError(
                     f"ingest source {source}: no such file or folder "
@@ -93,12 +127,19 @@ def ingest(source: str, out: Path, store: Store | None = None) -> IngestResult:
 
 
 def _ingest_zip(
-    archive: Path, label: str, kind: str, staged: Path, scratch: Path, store: Store | None, version: str = ""
+    archive: Path,
+    label: str,
+    kind: str,
+    staged: Path,
+    scratch: Path,
+    store: Store | None,
+    limits: IngestLimits,
+    version: str = "",
 ) -> IngestResult:
     digest = sha256_file(archive)
     version = version or f"sha256:{digest[:12]}"
     extracted = scratch / "extracted"
-    safe_extract(archive, extracted, label)
+    safe_extract(archive, extracted, label, limits)
     os.replace(find_dataset(extracted, label), staged / DATASET_DIR)
     _write_manifest(staged)
     result = _result(staged, version, digest, kind)
@@ -107,8 +148,10 @@ def _ingest_zip(
     return result
 
 
-def _ingest_folder(folder: Path, staged: Path, scratch: Path, store: Store | None) -> IngestResult:
-    shutil.copytree(find_dataset(folder, str(folder)), staged / DATASET_DIR)
+def _ingest_folder(
+    folder: Path, staged: Path, scratch: Path, store: Store | None, limits: IngestLimits
+) -> IngestResult:
+    _copy_folder(find_dataset(folder, str(folder)), staged / DATASET_DIR, limits)
     digest = hashlib.sha256(_write_manifest(staged).encode()).hexdigest()
     result = _result(staged, f"sha256:{digest[:12]}", digest, "folder")
     if store is not None:
@@ -122,7 +165,7 @@ def _ingest_folder(folder: Path, staged: Path, scratch: Path, store: Store | Non
     return result
 
 
-def _ingest_stored_zip(url: str, staged: Path, scratch: Path) -> IngestResult:
+def _ingest_stored_zip(url: str, staged: Path, scratch: Path, limits: IngestLimits) -> IngestResult:
     """A zip put into an S3 store with `cxrtl store put`, so a cluster without Kaggle access can run.
 
     The download is checked against the sha256 recorded with the object. It is not cached again under
@@ -141,16 +184,20 @@ def _ingest_stored_zip(url: str, staged: Path, scratch: Path) -> IngestResult:
         )
     archive = scratch / ARCHIVE_NAME
     store.get_file(key, archive)
-    return _ingest_zip(archive, url, "store", staged, scratch, None)
+    return _ingest_zip(archive, url, "store", staged, scratch, None, limits)
 
 
-def _ingest_kaggle(staged: Path, scratch: Path, store: Store | None) -> IngestResult:
+def _ingest_kaggle(staged: Path, scratch: Path, store: Store | None, limits: IngestLimits) -> IngestResult:
     if not kaggle_credentials_present():
         raise CxrtlError(
             "no Kaggle credentials found: set KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY, or put "
             "kaggle.json in ~/.kaggle), or pass a downloaded zip or folder as the source instead"
         )
-    api = _kaggle_api()
+    with _kaggle_api() as api:
+        return _download_kaggle(api, staged, scratch, store, limits)
+
+
+def _download_kaggle(api: Any, staged: Path, scratch: Path, store: Store | None, limits: IngestLimits) -> IngestResult:
     version = str(_kaggle_call("look up the current version of", lambda: _kaggle_version(api)))
     label = f"{SLUG} version {version}"
     archive = scratch / ARCHIVE_NAME
@@ -158,7 +205,7 @@ def _ingest_kaggle(staged: Path, scratch: Path, store: Store | None) -> IngestRe
     if store is not None and stored is not None:
         logger.info("%s is already in %s; reusing it instead of downloading", label, store)
         store.get_file(_store_key(version, ARCHIVE_KEY), archive)
-        result = _ingest_zip(archive, label, "kaggle", staged, scratch, None, version)
+        result = _ingest_zip(archive, label, "kaggle", staged, scratch, None, limits, version)
         if result.sha256 != stored:
             raise CxrtlError(f"{store}: the cached archive of {label} does not match its ingest record")
         return result
@@ -166,7 +213,7 @@ def _ingest_kaggle(staged: Path, scratch: Path, store: Store | None) -> IngestRe
     download = scratch / "download"
     _kaggle_call("download", lambda: api.dataset_download_files(f"{SLUG}/{version}", path=str(download)))
     os.replace(download / ARCHIVE_NAME, archive)
-    return _ingest_zip(archive, label, "kaggle", staged, scratch, store, version)
+    return _ingest_zip(archive, label, "kaggle", staged, scratch, store, limits, version)
 
 
 def kaggle_credentials_present() -> bool:
@@ -177,20 +224,48 @@ def kaggle_credentials_present() -> bool:
     env = os.environ
     if env.get("KAGGLE_API_TOKEN") or (env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY")):
         return True
-    home = Path.home()
-    folders = [Path(env["KAGGLE_CONFIG_DIR"])] if env.get("KAGGLE_CONFIG_DIR") else []
-    folders += [home / ".kaggle", Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"]
     names = ("kaggle.json", "access_token", "access_token.txt", "credentials.json")
-    return any((folder / name).is_file() for folder in folders for name in names)
+    return any((folder / name).is_file() for folder in _kaggle_config_folders() for name in names)
 
 
-def _kaggle_api() -> Any:
-    from kaggle.api.kaggle_api_extended import KaggleApi
+@contextlib.contextmanager
+def _kaggle_api() -> Iterator[Any]:
+    """An authenticated client. Importing ``kaggle`` creates its config folder (~/.config/kaggle) when none
+    exists; with none there, the credentials are in the environment, and the import gets a temporary folder."""
+    with contextlib.ExitStack() as stack:
+        if not _kaggle_config_folders_exist():
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="cxrtl-kaggle-"))
+            stack.enter_context(_environ("KAGGLE_CONFIG_DIR", folder))
+        # The import itself authenticates, and prints to stdout.
+        module = _kaggle_call("load the client for", lambda: importlib.import_module("kaggle.api.kaggle_api_extended"))
+        api = module.KaggleApi()
+        # authenticate() calls exit(1) when the credentials it finds are unusable.
+        _kaggle_call("authenticate for", api.authenticate)
+        yield api
 
-    api = KaggleApi()
-    # authenticate() calls exit(1) when the credentials it finds are unusable.
-    _kaggle_call("authenticate for", api.authenticate)
-    return api
+
+def _kaggle_config_folders() -> list[Path]:
+    """Where the Kaggle client looks for its configuration, in its order."""
+    env, home = os.environ, Path.home()
+    folders = [Path(env["KAGGLE_CONFIG_DIR"])] if env.get("KAGGLE_CONFIG_DIR") else []
+    return [*folders, home / ".kaggle", Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"]
+
+
+def _kaggle_config_folders_exist() -> bool:
+    return any(folder.is_dir() for folder in _kaggle_config_folders())
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
 
 
 def _kaggle_version(api: Any) -> int:
@@ -243,22 +318,66 @@ def _keep_in_store(store: Store, result: IngestResult, archive: Callable[[], Pat
 # --- layout, extraction, manifest -------------------------------------------------------------------------
 
 
-def safe_extract(archive: Path, dest: Path, label: str) -> None:
-    """Extract a zip, refusing absolute paths, ``..``, symlinks and anything that would land outside ``dest``."""
+def safe_extract(archive: Path, dest: Path, label: str, limits: IngestLimits | None = None) -> None:
+    """Extract a zip, refusing absolute paths, ``..``, symlinks, anything that would land outside ``dest``
+    and anything over ``limits``.
+
+    The limits are checked on the sizes the archive declares; zipfile never unpacks more than a member
+    declares (it stops there and fails its CRC check), so a lying header cannot get past them.
+    """
+    limits = limits or IngestLimits()
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
             dest.mkdir(parents=True, exist_ok=True)
             root = dest.resolve()
             for info in members:
-                _check_member(info, root, label)
+                _check_member(info, root, label, limits)
+            _check_totals(label, len(members), sum(info.file_size for info in members), limits)
             for info in members:
                 zf.extract(info, dest)
-    except zipfile.BadZipFile as exc:
-        raise CxrtlError(f"{label}: not a readable zip file ({exc})") from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        # zlib.error: a damaged deflate stream; EOFError: one cut short.
+        raise CxrtlError(f"{label}: not a readable zip file ({type(exc).__name__}: {exc})") from None
+    except NotImplementedError as exc:  # a compression method zipfile does not have
+        raise CxrtlError(f"{label}: cannot unpack the zip ({exc})") from None
 
 
-def _check_member(info: zipfile.ZipInfo, root: Path, label: str) -> None:
+def _check_totals(label: str, files: int, size: int, limits: IngestLimits) -> None:
+    if files > limits.max_files:
+        raise CxrtlError(f"{label}: {files} files, more than the limit of {limits.max_files} (--max-files)")
+    if size > limits.max_bytes:
+        raise CxrtlError(f"{label}: {size} bytes unpacked, more than the limit of {limits.max_bytes} (--max-bytes)")
+
+
+def _copy_folder(source: Path, dest: Path, limits: IngestLimits) -> None:
+    """Copy ``source`` to ``dest`` within ``limits``, never leaving ``source``: a symbolic link to a file
+    inside it is copied as that file; a link to a folder (a loop, or a second copy), a link leading out of
+    it, a broken link and anything but a file or folder (a FIFO would block the copy) are refused."""
+    root = source.resolve()
+    totals = {"files": 0, "bytes": 0}
+
+    def check(folder: str, names: list[str]) -> list[str]:
+        for name in names:
+            path = Path(folder) / name
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    raise CxrtlError(f"{source}: refusing {path}, a symbolic link that leads out of the folder")
+                if not target.is_file():
+                    raise CxrtlError(f"{source}: refusing {path}, a symbolic link to a folder or nothing")
+            elif not (path.is_file() or path.is_dir()):
+                raise CxrtlError(f"{source}: refusing {path}, neither a file nor a folder")
+            if path.is_file():
+                totals["files"] += 1
+                totals["bytes"] += path.stat().st_size
+        _check_totals(str(source), totals["files"], totals["bytes"], limits)
+        return []
+
+    shutil.copytree(source, dest, ignore=check)
+
+
+def _check_member(info: zipfile.ZipInfo, root: Path, label: str, limits: IngestLimits) -> None:
     name = info.filename.replace("\\", "/")
     parts = PurePosixPath(name).parts
     if name.startswith("/") or (parts and parts[0].endswith(":")):
@@ -269,6 +388,11 @@ def _check_member(info: zipfile.ZipInfo, root: Path, label: str) -> None:
         raise CxrtlError(f"{label}: refusing the symbolic link {info.filename!r} in the archive")
     if not (root / name).resolve().is_relative_to(root):
         raise CxrtlError(f"{label}: refusing {info.filename!r}, which would be written outside the target")
+    if info.file_size > _RATIO_FROM_BYTES and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+        raise CxrtlError(
+            f"{label}: refusing {info.filename!r}, which unpacks {info.file_size / max(info.compress_size, 1):.0f} "
+            f"times larger than it is packed (limit {limits.max_ratio:g}, --max-ratio): a zip bomb?"
+        )
 
 
 def _dataset_root(folder: Path) -> Path | None:
@@ -311,14 +435,26 @@ def list_images(folder: Path) -> list[Path]:
 
 def _result(staged: Path, version: str, digest: str, kind: str) -> IngestResult:
     root = staged / DATASET_DIR
+    readable = {name: [_readable(p) for p in list_images(root / name / "images")] for name in CLASSES}
     return IngestResult(
         slug=SLUG,
         version=version,
         sha256=digest,
-        counts={name: len(list_images(root / name / "images")) for name in CLASSES},
+        counts={name: sum(readable[name]) for name in CLASSES},
+        unreadable={name: len(readable[name]) - sum(readable[name]) for name in CLASSES},
         source=kind,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def _readable(path: Path) -> bool:
+    """Whether PIL identifies ``path`` and its chunks check out (verify() reads them without decoding)."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return False
+    return True
 
 
 def _write_manifest(folder: Path) -> str:

@@ -31,6 +31,10 @@ from cxrtl.recipes import get_recipe
 logger = logging.getLogger(__name__)
 
 _INFO_FILE = "info.json"
+# Readable images each class needs. With 10, the recommended recipe's stratified split gives each class at
+# least 2 test images and 1 validation image; with a handful, a split can miss a class and its metrics are
+# undefined (sensitivity of no positives, ROC AUC of one class). Checked again on the splits themselves.
+MIN_IMAGES_PER_CLASS = 10
 
 
 def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 224, seed: int = 0) -> PreparedData:
@@ -43,10 +47,8 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
     root = find_dataset(raw, str(raw))
 
     available = {name: list_images(root / name / "images") for name in CLASS_NAMES}
-    rng = np.random.default_rng(seed)
-    selected = _balance(available, rng) if chosen.balance_classes else available
-    paths = [p for name in CLASS_NAMES for p in sorted(selected[name], key=_natural_key)]
-    labels = np.array([label for label, name in enumerate(CLASS_NAMES) for _ in selected[name]], dtype=np.int64)
+    paths = [p for name in CLASS_NAMES for p in sorted(available[name], key=_natural_key)]
+    labels = np.array([label for label, name in enumerate(CLASS_NAMES) for _ in available[name]], dtype=np.int64)
     ids = [p.relative_to(root).as_posix() for p in paths]
 
     with_masks = any((root / name / MASKS_FOLDER).is_dir() for name in CLASS_NAMES)
@@ -54,13 +56,13 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
     images, prints, masks = decoded.images, decoded.prints, decoded.masks
     ok = np.array([p is not None for p in prints], dtype=bool)
     skipped = [ids[i] for i in np.flatnonzero(~ok)]
-    keep = np.flatnonzero(ok)
     if skipped:
         logger.warning("skipped %d unreadable image(s): %s", len(skipped), ", ".join(skipped[:10]))
-        if not len(keep):
-            raise CxrtlError(f"{raw}: none of the {len(paths)} COVID and Normal images could be read")
-        images, labels, ids = images[keep], labels[keep], [ids[i] for i in keep]
-    readable = [p for p in prints if p is not None]
+    _check_readable(labels, ok, raw)
+    # Balanced after the unreadable images are dropped, so that what is kept is balanced.
+    keep = _balance(labels, ok, np.random.default_rng(seed)) if chosen.balance_classes else np.flatnonzero(ok)
+    images, labels, ids = images[keep], labels[keep], [ids[i] for i in keep]
+    kept = [prints[i] for i in keep]
     mask_problems = [decoded.mask_problems[i] for i in keep if decoded.mask_problems[i]]
     if not with_masks:
         masks_note = f"no {MASKS_FOLDER}/ folders beside the images"
@@ -69,19 +71,21 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
         logger.warning("lung masks: %s; the masked evaluation cannot run", masks_note)
     else:
         masks_note = "ok"
-    collections = read_collections(root, {name: selected[name] for name in CLASS_NAMES})
+    collections = read_collections(root, available)
     image_collections = [collections[i] for i in ids] if collections is not None else None
-    groups = group(readable)
+    groups = group(kept)
     if chosen.stable_split:
-        split = stable_split(readable, groups, labels, chosen.split_fractions)
-        for code, fraction in enumerate(chosen.split_fractions):
-            if fraction > 0 and not np.any(split == code):
-                raise CxrtlError(
-                    f"{raw}: the {SPLITS[code]} split got none of the {len(ids)} images (recipe {chosen.name} "
-                    "assigns each image's split from its pixels, so few images can leave one empty); add images"
-                )
+        split = stable_split(kept, groups, labels, chosen.split_fractions)
     else:
         split = grouped_split(labels, groups, chosen.split_fractions, seed, str(raw))
+    counts = {
+        s: {name: int(np.sum((split == code) & (labels == label))) for label, name in enumerate(CLASS_NAMES)}
+        for code, s in enumerate(SPLITS)
+    }
+    for s, fraction in zip(SPLITS, chosen.split_fractions, strict=True):
+        missing = [name for name, n in counts[s].items() if fraction > 0 and n == 0]
+        if missing:
+            raise CxrtlError(f"{raw}: the {s} split has no {' and no '.join(missing)} image; the dataset is too small")
     duplicates = groups.summary(labels)
     if duplicates["groups_with_both_classes"]:
         logger.warning(
@@ -93,7 +97,7 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
         labels=labels,
         split=split,
         ids=ids,
-        hashes=[p.content for p in readable],
+        hashes=[p.content for p in kept],
         collections=image_collections,
         packed_masks=PreparedData.pack_masks(masks[keep]) if masks is not None and masks_note == "ok" else None,
         info={
@@ -102,10 +106,7 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
             "seed": seed,
             "classes": list(CLASS_NAMES),
             "available": {name: len(files) for name, files in available.items()},
-            "counts": {
-                s: {name: int(np.sum((split == code) & (labels == label))) for label, name in enumerate(CLASS_NAMES)}
-                for code, s in enumerate(SPLITS)
-            },
+            "counts": counts,
             "total": len(ids),
             "skipped_count": len(skipped),
             "skipped": skipped,
@@ -121,13 +122,25 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
     return data
 
 
-def _balance(available: dict[str, list[Path]], rng: np.random.Generator) -> dict[str, list[Path]]:
-    """Subsample every class to the smallest one's count (the study: all COVID, as many Normal)."""
-    n = min(len(files) for files in available.values())
-    return {
-        name: files if len(files) == n else [files[i] for i in sorted(rng.choice(len(files), n, replace=False))]
-        for name, files in available.items()
-    }
+def _check_readable(labels: np.ndarray, ok: np.ndarray, raw: Path) -> None:
+    """Refuse data that cannot answer the question: each class needs MIN_IMAGES_PER_CLASS readable images."""
+    for label, name in enumerate(CLASS_NAMES):
+        found = int(np.sum(labels == label))
+        readable = int(np.sum(ok & (labels == label)))
+        if readable < MIN_IMAGES_PER_CLASS:
+            raise CxrtlError(
+                f"{raw}: {readable} readable {name} image(s) of {found}; at least {MIN_IMAGES_PER_CLASS} are "
+                "needed for each class to be in every split"
+            )
+
+
+def _balance(labels: np.ndarray, ok: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the readable images, every class subsampled to the smallest one's count (the study: all
+    COVID, as many Normal)."""
+    readable = [np.flatnonzero(ok & (labels == label)) for label in range(len(CLASS_NAMES))]
+    n = min(len(found) for found in readable)
+    kept = [found if len(found) == n else np.sort(rng.choice(found, n, replace=False)) for found in readable]
+    return np.concatenate(kept)
 
 
 def _collection_table(labels: np.ndarray, collections: list[str] | None) -> dict[str, dict[str, int]] | None:
@@ -181,7 +194,7 @@ def _load(path: Path, size: int) -> tuple[np.ndarray, Fingerprint] | None:
     """The image resized to ``size``, and the fingerprints of it as stored."""
     try:
         with Image.open(path) as image:
-            gray = image.convert("L")
+            gray = to_gray8(image)
             prints = fingerprint(gray)
             if gray.size != (size, size):
                 gray = gray.resize((size, size), Image.Resampling.BILINEAR)
@@ -190,6 +203,22 @@ def _load(path: Path, size: int) -> tuple[np.ndarray, Fingerprint] | None:
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         logger.debug("cannot read %s: %s", path, exc)
         return None
+
+
+# Modes that hold more than 8 bits per grey pixel: a 16-bit PNG opens as I;16, and convert("L") would clip
+# every value above 255 to white instead of scaling it. Their values span a 16-bit range.
+_HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+_HIGH_BIT_MAX = 65535
+
+
+def to_gray8(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit grayscale, 16-bit images scaled from their full range (65535 -> 255), not clipped."""
+    if image.mode not in _HIGH_BIT_MODES:
+        return image.convert("L")
+    values = np.asarray(image, dtype=np.float64)
+    if values.min() < 0 or values.max() > _HIGH_BIT_MAX:
+        raise ValueError(f"{image.mode} values outside 0..{_HIGH_BIT_MAX}")
+    return Image.fromarray(np.rint(values * (255 / _HIGH_BIT_MAX)).astype(np.uint8))
 
 
 def _natural_key(path: Path) -> list[Any]:

@@ -72,12 +72,19 @@ def promote(
     """Make the run's best model the champion if it is better than the current one on test images neither has
     seen: by more than ``margin`` on ``metric`` (a minimum practical difference) and by a paired test at
     :data:`cxrtl.compare.ALPHA` (McNemar's exact test; DeLong's for ROC AUC). Fewer than ``min_images`` such
-    images: no decision, the champion stays."""
+    images: no decision, the champion stays.
+
+    The run's best is the best seed of the first source of :func:`cxrtl.compare.ranking` by its mean over the
+    training seeds (:mod:`cxrtl.repeats`; ties broken explicitly, never by the order given). Only metrics where
+    higher is better decide (cxrtl.settings: promotion_metric).
+    """
     check_setting("promotion_metric", metric, "promotion metric")
     check_setting("promotion_margin", margin, "promotion margin")
-    # With several training seeds per source: the best seed of the source with the best mean.
     best = champion_candidate(candidates, metric)
     model = best.result.model
+    if math.isnan(best.metrics[metric]):
+        why = best.result.undefined.get(metric, "not computable")
+        raise CxrtlError(f"promotion metric {metric} is undefined for every model of run {model.run_id} ({why})")
     challenger = {
         "source": model.source,
         "run_id": model.run_id,
@@ -231,13 +238,14 @@ def card_markdown(card: ChampionCard) -> str:
         f"- Run: {card.run_id}; code cxrtl {card.code_version}; promoted {card.promoted_at}",
         f"- Promotion: {card.promotion.reason}",
         "",
-        f"| metric (n = {card.test_images}) | value | 95% CI |",
-        "|---|---|---|",
+        f"| metric (n = {card.test_images}) | value | 95% CI | interval |",
+        "|---|---|---|---|",
     ]
     for name, value in card.metrics.items():
         low, high = card.intervals_95.get(name, (math.nan, math.nan))
         ci = "-" if math.isnan(low) or math.isnan(high) else f"{low:.3f}-{high:.3f}"
-        lines.append(f"| {name} | {'-' if math.isnan(value) else f'{value:.4f}'} | {ci} |")
+        shown = f"undefined: {card.undefined.get(name, 'not computable')}" if math.isnan(value) else f"{value:.4f}"
+        lines.append(f"| {name} | {shown} | {ci} | {card.interval_methods.get(name, '-')} |")
     if card.promotion.test:
         lines += [
             "",

@@ -44,6 +44,8 @@ class Record:
                 f"{cls.SCHEMA_VERSION}, upgrade it"
             )
         values = {k: v for k, v in data.items() if k != SCHEMA_FIELD}
+        if version < cls.SCHEMA_VERSION:
+            values = cls._upgrade(values, version)
         names = [f.name for f in dataclasses.fields(cls)]
         missing = [name for name in names if name not in values]
         unknown = sorted(set(values) - set(names))
@@ -54,6 +56,11 @@ class Record:
             return cls(**cls._from_fields(values))
         except (CxrtlError, TypeError, ValueError, KeyError, AttributeError) as exc:
             raise CxrtlError(f"{where}: damaged {cls.KIND} ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
+        """The fields of a record of an older ``version``, in the current schema."""
+        return values
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +95,25 @@ def _model_fields(values: dict[str, Any]) -> dict[str, Any]:
         **values,
         "config": TrainConfig.from_dict(values["config"]),
         "dataset": DatasetRef(**values["dataset"]),
-        "selection_accuracy": _nan(values["selection_accuracy"]),
+        "selection_score": _nan(values["selection_score"]),
+        "history": _nan_lists(values["history"]),
     }
+
+
+def _model_fields_v1(values: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 of the model fields: accuracy picked the best epoch and 0.5 was the only threshold."""
+    upgraded = {k: v for k, v in values.items() if k != "selection_accuracy"}
+    return {
+        **upgraded,
+        "config": {"selection_metric": "accuracy", **values["config"]},
+        "selection_score": values["selection_accuracy"],
+        "validation_threshold": None,
+    }
+
+
+def _intervals_v1(values: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 of the results: Wilson intervals only, no reasons, no bootstrap, one threshold."""
+    return {**values, "interval_methods": {name: "wilson" for name in values["intervals_95"]}, "undefined": {}}
 
 
 @dataclass(frozen=True)
@@ -125,7 +149,10 @@ class ModelOrigin:
 class ModelSummary(ModelOrigin):
     """What of a model's metadata travels with its evaluation into the report and the champion card."""
 
-    selection_accuracy: float
+    selection_score: float  # config.training.selection_metric on the selection split at the best epoch
+    # The COVID probability threshold chosen on the validation split (Youden's J); None without one.
+    validation_threshold: float | None
+    history: dict[str, list[float]]  # per epoch: train_loss, train_accuracy, select_accuracy, select_score
     config: TrainConfig
 
     @classmethod
@@ -137,10 +164,10 @@ class ModelSummary(ModelOrigin):
 class ModelMetadata(ModelSummary, Record):
     """What a trained model is: ``model.json`` beside ``model.pt``, and inside it."""
 
+    SCHEMA_VERSION: ClassVar[int] = 2
     KIND: ClassVar[str] = "model metadata"
 
     backbone_tensors_loaded: int
-    history: dict[str, list[float]]  # per epoch: train_loss, train_accuracy, select_accuracy
     resumed_from_epoch: int | None
     image_size: int
     device: str
@@ -161,8 +188,12 @@ class ModelMetadata(ModelSummary, Record):
         return {name: getattr(self, name) for name in self.ARTIFACT_FIELDS}
 
     @classmethod
+    def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
+        return _model_fields_v1(values)
+
+    @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
-        return {**_model_fields(values), "history": _nan_lists(values["history"])}
+        return _model_fields(values)
 
 
 def _fields_of(cls: type, record: Any) -> dict[str, Any]:
@@ -171,24 +202,59 @@ def _fields_of(cls: type, record: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class AtThreshold:
+    """The threshold metrics (cxrtl.metrics.THRESHOLD_METRICS) at one decision threshold."""
+
+    threshold: float  # COVID probability at or above which an image counts as COVID
+    metrics: dict[str, float]  # NaN where undefined
+    intervals_95: dict[str, list[float]]  # [low, high], NaN where undefined
+    interval_methods: dict[str, str]  # "wilson" or "bootstrap" (cxrtl.metrics explains both)
+    undefined: dict[str, str]  # metric: why it is undefined
+    confusion: dict[str, int]  # tn, fp, fn, tp
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> AtThreshold:
+        return cls(
+            **{**values, "metrics": _nan_values(values["metrics"]), "intervals_95": _nan_lists(values["intervals_95"])}
+        )
+
+
+@dataclass(frozen=True)
 class EvaluationResult(Record):
     """A model's results on the test split: ``metrics.json``."""
 
+    SCHEMA_VERSION: ClassVar[int] = 2
     KIND: ClassVar[str] = "evaluation results"
 
     n: int  # test images
-    threshold: float  # COVID probability at or above which an image counts as COVID
+    threshold: float  # COVID probability at or above which an image counts as COVID: 0.5
     metrics: dict[str, float]  # cxrtl.metrics.METRIC_NAMES; NaN where undefined
-    intervals_95: dict[str, list[float]]  # Wilson intervals [low, high]
+    intervals_95: dict[str, list[float]]  # [low, high], NaN where undefined
+    interval_methods: dict[str, str]  # metric: "wilson" or "bootstrap"
+    undefined: dict[str, str]  # metric: why it is undefined
     confusion: dict[str, int]  # tn, fp, fn, tp
+    bootstrap: dict[str, Any] | None  # resamples, seed, confidence, ece_bins; None before version 2
+    at_validation_threshold: AtThreshold | None  # at model.validation_threshold, where the model has one
     model: ModelSummary
 
     @classmethod
+    def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
+        return {
+            **_intervals_v1(values),
+            "bootstrap": None,
+            "at_validation_threshold": None,
+            # Version 1 kept the history in model.json only.
+            "model": {"history": {}, **_model_fields_v1(values["model"])},
+        }
+
+    @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+        at_validation = values["at_validation_threshold"]
         return {
             **values,
             "metrics": _nan_values(values["metrics"]),
             "intervals_95": _nan_lists(values["intervals_95"]),
+            "at_validation_threshold": None if at_validation is None else AtThreshold.from_json(at_validation),
             "model": ModelSummary(**_model_fields(values["model"])),
         }
 
@@ -209,12 +275,15 @@ class Promotion:
 class ChampionCard(ModelOrigin, Record):
     """What the champion is and why it was promoted: the champion's ``card.json`` (and ``card.md``)."""
 
+    SCHEMA_VERSION: ClassVar[int] = 2
     KIND: ClassVar[str] = "champion card"
 
     recipe: str
     test_images: int
     metrics: dict[str, float]
     intervals_95: dict[str, list[float]]
+    interval_methods: dict[str, str]
+    undefined: dict[str, str]
     confusion: dict[str, int]
     promotion: Promotion
     code_version: str
@@ -228,11 +297,17 @@ class ChampionCard(ModelOrigin, Record):
             test_images=result.n,
             metrics=result.metrics,
             intervals_95=result.intervals_95,
+            interval_methods=result.interval_methods,
+            undefined=result.undefined,
             confusion=result.confusion,
             promotion=promotion,
             code_version=__version__,
             promoted_at=promoted_at,
         )
+
+    @classmethod
+    def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
+        return _intervals_v1(values)
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:

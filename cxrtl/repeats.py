@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxrtl.compare import ranking
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation
-from cxrtl.metrics import METRIC_NAMES, rank_key
+from cxrtl.metrics import METRIC_NAMES
 
 
 @dataclass
@@ -36,11 +37,14 @@ class SourceResults:
         return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
 
     def best(self, metric: str) -> Evaluation:
-        return max(self.evaluations, key=lambda ev: rank_key(ev.metrics, metric))
+        """The best seed: first by :func:`cxrtl.compare.ranking` (metric, ROC AUC, Brier score, then seed)."""
+        by_seed = {f"{seed:09d}": ev for seed, ev in zip(self.seeds, self.evaluations, strict=True)}
+        return by_seed[ranking({s: ev.metrics for s, ev in by_seed.items()}, metric)[0]]
 
 
 def by_source(evaluations: list[Evaluation], metric: str = "accuracy") -> list[SourceResults]:
-    """The evaluations grouped by source, best mean ``metric`` first; a training (source, seed, run) once."""
+    """The evaluations grouped by source, best mean ``metric`` first (:func:`cxrtl.compare.ranking`); a training
+    (source, seed, run) once."""
     groups: dict[str, list[Evaluation]] = {}
     seen = set()
     for ev in evaluations:
@@ -53,10 +57,11 @@ def by_source(evaluations: list[Evaluation], metric: str = "accuracy") -> list[S
             )
         seen.add(training)
         groups.setdefault(model.source, []).append(ev)
-    results = [
-        SourceResults(source, sorted(evs, key=lambda ev: ev.result.model.config.seed)) for source, evs in groups.items()
-    ]
-    return sorted(results, key=lambda r: rank_key(r.mean(), metric), reverse=True)
+    results = {
+        source: SourceResults(source, sorted(evs, key=lambda ev: ev.result.model.config.seed))
+        for source, evs in groups.items()
+    }
+    return [results[s] for s in ranking({s: r.mean() for s, r in results.items()}, metric)]
 
 
 def champion_candidate(evaluations: list[Evaluation], metric: str) -> Evaluation:

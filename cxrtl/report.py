@@ -1,9 +1,16 @@
-"""One table comparing the weight sources, like the study's results table: terminal, Markdown, HTML, CSV."""
+"""The weight sources compared: every metric with its 95 % interval, the sources tied for best, the paired tests
+between them, and the study's published figures where the run is comparable. Terminal, Markdown, HTML, CSV.
+
+The figures' data is on :attr:`Report.evaluations`: per source, ``.predictions`` (ids, y_true, p_covid),
+``.roc``, ``.result`` (metrics, intervals_95, interval_methods, undefined, confusion, at_validation_threshold,
+``model.history`` per epoch).
+"""
 
 from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import html
 import io
 import logging
@@ -12,15 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxrtl import data_checks
+from cxrtl.compare import ALPHA, PairTest, pair_tests, ranking, tied_for_best
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, load_evaluation
 from cxrtl.files import staged_folder
-from cxrtl.metrics import METRIC_NAMES
-from cxrtl.repeats import by_source
+from cxrtl.metrics import METRIC_NAMES, THRESHOLD_METRICS
+from cxrtl.recipes import get_recipe
+from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
+from cxrtl.repeats import SourceResults, by_source
 from cxrtl.store import Store, keys
-from cxrtl.weights import get_source
+from cxrtl.weights import PublishedMetrics, get_source
 
 logger = logging.getLogger(__name__)
+
+RANK_METRIC = "accuracy"  # the study's ranking
 
 _HEADERS = {
     "accuracy": "Accuracy",
@@ -28,132 +40,210 @@ _HEADERS = {
     "sensitivity": "Sensitivity",
     "specificity": "Specificity",
     "f1": "F1",
+    "balanced_accuracy": "Balanced accuracy",
     "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "brier": "Brier",
+    "ece": "ECE",
+    "sensitivity_at_95_specificity": "Sensitivity at 95% specificity",
+    "specificity_at_95_sensitivity": "Specificity at 95% sensitivity",
 }
-
+PUBLISHED = ("accuracy", "precision", "sensitivity", "f1")  # the study's four published metrics, and n
+TIED = "tied for best"
 
 # The files of a report, by format; a run's are also in the store under keys.report_key(run_id, NAME).
-REPORT_FILES = {"txt": "report.txt", "md": "report.md", "html": "report.html", "csv": "results.csv"}
+REPORT_FILES = {
+    "txt": "report.txt",
+    "md": "report.md",
+    "html": "report.html",
+    "csv": "results.csv",
+    "pairs": "pairs.csv",
+}
 
 
 @dataclass
 class Row:
     source: str
-    metrics: dict[str, float]  # the mean over the training seeds
-    accuracy_ci: tuple[float, float]  # with several seeds, the best seed's
-    n: int
-    best_epoch: int | None  # of the best seed
-    stand_in: bool
-    weights_sha256: str
-    published_accuracy: float
-    seeds: list[int] = field(default_factory=list)
-    seed_accuracies: list[tuple[float, tuple[float, float]]] = field(default_factory=list)  # per seed: value, CI
-    accuracy_sd: float = math.nan  # over the seeds
+    evaluation: Evaluation  # with several training seeds (repeats), the best seed's
+    tied_for_best: bool
+    published: PublishedMetrics | None  # None where the run is not comparable with the study
+    seeds: SourceResults | None = None  # every training seed's results, where there are several
 
-    def accuracy_across_seeds(self) -> str:
-        """Mean ± SD over the seeds, and each seed's accuracy with its interval; "-" with one seed."""
-        if len(self.seeds) < 2:
+    def across_seeds(self, metric: str) -> str:
+        """Mean ± SD over the training seeds, and each seed's value with its interval; "-" with one seed."""
+        if self.seeds is None:
             return "-"
         each = "; ".join(
-            f"seed {seed}: {_fmt(value)} ({_ci(ci)})"
-            for seed, (value, ci) in zip(self.seeds, self.seed_accuracies, strict=True)
+            f"seed {seed}: {_cell(ev.result, metric)}"
+            for seed, ev in zip(self.seeds.seeds, self.seeds.evaluations, strict=True)
         )
-        return f"{self.metrics['accuracy']:.4f} ± {self.accuracy_sd:.4f} over {len(self.seeds)} seeds [{each}]"
+        mean, sd = self.seeds.mean()[metric], self.seeds.sd(metric)
+        return f"{_fmt(mean)} ± {_fmt(sd)} over {len(self.seeds.seeds)} seeds [{each}]"
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.evaluation.result.metrics
+
+    @property
+    def model(self) -> ModelSummary:
+        return self.evaluation.result.model
+
+    @property
+    def n(self) -> int:
+        return self.evaluation.result.n
+
+    def cell(self, metric: str) -> str:
+        return _cell(self.evaluation.result, metric)
+
+    def weights(self) -> str:
+        return "stand-in" if self.model.weights_stand_in else (self.model.weights_sha256[:12] or "?")
 
 
 @dataclass
 class Report:
-    rows: list[Row]  # best first
+    rows: list[Row]  # ranked: RANK_METRIC, then ROC AUC, then Brier, then name (cxrtl.compare.ranking)
+    tests: list[PairTest]  # every pair of sources, Holm-adjusted
+    rank_metric: str = RANK_METRIC
     notes: list[str] = field(default_factory=list)
-    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by source: what the figures draw
 
     @property
-    def best(self) -> Row:
+    def top(self) -> Row:
         return self.rows[0]
 
-    def collections(self) -> tuple[list[str], list[list[str]]] | None:
-        """The best model's test images and accuracy per collection; None without metadata."""
-        return data_checks.collection_table(self.evaluations[self.best.source]) if self.evaluations else None
+    @property
+    def tied(self) -> list[str]:
+        return [r.source for r in self.rows if r.tied_for_best]
+
+    @property
+    def comparable(self) -> bool:
+        return self.rows[0].published is not None
+
+    @property
+    def repeated(self) -> bool:
+        return any(r.seeds is not None for r in self.rows)
+
+    def summary(self) -> str:
+        seeds = " (the mean over the training seeds)" if self.repeated else ""
+        return (
+            f"Ranked by {self.rank_metric}{seeds}. {TIED.capitalize()} (not significantly worse than the first, "
+            f"Holm-adjusted p >= {ALPHA}): {', '.join(self.tied) or 'none'}. Test images: {self.top.n}. "
+            "COVID is the positive class."
+        )
 
     def text(self) -> str:
         header = ["source", *METRIC_NAMES, "epoch", "weights"]
         lines = [header] + [
-            [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), str(r.best_epoch or "-"), _weights(r)]
+            [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), str(r.model.best_epoch or "-"), r.weights()]
             for r in self.rows
         ]
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
         out.insert(1, "  ".join("-" * w for w in widths))
-        out[2] += "   <- best"
-        table = self.collections()
+        for i, row in enumerate(self.rows):
+            if row.tied_for_best:
+                out[i + 2] += f"   <- {TIED}"
+        table = data_checks.collection_table(self.top.evaluation)
         by_collection = (
-            ["", "By collection (test split):", *("  ".join(row) for row in [table[0], *table[1]])] if table else []
+            ["", "By collection (test split):", *("  ".join(r) for r in [table[0], *table[1]])] if table else []
         )
-        return "\n".join([*out, "", *self.notes, *by_collection])
-
-    @property
-    def repeated(self) -> bool:
-        return any(len(r.seeds) > 1 for r in self.rows)
+        return "\n".join([*out, "", self.summary(), *self.notes, *by_collection])
 
     def table(self) -> tuple[list[str], list[list[str]]]:
-        """The header and the rows (best first) of the Markdown and HTML tables; with several training seeds
-        the metrics are means over them, beside a column of the spread and each seed's interval."""
-        seeds = ["Accuracy across seeds: mean ± SD [each seed (95% CI)]"] if self.repeated else []
-        head = [
-            "Source",
-            *(_HEADERS[m] for m in METRIC_NAMES),
-            "Accuracy 95% CI" + (" (best seed)" if self.repeated else ""),
-            *seeds,
-            "Best epoch",
-            "Weights",
-            "Published accuracy",
-        ]
+        """The header and the rows (ranked) of the Markdown and HTML results tables."""
+        head = ["Source", "Rank", *(f"{_HEADERS[m]} (95% CI)" for m in METRIC_NAMES), "Best epoch", "Weights"]
+        if self.repeated:
+            head[2:2] = [f"{_HEADERS[self.rank_metric]} across seeds: mean ± SD [each seed (95% CI)]"]
+        if self.comparable:
+            head += [f"Published {_HEADERS[m].lower()}" for m in PUBLISHED] + ["Published n"]
+        rows = []
+        for i, r in enumerate(self.rows, start=1):
+            cells = [r.source, f"{i} ({TIED})" if r.tied_for_best else str(i), *(r.cell(m) for m in METRIC_NAMES)]
+            if self.repeated:
+                cells[2:2] = [r.across_seeds(self.rank_metric)]
+            cells += [str(r.model.best_epoch or "-"), r.weights()]
+            if r.published is not None:
+                cells += [f"{getattr(r.published, m):.4f}" for m in PUBLISHED] + [f"{PublishedMetrics.TEST_IMAGES:,}"]
+            rows.append(cells)
+        return head, rows
+
+    def threshold_table(self) -> tuple[list[str], list[list[str]]] | None:
+        """The threshold metrics at each model's validation threshold, beside 0.5; None when no model has one."""
+        rows = [r for r in self.rows if r.evaluation.result.at_validation_threshold is not None]
+        if not rows:
+            return None
+        head = ["Source", "Threshold", *(f"{_HEADERS[m]} (95% CI)" for m in THRESHOLD_METRICS)]
+        body = []
+        for r in rows:
+            at = r.evaluation.result.at_validation_threshold
+            body.append([r.source, f"{at.threshold:.4f}", *(_cell(at, m) for m in THRESHOLD_METRICS)])
+        return head, body
+
+    def pairs_table(self) -> tuple[list[str], list[list[str]]]:
+        head = ["Source A", "Source B", "McNemar p", "McNemar p (Holm)", "ROC AUC A - B", "DeLong p", "DeLong p (Holm)"]
         rows = [
-            [
-                r.source,
-                *(_fmt(r.metrics[m]) for m in METRIC_NAMES),
-                _ci(r.accuracy_ci),
-                *([r.accuracy_across_seeds()] if self.repeated else []),
-                str(r.best_epoch or "-"),
-                _weights(r),
-                _fmt(r.published_accuracy),
-            ]
-            for r in self.rows
+            [t.a, t.b, _p(t.mcnemar_p), _p(t.mcnemar_holm), _fmt(t.auc_difference), _p(t.delong_p), _p(t.delong_holm)]
+            for t in self.tests
         ]
         return head, rows
 
+    def _sections(self) -> list[tuple[str, tuple[list[str], list[list[str]]], str]]:
+        """(title, table, what it says) of each table, in order."""
+        sections = [("Weight sources compared", self.table(), self.summary())]
+        threshold = self.threshold_table()
+        if threshold:
+            sections.append(
+                (
+                    "At the threshold chosen on the validation split",
+                    threshold,
+                    "Youden's J on the validation split at the best epoch, applied unchanged to the test split; "
+                    "the table above is at 0.5.",
+                )
+            )
+        collections = data_checks.collection_table(self.top.evaluation)
+        if collections:
+            sections.append(
+                (
+                    "Test images by collection",
+                    collections,
+                    f"Where the test images came from (the dataset's metadata), and {self.top.source}'s accuracy on "
+                    "each: a class from one collection only lets a model learn the collection.",
+                )
+            )
+        if self.tests:
+            sections.append(
+                (
+                    "Paired tests",
+                    self.pairs_table(),
+                    "McNemar's exact test on which images each source gets right (at 0.5), DeLong's test of the "
+                    "ROC AUC difference; Holm-adjusted over all pairs, each test a family.",
+                )
+            )
+        return sections
+
     def markdown(self) -> str:
-        head, rows = self.table()
-        lines = ["# Weight sources compared", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for i, cells in enumerate(rows):
-            if i == 0:
-                cells = [f"**{c}**" for c in cells]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", f"Best: **{self.best.source}**. Test images: {self.best.n}. COVID is the positive class.", ""]
+        lines = []
+        for title, (head, rows), about in self._sections():
+            lines += [f"## {title}", "", about, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+            lines.append("")
+        lines[0] = "# Weight sources compared"
         lines += [f"- {note}" for note in self.notes]
-        table = self.collections()
-        if table:
-            lines += ["", "## Test images by collection", "", "| " + " | ".join(table[0]) + " |"]
-            lines += ["|" + "---|" * len(table[0]), *("| " + " | ".join(row) + " |" for row in table[1])]
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
-        head, rows = self.table()
-        body = []
-        for i, cells in enumerate(rows):
-            cls = ' class="best"' if i == 0 else ""
-            body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        parts = []
+        for title, (head, rows), about in self._sections():
+            body = []
+            for cells in rows:
+                cls = ' class="best"' if cells[1].endswith(f"({TIED})") else ""
+                body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            parts.append(
+                f"<h2>{html.escape(title)}</h2>\n<p>{html.escape(about)}</p>\n"
+                f"<table><thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>"
+                f"<tbody>{''.join(body)}</tbody></table>"
+            )
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        table = self.collections()
-        by_collection = (
-            "<h2>Test images by collection</h2><table><thead><tr>"
-            + "".join(f"<th>{html.escape(h)}</th>" for h in table[0])
-            + "</tr></thead><tbody>"
-            + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table[1])
-            + "</tbody></table>"
-            if table
-            else ""
-        )
         plot = _roc_png(self.evaluations)
         img = f'<img alt="ROC curves" src="data:image/png;base64,{plot}">' if plot else ""
         return f"""<!doctype html>
@@ -166,12 +256,8 @@ th:first-child, td:first-child {{ text-align: left; }}
 tr.best {{ background: #e6f4ea; font-weight: bold; }}
 </style></head><body>
 <h1>Weight sources compared</h1>
-<p>Best: <strong>{html.escape(self.best.source)}</strong>. Test images: {self.best.n}.
-COVID is the positive class.</p>
-<table><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in head)}</tr></thead>
-<tbody>{"".join(body)}</tbody></table>
+{chr(10).join(parts)}
 <ul>{notes}</ul>
-{by_collection}
 {img}
 </body></html>
 """
@@ -182,49 +268,60 @@ COVID is the positive class.</p>
             (staged / names["txt"]).write_text(self.text() + "\n")
             (staged / names["md"]).write_text(self.markdown())
             (staged / names["html"]).write_text(self.html())
-            with open(staged / names["csv"], "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["source", *METRIC_NAMES, "n", "best_epoch", "stand_in", "weights_sha256"])
-                for r in self.rows:
-                    writer.writerow(
-                        [
-                            r.source,
-                            *(r.metrics[m] for m in METRIC_NAMES),
-                            r.n,
-                            r.best_epoch,
-                            r.stand_in,
-                            r.weights_sha256,
-                        ]
-                    )
+            _write_csv(staged / names["csv"], *self.csv_rows())
+            head, rows = self.pairs_table()
+            _write_csv(staged / names["pairs"], head, rows)
         return {kind: out_dir / name for kind, name in names.items()}
 
+    def csv_rows(self) -> tuple[list[str], list[list]]:
+        """results.csv: full-precision values, each metric's interval, method and why it is undefined."""
+        head = ["source", "rank", "tied_for_best"]
+        for m in METRIC_NAMES:
+            head += [m, f"{m}_low", f"{m}_high", f"{m}_interval", f"{m}_undefined"]
+        head += ["n", "best_epoch", "stand_in", "weights_sha256", "validation_threshold"]
+        rows = []
+        for i, r in enumerate(self.rows, start=1):
+            result = r.evaluation.result
+            cells = [r.source, i, r.tied_for_best]
+            for m in METRIC_NAMES:
+                value, (low, high) = result.metrics[m], result.intervals_95[m]
+                cells += [*(_csv(v) for v in (value, low, high)), result.interval_methods[m]]
+                cells.append(result.undefined.get(m, ""))
+            model = r.model
+            cells += [r.n, model.best_epoch, model.weights_stand_in, model.weights_sha256, model.validation_threshold]
+            rows.append(cells)
+        return head, rows
 
-def build_report(evaluations: list[Evaluation], extra_notes: list[str] | None = None) -> Report:
+
+def build_report(
+    evaluations: list[Evaluation], extra_notes: list[str] | None = None, rank_metric: str = RANK_METRIC
+) -> Report:
     if not evaluations:
         raise CxrtlError("no evaluation results to report")
-    rows, best_of = [], {}
-    for group in by_source(evaluations, "accuracy"):
-        best = group.best("accuracy")
-        model = best.result.model
-        best_of[group.source] = best
-        rows.append(
-            Row(
-                source=group.source,
-                metrics=group.mean(),
-                accuracy_ci=tuple(best.result.intervals_95["accuracy"]),
-                n=best.result.n,
-                best_epoch=model.best_epoch,
-                stand_in=model.weights_stand_in,
-                weights_sha256=model.weights_sha256,
-                published_accuracy=get_source(group.source).published.accuracy,
-                seeds=group.seeds,
-                seed_accuracies=[
-                    (ev.metrics["accuracy"], tuple(ev.result.intervals_95["accuracy"])) for ev in group.evaluations
-                ],
-                accuracy_sd=group.sd("accuracy"),
-            )
+    # Several training seeds per source (repeats): sources ranked by their mean; the paired tests, the figures
+    # and the cells are the best seed's, the champion candidate (cxrtl.repeats).
+    groups = {g.source: g for g in by_source(evaluations, rank_metric)}
+    best_of = {source: g.best(rank_metric) for source, g in groups.items()}
+    thresholds = {ev.result.threshold for ev in evaluations}
+    if len(thresholds) > 1:
+        raise CxrtlError(f"results at different thresholds ({', '.join(map(str, sorted(thresholds)))}); evaluate again")
+    tests = pair_tests({s: ev.predictions for s, ev in best_of.items()}, thresholds.pop())
+    metrics = {s: g.mean() for s, g in groups.items()}
+    order = ranking(metrics, rank_metric)
+    tied = tied_for_best(order, metrics, tests, rank_metric)
+    reasons = _not_comparable(evaluations)
+    rows = [
+        Row(
+            s,
+            best_of[s],
+            s in tied,
+            None if reasons else get_source(s).published,
+            groups[s] if len(groups[s].evaluations) > 1 else None,
         )
-    return Report(rows, _notes(evaluations) + data_checks.notes(best_of) + list(extra_notes or []), best_of)
+        for s in order
+    ]
+    notes = _notes(evaluations, reasons) + data_checks.notes(best_of) + list(extra_notes or [])
+    return Report(rows, tests, rank_metric, notes, best_of)
 
 
 def report_from_folders(
@@ -250,18 +347,66 @@ def skipped_sources_note(skipped: list[str]) -> str:
     )
 
 
-def _notes(evaluations: list[Evaluation]) -> list[str]:
+def overrides(model: ModelSummary) -> dict[str, tuple[object, object]]:
+    """The training settings of ``model`` that differ from its recipe's: {name: (used, recipe's)}."""
+    used, recipe = (
+        dataclasses.asdict(model.config.training),
+        dataclasses.asdict(get_recipe(model.config.recipe).training),
+    )
+    return {name: (used[name], recipe[name]) for name in used if used[name] != recipe[name]}
+
+
+def _not_comparable(evaluations: list[Evaluation]) -> list[str]:
+    """Why this run's numbers are not comparable with the study's (none: they are)."""
+    reasons = []
     models = [ev.result.model for ev in evaluations]
-    notes = [f"Recipe: {', '.join(sorted({m.config.recipe for m in models}))}."]
-    if len({m.config.seed for m in models}) > 1:
+    recipes = sorted({m.config.recipe for m in models})
+    if recipes != ["paper"]:
+        reasons.append(f"the recipe is {', '.join(recipes)}, not paper")
+    elif any(overrides(m) for m in models):
+        reasons.append("settings were overridden")
+    sizes = sorted({ev.result.n for ev in evaluations})
+    if sizes != [PublishedMetrics.TEST_IMAGES]:
+        reasons.append(
+            f"the test split has {', '.join(map(str, sizes))} images, the study's {PublishedMetrics.TEST_IMAGES:,}"
+        )
+    if any(m.weights_stand_in for m in models):
+        reasons.append("some weights are stand-ins")
+    return reasons
+
+
+def _recipe_note(models: list[ModelSummary]) -> str:
+    changed = {}
+    for m in models:
+        changed.update(
+            {f"{name}={used!r} ({m.config.recipe}: {theirs!r})": None for name, (used, theirs) in overrides(m).items()}
+        )
+    recipes = ", ".join(sorted({m.config.recipe for m in models}))
+    if changed:
+        return f"Recipe: {recipes}, with settings overridden: {', '.join(changed)}."
+    return f"Recipe: {recipes}."
+
+
+def _notes(evaluations: list[Evaluation], not_comparable: list[str]) -> list[str]:
+    models = [ev.result.model for ev in evaluations]
+    notes = [_recipe_note(models)]
+    if not_comparable:
+        notes.append(f"The study's published figures are hidden: {'; '.join(not_comparable)}.")
+    else:
         notes.append(
-            "Each source was trained with several seeds on one shared split: its metrics are means over them and "
-            "sources are ranked by the mean; the ROC curve and the champion candidate are the best seed of each."
+            f"Published: the study's accuracy, precision, sensitivity and F1 on its own split of "
+            f"{PublishedMetrics.TEST_IMAGES:,} test images (not ours: its split was not seeded)."
         )
     if any(m.selection_split == "test" for m in models):
         notes.append(
             "The best epoch was chosen on the test split, as the study did: these test metrics are optimistic. "
             "The recommended recipe chooses on a validation split instead."
+        )
+    if len({m.config.seed for m in models}) > 1:
+        notes.append(
+            "Each source was trained with several seeds on one shared split: sources are ranked by their mean, "
+            "with the spread over the seeds beside each seed's interval; the other cells, the figures, the paired "
+            "tests and the champion candidate are the best seed of each."
         )
     stand_ins = sorted({m.source for m in models if m.weights_stand_in})
     if stand_ins:
@@ -269,9 +414,24 @@ def _notes(evaluations: list[Evaluation]) -> list[str]:
             f"Trained from STAND-IN weights (random, in the native checkpoint format), not the published ones: "
             f"{', '.join(stand_ins)}. Their numbers say nothing about those sources."
         )
+    bootstrap = next((ev.result.bootstrap for ev in evaluations if ev.result.bootstrap), None)
+    if bootstrap:
+        notes.append(
+            f"Intervals: Wilson for accuracy, precision, sensitivity and specificity; otherwise percentile bootstrap, "
+            f"{bootstrap['resamples']:,} resamples stratified by class (seed {bootstrap['seed']}). "
+            f"ECE over {bootstrap['ece_bins']} equal-width bins."
+        )
     versions = {str(m.dataset.version) for m in models}
     notes.append(f"Dataset version: {', '.join(sorted(versions))}.")
     return notes
+
+
+def _cell(result: EvaluationResult | AtThreshold, metric: str) -> str:
+    """The value and its interval, or why it is undefined."""
+    value, (low, high) = result.metrics[metric], result.intervals_95[metric]
+    if math.isnan(value):
+        return f"undefined ({result.undefined.get(metric, 'not computable')})"
+    return f"{value:.4f} ({'-' if math.isnan(low) or math.isnan(high) else f'{low:.3f}-{high:.3f}'})"
 
 
 def _roc_png(evaluations: dict[str, Evaluation]) -> str:
@@ -296,13 +456,20 @@ def _roc_png(evaluations: dict[str, Evaluation]) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _write_csv(path: Path, head: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(head)
+        writer.writerows(rows)
+
+
+def _csv(value: float) -> str:
+    return "" if math.isnan(value) else repr(value)
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def _ci(interval: tuple[float, float]) -> str:
-    return "-" if any(math.isnan(v) for v in interval) else f"{interval[0]:.3f}-{interval[1]:.3f}"
-
-
-def _weights(row: Row) -> str:
-    return "stand-in" if row.stand_in else (row.weights_sha256[:12] or "?")
+def _p(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4g}"

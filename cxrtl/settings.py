@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cxrtl.data import MIN_IMAGE_SIZE
+from cxrtl.data import image_size_problem
 from cxrtl.errors import CxrtlError
-from cxrtl.metrics import METRIC_NAMES
-from cxrtl.recipes import RECIPES
+from cxrtl.metrics import HIGHER_IS_BETTER
+from cxrtl.recipes import RECIPES, learning_rate_problem
 from cxrtl.weights.registry import SOURCE_NAMES, check_sources
 
 RECIPE_VALUE = 0  # a pipeline parameter's spelling of None: the recipe's value
@@ -29,7 +29,7 @@ RECIPE_VALUE = 0  # a pipeline parameter's spelling of None: the recipe's value
 Check = Callable[[Any], "str | None"]
 
 
-def _positive(value: float) -> str | None:
+def _positive(value: int) -> str | None:
     return None if value > 0 else f"must be positive, got {value}"
 
 
@@ -37,11 +37,8 @@ def _non_negative(value: int) -> str | None:
     return None if value >= 0 else f"must be 0 or more, got {value}"
 
 
-def _at_least_min_image_size(value: int) -> str | None:
-    return None if value >= MIN_IMAGE_SIZE else f"must be at least {MIN_IMAGE_SIZE}, got {value}"
-
-
 def _fraction(value: float) -> str | None:
+    # NaN fails both comparisons, infinity the second.
     return None if 0 <= value < 1 else f"must be in [0, 1), got {value}"
 
 
@@ -96,7 +93,7 @@ class RunSettings:
     )
     image_size: int = field(
         default=224,
-        metadata=_about("default 224; 64 with --demo", demo=64, check=_at_least_min_image_size, fingerprint=True),
+        metadata=_about("default 224; 64 with --demo", demo=64, check=image_size_problem, fingerprint=True),
     )
     epochs: int | None = field(
         default=None,
@@ -111,7 +108,7 @@ class RunSettings:
         metadata=_about(
             "Adam learning rate; default: the recipe's; 3e-4 with --demo",
             demo=3e-4,
-            check=_positive,
+            check=learning_rate_problem,
             option="--lr",
             fingerprint=True,
         ),
@@ -150,7 +147,8 @@ class RunSettings:
     promotion_metric: str = field(
         default="accuracy",
         metadata=_about(
-            "test metric on which a new best model must beat the champion (default accuracy)", choices=METRIC_NAMES
+            "test metric on which a new best model must beat the champion (default accuracy)",
+            choices=HIGHER_IS_BETTER,
         ),
     )
     promotion_margin: float = field(

@@ -22,10 +22,11 @@ from torch import nn
 
 from cxrtl import __version__
 from cxrtl.checkpoints import CheckpointStore, get_payload
-from cxrtl.data import PreparedData
+from cxrtl.data import POSITIVE_LABEL, PreparedData
 from cxrtl.engine import Batches, EpochStats, predict, recalibrate_batchnorm, resolve_device, train_one_epoch
 from cxrtl.errors import CxrtlError
 from cxrtl.files import check_output_folder, staged_folder
+from cxrtl.metrics import selection_score, youden_threshold
 from cxrtl.model import NUM_CLASSES, build_model, set_backbone_trainable
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import DatasetRef, ModelMetadata
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 METADATA_FILE = "model.json"
-_HISTORY = ("train_loss", "train_accuracy", "select_accuracy")
+_HISTORY = ("train_loss", "train_accuracy", "select_accuracy", "select_score")
 # What a resumed run may change: more epochs, another device, more checkpoints kept.
 _RESUMABLE_CHANGES = ("epochs", "device", "keep_checkpoints")
 
@@ -67,7 +68,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     criterion: nn.Module
     train: Batches
-    select: Batches  # the split whose accuracy picks the best epoch
+    select: Batches  # the split whose selection metric picks the best epoch
     checkpoints: CheckpointStore
 
     @property
@@ -89,19 +90,20 @@ class Progress:
     epoch: int = 0  # the last epoch done
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in _HISTORY})
     best_epoch: int = 0
-    best_accuracy: float = -1.0
+    best_score: float = -1.0  # of the recipe's selection metric
     best_state: dict[str, torch.Tensor] | None = None
     resumed_from: int | None = None  # the epoch of the checkpoint this process started from
 
     @property
     def best(self) -> dict[str, Any]:
-        return {"epoch": self.best_epoch, "accuracy": self.best_accuracy}
+        return {"epoch": self.best_epoch, "score": self.best_score}
 
 
 @dataclass
 class EpochResult:
     stats: EpochStats
     select_accuracy: float
+    select_score: float  # the recipe's selection metric on the selection split
 
 
 def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store, run_id: str) -> Session:
@@ -115,6 +117,12 @@ def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store,
         raise CxrtlError(
             f"{data_dir}: recipe {config.recipe!r} picks the best epoch on the {training.selection_split!r} split, "
             f"which this dataset does not have; preprocess it with --recipe {config.recipe}"
+        )
+    selection_labels = data.labels[data.indices(training.selection_split)]
+    if training.selection_metric == "roc_auc" and len(np.unique(selection_labels)) < 2:
+        raise CxrtlError(
+            f"{data_dir}: the {training.selection_split!r} split holds one class only; "
+            "ROC AUC cannot pick the best epoch there"
         )
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)  # before the network is built: it draws the head's initial weights
@@ -146,10 +154,19 @@ def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store,
 
 def resume(session: Session) -> Progress:
     """The progress of the run's newest checkpoint, loaded into the session; a fresh start without one."""
+    # Claimed before the first epoch: a second run of this id with other settings is refused here.
+    _check_resumable(session.checkpoints.claim(session.identity), session.identity, session.run_id)
     saved = session.checkpoints.latest()
     if saved is None:
         return Progress()
     _check_resumable(saved, session.identity, session.run_id)
+    epochs = session.config.training.epochs
+    if saved["epoch"] > epochs:
+        # Its model would be of more epochs than its model.json says.
+        raise CxrtlError(
+            f"run {session.run_id}: {session.source} has trained {saved['epoch']} epochs already, more than "
+            f"epochs={epochs}; give at least {saved['epoch']} or start a new run id"
+        )
     session.model.load_state_dict(saved["model"])
     session.optimizer.load_state_dict(saved["optimizer"])
     best = saved["best"]
@@ -158,14 +175,14 @@ def resume(session: Session) -> Progress:
         epoch=saved["epoch"],
         history=saved["history"],
         best_epoch=best["epoch"],
-        best_accuracy=best["accuracy"],
+        best_score=best["score"],
         best_state=_best_state(session.checkpoints, best["epoch"]),
         resumed_from=saved["epoch"],
     )
 
 
 def run_epoch(session: Session, epoch: int) -> EpochResult:
-    """Train one epoch, then measure accuracy on the selection split."""
+    """Train one epoch, then measure accuracy and the selection metric on the selection split."""
     config, training = session.config, session.config.training
     # Seeded per epoch, so a resumed run shuffles and drops out exactly as an uninterrupted one would.
     torch.manual_seed(config.seed * 100_003 + epoch)
@@ -182,17 +199,21 @@ def run_epoch(session: Session, epoch: int) -> EpochResult:
     if training.recalibrate_bn:
         recalibrate_batchnorm(session.model, session.train)
     probs = predict(session.model, session.select)
-    accuracy = float((probs.argmax(1) == session.data.labels[session.select.indices]).mean())
+    labels = session.data.labels[session.select.indices]
+    accuracy = float((probs.argmax(1) == labels).mean())
+    score = selection_score(training.selection_metric, labels, probs[:, POSITIVE_LABEL])
     logger.info(
-        "%s: train loss %.4f acc %.4f, %s acc %.4f (%.1f img/s)",
+        "%s: train loss %.4f acc %.4f, %s acc %.4f %s %.4f (%.1f img/s)",
         log_prefix,
         stats.loss,
         stats.accuracy,
         training.selection_split,
         accuracy,
+        training.selection_metric,
+        score,
         stats.images_per_second,
     )
-    return EpochResult(stats, accuracy)
+    return EpochResult(stats, accuracy, score)
 
 
 def save_epoch(session: Session, progress: Progress, epoch: int, result: EpochResult) -> None:
@@ -201,9 +222,13 @@ def save_epoch(session: Session, progress: Progress, epoch: int, result: EpochRe
     progress.history["train_loss"].append(result.stats.loss)
     progress.history["train_accuracy"].append(result.stats.accuracy)
     progress.history["select_accuracy"].append(result.select_accuracy)
+    progress.history["select_score"].append(result.select_score)
     identity = session.identity
-    if result.select_accuracy > progress.best_accuracy:
-        progress.best_epoch, progress.best_accuracy = epoch, result.select_accuracy
+    # Better: a higher selection score; at an equal one (ROC AUC is often 1.0 on a small validation split),
+    # a higher selection-split accuracy; then the earlier epoch.
+    best_accuracy = progress.history["select_accuracy"][progress.best_epoch - 1] if progress.best_epoch else -1.0
+    if (result.select_score, result.select_accuracy) > (progress.best_score, best_accuracy):
+        progress.best_epoch, progress.best_score = epoch, result.select_score
         progress.best_state = {k: v.detach().cpu().clone() for k, v in session.model.state_dict().items()}
         session.checkpoints.save_best(epoch, {**identity, "epoch": epoch, "model": progress.best_state})
     session.checkpoints.save(
@@ -233,7 +258,8 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
         config=config,
         best_epoch=progress.best_epoch,
         selection_split=config.training.selection_split,
-        selection_accuracy=progress.best_accuracy,
+        selection_score=progress.best_score,
+        validation_threshold=_validation_threshold(session, progress),
         history=progress.history,
         resumed_from_epoch=progress.resumed_from,
         dataset=DatasetRef.of(session.data.info.get("dataset")),
@@ -249,11 +275,12 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
         store.put_file(keys.model_key(source, session.run_id, name), out_dir / name)
     session.checkpoints.drop_best()
     logger.info(
-        "%s: best epoch %d (%s accuracy %.4f); model in %s",
+        "%s: best epoch %d (%s %s %.4f); model in %s",
         source,
         progress.best_epoch,
         config.training.selection_split,
-        progress.best_accuracy,
+        config.training.selection_metric,
+        progress.best_score,
         out_dir,
     )
     return TrainResult(model_path, metadata)
@@ -272,6 +299,9 @@ def train(
     Checkpoints go to the store each epoch; if the run has some, training resumes from the newest.
     The best model goes to the store too (keys in :mod:`cxrtl.store.keys`).
     """
+    problem = keys.run_id_problem(run_id)
+    if problem:
+        raise CxrtlError(f"run id {problem}")
     check_output_folder(out_dir, METADATA_FILE)  # before training, not after
     session = open_session(data_dir, source, config, store, run_id)
     progress = resume(session)
@@ -306,6 +336,16 @@ def load_model(model_dir: Path) -> tuple[nn.Module, ModelMetadata]:
     return model.eval(), ModelMetadata.from_dict(saved["metadata"], str(path))
 
 
+def _validation_threshold(session: Session, progress: Progress) -> float | None:
+    """The best model's decision threshold by Youden's J on the validation split; None without one (the paper
+    recipe selects on test, where choosing a threshold too would only add optimism)."""
+    if session.config.training.selection_split != "val":
+        return None
+    session.model.load_state_dict(progress.best_state)
+    labels = session.data.labels[session.select.indices]
+    return youden_threshold(labels, predict(session.model, session.select)[:, POSITIVE_LABEL])
+
+
 def _best_state(checkpoints: CheckpointStore, epoch: int) -> dict[str, torch.Tensor]:
     saved = checkpoints.best(epoch)
     if saved is not None:
@@ -329,4 +369,4 @@ def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], run_i
             made = ", ".join(f"{k}={theirs.get(k)!r}, not {v!r}" for k, v in value.items() if theirs.get(k) != v)
         else:
             made = f"{key}={theirs!r}, not {value!r}"
-        raise CxrtlError(f"run {run_id}: its checkpoint was made with {made}; start a new run id instead")
+        raise CxrtlError(f"run {run_id} was started with {made}; start a new run id instead")

@@ -17,9 +17,9 @@ from refusal import refused
 from cxrtl.cli import main
 from cxrtl.data import CLASS_NAMES, PreparedData
 from cxrtl.errors import CxrtlError
-from cxrtl.evaluate import Evaluation, evaluate, load_evaluation
+from cxrtl.evaluate import Evaluation, evaluate, evaluation_result, load_evaluation, read_predictions
 from cxrtl.ingest import ingest
-from cxrtl.metrics import METRIC_NAMES, binary_metrics, roc_points, wilson_interval
+from cxrtl.metrics import METRIC_NAMES, binary_metrics, json_safe, roc_points, wilson_interval
 from cxrtl.preprocess import preprocess
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import EvaluationResult
@@ -90,7 +90,8 @@ def test_wilson_interval_known_values_and_edges():
 def test_one_class_only_gives_no_auc_and_no_curve():
     result = binary_metrics(np.zeros(4, dtype=int), np.array([0.1, 0.7, 0.2, 0.3]))
     assert math.isnan(result["metrics"]["roc_auc"])
-    assert result["metrics"]["sensitivity"] == 0.0 and result["metrics"]["specificity"] == 0.75
+    assert math.isnan(result["metrics"]["sensitivity"]) and result["metrics"]["specificity"] == 0.75
+    assert result["undefined"]["sensitivity"] == "the test split holds no COVID image"
     no_curve = {"fpr": [], "tpr": [], "thresholds": []}
     assert roc_points(np.zeros(4, dtype=int), np.array([0.1, 0.7, 0.2, 0.3])) == no_curve
 
@@ -116,7 +117,11 @@ def test_metrics_json_has_every_field(evaluated):
         "threshold",
         "metrics",
         "intervals_95",
+        "interval_methods",
+        "undefined",
         "confusion",
+        "bootstrap",
+        "at_validation_threshold",
         "model",
     }
     data = PreparedData.load(evaluated.data_dir)
@@ -124,7 +129,9 @@ def test_metrics_json_has_every_field(evaluated):
     assert result.n == n_test == sum(result.confusion.values())
     assert set(result.confusion) == {"tn", "fp", "fn", "tp"}
     assert set(result.metrics) == set(METRIC_NAMES)
-    assert set(result.intervals_95) == {"accuracy", "precision", "sensitivity", "specificity"}
+    assert set(result.intervals_95) == set(result.interval_methods) == set(METRIC_NAMES)
+    assert set(result.undefined) <= set(METRIC_NAMES)
+    assert result.at_validation_threshold is None  # the paper recipe chooses no threshold
     for low, high in result.intervals_95.values():
         # NaN where the denominator is empty (no image predicted COVID, say); a range otherwise.
         assert (math.isnan(low) and math.isnan(high)) or 0.0 <= low <= high <= 1.0
@@ -132,6 +139,15 @@ def test_metrics_json_has_every_field(evaluated):
     assert model.source == "imagenet" and model.run_id == RUN_ID
     assert model.weights_stand_in is True and model.selection_split == "test"
     assert model.config.recipe == "paper"
+    assert model.history["select_score"] == model.history["select_accuracy"]  # the paper selects on accuracy
+
+
+def test_metrics_recomputed_from_predictions_csv_match_metrics_json_exactly(evaluated):
+    predictions = read_predictions(evaluated.out_dir / "predictions.csv")
+    written = json.loads((evaluated.out_dir / "metrics.json").read_text())
+    model = EvaluationResult.from_dict(written, "metrics.json").model
+    assert evaluation_result(predictions, model).to_dict() == written
+    assert np.array_equal(predictions.p_covid, evaluated.evaluation.predictions.p_covid)
 
 
 def test_predictions_csv_has_one_row_per_test_image_matching_the_metrics(evaluated):
@@ -144,6 +160,7 @@ def test_predictions_csv_has_one_row_per_test_image_matching_the_metrics(evaluat
     assert [r["id"] for r in rows] == [data.ids[i] for i in test]
     assert [r["true_label"] for r in rows] == [CLASS_NAMES[data.labels[i]] for i in test]
     p = np.array([float(r["covid_probability"]) for r in rows])
+    assert [repr(float(v)) for v in p] == [r["covid_probability"] for r in rows]  # full precision
     assert ((p >= 0) & (p <= 1)).all()
     assert [r["predicted_label"] for r in rows] == ["COVID" if v >= 0.5 else "Normal" for v in p]
     correct = sum(r["true_label"] == r["predicted_label"] for r in rows)
@@ -165,7 +182,7 @@ def test_evaluation_folder_loads_back_and_feeds_the_report(evaluated, tmp_path):
     loaded = load_evaluation(evaluated.out_dir)
     assert _same(loaded.result, evaluated.evaluation.result) and loaded.roc == evaluated.evaluation.roc
     report = report_from_folders([evaluated.out_dir], tmp_path / "report")
-    assert report.best.source == "imagenet" and report.best.stand_in
+    assert report.top.source == "imagenet" and report.top.model.weights_stand_in and report.tied == ["imagenet"]
     assert any("STAND-IN" in note and "imagenet" in note for note in report.notes)
 
 
@@ -189,7 +206,7 @@ def test_cli_evaluate_prints_the_metrics(evaluated, tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert f"accuracy {evaluated.evaluation.metrics['accuracy']:.4f}" in printed
-    assert json.loads((out / "metrics.json").read_text())["metrics"] == evaluated.evaluation.metrics
+    assert json.loads((out / "metrics.json").read_text())["metrics"] == json_safe(evaluated.evaluation.metrics)
 
 
 def test_checks_carry_duplicates_and_collections_from_the_data_into_the_report(evaluated, tmp_path):
@@ -329,3 +346,70 @@ def test_damaged_results_and_data_are_one_error_naming_the_folder(evaluated, tmp
     (data / "info.json").write_text("not json")
     with pytest.raises(CxrtlError, match=f"{data}: a damaged preprocessed dataset"):
         PreparedData.load(data)
+
+
+def _copy_results(evaluated: Evaluated, folder: Path, source: str = "imagenet") -> Path:
+    shutil.copytree(evaluated.out_dir, folder)
+    record = json.loads((folder / "metrics.json").read_text())
+    record["model"]["source"] = source
+    (folder / "metrics.json").write_text(json.dumps(record))
+    return folder
+
+
+def _rewrite_predictions(folder: Path, change) -> None:
+    with open(folder / "predictions.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    change(rows)
+    with open(folder / "predictions.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+def _drop_column(rows):
+    for row in rows:
+        del row[3]
+
+
+def _set_probability(value: str):
+    def change(rows):
+        rows[2][3] = value
+
+    return change
+
+
+def _duplicate_id(rows):
+    rows[2][0] = rows[1][0]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (_drop_column, "no column covid_probability"),
+        (_set_probability("1.5"), "line 3: covid_probability '1.5' is not a number in [0, 1]"),
+        (_set_probability("-0.1"), "line 3: covid_probability '-0.1' is not a number in [0, 1]"),
+        (_set_probability("nan"), "line 3: covid_probability 'nan' is not a number in [0, 1]"),
+        (_set_probability(""), "line 3: covid_probability '' is not a number in [0, 1]"),
+        (_duplicate_id, "given twice"),
+        (lambda rows: rows.pop(), "images, metrics.json counts"),
+    ],
+    ids=["missing-column", "above-1", "below-0", "nan", "empty", "duplicate-id", "row-missing"],
+)
+def test_bad_predictions_are_one_error_line(evaluated, tmp_path, capsys, change, named):
+    folder = _copy_results(evaluated, tmp_path / "eval")
+    _rewrite_predictions(folder, change)
+    out = tmp_path / "report"
+    line = refused(capsys, ["report", "--results", str(folder), "--out", str(out)], nothing_at=[out])
+    assert str(folder) in line and "predictions.csv" in line and named in line, line
+
+
+def test_report_on_results_from_different_test_splits_is_refused(evaluated, tmp_path, capsys):
+    same = _copy_results(evaluated, tmp_path / "chexpert", source="chexpert")
+    other = _copy_results(evaluated, tmp_path / "moco-v1", source="moco-v1")
+    _rewrite_predictions(other, lambda rows: rows[1].__setitem__(0, "elsewhere.png"))
+    out = tmp_path / "report"
+    assert main(["report", "--results", str(evaluated.out_dir), str(same), "--out", str(out)]) == 0
+    refused(
+        capsys,
+        ["report", "--results", str(evaluated.out_dir), str(same), str(other), "--out", str(tmp_path / "r2")],
+        naming=["different test splits", "moco-v1"],
+        nothing_at=[tmp_path / "r2"],
+    )

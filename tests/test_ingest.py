@@ -1,3 +1,4 @@
+import contextlib
 import hashlib
 import json
 import logging
@@ -65,7 +66,7 @@ def test_ingest_zip(demo_zip, tmp_path):
     assert "3 COVID" in result.summary() and result.version in result.summary()
     record = json.loads((out / "ingest.json").read_text())
     assert record == result.to_dict()
-    assert set(record) == {"slug", "version", "sha256", "counts", "source", "created_at"}
+    assert set(record) == {"slug", "version", "sha256", "counts", "unreadable", "source", "created_at"}
     assert len(list((out / DATASET_DIR / "Normal" / "images").glob("*.png"))) == PER_CLASS
 
     lines = (out / "MANIFEST.sha256").read_text().splitlines()
@@ -207,7 +208,7 @@ class FakeKaggle:
 def fake_kaggle(demo_zip, monkeypatch) -> FakeKaggle:
     monkeypatch.setenv("KAGGLE_API_TOKEN", "token-that-must-not-leak")
     fake = FakeKaggle(demo_zip)
-    monkeypatch.setattr(ingest_module, "_kaggle_api", lambda: fake)
+    monkeypatch.setattr(ingest_module, "_kaggle_api", lambda: contextlib.nullcontext(fake))
     return fake
 
 

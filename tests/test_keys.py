@@ -16,6 +16,7 @@ LAYOUT = {
     "datasets/DATASET/VERSION/ingest.json": keys.dataset_key("DATASET", "VERSION", "ingest.json"),
     "runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt": keys.checkpoint_key("RUN_ID", "SOURCE", 123).replace("123", "NNN"),
     "runs/RUN_ID/SOURCE/best-epoch-NNN.pt": keys.best_checkpoint_key("RUN_ID", "SOURCE", 123).replace("123", "NNN"),
+    "runs/RUN_ID/SOURCE/identity.json": keys.run_identity_key("RUN_ID", "SOURCE"),
     "models/SOURCE/RUN_ID/NAME": keys.model_key("SOURCE", "RUN_ID", "NAME"),
     "reports/RUN_ID/NAME": keys.report_key("RUN_ID", "NAME"),
     "champion/NAME": keys.champion_key("NAME"),

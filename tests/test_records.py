@@ -1,4 +1,4 @@
-"""The JSON records: files written before records were versioned still read, and write back as they were;
+"""The JSON records: files written before records were versioned still read, upgraded to the current schema;
 a damaged record or one of a newer schema is one error naming the file.
 
 tests/records/ holds a model.json, metrics.json, card.json and card.md as the code before versioned
@@ -7,6 +7,7 @@ records wrote them (a 2-epoch paper-recipe run on the demo data; its precision i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -26,12 +27,30 @@ def _old(name: str) -> dict:
 
 
 @pytest.mark.parametrize("name", sorted(RECORDS))
-def test_a_file_from_before_versions_reads_and_writes_back_the_same_fields(name):
+def test_a_file_from_before_versions_reads_as_the_current_schema_and_round_trips(name):
     old = _old(name)
     assert "schema_version" not in old
     record = RECORDS[name].from_dict(old, name)
-    assert record.to_dict() == {"schema_version": 1, **old}
-    assert RECORDS[name].from_dict(record.to_dict(), name).to_dict() == record.to_dict()
+    new = record.to_dict()
+    assert new["schema_version"] == RECORDS[name].SCHEMA_VERSION == 2
+    # Version 2 renamed one field (selection_accuracy) and added others; every other field keeps its value.
+    kept = {k: v for k, v in old.items() if k not in ("selection_accuracy", "config", "model", "promotion")}
+    assert {k: new[k] for k in kept} == kept
+    if "promotion" in old:  # the card's promotion gained its paired test: none for a first champion
+        assert new["promotion"] == {**old["promotion"], "test": None, "p_value": None, "images": None}
+    assert RECORDS[name].from_dict(new, name).to_dict() == new
+
+
+def test_version_1_reads_with_the_rules_it_was_made_by():
+    metadata = ModelMetadata.from_dict(_old("model.json"), "model.json")
+    assert metadata.selection_score == _old("model.json")["selection_accuracy"] == 0.6
+    assert metadata.config.training.selection_metric == "accuracy" and metadata.validation_threshold is None
+    result = EvaluationResult.from_dict(_old("metrics.json"), "metrics.json")
+    assert result.interval_methods == dict.fromkeys(("accuracy", "precision", "sensitivity", "specificity"), "wilson")
+    assert result.undefined == {} and result.bootstrap is None and result.at_validation_threshold is None
+    assert result.model.history == {} and result.model.selection_score == 0.6
+    card = ChampionCard.from_dict(_old("card.json"), "card.json")
+    assert card.interval_methods["accuracy"] == "wilson" and card.undefined == {}
 
 
 def test_old_files_read_as_typed_fields():
@@ -50,11 +69,16 @@ def test_old_files_read_as_typed_fields():
     result = EvaluationResult.from_dict(_old("metrics.json"), "metrics.json")
     low, high = result.intervals_95["precision"]  # null in the file: no image was predicted COVID
     assert math.isnan(low) and math.isnan(high)
-    assert result.model == ModelSummary.of(metadata)
+    # The summary in metrics.json of version 1 had no history; the rest is the model's.
+    assert dataclasses.replace(result.model, history=metadata.history) == ModelSummary.of(metadata)
 
     card = ChampionCard.from_dict(_old("card.json"), "card.json")
     assert card.promotion.reason == "there was no champion; accuracy 0.6000"
-    assert card_markdown(card) == (OLD / "card.md").read_text()
+    old_md = (OLD / "card.md").read_text()
+    new_md = card_markdown(card)
+    # The table gained a column saying how each interval was made; every line above it is as it was.
+    assert new_md.split("| metric")[0] == old_md.split("| metric")[0]
+    assert "| accuracy | 0.6000 | 0.231-0.882 | wilson |" in new_md
 
 
 @pytest.mark.parametrize(
@@ -62,7 +86,7 @@ def test_old_files_read_as_typed_fields():
     [
         (lambda d: d.pop("history"), r"^model\.json: damaged model metadata \(no history\)$"),
         (lambda d: d.update(epochs=3), r"^model\.json: damaged model metadata \(unknown field\(s\) epochs\)$"),
-        (lambda d: d.update(schema_version=2), r"^model\.json: model metadata of schema version 2; .* upgrade it$"),
+        (lambda d: d.update(schema_version=3), r"^model\.json: model metadata of schema version 3; .* upgrade it$"),
         (lambda d: d["config"].pop("seed"), r"^model\.json: damaged model metadata \(KeyError: 'seed'\)$"),
         (lambda d: d["config"].update(epochs=0), r"^model\.json: damaged model metadata \(.*epochs must be a positive"),
     ],

@@ -1,4 +1,5 @@
-"""The comparison table: order, highlighting, notes and the published column, in every format."""
+"""The comparison: order, the sources tied for best, the paired tests, notes and the published figures, in
+every format."""
 
 from __future__ import annotations
 
@@ -14,25 +15,34 @@ import pytest
 from refusal import refused
 
 from cxrtl.cli import main
+from cxrtl.compare import Predictions
 from cxrtl.errors import CxrtlError
-from cxrtl.evaluate import Evaluation
-from cxrtl.metrics import binary_metrics, roc_points
+from cxrtl.evaluate import Evaluation, evaluation_result, write_predictions
+from cxrtl.metrics import METRIC_NAMES, roc_points
 from cxrtl.recipes import TrainConfig
-from cxrtl.records import DatasetRef, EvaluationResult, ModelSummary
+from cxrtl.records import DatasetRef, ModelSummary
 from cxrtl.repeats import champion_candidate
 from cxrtl.report import build_report, skipped_sources_note
-from cxrtl.weights import SOURCE_NAMES, get_source
+from cxrtl.weights import SOURCE_NAMES, PublishedMetrics, get_source
 
 N_TEST = 20
 
 
 def _evaluation(
-    source: str, correct: int, *, stand_in: bool = True, split: str = "val", recipe: str = "recommended", seed: int = 0
+    source: str,
+    correct: int,
+    *,
+    stand_in: bool = True,
+    split: str = "val",
+    recipe: str = "recommended",
+    n: int = N_TEST,
+    threshold: float | None = None,
+    **overrides,
 ) -> Evaluation:
-    """What ``cxrtl evaluate`` gives for a model that gets ``correct`` of 20 test images right (the first ones)."""
-    y = np.array([1, 0] * (N_TEST // 2))
-    right = np.arange(N_TEST) < correct
-    confidence = 0.5 + 0.3 * np.linspace(1.0, 0.2, N_TEST)
+    """What ``cxrtl evaluate`` gives for a model that gets ``correct`` of ``n`` test images right (the first ones)."""
+    y = np.array([1, 0] * (n // 2) + [0] * (n % 2))
+    right = np.arange(n) < correct
+    confidence = 0.5 + 0.3 * np.linspace(1.0, 0.2, n)
     p = np.where(right == (y == 1), confidence, 1.0 - confidence)
     model = ModelSummary(
         source=source,
@@ -42,11 +52,14 @@ def _evaluation(
         run_id="r1",
         best_epoch=3,
         selection_split=split,
-        selection_accuracy=0.9,
-        config=TrainConfig.from_recipe(recipe, seed=seed),
+        selection_score=0.9,
+        validation_threshold=threshold,
+        history={"train_loss": [0.5, 0.4, 0.3], "select_score": [0.8, 0.85, 0.9]},
+        config=TrainConfig.from_recipe(recipe, **overrides),
         dataset=DatasetRef("tawsifurrahman/covid19-radiography-database", "v5", "ab" * 32),
     )
-    return Evaluation(EvaluationResult(**binary_metrics(y, p), model=model), roc_points(y, p))
+    predictions = Predictions([f"img{i}.png" for i in range(n)], y, p)
+    return Evaluation(evaluation_result(predictions, model), roc_points(y, p), predictions)
 
 
 @pytest.fixture
@@ -55,18 +68,33 @@ def ten() -> list[Evaluation]:
     return [_evaluation(s, 10 + i, stand_in=s != "moco-v1") for i, s in enumerate(SOURCE_NAMES)]
 
 
-def _table_rows(markdown: str) -> list[list[str]]:
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+def _table_rows(markdown: str, title: str = "") -> list[list[str]]:
+    """The rows of the first table after the heading that starts with ``title``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("#") and title in line)
+    table = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
 
 
-def test_rows_are_sorted_by_accuracy_best_first(ten):
+def test_rows_are_ranked_by_accuracy_and_the_top_is_tied_with_what_it_does_not_beat_significantly(ten):
     report = build_report(list(reversed(ten)))
     assert [r.source for r in report.rows] == list(reversed(SOURCE_NAMES))
     accuracies = [r.metrics["accuracy"] for r in report.rows]
     assert accuracies == sorted(accuracies, reverse=True)
-    assert report.best.source == "moco-v2" and report.best.metrics["accuracy"] == pytest.approx(19 / 20)
-    assert report.best.accuracy_ci == tuple(report.evaluations["moco-v2"].result.intervals_95["accuracy"])
+    assert report.top.source == "moco-v2" and report.top.metrics["accuracy"] == pytest.approx(19 / 20)
+    # On 20 images, 19 right is not significantly better than 15 right (4 discordant images: p = 0.125)...
+    by_pair = {frozenset((t.a, t.b)): t for t in report.tests}
+    assert by_pair[frozenset(("moco-v2", "inat2021-supervised"))].mcnemar_p == pytest.approx(2 / 16)
+    assert len(report.tests) == 45
+    assert report.tied[0] == "moco-v2"
+    for row in report.rows[1:]:
+        test = by_pair[frozenset(("moco-v2", row.source))]
+        assert row.tied_for_best == (test.mcnemar_holm >= 0.05)
 
 
 def test_equal_accuracy_is_ordered_by_roc_auc_undefined_last():
@@ -77,24 +105,36 @@ def test_equal_accuracy_is_ordered_by_roc_auc_undefined_last():
         assert [r.source for r in build_report(order).rows] == ["imagenet", "chexpert", "moco-v1", "moco-v2"]
 
 
-def test_markdown_has_every_source_the_best_in_bold_and_the_published_accuracy(ten):
+def test_six_perfect_sources_are_all_tied_for_best_and_ordered_by_name_not_position():
+    perfect = [_evaluation(s, N_TEST) for s in reversed(SOURCE_NAMES[:6])]
+    report = build_report([*perfect, _evaluation("moco-v2", 8)])
+    assert [r.source for r in report.rows[:6]] == sorted(SOURCE_NAMES[:6])
+    assert report.tied == sorted(SOURCE_NAMES[:6])
+    assert all(t.mcnemar_p == 1.0 and t.delong_p == 1.0 for t in report.tests if "moco-v2" not in (t.a, t.b))
+
+
+def test_markdown_has_every_metric_with_its_interval_and_the_tied_marks(ten):
     report = build_report(ten)
     md = report.markdown()
-    rows = _table_rows(md)
+    rows = _table_rows(md, "Weight sources compared")
     assert len(rows) == 10
-    assert rows[0][0] == "**moco-v2**" and all(c.startswith("**") and c.endswith("**") for c in rows[0])
-    assert not any("**" in c for row in rows[1:] for c in row)
-    assert "Best: **moco-v2**" in md
-    header = next(line for line in md.splitlines() if line.startswith("| Source"))
-    assert header.rstrip(" |").endswith("Published accuracy")
-    by_source = {row[0].strip("*"): row for row in rows}
+    header = next(line for line in md.splitlines() if line.startswith("| Source |"))
+    for name in ("Accuracy", "ROC AUC", "PR AUC", "Brier", "ECE", "Sensitivity at 95% specificity"):
+        assert f"| {name} (95% CI) |" in header
+    assert "Published" not in header  # a recommended run with stand-ins is not the study's
+    by_source = {row[0]: row for row in rows}
     assert set(by_source) == set(SOURCE_NAMES)
-    for source in SOURCE_NAMES:
-        assert by_source[source][-1].strip("*") == f"{get_source(source).published.accuracy:.4f}"
-        ev = report.evaluations[source]
-        assert by_source[source][1].strip("*") == f"{ev.metrics['accuracy']:.4f}"
-    assert by_source["moco-v1"][-2] == report.evaluations["moco-v1"].result.model.weights_sha256[:12]
-    assert by_source["imagenet"][-2] == "stand-in"
+    for i, row in enumerate(report.rows, start=1):
+        cells = by_source[row.source]
+        assert cells[1] == (f"{i} (tied for best)" if row.tied_for_best else str(i))
+        low, high = row.evaluation.result.intervals_95["accuracy"]
+        assert cells[2] == f"{row.metrics['accuracy']:.4f} ({low:.3f}-{high:.3f})"
+        assert len(cells) == 2 + len(METRIC_NAMES) + 2
+    assert by_source["moco-v1"][-1] == report.evaluations["moco-v1"].result.model.weights_sha256[:12]
+    assert by_source["imagenet"][-1] == "stand-in"
+    pairs = _table_rows(md, "Paired tests")
+    assert len(pairs) == 45 and all(len(p) == 7 for p in pairs)
+    assert "Tied for best" in md and "Best:" not in md
 
 
 def test_notes_name_the_stand_ins_and_say_nothing_about_test_selection_on_val(ten):
@@ -102,8 +142,67 @@ def test_notes_name_the_stand_ins_and_say_nothing_about_test_selection_on_val(te
     stand_in_note = next(n for n in report.notes if "STAND-IN" in n)
     named = set(re.findall(r"[a-z0-9-]+", stand_in_note.split(":", 1)[1]))
     assert named >= set(SOURCE_NAMES) - {"moco-v1"} and "moco-v1" not in named
-    assert not any("test split" in n for n in report.notes)
+    assert not any("test split" in n and "optimistic" in n for n in report.notes)
     assert "Recipe: recommended." in report.notes and "Dataset version: v5." in report.notes
+    hidden = next(n for n in report.notes if "published figures are hidden" in n)
+    assert "recommended, not paper" in hidden and "20 images" in hidden and "stand-ins" in hidden
+
+
+def _study_run(**overrides) -> list[Evaluation]:
+    """Ten sources as the study ran them: paper recipe, its settings, its 1,453 test images, real weights."""
+    n = PublishedMetrics.TEST_IMAGES
+    return [
+        _evaluation(s, n - 10 * i, recipe="paper", split="test", stand_in=False, n=n, **overrides)
+        for i, s in enumerate(SOURCE_NAMES)
+    ]
+
+
+def test_a_comparable_run_shows_the_five_published_figures_in_each_row():
+    report = build_report(_study_run())
+    assert report.comparable
+    head, rows = report.table()
+    assert head[-5:] == [
+        "Published accuracy",
+        "Published precision",
+        "Published sensitivity",
+        "Published f1",
+        "Published n",
+    ]
+    for row, cells in zip(report.rows, rows, strict=True):
+        published = get_source(row.source).published
+        figures = (published.accuracy, published.precision, published.sensitivity, published.f1)
+        assert cells[-5:] == [*(f"{v:.4f}" for v in figures), "1,453"]
+    assert "Recipe: paper." in report.notes
+    assert not any("hidden" in n for n in report.notes)
+    assert "Published sensitivity" in report.markdown() and "Published n" in report.html()
+
+
+def test_an_overridden_paper_run_lists_its_overrides_and_hides_the_published_figures():
+    report = build_report(_study_run(epochs=3, batch_size=16))
+    assert not report.comparable and "Published" not in report.markdown()
+    recipe_note = next(n for n in report.notes if n.startswith("Recipe:"))
+    assert recipe_note != "Recipe: paper." and "epochs=3 (paper: 50)" in recipe_note
+    assert "batch_size=16 (paper: 32)" in recipe_note
+    assert any("published figures are hidden: settings were overridden" in n for n in report.notes)
+
+
+def test_the_validation_threshold_is_reported_beside_05():
+    with_threshold = [_evaluation(s, 15, threshold=0.65) for s in ("chexpert", "imagenet")]
+    report = build_report(with_threshold)
+    rows = _table_rows(report.markdown(), "At the threshold chosen on the validation split")
+    assert [r[:2] for r in rows] == [["chexpert", "0.6500"], ["imagenet", "0.6500"]]
+    at = report.evaluations["chexpert"].result.at_validation_threshold
+    low, high = at.intervals_95["accuracy"]
+    assert rows[0][2] == f"{at.metrics['accuracy']:.4f} ({low:.3f}-{high:.3f})"
+    assert "At the threshold chosen" not in build_report([_evaluation("imagenet", 15)]).markdown()
+
+
+def test_the_figures_data_is_on_the_report(ten):
+    report = build_report(ten)
+    ev = report.evaluations["moco-v2"]
+    assert ev.predictions.y_true.shape == ev.predictions.p_covid.shape == (N_TEST,)
+    assert ev.result.model.history["select_score"] == [0.8, 0.85, 0.9]
+    assert set(ev.result.confusion) == {"tn", "fp", "fn", "tp"} and set(ev.result.intervals_95) == set(METRIC_NAMES)
 
 
 def test_sources_left_out_for_want_of_weights_are_named_in_every_format():
@@ -116,26 +215,30 @@ def test_sources_left_out_for_want_of_weights_are_named_in_every_format():
 
 def test_paper_selection_on_test_is_called_optimistic():
     report = build_report([_evaluation("imagenet", 18, split="test", recipe="paper", stand_in=False)])
-    note = next(n for n in report.notes if "test split" in n)
-    assert "optimistic" in note
+    note = next(n for n in report.notes if "optimistic" in n)
+    assert "chosen on the test split" in note
     assert not any("STAND-IN" in n for n in report.notes)
     assert note in report.markdown() and note in report.text()
 
 
-def test_html_highlights_the_best_row_and_embeds_the_roc_plot(ten):
-    html = build_report(ten).html()
-    assert html.count('class="best"') == 1
+def test_html_highlights_the_rows_tied_for_best_and_embeds_the_roc_plot(ten):
+    report = build_report(ten)
+    html = report.html()
+    assert html.count('<tr class="best">') == len(report.tied) >= 1
     assert re.search(r'<tr class="best"><td>moco-v2</td>', html)
     for source in SOURCE_NAMES:
         assert f"<td>{source}</td>" in html
-    assert html.count("<tr>") + html.count('<tr class="best">') == 11  # header and ten rows
+    results_table = html.split("<h2>")[1]
+    assert results_table.count("<tr>") + results_table.count('<tr class="best">') == 11  # header and ten rows
+    assert "<h2>Paired tests</h2>" in html
     assert '<img alt="ROC curves" src="data:image/png;base64,' in html
 
 
-def test_text_marks_the_best_line(ten):
-    text = build_report(ten).text()
-    best_lines = [line for line in text.splitlines() if "<- best" in line]
-    assert len(best_lines) == 1 and best_lines[0].startswith("moco-v2 ")
+def test_text_marks_the_lines_tied_for_best(ten):
+    report = build_report(ten)
+    text = report.text()
+    marked = [line.split()[0] for line in text.splitlines() if line.endswith("<- tied for best")]
+    assert marked == report.tied and marked[0] == "moco-v2"
     for source in SOURCE_NAMES:
         assert re.search(rf"^{re.escape(source)}\s", text, re.MULTILINE)
 
@@ -150,21 +253,36 @@ def test_html_is_self_contained_for_the_kfp_ui(ten):
 def test_write_gives_txt_md_html_and_csv(ten, tmp_path):
     report = build_report(ten)
     paths = report.write(tmp_path / "out")
-    assert {p.name for p in paths.values()} == {"report.txt", "report.md", "report.html", "results.csv"}
+    assert {p.name for p in paths.values()} == {"report.txt", "report.md", "report.html", "results.csv", "pairs.csv"}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths.values())
     assert paths["md"].read_text() == report.markdown()
     assert paths["html"].read_text() == report.html()
     with open(paths["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["source"] for r in rows] == [r.source for r in report.rows]
-    assert float(rows[0]["accuracy"]) == pytest.approx(report.best.metrics["accuracy"])
-    assert rows[0]["n"] == str(N_TEST)
+    top = report.top.evaluation.result
+    assert float(rows[0]["accuracy"]) == top.metrics["accuracy"]  # full precision
+    assert [float(rows[0]["roc_auc_low"]), float(rows[0]["roc_auc_high"])] == top.intervals_95["roc_auc"]
+    assert rows[0]["accuracy_interval"] == "wilson" and rows[0]["f1_interval"] == "bootstrap"
+    assert rows[0]["n"] == str(N_TEST) and rows[0]["tied_for_best"] == "True" and rows[0]["rank"] == "1"
     assert {r["source"]: r["stand_in"] for r in rows}["moco-v1"] == "False"
+    with open(paths["pairs"], newline="") as f:
+        pairs = list(csv.DictReader(f))
+    assert len(pairs) == 45 and set(pairs[0]) >= {"Source A", "Source B", "McNemar p (Holm)", "DeLong p (Holm)"}
 
 
-def test_a_source_given_twice_is_refused():
-    with pytest.raises(CxrtlError, match="two results for weight source 'chexpert'"):
-        build_report([_evaluation("chexpert", 15), _evaluation("imagenet", 16), _evaluation("chexpert", 17)])
+def test_an_undefined_metric_is_shown_with_its_reason_never_as_zero():
+    model = _evaluation("imagenet", 10).result.model
+    y = np.array([1, 0] * (N_TEST // 2))
+    never = Predictions([f"img{i}.png" for i in range(N_TEST)], y, np.full(N_TEST, 0.2))
+    never_covid = Evaluation(evaluation_result(never, model), roc_points(y, never.p_covid), never)
+    assert never_covid.result.confusion["tp"] + never_covid.result.confusion["fp"] == 0
+    report = build_report([never_covid])
+    assert "undefined (no image was predicted COVID)" in report.markdown()
+    head, rows = report.csv_rows()
+    row = dict(zip(head, rows[0], strict=True))
+    assert row["precision"] == row["precision_low"] == ""
+    assert row["precision_undefined"] == "no image was predicted COVID"
 
 
 def test_repeats_rank_sources_by_their_mean_and_show_the_spread_and_each_seeds_interval():
@@ -176,13 +294,14 @@ def test_repeats_rank_sources_by_their_mean_and_show_the_spread_and_each_seeds_i
     report = build_report(evaluations)
     assert [r.source for r in report.rows] == ["chexpert", "moco-v2"]
     best = report.rows[0]
-    assert best.seeds == [3, 4, 5]
-    assert best.metrics["accuracy"] == pytest.approx((17 + 17 + 16) / 60)
-    assert best.accuracy_sd == pytest.approx(np.std([0.85, 0.85, 0.80], ddof=1))
+    assert best.seeds.seeds == [3, 4, 5] and best.evaluation.result.model.config.seed == 3
+    assert best.seeds.mean()["accuracy"] == pytest.approx((17 + 17 + 16) / 60)
+    assert best.seeds.sd("accuracy") == pytest.approx(np.std([0.85, 0.85, 0.80], ddof=1))
     head, rows = report.table()
     column = head.index("Accuracy across seeds: mean ± SD [each seed (95% CI)]")
     assert rows[0][column].startswith("0.8333 ± 0.0289 over 3 seeds [seed 3: 0.8500 (0.640-0.948); seed 4:")
     assert any("several seeds on one shared split" in note for note in report.notes)
+    assert "Ranked by accuracy (the mean over the training seeds)" in report.summary()
     # The champion candidate is one model: the best seed of the best source, not moco-v2's lucky seed.
     candidate = champion_candidate(evaluations, "accuracy")
     assert (candidate.result.model.source, candidate.result.model.config.seed) == ("chexpert", 3)
@@ -195,6 +314,11 @@ def test_one_seed_per_source_keeps_the_table_as_it_was(ten):
     assert not any("seeds" in h for h in head)
 
 
+def test_a_source_given_twice_is_refused():
+    with pytest.raises(CxrtlError, match="two results for weight source 'chexpert'"):
+        build_report([_evaluation("chexpert", 15), _evaluation("imagenet", 16), _evaluation("chexpert", 17)])
+
+
 def test_no_results_is_refused():
     with pytest.raises(CxrtlError, match="no evaluation results"):
         build_report([])
@@ -204,6 +328,7 @@ def _write_folder(folder: Path, ev: Evaluation) -> Path:
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps(ev.result.to_dict()))
     (folder / "roc.json").write_text(json.dumps(ev.roc))
+    write_predictions(folder / "predictions.csv", ev.predictions, ev.result.threshold)
     return folder
 
 
@@ -212,9 +337,15 @@ def test_cli_report_prints_the_table_and_writes_the_files(tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", "--results", *map(str, folders), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    best = next(line for line in printed.splitlines() if "<- best" in line)
-    assert best.startswith("imagenet ")
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.md", "report.txt", "results.csv"]
+    first = next(line for line in printed.splitlines() if "<- tied for best" in line)
+    assert first.startswith("imagenet ")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "pairs.csv",
+        "report.html",
+        "report.md",
+        "report.txt",
+        "results.csv",
+    ]
     assert (out / "report.txt").read_text().strip() == printed.strip()
 
 

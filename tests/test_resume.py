@@ -79,7 +79,11 @@ def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(s
     assert metadata["resumed_from_epoch"] == 1 and metadata["run_id"] == RUN_ID
     assert all(len(values) == EPOCHS for values in metadata["history"].values())
     assert store.exists(model_key) and store.get_json(f"models/imagenet/{RUN_ID}/model.json") == metadata
-    assert store.list(f"runs/{RUN_ID}/") == [f"{checkpoints}epoch-{EPOCHS:03d}.pt"]  # best.pt dropped, keep 1
+    # best.pt dropped, keep 1; the run's identity stays
+    assert store.list(f"runs/{RUN_ID}/") == [
+        f"{checkpoints}epoch-{EPOCHS:03d}.pt",
+        f"runs/{RUN_ID}/imagenet/identity.json",
+    ]
     for output in (rerun.stderr, rerun.stdout, first_log.read_text()):
         assert s3_server.secret_key not in output
 

@@ -40,7 +40,7 @@ def test_only_what_changes_training_is_fingerprinted():
         ("promotion_margin", 1.0, "must be in [0, 1), got 1.0"),
         ("promotion_metric", "auc", "must be one of accuracy"),
         ("recipe", "fast", "must be one of paper, recommended, got 'fast'"),
-        ("image_size", 16, "must be at least 32, got 16"),
+        ("image_size", 16, "must be a whole number from 32 to 1024, got 16"),
         ("seed", -1, "must be 0 or more, got -1"),
         ("repeats", 0, "must be positive, got 0"),
     ],

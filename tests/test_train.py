@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 import torch
 from refusal import one_error_line
+from sklearn.metrics import roc_auc_score
 
 from cxrtl.cli import main
 from cxrtl.data import PreparedData
 from cxrtl.engine import Batches, EpochStats, predict, recalibrate_batchnorm
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import evaluate
+from cxrtl.metrics import youden_threshold
 from cxrtl.model import build_model
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import ModelMetadata
@@ -144,8 +146,10 @@ def test_paper_recipe_selects_the_best_epoch_on_the_test_split(paper_run, tmp_pa
     assert meta.selection_split == training.selection_split == "test"
     assert (training.normalize, training.recalibrate_bn, training.freeze_backbone_after) == (False, False, 1)
     history = meta.history["select_accuracy"]
-    assert len(history) == 2
-    assert meta.selection_accuracy == max(history)
+    assert len(history) == 2 and training.selection_metric == "accuracy"
+    assert meta.history["select_score"] == history  # the study's rule: test-split accuracy
+    assert meta.selection_score == max(history)
+    assert meta.validation_threshold is None  # no validation split to choose one on
     assert meta.best_epoch == history.index(max(history)) + 1
 
     # The saved model is that epoch's state, and its test accuracy is the one selection used.
@@ -157,7 +161,7 @@ def test_paper_recipe_selects_the_best_epoch_on_the_test_split(paper_run, tmp_pa
         assert torch.equal(tensor, best[name]), name
     assert evaluate(paper_run.data_dir, paper_run.out_dir, tmp_path / "eval", device="cpu").metrics[
         "accuracy"
-    ] == pytest.approx(meta.selection_accuracy)
+    ] == pytest.approx(meta.selection_score)
 
     # Without recalibration, the running statistics are not the plain average over the training split.
     data = PreparedData.load(paper_run.data_dir)
@@ -184,6 +188,7 @@ def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
     assert paper_run.keys(f"runs/{run}/") == [
         f"runs/{run}/imagenet/checkpoints/epoch-001.pt",
         f"runs/{run}/imagenet/checkpoints/epoch-002.pt",
+        f"runs/{run}/imagenet/identity.json",
     ]
     assert paper_run.keys(f"models/imagenet/{run}/") == [
         f"models/imagenet/{run}/model.json",
@@ -199,19 +204,23 @@ def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
 # --- the recommended recipe -----------------------------------------------------------------------
 
 
-def test_recommended_recipe_selects_on_val_with_recalibrated_batchnorm(recommended_run):
+def test_recommended_recipe_selects_on_val_roc_auc_with_recalibrated_batchnorm(recommended_run):
     meta = recommended_run.metadata
     training = meta.config.training
     assert meta.selection_split == training.selection_split == "val"
+    assert training.selection_metric == "roc_auc"
     assert training.recalibrate_bn and training.normalize and training.class_weighted_loss
     assert training.freeze_backbone_after is None
-    assert meta.selection_accuracy == max(meta.history["select_accuracy"])
+    ranked = list(zip(meta.history["select_score"], meta.history["select_accuracy"], strict=True))
+    assert meta.selection_score == max(ranked)[0] and meta.best_epoch == ranked.index(max(ranked)) + 1
 
     data = PreparedData.load(recommended_run.data_dir)
     model, _ = load_model(recommended_run.out_dir)
     val = data.indices("val")
     probs = predict(model, Batches.of(data, "val", 16, True, CPU))
-    assert float((probs.argmax(1) == data.labels[val]).mean()) == pytest.approx(meta.selection_accuracy)
+    assert roc_auc_score(data.labels[val], probs[:, 1]) == pytest.approx(meta.selection_score)
+    # The threshold is Youden's J on validation, recorded with the model.
+    assert meta.validation_threshold == pytest.approx(youden_threshold(data.labels[val], probs[:, 1]))
 
     # The saved statistics are the plain average over the training split under the saved weights.
     before = _running_stats(model)
@@ -223,7 +232,10 @@ def test_recommended_recipe_selects_on_val_with_recalibrated_batchnorm(recommend
 
 def test_keep_1_prunes_older_checkpoints_and_best_is_dropped_at_the_end(recommended_run, tmp_path):
     run = recommended_run.run_id
-    assert recommended_run.keys(f"runs/{run}/") == [f"runs/{run}/imagenet/checkpoints/epoch-002.pt"]
+    assert recommended_run.keys(f"runs/{run}/") == [
+        f"runs/{run}/imagenet/checkpoints/epoch-002.pt",
+        f"runs/{run}/imagenet/identity.json",
+    ]
     last = _load(recommended_run.store, f"runs/{run}/imagenet/checkpoints/epoch-002.pt", tmp_path)
     assert {"source", "weights_sha256", "recipe", "epoch", "model", "optimizer", "history", "best", "config"} <= set(
         last
@@ -245,13 +257,19 @@ def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there
     with torch.no_grad():  # as if an epoch had trained: a resumed session must load this, not start afresh
         first.model.fc[0].bias.add_(1.0)
 
-    save_epoch(first, progress, 1, EpochResult(EpochStats(0.5, 0.75, 10.0), select_accuracy=0.6))
+    save_epoch(first, progress, 1, EpochResult(EpochStats(0.5, 0.75, 10.0), select_accuracy=0.6, select_score=0.6))
     assert stand_in_store.list(f"runs/{run_id}/") == [
         f"runs/{run_id}/imagenet/best-epoch-001.pt",
         f"runs/{run_id}/imagenet/checkpoints/epoch-001.pt",
+        f"runs/{run_id}/imagenet/identity.json",
     ]
-    assert progress.history == {"train_loss": [0.5], "train_accuracy": [0.75], "select_accuracy": [0.6]}
-    assert (progress.epoch, progress.best_epoch, progress.best_accuracy) == (1, 1, 0.6)
+    assert progress.history == {
+        "train_loss": [0.5],
+        "train_accuracy": [0.75],
+        "select_accuracy": [0.6],
+        "select_score": [0.6],
+    }
+    assert (progress.epoch, progress.best_epoch, progress.best_score) == (1, 1, 0.6)
 
     second = open_session(prepared["paper"], "imagenet", config, stand_in_store, run_id)
     resumed = resume(second)
@@ -269,12 +287,25 @@ def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there
         stand_in_store.delete(key)
 
 
+def test_an_equal_selection_score_goes_to_the_higher_accuracy_then_the_earlier_epoch(stand_in_store, prepared):
+    run_id = "test-train-ties"
+    config = TrainConfig.from_recipe("recommended", epochs=4, batch_size=8, device="cpu")
+    session = open_session(prepared["recommended"], "imagenet", config, stand_in_store, run_id)
+    progress = resume(session)
+    stats = EpochStats(0.5, 0.75, 10.0)
+    for epoch, accuracy, auc in ((1, 0.6, 1.0), (2, 0.9, 1.0), (3, 0.9, 1.0), (4, 1.0, 0.95)):
+        save_epoch(session, progress, epoch, EpochResult(stats, select_accuracy=accuracy, select_score=auc))
+    assert (progress.best_epoch, progress.best_score) == (2, 1.0)
+    for key in stand_in_store.list(f"runs/{run_id}/"):
+        stand_in_store.delete(key)
+
+
 def test_resuming_a_finished_run_takes_the_best_model_from_the_published_one(paper_run):
     meta = paper_run.metadata
     session = open_session(paper_run.data_dir, "imagenet", paper_run.config, paper_run.store, paper_run.run_id)
     progress = resume(session)
     assert (progress.epoch, progress.resumed_from, progress.history) == (2, 2, meta.history)
-    assert (progress.best_epoch, progress.best_accuracy) == (meta.best_epoch, meta.selection_accuracy)
+    assert (progress.best_epoch, progress.best_score) == (meta.best_epoch, meta.selection_score)
     published, _ = load_model(paper_run.out_dir)
     for name, tensor in published.state_dict().items():
         assert torch.equal(progress.best_state[name], tensor), name
@@ -302,8 +333,8 @@ def test_unknown_settings_and_recipes_are_refused():
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("epochs-0", "epochs must be a positive integer, got 0"),
-        ("epochs-negative", "epochs must be a positive integer, got -3"),
+        ("epochs-0", "--epochs: must be positive, got 0"),
+        ("epochs-negative", "--epochs: must be positive, got -3"),
         ("unknown-source", "unknown weight source 'resnet'"),
         ("missing-data", "is not a preprocessed dataset"),
         ("no-val-split", "'val' split, which this dataset does not have"),
@@ -339,7 +370,7 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(case, expected, prepared, tm
 
 def test_a_run_id_is_not_resumed_under_another_recipe(paper_run, prepared, tmp_path):
     config = TrainConfig.from_recipe("recommended", epochs=3, batch_size=16, device="cpu")
-    with pytest.raises(CxrtlError, match=r"made with recipe='paper', not 'recommended'.*new run id"):
+    with pytest.raises(CxrtlError, match=r"started with recipe='paper', not 'recommended'.*new run id"):
         train(prepared["recommended"], "imagenet", tmp_path / "model", config, paper_run.store, paper_run.run_id)
     assert not (tmp_path / "model").exists()
     assert paper_run.keys(f"runs/{paper_run.run_id}/imagenet/checkpoints/")[-1].endswith("epoch-002.pt")

@@ -111,8 +111,9 @@ def test_registry_covers_the_ten_sources_with_a_way_to_get_each():
         assert all(0.75 < v < 1 for v in (metrics.accuracy, metrics.precision, metrics.sensitivity, metrics.f1))
     imagenet = get_source("imagenet")
     assert imagenet.file_name == f"resnet50-{imagenet.sha256}.pth"
-    assert imagenet.sha256_matches("0676ba61" + "0" * 56) and not imagenet.sha256_matches("f" * 64)
-    assert get_source("chexpert").sha256_matches("0" * 64) is None
+    assert imagenet.published_matches(Path("unread"), "0676ba61" + "0" * 56)
+    assert not imagenet.published_matches(Path("unread"), "f" * 64)
+    assert get_source("chexpert").published_matches(Path("unread"), "0" * 64) is None
     assert get_source("inat2021-mini-swav-1k").published.accuracy == 0.9917
     assert get_source("moco-v2").published.specificity == 0.7890
 
@@ -360,7 +361,7 @@ def test_a_sha256_other_than_the_published_one_is_refused_unless_allowed(tmp_pat
     store = LocalStore(tmp_path / "store")
     file = stand_in("imagenet")  # a stand-in cannot have torchvision's sha256
     message = _one_line_error(lambda: put_weights(store, "imagenet", file))
-    assert "is not the published 0676ba61" in message and "--allow-sha-mismatch" in message
+    assert "does not have the published sha256 0676ba61..." in message and "--allow-sha-mismatch" in message
     assert store.list("weights/") == []
 
     with caplog.at_level(logging.WARNING, logger="cxrtl.weights.stored"):

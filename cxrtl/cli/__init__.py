@@ -14,10 +14,17 @@ from cxrtl.errors import CxrtlError
 _COMMAND_MODULES = ("steps", "weights", "store")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad option in the one line every other error gets (not argparse's usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"cxrtl: error: {self.prog.removeprefix('cxrtl ')}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cxrtl",
         description="COVID-19 vs Normal chest X-ray transfer learning from ten pretrained ResNet50 sources.",
     )
@@ -31,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version or a bad option: the status, not an exception, to the caller
+        return int(exc.code or 0)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from cxrtl.data import image_size_problem
+from cxrtl.ingest import IngestLimits
 from cxrtl.recipes import RECIPES
 from cxrtl.settings import setting_problem
 
@@ -14,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, help="folder to write the zip into")
     p.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
     p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--image-size", type=int, default=299, help="image side in pixels (default 299, as Kaggle's)")
+    p.add_argument(
+        "--image-size", type=_image_size, default=299, help="image side in pixels (default 299, as Kaggle's)"
+    )
     p.set_defaults(func=_demo_data)
 
     p = subparsers.add_parser("ingest", help="fetch the raw dataset (Kaggle, a zip or a folder) and check it")
@@ -26,12 +33,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--store", help="store URL that caches the raw archive (default: no caching)")
+    limits = IngestLimits()
+    p.add_argument(
+        "--max-bytes", type=_positive_int, default=limits.max_bytes, help="unpacked bytes in all (default %(default)s)"
+    )
+    p.add_argument("--max-files", type=_positive_int, default=limits.max_files, help="files (default %(default)s)")
+    p.add_argument(
+        "--max-ratio",
+        type=_checked(float, lambda v: None if 1 <= v < float("inf") else f"must be at least 1, got {v}"),
+        default=limits.max_ratio,
+        help="unpacked/packed size of a zip member over 1 MiB (default %(default)s)",
+    )
     p.set_defaults(func=_ingest)
 
     p = subparsers.add_parser("preprocess", help="decode, resize and split COVID vs Normal into arrays")
     p.add_argument("--raw", required=True, type=Path, help="an ingested folder")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--image-size", type=_image_size, default=224)
     p.add_argument("--recipe", choices=sorted(RECIPES), default="paper")
     p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=_preprocess)
@@ -41,9 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", required=True, metavar="SOURCE", help="weight source name (see 'cxrtl weights list')")
     p.add_argument("--out", required=True, type=Path, help="folder for the best model")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="default: the recipe the data was preprocessed with")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", dest="learning_rate", type=float)
+    p.add_argument("--epochs", type=_setting("epochs", int))
+    p.add_argument("--batch-size", type=_setting("batch_size", int))
+    p.add_argument("--lr", dest="learning_rate", type=_setting("learning_rate", float))
     p.add_argument(
         "--freeze-backbone-after",
         type=_epochs_or_never,
@@ -58,11 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=_seed)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    p.add_argument("--keep-checkpoints", type=int, help="epoch checkpoints kept in the store (default 1)")
+    p.add_argument("--keep-checkpoints", type=_positive_int, help="epoch checkpoints kept in the store (default 1)")
     p.add_argument(
         "--store", help="store URL for weights and checkpoints (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
     )
-    p.add_argument("--run-id", help="resume this run's checkpoints; default: a new run id")
+    p.add_argument("--run-id", type=_run_id, help="resume this run's checkpoints; default: a new run id")
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser("evaluate", help="test-split metrics and predictions of a trained model")
@@ -86,21 +104,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_report)
 
     p = subparsers.add_parser("bench", help="training and inference speed and peak memory on this machine")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--batches", type=int, default=5, help="timed batches (after one warm-up batch)")
+    p.add_argument("--image-size", type=_image_size, default=224)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--batches", type=_positive_int, default=5, help="timed batches (after one warm-up batch)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_bench)
 
 
-def _seed(value: str) -> int:
-    """A seed, checked as the pipeline's seed setting is."""
-    number = int(value)
-    problem = setting_problem("seed", number)
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return number
+# Each option is checked as argparse reads it, so that a bad value is refused before torch or the data load.
+
+
+def _checked(parse: Callable[[str], Any], problem: Callable[[Any], str | None]) -> Callable[[str], Any]:
+    def check(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {parse.__name__}: {text!r}") from None
+        found = problem(value)
+        if found:
+            raise argparse.ArgumentTypeError(found)
+        return value
+
+    check.__name__ = parse.__name__  # argparse names the type in its own messages
+    return check
+
+
+def _setting(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A value of the pipeline setting ``name``, checked as the pipeline checks it."""
+    return _checked(parse, lambda value: setting_problem(name, value))
+
+
+def _run_id_problem(value: str) -> str | None:
+    from cxrtl.store.keys import run_id_problem
+
+    return run_id_problem(value)
+
+
+_seed = _setting("seed", int)
+_image_size = _checked(int, image_size_problem)
+_positive_int = _checked(int, lambda value: None if value > 0 else f"must be positive, got {value}")
+_run_id = _checked(str, _run_id_problem)
 
 
 def _epochs_or_never(value: str) -> int | str:
@@ -117,7 +161,8 @@ def _ingest(args: argparse.Namespace) -> None:
     from cxrtl.ingest import ingest
     from cxrtl.store import open_store
 
-    result = ingest(args.source, args.out, store=open_store(args.store) if args.store else None)
+    limits = IngestLimits(args.max_bytes, args.max_files, args.max_ratio)
+    result = ingest(args.source, args.out, store=open_store(args.store) if args.store else None, limits=limits)
     print(result.summary())
 
 
@@ -158,8 +203,8 @@ def _train(args: argparse.Namespace) -> None:
     result = train(args.data, args.weights, args.out, config, open_store(args.store), run_id)
     meta = result.metadata
     print(
-        f"{args.weights}: best epoch {meta.best_epoch} ({meta.selection_split} accuracy "
-        f"{meta.selection_accuracy:.4f}), run {run_id}, model {result.model_path}"
+        f"{args.weights}: best epoch {meta.best_epoch} ({meta.selection_split} {meta.config.training.selection_metric} "
+        f"{meta.selection_score:.4f}), run {run_id}, model {result.model_path}"
     )
 
 
@@ -169,7 +214,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     evaluation = evaluate(
         args.data, args.model, args.out, device=args.device, masked=args.masked, allow_seen=args.allow_training_images
     )
-    print("  ".join(f"{k} {v:.4f}" for k, v in evaluation.metrics.items()))
+    print("  ".join(f"{k} {'undefined' if math.isnan(v) else f'{v:.4f}'}" for k, v in evaluation.metrics.items()))
     masked = evaluation.checks["masked"]
     if masked:
         flag = "  <- may be reading something other than the lungs" if masked["flagged"] else ""

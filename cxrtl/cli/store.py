@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list, fetch, upload or remove objects in the artifact store",
         description=f"Objects are addressed by key ({keys.weights_key('SOURCE', 'SHA256')}, "
         f"{keys.run_prefix('RUN_ID', 'SOURCE')}..., ...; the layout is in cxrtl/store/keys.py). "
-        "s3:// stores read MINIO_ENDPOINT, MINIO_ACCESS_KEY, MINIO_SECRET_KEY and MINIO_SECURE.",
+        "s3:// stores read MINIO_ENDPOINT, MINIO_ACCESS_KEY, MINIO_SECRET_KEY, MINIO_SECURE and MINIO_TIMEOUT_S.",
     )
     common = add_store_option(parser)
     actions = parser.add_subparsers(dest="store_action", required=True, metavar="ACTION")

@@ -84,8 +84,12 @@ def _check(args: argparse.Namespace) -> None:
     check = check_checkpoint(args.source, args.file)
     print(check.summary())
     digest = sha256_file(args.file)
-    matches = get_source(args.source).sha256_matches(digest)
-    verdict = {None: "no published sha256", True: "the published one", False: "NOT the published one"}[matches]
+    source = get_source(args.source)
+    matches = source.published_matches(args.file, digest)
+    published = source.published_checksum
+    verdict = {None: "no published checksum", True: f"has the published {published}"}.get(
+        matches, f"does NOT have the published {published}"
+    )
     print(f"sha256 {digest} ({verdict})")
 
 

@@ -1,7 +1,7 @@
 """Where a run's artifacts live: a folder (the default) or an S3 bucket (MinIO), by URL.
 
 ``open_store(url)`` returns a :class:`Store`. URLs: ``s3://BUCKET[/PREFIX]`` (MinIO, connection
-settings from ``MINIO_ENDPOINT``, ``MINIO_ACCESS_KEY``, ``MINIO_SECRET_KEY``, ``MINIO_SECURE``; see
+settings from ``MINIO_ENDPOINT``, ``MINIO_ACCESS_KEY``, ``MINIO_SECRET_KEY``, ``MINIO_SECURE``, ``MINIO_TIMEOUT_S``; see
 :mod:`cxrtl.store.s3`),
 ``file:///PATH`` or a plain path. With no URL, ``CXRTL_STORE`` or ``~/.cache/cxrtl/store``.
 

@@ -11,17 +11,20 @@ Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store
     runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt   a checkpoint per epoch; a retried train resumes from the newest
                                                   (with repeats, each training's RUN_ID is RUN_ID-seedN)
     runs/RUN_ID/SOURCE/best-epoch-NNN.pt          the best model so far, until the run's model is published
+    runs/RUN_ID/SOURCE/identity.json              the settings the run trains with, written before its first epoch:
+                                                  a second run of the same id with other settings is refused
     models/SOURCE/RUN_ID/NAME                     model.pt, model.json (cxrtl.records.ModelMetadata) and the
                                                   evaluation: metrics.json, predictions.csv, roc.json
-    reports/RUN_ID/NAME                           report.txt, report.md, report.html, results.csv
+    reports/RUN_ID/NAME                           report.txt, report.md, report.html, results.csv, pairs.csv
     champion/NAME                                 the promoted model.pt and model.json, card.md, and card.json
                                                   (cxrtl.records.ChampionCard), written last
     champion/history/RUN_ID.json                  the card of every promotion
     state/last-success.json                       the last successful run and its fingerprint (cxrtl.retrain)
     state/runs/RUN_ID.json                        a run's fingerprint, adopted when the run succeeds
 
-``NNN`` is the epoch, at least three digits. File names inside a folder (``NAME``) belong to the step
-that writes them and are passed in.
+``NNN`` is the epoch, at least three digits. A ``RUN_ID`` is letters, digits, ``.``, ``_`` and ``-``, starting
+with a letter or digit (KFP's are UUIDs; ``cxrtl train``'s ``local-DATE-TIME-HEX``). File names inside a
+folder (``NAME``) belong to the step that writes them and are passed in.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ _STATE = "state"
 
 _WEIGHTS_FILE = re.compile(rf"{_WEIGHTS}/([^/]+)/([^/]+)\.pth")
 _CHECKPOINT_FILE = re.compile(r"(?:best-)?epoch-(\d{3,})\.pt")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 # --- weights ------------------------------------------------------------------------------------
@@ -75,6 +79,17 @@ def dataset_key(dataset: str, version: str, name: str) -> str:
 
 
 # --- training checkpoints -----------------------------------------------------------------------
+
+
+def run_id_problem(run_id: str) -> str | None:
+    """What keeps ``run_id`` from naming a run in the store (a ``/`` or ``..`` would climb out of it), or None."""
+    if _RUN_ID.fullmatch(run_id):
+        return None
+    return f"must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit; got {run_id!r}"
+
+
+def run_identity_key(run_id: str, source: str) -> str:
+    return f"{run_prefix(run_id, source)}identity.json"
 
 
 def run_prefix(run_id: str, source: str) -> str:

@@ -8,6 +8,10 @@ Connection settings come from the environment (in the cluster, from a Kubernetes
     The key pair. Neither value ever appears in a log line, an error or a ``repr``.
 ``MINIO_SECURE``
     ``true`` or ``false`` (default ``false``: the in-cluster MinIO service speaks plain HTTP).
+``MINIO_TIMEOUT_S``
+    The most seconds one request to the server may take, connecting, waiting for answers and retrying
+    together (default 30). A server that accepts connections but never answers fails within it, with one
+    line naming the endpoint. A transfer that keeps receiving bytes is not cut: the limit bounds waiting.
 
 Each object carries its sha256 as user metadata (``x-amz-meta-sha256``); reads refuse an object
 whose content does not match it, or that has none. A single PUT is atomic; a multipart upload
@@ -52,10 +56,15 @@ from cxrtl.store.minio_adapter import Client, response_status
 logger = logging.getLogger(__name__)
 
 DEFAULT_PART_SIZE = 16 << 20
-# Connection errors and 5xx answers are retried this many times, with exponential back-off
+# Connection errors, timeouts and 5xx answers are retried this many times, with exponential back-off
 # (0 s, 0.5 s, 1 s), so a down endpoint fails within a few seconds.
 RETRIES = 3
 BACKOFF_S = 0.25
+_BACKOFF_TOTAL_S = sum(BACKOFF_S * 2**n for n in range(1, RETRIES))  # urllib3 waits 0 before the first retry
+# Well under a minute, yet room for a busy server: each of the 4 attempts gets 2 s to connect and 5.1 s to answer.
+DEFAULT_TIMEOUT_S = 30.0
+_MIN_TIMEOUT_S = 4.0
+_CONNECT_S = 2.0
 _METADATA_KEY = "sha256"
 _METADATA_HEADER = f"x-amz-meta-{_METADATA_KEY}"
 _ACCESS_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
@@ -73,6 +82,19 @@ class S3Settings:
     secure: bool
     access_key: str = dataclasses.field(repr=False)
     secret_key: str = dataclasses.field(repr=False)
+    timeout_s: float = DEFAULT_TIMEOUT_S  # a whole request: connecting, answers and retries
+
+    def __post_init__(self) -> None:
+        if not _MIN_TIMEOUT_S <= self.timeout_s < float("inf"):
+            raise StoreError(
+                f"MINIO_TIMEOUT_S={self.timeout_s!r}: give a number of seconds of at least {_MIN_TIMEOUT_S:g}"
+            )
+
+    def timeouts(self) -> Timeout:
+        """Each attempt's share of ``timeout_s``: all attempts and the back-off between them fit in it."""
+        attempt = (self.timeout_s - _BACKOFF_TOTAL_S) / (RETRIES + 1)
+        connect = min(_CONNECT_S, attempt / 3)
+        return Timeout(connect=connect, read=attempt - connect)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> S3Settings:
@@ -110,7 +132,14 @@ class S3Settings:
             raise StoreError("MINIO_ENDPOINT carries credentials: put them in MINIO_ACCESS_KEY and MINIO_SECRET_KEY")
         elif "/" in endpoint:
             raise StoreError(f"MINIO_ENDPOINT={endpoint!r}: use HOST:PORT or http(s)://HOST:PORT")
-        return cls(endpoint=endpoint, secure=bool(secure), access_key=access_key, secret_key=secret_key)
+        timeout_text = env.get("MINIO_TIMEOUT_S", "").strip()
+        try:
+            timeout_s = float(timeout_text) if timeout_text else DEFAULT_TIMEOUT_S
+        except ValueError:
+            raise StoreError(f"MINIO_TIMEOUT_S={timeout_text!r}: give a number of seconds") from None
+        return cls(
+            endpoint=endpoint, secure=bool(secure), access_key=access_key, secret_key=secret_key, timeout_s=timeout_s
+        )
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -145,20 +174,22 @@ class S3Store(Store):
         self.part_size = part_size
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._bucket_checked = False
-        # A custom pool so that retries are bounded and quick; minio's default waits minutes.
+        # A custom pool so that retries are bounded and quick; minio's default waits minutes (5 min per read).
         self._client = Client(
             self.settings.endpoint,
             access_key=self.settings.access_key,
             secret_key=self.settings.secret_key,
             secure=self.settings.secure,
             http_client=urllib3.PoolManager(
-                timeout=Timeout(connect=10, read=300),
+                timeout=self.settings.timeouts(),
                 maxsize=4,
                 cert_reqs="CERT_REQUIRED",
                 retries=Retry(
                     total=RETRIES,
                     backoff_factor=BACKOFF_S,
                     status_forcelist=(500, 502, 503, 504),
+                    # A Retry-After header could make a retry wait longer than the whole limit.
+                    respect_retry_after_header=False,
                 ),
             ),
         )
@@ -356,8 +387,9 @@ class S3Store(Store):
                 f"{endpoint} did not answer as an S3 server (HTTP {response_status(exc)}): check MINIO_ENDPOINT"
             ) from None
         except urllib3.exceptions.MaxRetryError as exc:
+            limit = f" within MINIO_TIMEOUT_S={self.settings.timeout_s:g} s" if _timed_out(exc.reason) else ""
             raise StoreError(
-                f"cannot reach S3 endpoint {endpoint} after {RETRIES + 1} attempts ({_reason(exc.reason)}): "
+                f"cannot reach S3 endpoint {endpoint} after {RETRIES + 1} attempts ({_reason(exc.reason)}{limit}): "
                 "check MINIO_ENDPOINT and that the server is up"
             ) from None
         except urllib3.exceptions.HTTPError as exc:
@@ -394,8 +426,16 @@ def _progress(size: int | None, label: str) -> Progress:
     return Progress(size, label, logger, unit="B", shown_from=_PROGRESS_FROM_BYTES)
 
 
+def _timed_out(exc: BaseException | None) -> bool:
+    # urllib3 makes a refused connection (NewConnectionError) a ConnectTimeoutError too, for compatibility.
+    refused = isinstance(exc, urllib3.exceptions.NewConnectionError)
+    return not refused and isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
+
+
 def _reason(exc: BaseException | None) -> str:
-    """The innermost OS-level cause ("connection refused"), else the exception's class."""
+    """The innermost OS-level cause ("connection refused"), "no answer in time", else the exception's class."""
+    if _timed_out(exc):
+        return "no answer in time"
     seen = exc
     while seen is not None:
         if isinstance(seen, OSError) and seen.strerror:

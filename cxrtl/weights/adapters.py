@@ -81,7 +81,19 @@ def check_checkpoint(source: str, path: Path | str) -> BackboneCheck:
         state_dict, prefix, dropped, filled = adapt(fmt, contents)
     except FormatMismatch as exc:
         raise CxrtlError(f"{path}: not a {source} checkpoint ({fmt.description}): {exc}{_hint(contents)}") from None
+    _check_values(path, state_dict)
     return BackboneCheck(source, path, state_dict, prefix, dropped, filled)
+
+
+def _check_values(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """Refuse weights that cannot be a trained network: any NaN or infinity (it spreads to every output,
+    the loss included), or nothing but zeros (every feature is then constant)."""
+    floating = {name: t for name, t in state_dict.items() if t.is_floating_point()}
+    broken = [name for name, t in floating.items() if not torch.isfinite(t).all()]
+    if broken:
+        raise CxrtlError(f"{path}: {len(broken)} backbone tensors hold NaN or infinite values ({_few(broken)})")
+    if not any(t.any() for t in floating.values()):
+        raise CxrtlError(f"{path}: every backbone weight is zero; this is not a trained network")
 
 
 def adapt(

@@ -2,10 +2,10 @@
 
 Per source, the store holds each file put (named by its sha256), a record of each (source, sha256,
 file_name, stand_in, tensors (backbone tensors matched), filled_num_batches_tracked, format,
-published_sha256, sha256_check, stored_at, verified_at, verified) and ``current.json``
+published_sha256, published_md5, sha256_check, stored_at, verified_at, verified) and ``current.json``
 (``{"sha256": ..., "updated_at": ...}``): the file train steps get. The keys are in :mod:`cxrtl.store.keys`.
 
-``sha256_check`` says how the file relates to the registry: ``match`` (the published sha256),
+``sha256_check`` says how the file relates to the registry: ``match`` (the published sha256 or md5),
 ``not-published`` (the publisher gives none), ``mismatch-allowed`` (stored with the explicit
 override) or ``stand-in``.
 """
@@ -69,26 +69,27 @@ def put_weights(
     file = Path(file)
     check = check_checkpoint(source, file)
     digest = sha256_file(file)
+    matches = None if stand_in else weight_source.published_matches(file, digest)
     if stand_in:
         sha256_check = "stand-in"
-    elif weight_source.sha256_matches(digest) is None:
+    elif matches is None:
         sha256_check = "not-published"
-        logger.info("%s: no published sha256; recording %s", source, digest)
-    elif weight_source.sha256_matches(digest):
+        logger.info("%s: no published checksum; recording sha256 %s", source, digest)
+    elif matches:
         sha256_check = "match"
     elif allow_sha_mismatch:
         sha256_check = "mismatch-allowed"
         logger.warning(
-            "%s: %s has sha256 %s, not the published %s...; storing it anyway (--allow-sha-mismatch)",
+            "%s: %s (sha256 %s) does not have the published %s; storing it anyway (--allow-sha-mismatch)",
             source,
             file,
             digest,
-            weight_source.sha256,
+            weight_source.published_checksum,
         )
     else:
         raise CxrtlError(
-            f"{file}: sha256 {digest} is not the published {weight_source.sha256}... for {source}; "
-            "check the download, or pass --allow-sha-mismatch to store it anyway"
+            f"{file} (sha256 {digest}) does not have the published {weight_source.published_checksum} of "
+            f"{source}; check the download, or pass --allow-sha-mismatch to store it anyway"
         )
 
     key = keys.weights_key(source, digest)
@@ -108,6 +109,7 @@ def put_weights(
             "filled_num_batches_tracked": len(check.filled),
             "format": weight_source.format.name,
             "published_sha256": weight_source.sha256,
+            "published_md5": weight_source.md5,
             "sha256_check": sha256_check,
             "stored_at": now,
             "verified_at": now,
@@ -227,11 +229,12 @@ def _verify_one(store: Store, key: str, source: str, sha256: str) -> tuple[bool,
             actual = store.get_file(key, Path(tmp) / "file")
         except StoreError as exc:
             return False, str(exc)
-    if actual != sha256:
-        return False, f"{key}: content has sha256 {actual}, not the one in its name"
-    record = store.get_json(keys.weights_record_key(source, sha256))
-    if record["sha256_check"] == "match" and not get_source(source).sha256_matches(actual):
-        return False, f"{key}: no longer the published {get_source(source).sha256}..."
+        if actual != sha256:
+            return False, f"{key}: content has sha256 {actual}, not the one in its name"
+        record = store.get_json(keys.weights_record_key(source, sha256))
+        weight_source = get_source(source)
+        if record["sha256_check"] == "match" and not weight_source.published_matches(Path(tmp) / "file", actual):
+            return False, f"{key}: no longer the published {weight_source.published_checksum}"
     return True, f"sha256 ok ({record['sha256_check']})"
 
 
