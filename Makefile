@@ -5,7 +5,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 S3RVER := tests/s3rver/node_modules/.installed
 
-.PHONY: demo test lint pytest install compile clean
+.PHONY: demo test lint pytest install compile clean browser
 
 demo: $(VENV)/.installed
 	$(PYTHON) pipeline.py run --demo
@@ -16,8 +16,16 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-pytest: $(VENV)/.installed $(S3RVER)
+pytest: $(VENV)/.installed $(S3RVER) browser
 	$(VENV)/bin/pytest
+
+# Debian's chromium, for the report's browser test (tests/test_report_browser.py): installed as root with apt,
+# as on CI; elsewhere one line says so and that test is skipped.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		{ apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null; \
+	else echo "make: chromium is not installed and this is not root with apt: the report's browser test is skipped"; fi
 
 compile: $(VENV)/.installed
 	$(PYTHON) pipeline.py compile -o cxrtl.yaml

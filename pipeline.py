@@ -32,8 +32,9 @@ from typing import Any
 
 from kfp import compiler, dsl, kubernetes
 
+from cxrtl import signals
 from cxrtl.errors import CxrtlError
-from cxrtl.settings import RunSettings, check_setting, option, value_type
+from cxrtl.settings import TRAIN_RUN_SETTINGS, RunSettings, check_setting, option, value_type
 
 PIPELINE_NAME = "cxrtl"
 DEFAULT_STORE = "s3://cxrtl"
@@ -250,6 +251,7 @@ def build_pipeline(options: ClusterOptions | None = None):
                         store=p.store,
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                         **training,
+                        **{name: getattr(p, name) for name in TRAIN_RUN_SETTINGS},
                     ),
                     options,
                 )
@@ -444,7 +446,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         kind = value_type(f)
         # Each option is None when not given: _local_arguments then takes the demo's value or the default.
         if kind is bool:
-            p.add_argument(option(f.name), dest=f.name, action="store_true", default=None, help=f.metadata["help"])
+            p.add_argument(
+                option(f.name),
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f.metadata["help"],
+            )
         else:
             p.add_argument(
                 option(f.name),
@@ -585,7 +593,14 @@ def _print_ending(out: Path, store: str, reports: str | None, started: float) ->
     much disk the run's folder takes."""
     from cxrtl.report import REPORT_FILES
 
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    # Each file once: the store's copy of a model is a hard link to the pipeline's artifact.
+    files = {
+        (s.st_dev, s.st_ino): s.st_size
+        for p in out.rglob("*")
+        if p.is_file() and not p.is_symlink()
+        for s in [p.stat()]
+    }
+    size = sum(files.values())
     minutes, seconds = divmod(round(time.time() - started), 60)
     print()
     if reports:
@@ -648,11 +663,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signals.install()  # SIGTERM takes Ctrl-C's way out
     try:
         return args.func(args) or 0
     except CxrtlError as exc:  # cluster.ClusterError is one too
         print(f"pipeline.py: error: {exc}", file=sys.stderr)
         return 2
+    except signals.Terminated:
+        print("pipeline.py: terminated (SIGTERM)", file=sys.stderr)
+        return signals.EXIT_CODE
 
 
 if __name__ == "__main__":

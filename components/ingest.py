@@ -14,8 +14,11 @@ def ingest(source: str, store: str, raw: Output[Dataset]) -> str:
     import json
     from pathlib import Path
 
+    from cxrtl import signals
     from cxrtl.ingest import ingest as ingest_dataset
     from cxrtl.store import open_store
+
+    signals.install()  # SIGTERM takes Ctrl-C's clean-up: no upload parts or temporary files left
 
     result = ingest_dataset(source, Path(raw.path), store=open_store(store))
     raw.metadata.update(result.to_dict())

@@ -10,9 +10,12 @@ def promote(data: Input[Dataset], results: Input[list[Dataset]], store: str, met
     by more than the margin and by a paired test."""
     from pathlib import Path
 
+    from cxrtl import signals
     from cxrtl.evaluate import load_evaluation
     from cxrtl.promote import promote as promote_best
     from cxrtl.store import open_store
+
+    signals.install()  # SIGTERM takes Ctrl-C's clean-up: no upload parts or temporary files left
 
     evaluations = [load_evaluation(Path(r.path)) for r in results]
     decision = promote_best(open_store(store), Path(data.path), evaluations, metric=metric, margin=margin)

@@ -1,11 +1,21 @@
-"""Per-epoch training checkpoints in the store, so a retried or pre-empted task resumes where it stopped."""
+"""Training checkpoints in the store, so a retried or pre-empted task resumes where it stopped.
+
+Writes go through a :class:`BackgroundWriter`: one thread, one write at a time (so never two writes of
+one key at once), and a bounded queue, so training runs on while the previous checkpoint uploads and
+waits only when ``depth`` checkpoints are already waiting. Payloads are copied to host memory before they
+are queued: training goes on changing the tensors they came from.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +26,83 @@ from cxrtl.store import Store, keys
 
 logger = logging.getLogger(__name__)
 
+# Checkpoints waiting behind the one being written. One is enough for training never to wait on a store
+# that writes a checkpoint faster than an epoch runs, and bounds the host memory held by copies.
+QUEUE_DEPTH = 1
+
 
 def new_run_id() -> str:
     """A run id for runs started by hand; pipeline runs use KFP's run id."""
     return time.strftime("local-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)
 
 
-class CheckpointStore:
-    """A checkpoint per epoch of one source's training in one run, plus the best model so far.
+class BackgroundWriter:
+    """Runs jobs one after another on a thread of its own, with at most ``depth`` jobs waiting.
 
-    The best model is saved before the epoch's checkpoint and named by its epoch, so a task killed between
-    the two resumes from a checkpoint whose best model is still there.
+    A job's error is raised in the submitting thread at the next :meth:`submit` or :meth:`flush`.
     """
 
-    def __init__(self, store: Store, run_id: str, source: str, keep: int = 1) -> None:
+    def __init__(self, depth: int = QUEUE_DEPTH) -> None:
+        self.depth = depth
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="checkpoint-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Queue ``job``; blocks while ``depth`` jobs are already waiting."""
+        self._check()
+        self._queue.put(job)
+
+    def flush(self) -> None:
+        """Wait until every job submitted is done."""
+        self._queue.join()
+        self._check()
+
+    def close(self, finish: bool = True) -> None:
+        """Stop the thread after the jobs waiting (``finish``) or only after the job under way, so that no
+        upload is cut off half-way (an interrupted S3 upload would leave its parts on the server)."""
+        if not finish:
+            while True:
+                try:
+                    self._queue.get_nowait()
+                    self._queue.task_done()
+                except queue.Empty:
+                    break
+        self._queue.put(None)
+        self._thread.join()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                if self._error is None:  # after a failure, later checkpoints would only hide it
+                    job()
+            except BaseException as exc:  # handed to the training thread, which decides
+                self._error = exc
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+
+class CheckpointStore:
+    """Checkpoints of one source's training in one run, plus the best model so far.
+
+    The best model is written before the checkpoint that names it, so a task killed between the two
+    resumes from a checkpoint whose best model is there. ``keep``: checkpoints left once the run is done.
+    """
+
+    def __init__(self, store: Store, run_id: str, source: str, keep: int = 0) -> None:
         self.store = store
         self.run_id = run_id
         self.source = source
         self.keep = keep
         self._identity: dict[str, Any] | None = None
+        self._writer: BackgroundWriter | None = None
 
     def claim(self, identity: dict[str, Any]) -> dict[str, Any]:
         """The identity the run id is held with: the one recorded by an earlier start, else ``identity``, now
@@ -71,38 +139,92 @@ class CheckpointStore:
     def _best_epochs(self) -> list[int]:
         return self._found(keys.best_checkpoints_prefix(self.run_id, self.source))
 
-    def save(self, epoch: int, payload: dict[str, Any]) -> None:
-        """Save the epoch's checkpoint (its ``best`` names the best epoch so far), then prune what it supersedes."""
-        self._check_claim()
-        _put(self.store, self._epoch_key(epoch), payload)
-        for old in self.epochs()[: -self.keep]:
-            self.store.delete(self._epoch_key(old))
-        for old in self._best_epochs():
-            if old != payload["best"]["epoch"]:
-                self.store.delete(self._best_key(old))
-        logger.info("checkpoint of epoch %d saved to %s", epoch, self.store.url)
+    @contextmanager
+    def in_background(self, depth: int = QUEUE_DEPTH) -> Iterator[BackgroundWriter]:
+        """Within this block :meth:`save` queues its writes; leaving it waits for them (on an error, only
+        for the one under way)."""
+        self._writer = BackgroundWriter(depth)
+        try:
+            yield self._writer
+        except BaseException:
+            self._writer.close(finish=False)
+            raise
+        else:
+            self._writer.flush()
+            self._writer.close()
+        finally:
+            self._writer = None
+
+    def save(self, epoch: int, payload: dict[str, Any], best: dict[str, Any] | None = None) -> None:
+        """Save checkpoint ``epoch`` (after ``best``, the best model it names, if that is new), then prune
+        what it supersedes: older checkpoints (``keep`` of them stay, at least one) and other best models."""
+        payload, best = _to_host(payload), _to_host(best)
+
+        def write() -> None:
+            self._check_claim()
+            if best is not None:
+                _put(self.store, self._best_key(best["epoch"]), best)
+            _put(self.store, self._epoch_key(epoch), payload)
+            for old in self.epochs()[: -max(1, self.keep)]:
+                self.store.delete(self._epoch_key(old))
+            for old in self._best_epochs():
+                if old != payload["best"]["epoch"]:
+                    self.store.delete(self._best_key(old))
+            logger.info("checkpoint of epoch %d saved to %s", epoch, self.store.url)
+
+        if self._writer is None:
+            write()
+        else:
+            self._writer.submit(write)
 
     def latest(self) -> dict[str, Any] | None:
         epochs = self.epochs()
         return get_payload(self.store, self._epoch_key(epochs[-1])) if epochs else None
-
-    def save_best(self, epoch: int, payload: dict[str, Any]) -> None:
-        self._check_claim()
-        _put(self.store, self._best_key(epoch), payload)
 
     def best(self, epoch: int) -> dict[str, Any] | None:
         """The best model saved at ``epoch``; None once the run finished and dropped it."""
         key = self._best_key(epoch)
         return get_payload(self.store, key) if self.store.exists(key) else None
 
-    def drop_best(self) -> None:
-        """Once the final model is saved, the best-so-far copy serves no resume any more."""
+    def finish(self) -> None:
+        """Once the final model is saved: drop the best-so-far copy, and the checkpoints beyond ``keep``."""
         for epoch in self._best_epochs():
             self.store.delete(self._best_key(epoch))
+        epochs = self.epochs()
+        for epoch in epochs[: len(epochs) - self.keep]:
+            self.store.delete(self._epoch_key(epoch))
+
+
+class CheckpointPolicy:
+    """When to checkpoint: at most once every ``minutes`` (0: every epoch), and always after the last epoch.
+
+    (A SIGTERM checkpoints too, whatever the time.)
+    """
+
+    def __init__(self, minutes: float) -> None:
+        self.interval_s = minutes * 60
+        self._last = time.monotonic()
+
+    def due(self, last_epoch: bool) -> bool:
+        return last_epoch or time.monotonic() - self._last >= self.interval_s
+
+    def saved(self) -> None:
+        self._last = time.monotonic()
+
+
+def _to_host(value: Any) -> Any:
+    """``value`` with every tensor copied to host memory, so training may change the originals."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_host(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_host(v) for v in value)
+    return value
 
 
 def _put(store: Store, key: str, payload: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="cxrtl-checkpoint-") as tmp:
         path = Path(tmp) / "payload.pt"
         torch.save(payload, path)
         store.put_file(key, path)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ class Batches:
     ``images`` and ``classes`` cover the whole dataset; ``indices`` picks the images, in their order.
     """
 
-    images: np.ndarray  # uint8 [N, S, S]
+    images: np.ndarray | torch.Tensor  # uint8 [N, S, S]; a tensor when on the device (on_device)
     classes: np.ndarray  # int64 [N]
     indices: np.ndarray
     batch_size: int
@@ -57,13 +59,78 @@ class Batches:
     def shuffled(self, rng: np.random.Generator) -> Batches:
         return dataclasses.replace(self, indices=rng.permutation(self.indices))
 
+    def skip(self, batches: int) -> Batches:
+        """These batches without the first ``batches`` of them."""
+        return dataclasses.replace(self, indices=self.indices[batches * self.batch_size :])
+
+    def on_device(self, fraction_of_free_memory: float = 0.25) -> Batches:
+        """These batches drawn from a copy of the whole image array in GPU memory, when it takes no more than
+        ``fraction_of_free_memory`` of what is free; otherwise unchanged (and on the CPU always)."""
+        if self.device.type != "cuda" or isinstance(self.images, torch.Tensor):
+            return self
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if self.images.nbytes > fraction_of_free_memory * free:
+            logger.info("images (%.0f MiB) stay in host memory: too large for the GPU", self.images.nbytes / 2**20)
+            return self
+        return dataclasses.replace(self, images=torch.from_numpy(np.asarray(self.images)).to(self.device))
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(network input, classes) per batch, on the device."""
+        """(network input, classes) per batch, on the device; from pinned memory without waiting on a GPU."""
+        cuda = self.device.type == "cuda"
         for start in range(0, len(self.indices), self.batch_size):
             batch = self.indices[start : start + self.batch_size]
-            pixels = torch.from_numpy(np.ascontiguousarray(self.images[batch]))
-            x = to_model_input(pixels.to(self.device, non_blocking=True), self.normalize)
-            yield x, torch.from_numpy(self.classes[batch]).to(self.device)
+            if isinstance(self.images, torch.Tensor):  # already on the device
+                pixels = self.images[torch.from_numpy(batch).to(self.device)]
+            else:
+                pixels = torch.from_numpy(np.ascontiguousarray(self.images[batch]))
+                pixels = (pixels.pin_memory() if cuda else pixels).to(self.device, non_blocking=True)
+            x = to_model_input(pixels, self.normalize)
+            yield x, torch.from_numpy(self.classes[batch]).to(self.device, non_blocking=True)
+
+
+class NonFiniteLoss(CxrtlError):
+    """The loss became NaN or infinite: the weights are ruined from that step on."""
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How a training step runs: switches of speed that leave results alone beyond floating-point noise."""
+
+    precision: str = "fp32"  # fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler)
+    channels_last: bool = False
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        dtype = self.autocast_dtype
+        return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto``: bf16 on a GPU that has it, fp16 on another GPU, fp32 on the CPU (where autocast is opt-in)."""
+    if requested != "auto":
+        return requested
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+@dataclass
+class Tally:
+    """What an epoch has done so far: steps, and the sums its loss and accuracy come from."""
+
+    steps: int = 0
+    loss_sum: float = 0.0  # loss x images
+    correct: int = 0
+    seen: int = 0
 
 
 @dataclass
@@ -71,6 +138,8 @@ class EpochStats:
     loss: float
     accuracy: float
     images_per_second: float
+    tally: Tally = dataclasses.field(default_factory=Tally)
+    stopped: bool = False  # stopped early on request (``stop``), with ``tally.steps`` steps done
 
 
 def train_one_epoch(
@@ -80,39 +149,72 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     criterion: nn.Module,
     log_prefix: str,
+    step_settings: StepSettings = StepSettings(),
+    scaler: torch.amp.GradScaler | None = None,
+    start: Tally | None = None,
+    stop: threading.Event | None = None,
 ) -> EpochStats:
-    """One pass over ``batches`` (shuffle them first), logging progress about ten times under ``log_prefix``."""
+    """One pass over ``batches`` (shuffle them first), logging progress about ten times under ``log_prefix``.
+
+    ``start`` resumes an epoch after its first ``start.steps`` batches. ``stop``, once set, ends the epoch
+    after the step under way. Loss and accuracy are summed on the device and read only when logged, so no
+    step waits for the device; a non-finite loss is noted there too and raises :class:`NonFiniteLoss`
+    naming its step at the next read.
+    """
     model.train()
+    start = start or Tally()
+    device = batches.device
     n_batches = len(batches)
     log_every = max(1, n_batches // 10)
-    total_loss, correct, seen = 0.0, 0, 0
+    sums = torch.tensor([start.loss_sum, float(start.correct)], dtype=torch.float64, device=device)
+    first_bad = torch.zeros((), dtype=torch.int64, device=device)
+    seen, step = start.seen, start.steps
     started = time.perf_counter()
-    for step, (x, y) in enumerate(batches, start=1):
+    stopped = False
+    for step, (x, y) in enumerate(batches.skip(start.steps), start=start.steps + 1):
         if len(y) == 1 and seen:
             # BatchNorm cannot normalise a batch of one image once the feature map is 1x1 (small images);
             # the image is trained on in another epoch's shuffle.
+            step -= 1
             break
         optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
-        loss = criterion(logits, y)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
+        with step_settings.autocast(device):
+            logits = model(step_settings.input(x))
+            loss = criterion(logits, y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        loss = loss.detach().float()
+        sums += torch.stack([loss * len(y), (logits.argmax(1) == y).sum()]).double()
+        first_bad = torch.where((first_bad == 0) & ~torch.isfinite(loss), step, first_bad)
         seen += len(y)
-        if step % log_every == 0 or step == n_batches:
-            rate = seen / (time.perf_counter() - started)
+        stopped = stop is not None and stop.is_set()
+        if step % log_every == 0 or step == n_batches or stopped:
+            loss_sum, correct = _read(sums, first_bad, log_prefix)
+            rate = (seen - start.seen) / (time.perf_counter() - started)
             logger.info(
-                "%s [%d/%d] loss %.4f acc %.4f %.1f img/s",
-                log_prefix,
-                step,
-                n_batches,
-                total_loss / seen,
-                correct / seen,
-                rate,
-            )
+                "%s [%d/%d] loss %.4f acc %.4f %.1f img/s", log_prefix, step, n_batches, loss_sum / seen,
+                correct / seen, rate,
+            )  # fmt: skip
+        if stopped:
+            break
+    loss_sum, correct = _read(sums, first_bad, log_prefix)
     elapsed = time.perf_counter() - started
-    return EpochStats(total_loss / seen, correct / seen, seen / elapsed if elapsed else 0.0)
+    tally = Tally(steps=step, loss_sum=loss_sum, correct=int(correct), seen=seen)
+    rate = (seen - start.seen) / elapsed if elapsed else 0.0
+    return EpochStats(loss_sum / seen, correct / seen, rate, tally, stopped)
+
+
+def _read(sums: torch.Tensor, first_bad: torch.Tensor, log_prefix: str) -> tuple[float, float]:
+    """The sums on the host (the one wait for the device), after checking that every loss was finite."""
+    loss_sum, correct, bad = torch.cat([sums, first_bad.double().view(1)]).tolist()
+    if bad:
+        raise NonFiniteLoss(f"{log_prefix}: the training loss is not finite at step {int(bad)}; no model written")
+    return loss_sum, correct
 
 
 def recalibrate_batchnorm(model: nn.Module, batches: Batches) -> None:
@@ -121,8 +223,9 @@ def recalibrate_batchnorm(model: nn.Module, batches: Batches) -> None:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: Batches) -> np.ndarray:
+def predict(model: nn.Module, batches: Batches, step_settings: StepSettings = StepSettings()) -> np.ndarray:
     """Softmax probabilities [images, classes] in the order of ``batches``."""
     model.eval()
-    chunks = [torch.softmax(model(x).float(), dim=1).cpu().numpy() for x, _ in batches]
+    with step_settings.autocast(batches.device):
+        chunks = [torch.softmax(model(step_settings.input(x)).float(), dim=1).cpu().numpy() for x, _ in batches]
     return np.concatenate(chunks) if chunks else np.empty((0, NUM_CLASSES), dtype=np.float32)

@@ -18,11 +18,13 @@ from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData
 from cxrtl.engine import Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
+from cxrtl.gradcam import GRADCAM_FILE, explain
 from cxrtl.metrics import binary_metrics, json_safe, roc_points
 from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
 from cxrtl.seen import SEEN_FILE, Seen, seen_in
 from cxrtl.store import Store, keys
 from cxrtl.train import load_model
+from cxrtl.transforms import to_model_input
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +62,9 @@ def evaluate(
     masked: bool = False,
     allow_seen: bool = False,
 ) -> Evaluation:
-    """Write metrics.json, predictions.csv, roc.json and checks.json for the test split to ``out_dir`` (and the
-    store); ``masked`` adds a second pass with the lungs blacked out (CxrtlError without usable masks).
+    """Write metrics.json, predictions.csv, roc.json, gradcam.npz (cxrtl.gradcam) and checks.json for the test
+    split to ``out_dir`` (and the store); ``masked`` adds a second pass with the lungs blacked out (CxrtlError
+    without usable masks).
 
     A model is not scored on test images it was trained on (by content hash: a copy under another name, or
     a split changed since, counts too) unless ``allow_seen``; then checks.json counts them and the report says so.
@@ -87,6 +90,17 @@ def evaluate(
     predictions = Predictions([data.ids[i] for i in test_idx], y_true, p_covid)
     result = evaluation_result(predictions, ModelSummary.of(metadata))
     roc = roc_points(y_true, p_covid)
+    normalize = metadata.config.training.normalize
+    cams = explain(
+        model,
+        lambda pixels: to_model_input(pixels.to(torch_device), normalize),
+        data.images,
+        test_idx,
+        [data.ids[i] for i in test_idx],
+        y_true,
+        p_covid,
+        result.threshold,
+    )
     checks: dict[str, Any] = {
         "duplicates": data.info.get("duplicates"),
         "collections": _by_collection(data, test_idx, y_true, p_covid),
@@ -103,9 +117,10 @@ def evaluate(
         (staged / METRICS_FILE).write_text(metrics_json + "\n")
         (staged / ROC_FILE).write_text(json.dumps(roc) + "\n")
         write_predictions(staged / PREDICTIONS_FILE, predictions, result.threshold)
+        cams.save(staged / GRADCAM_FILE)
         (staged / CHECKS_FILE).write_text(json.dumps(json_safe(checks), indent=2, sort_keys=True) + "\n")
     if store is not None and metadata.run_id:
-        for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE, CHECKS_FILE):
+        for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE, GRADCAM_FILE, CHECKS_FILE):
             store.put_file(keys.model_key(metadata.source, metadata.run_id, name), out_dir / name)
     m = result.metrics
     logger.info(

@@ -26,6 +26,9 @@ def learning_rate_problem(value: float) -> str | None:
     return None
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
 def _check_positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or value < 1:
         raise CxrtlError(f"{name} must be a positive integer, got {value!r}")
@@ -149,10 +152,24 @@ class TrainConfig:
     training: Training
     seed: int = 0
     device: str = "auto"
-    keep_checkpoints: int = 1
+    # How a step runs (cxrtl.engine.StepSettings): speed, not results beyond floating-point noise.
+    precision: str = "auto"  # auto: bf16 on a GPU that has it, else fp16 with a grad scaler; fp32 on the CPU
+    channels_last: bool = True
+    cudnn_benchmark: bool = True
+    # Off: on a GPU its compile time (minutes for ResNet50) has not been measured against its gain.
+    compile: bool = False
+    data_on_device: bool = True  # a GPU-resident copy of the images when they fit, else pinned host memory
+    # At most one checkpoint per this many minutes (0: every epoch), plus the last epoch's and one on SIGTERM.
+    checkpoint_minutes: float = 10.0
+    keep_checkpoints: int = 0  # checkpoints left in the store once the run is done
 
     def __post_init__(self) -> None:
-        _check_positive_int("keep_checkpoints", self.keep_checkpoints)
+        if self.precision not in PRECISIONS:
+            raise CxrtlError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not (isinstance(self.keep_checkpoints, int) and self.keep_checkpoints >= 0):
+            raise CxrtlError(f"keep_checkpoints must be 0 or more, got {self.keep_checkpoints!r}")
+        if not 0 <= self.checkpoint_minutes < float("inf"):
+            raise CxrtlError(f"checkpoint_minutes must be 0 or more, got {self.checkpoint_minutes!r}")
 
     @classmethod
     def from_recipe(cls, recipe: str, **overrides: Any) -> TrainConfig:
@@ -175,8 +192,11 @@ class TrainConfig:
         return {**run, **dataclasses.asdict(self.training)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """The inverse of :meth:`to_dict`: every field there (KeyError otherwise), and no other."""
+    def from_dict(cls, data: dict[str, Any], legacy: dict[str, Any] | None = None) -> TrainConfig:
+        """The inverse of :meth:`to_dict`: every field there (KeyError otherwise), and no other.
+
+        ``legacy``: values for the fields that records of an earlier schema lack."""
+        data = {**(legacy or {}), **data}
         training = {f.name: data[f.name] for f in dataclasses.fields(Training)}
         run = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name != "training"}
         unknown = sorted(set(data) - set(training) - set(run))

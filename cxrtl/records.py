@@ -164,13 +164,16 @@ class ModelSummary(ModelOrigin):
 class ModelMetadata(ModelSummary, Record):
     """What a trained model is: ``model.json`` beside ``model.pt``, and inside it."""
 
-    SCHEMA_VERSION: ClassVar[int] = 2
     KIND: ClassVar[str] = "model metadata"
+    # 2: the selection metric, score and validation threshold; the config's speed switches and checkpoint
+    # policy, and the precision that ran.
+    SCHEMA_VERSION: ClassVar[int] = 2
 
     backbone_tensors_loaded: int
     resumed_from_epoch: int | None
     image_size: int
     device: str
+    precision: str  # what ran: fp32, bf16 or fp16 (the config's may say auto)
     cxrtl_version: str
     trained_at: str
 
@@ -189,11 +192,29 @@ class ModelMetadata(ModelSummary, Record):
 
     @classmethod
     def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
-        return _model_fields_v1(values)
+        return {"precision": "fp32", **_config_upgraded(_model_fields_v1(values), version)}
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
         return _model_fields(values)
+
+
+# What models trained before schema 2 ran with: the speed switches and checkpoint policy added then.
+_CONFIG_BEFORE_2 = {
+    "precision": "fp32",
+    "channels_last": False,
+    "cudnn_benchmark": False,
+    "compile": False,
+    "data_on_device": False,
+    "checkpoint_minutes": 0.0,
+}
+
+
+def _config_upgraded(model: dict[str, Any], version: int) -> dict[str, Any]:
+    """A model's fields (metadata or summary) with a config of schema 2."""
+    if version >= 2 or not isinstance(model.get("config"), dict):
+        return model
+    return {**model, "config": {**_CONFIG_BEFORE_2, **model["config"]}}
 
 
 def _fields_of(cls: type, record: Any) -> dict[str, Any]:
@@ -223,8 +244,10 @@ class AtThreshold:
 class EvaluationResult(Record):
     """A model's results on the test split: ``metrics.json``."""
 
-    SCHEMA_VERSION: ClassVar[int] = 2
     KIND: ClassVar[str] = "evaluation results"
+    # 2: every metric's interval and its method, undefined reasons, the bootstrap, the validation threshold's
+    # results; the model's summary of schema 2
+    SCHEMA_VERSION: ClassVar[int] = 2
 
     n: int  # test images
     threshold: float  # COVID probability at or above which an image counts as COVID: 0.5
@@ -244,7 +267,7 @@ class EvaluationResult(Record):
             "bootstrap": None,
             "at_validation_threshold": None,
             # Version 1 kept the history in model.json only.
-            "model": {"history": {}, **_model_fields_v1(values["model"])},
+            "model": {"history": {}, **_config_upgraded(_model_fields_v1(values["model"]), version)},
         }
 
     @classmethod

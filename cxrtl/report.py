@@ -8,11 +8,8 @@ The figures' data is on :attr:`Report.evaluations`: per source, ``.predictions``
 
 from __future__ import annotations
 
-import base64
 import csv
 import dataclasses
-import html
-import io
 import logging
 import math
 from dataclasses import dataclass, field
@@ -23,10 +20,13 @@ from cxrtl.compare import ALPHA, PairTest, pair_tests, ranking, tied_for_best
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, load_evaluation
 from cxrtl.files import staged_folder
+from cxrtl.gradcam import GradCamSet
+from cxrtl.html_page import Notes, Page, Section, Table
 from cxrtl.metrics import METRIC_NAMES, THRESHOLD_METRICS
 from cxrtl.recipes import get_recipe
 from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
 from cxrtl.repeats import SourceResults, by_source
+from cxrtl.report_figures import figure_sections, read_gradcam
 from cxrtl.store import Store, keys
 from cxrtl.weights import PublishedMetrics, get_source
 
@@ -106,6 +106,7 @@ class Report:
     rank_metric: str = RANK_METRIC
     notes: list[str] = field(default_factory=list)
     evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by source: what the figures draw
+    cams: dict[str, GradCamSet] = field(default_factory=dict)  # by source: Grad-CAM of evaluate's chosen images
 
     @property
     def top(self) -> Row:
@@ -187,80 +188,50 @@ class Report:
         ]
         return head, rows
 
-    def _sections(self) -> list[tuple[str, tuple[list[str], list[list[str]]], str]]:
-        """(title, table, what it says) of each table, in order."""
-        sections = [("Weight sources compared", self.table(), self.summary())]
+    def page(self) -> Page:
+        """The report as one self-contained page: the tables, the notes, then the figures."""
+        head, rows = self.table()
+        classes = ["best" if r.tied_for_best else None for r in self.rows]  # no single "best": all tied look alike
+        sections = [Section("Ranking", [self.summary(), Table(head, rows, classes)])]
         threshold = self.threshold_table()
         if threshold:
-            sections.append(
-                (
-                    "At the threshold chosen on the validation split",
-                    threshold,
-                    "Youden's J on the validation split at the best epoch, applied unchanged to the test split; "
-                    "the table above is at 0.5.",
-                )
+            about = (
+                "Youden's J on the validation split at the best epoch, applied unchanged to the test split; "
+                "the ranking above is at 0.5."
             )
+            sections.append(Section("At the threshold chosen on the validation split", [about, Table(*threshold)]))
         collections = data_checks.collection_table(self.top.evaluation)
         if collections:
-            sections.append(
-                (
-                    "Test images by collection",
-                    collections,
-                    f"Where the test images came from (the dataset's metadata), and {self.top.source}'s accuracy on "
-                    "each: a class from one collection only lets a model learn the collection.",
-                )
+            about = (
+                f"Where the test images came from (the dataset's metadata), and {self.top.source}'s accuracy on "
+                "each: a class from one collection only lets a model learn the collection."
             )
+            sections.append(Section("Test images by collection", [about, Table(*collections)]))
         if self.tests:
-            sections.append(
-                (
-                    "Paired tests",
-                    self.pairs_table(),
-                    "McNemar's exact test on which images each source gets right (at 0.5), DeLong's test of the "
-                    "ROC AUC difference; Holm-adjusted over all pairs, each test a family.",
-                )
+            about = (
+                "McNemar's exact test on which images each source gets right (at 0.5), DeLong's test of the "
+                "ROC AUC difference; Holm-adjusted over all pairs, each test a family."
             )
-        return sections
+            sections.append(Section("Paired tests", [about, Table(*self.pairs_table())]))
+        sections.append(Section("Notes", [Notes(self.notes)]))
+        return Page("Weight sources compared", [*sections, *self.figure_sections()])
+
+    def figure_sections(self) -> list[Section]:
+        order = [r.source for r in self.rows]  # colours follow the ranking
+        results = {s: self.evaluations[s].result for s in order}
+        scores = {s: (self.evaluations[s].predictions.y_true, self.evaluations[s].predictions.p_covid) for s in order}
+        intervals = {m: {s: (r.metrics[m], *r.intervals_95[m]) for s, r in results.items()} for m in METRIC_NAMES}
+        history_fields = ("selection_split", "best_epoch", "history")
+        histories = {s: {k: getattr(r.model, k) for k in history_fields} for s, r in results.items()}
+        cams = {s: self.cams[s] for s in order if s in self.cams}
+        confusions = {s: r.confusion for s, r in results.items()}
+        return figure_sections(scores, confusions, intervals, histories, cams)
 
     def markdown(self) -> str:
-        lines = []
-        for title, (head, rows), about in self._sections():
-            lines += [f"## {title}", "", about, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            lines += ["| " + " | ".join(cells) + " |" for cells in rows]
-            lines.append("")
-        lines[0] = "# Weight sources compared"
-        lines += [f"- {note}" for note in self.notes]
-        return "\n".join(lines) + "\n"
+        return self.page().markdown()
 
     def html(self) -> str:
-        parts = []
-        for title, (head, rows), about in self._sections():
-            body = []
-            for cells in rows:
-                cls = ' class="best"' if cells[1].endswith(f"({TIED})") else ""
-                body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-            parts.append(
-                f"<h2>{html.escape(title)}</h2>\n<p>{html.escape(about)}</p>\n"
-                f"<table><thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>"
-                f"<tbody>{''.join(body)}</tbody></table>"
-            )
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        plot = _roc_png(self.evaluations)
-        img = f'<img alt="ROC curves" src="data:image/png;base64,{plot}">' if plot else ""
-        return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>cxrtl: weight sources compared</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; }}
-th, td {{ padding: .35em .7em; border-bottom: 1px solid #ddd; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-tr.best {{ background: #e6f4ea; font-weight: bold; }}
-</style></head><body>
-<h1>Weight sources compared</h1>
-{chr(10).join(parts)}
-<ul>{notes}</ul>
-{img}
-</body></html>
-"""
+        return self.page().html()
 
     def write(self, out_dir: Path) -> dict[str, Path]:
         names = REPORT_FILES
@@ -294,7 +265,10 @@ tr.best {{ background: #e6f4ea; font-weight: bold; }}
 
 
 def build_report(
-    evaluations: list[Evaluation], extra_notes: list[str] | None = None, rank_metric: str = RANK_METRIC
+    evaluations: list[Evaluation],
+    extra_notes: list[str] | None = None,
+    rank_metric: str = RANK_METRIC,
+    cams: dict[str, GradCamSet] | None = None,
 ) -> Report:
     if not evaluations:
         raise CxrtlError("no evaluation results to report")
@@ -321,7 +295,7 @@ def build_report(
         for s in order
     ]
     notes = _notes(evaluations, reasons) + data_checks.notes(best_of) + list(extra_notes or [])
-    return Report(rows, tests, rank_metric, notes, best_of)
+    return Report(rows, tests, rank_metric, notes, best_of, dict(cams or {}))
 
 
 def report_from_folders(
@@ -332,7 +306,15 @@ def report_from_folders(
     extra_notes: list[str] | None = None,
 ) -> Report:
     """Build the report from ``cxrtl evaluate`` output folders and write it to ``out_dir`` (and the store)."""
-    report = build_report([load_evaluation(f) for f in folders], extra_notes)
+    evaluations = [load_evaluation(f) for f in folders]
+    # Each source's figures are its best seed's (several with repeats).
+    best = [g.best(RANK_METRIC) for g in by_source(evaluations, RANK_METRIC)]
+    cams = {
+        ev.result.model.source: read_gradcam(f)
+        for ev, f in zip(evaluations, folders, strict=True)
+        if any(ev is b for b in best)
+    }
+    report = build_report(evaluations, extra_notes, cams={s: c for s, c in cams.items() if c is not None})
     paths = report.write(out_dir)
     if store is not None and run_id:
         for path in paths.values():
@@ -432,28 +414,6 @@ def _cell(result: EvaluationResult | AtThreshold, metric: str) -> str:
     if math.isnan(value):
         return f"undefined ({result.undefined.get(metric, 'not computable')})"
     return f"{value:.4f} ({'-' if math.isnan(low) or math.isnan(high) else f'{low:.3f}-{high:.3f}'})"
-
-
-def _roc_png(evaluations: dict[str, Evaluation]) -> str:
-    curves = {s: ev.roc for s, ev in evaluations.items() if ev.roc.get("fpr")}
-    if not curves:
-        return ""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
-    for source, roc in sorted(curves.items()):
-        auc = evaluations[source].metrics["roc_auc"]
-        ax.plot(roc["fpr"], roc["tpr"], label=f"{source} (AUC {auc:.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC, test split (COVID positive)")
-    ax.legend(loc="lower right", fontsize="small")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _write_csv(path: Path, head: list[str], rows: list[list]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from cxrtl.data import image_size_problem
 from cxrtl.errors import CxrtlError
 from cxrtl.metrics import HIGHER_IS_BETTER
-from cxrtl.recipes import RECIPES, learning_rate_problem
+from cxrtl.recipes import PRECISIONS, RECIPES, TrainConfig, learning_rate_problem
 from cxrtl.weights.registry import SOURCE_NAMES, check_sources
 
 RECIPE_VALUE = 0  # a pipeline parameter's spelling of None: the recipe's value
@@ -35,6 +35,11 @@ def _positive(value: int) -> str | None:
 
 def _non_negative(value: int) -> str | None:
     return None if value >= 0 else f"must be 0 or more, got {value}"
+
+
+def _minutes(value: float) -> str | None:
+    # NaN fails the comparison, infinity too.
+    return None if 0 <= value < float("inf") else f"must be 0 or more minutes, got {value}"
 
 
 def _fraction(value: float) -> str | None:
@@ -155,6 +160,40 @@ class RunSettings:
         default=0.005, metadata=_about("by more than this much (default 0.005)", check=_fraction)
     )
 
+    # How train runs (defaults: cxrtl.recipes.TrainConfig's): speed, not results beyond floating-point noise.
+    precision: str = field(
+        default=TrainConfig.precision,
+        metadata=_about(
+            "auto (default): bf16 on a GPU that has it, else fp16 with a grad scaler; fp32 on the CPU",
+            choices=PRECISIONS,
+        ),
+    )
+    channels_last: bool = field(
+        default=TrainConfig.channels_last, metadata=_about("channels-last memory format (default on)")
+    )
+    cudnn_benchmark: bool = field(
+        default=TrainConfig.cudnn_benchmark, metadata=_about("let cuDNN pick its fastest kernels (default on)")
+    )
+    compile: bool = field(default=TrainConfig.compile, metadata=_about("torch.compile the model (default off)"))
+    data_on_device: bool = field(
+        default=TrainConfig.data_on_device,
+        metadata=_about("keep a copy of the images in GPU memory when they fit (default on)"),
+    )
+    checkpoint_minutes: float = field(
+        default=TrainConfig.checkpoint_minutes,
+        metadata=_about(
+            f"checkpoint at most once per this many minutes (default {TrainConfig.checkpoint_minutes:g}; "
+            "0: every epoch), and always after the last epoch and on SIGTERM",
+            check=_minutes,
+        ),
+    )
+    keep_checkpoints: int = field(
+        default=TrainConfig.keep_checkpoints,
+        metadata=_about(
+            "checkpoints left in the store once a source's training is done (default 0)", check=_non_negative
+        ),
+    )
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             check_setting(f.name, getattr(self, f.name))
@@ -186,7 +225,8 @@ class RunSettings:
     def training_overrides(self) -> dict[str, Any]:
         """What a train step sets on top of the recipe: the seed, and whichever values are not the recipe's."""
         chosen = {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate}
-        return {"seed": self.seed, **{k: v for k, v in chosen.items() if v is not None}}
+        run = {name: getattr(self, name) for name in TRAIN_RUN_SETTINGS}
+        return {"seed": self.seed, **{k: v for k, v in chosen.items() if v is not None}, **run}
 
     def trainings(self, sources: list[str]) -> list[dict[str, Any]]:
         """One ``{"source", "seed"}`` per training: each source with each of the ``repeats`` training seeds.
@@ -228,5 +268,15 @@ def _is_optional(f: dataclasses.Field) -> bool:
     return type(None) in typing.get_args(_HINTS[f.name])
 
 
+# The settings of how train runs, handed to it as they are.
+TRAIN_RUN_SETTINGS = (
+    "precision",
+    "channels_last",
+    "cudnn_benchmark",
+    "compile",
+    "data_on_device",
+    "checkpoint_minutes",
+    "keep_checkpoints",
+)
 _HINTS = typing.get_type_hints(RunSettings)
 SETTINGS = {f.name: f for f in dataclasses.fields(RunSettings)}

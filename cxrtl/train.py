@@ -8,9 +8,12 @@ and :func:`finish` (the best model saved and published with its metadata).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +21,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import log_loss
 from torch import nn
 
-from cxrtl import __version__
-from cxrtl.checkpoints import CheckpointStore, get_payload
+from cxrtl import __version__, signals
+from cxrtl.checkpoints import CheckpointPolicy, CheckpointStore, get_payload
 from cxrtl.data import POSITIVE_LABEL, PreparedData
-from cxrtl.engine import Batches, EpochStats, predict, recalibrate_batchnorm, resolve_device, train_one_epoch
+from cxrtl.engine import (
+    Batches,
+    EpochStats,
+    StepSettings,
+    Tally,
+    predict,
+    recalibrate_batchnorm,
+    resolve_device,
+    resolve_precision,
+    train_one_epoch,
+)
 from cxrtl.errors import CxrtlError
 from cxrtl.files import check_output_folder, staged_folder
 from cxrtl.metrics import selection_score, youden_threshold
@@ -38,9 +52,19 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 METADATA_FILE = "model.json"
-_HISTORY = ("train_loss", "train_accuracy", "select_accuracy", "select_score")
-# What a resumed run may change: more epochs, another device, more checkpoints kept.
-_RESUMABLE_CHANGES = ("epochs", "device", "keep_checkpoints")
+_HISTORY = ("train_loss", "train_accuracy", "select_loss", "select_accuracy", "select_score")
+# What a resumed run may change: more epochs, another device, the checkpoint policy, and the switches of
+# speed that leave results alone (precision does not: bf16 and fp16 change them beyond noise).
+_RESUMABLE_CHANGES = (
+    "epochs",
+    "device",
+    "keep_checkpoints",
+    "checkpoint_minutes",
+    "channels_last",
+    "cudnn_benchmark",
+    "compile",
+    "data_on_device",
+)
 
 
 def config_for_data(data_dir: Path, recipe: str | None = None, **overrides: Any) -> TrainConfig:
@@ -65,11 +89,14 @@ class Session:
     weights: StoredWeights
     backbone_tensors: int  # loaded from the weights
     model: nn.Module
+    net: nn.Module  # what runs the model: the model itself, or torch.compile's wrapper of it
     optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None  # fp16 only
     criterion: nn.Module
     train: Batches
     select: Batches  # the split whose selection metric picks the best epoch
     checkpoints: CheckpointStore
+    step_settings: StepSettings
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -92,7 +119,9 @@ class Progress:
     best_epoch: int = 0
     best_score: float = -1.0  # of the recipe's selection metric
     best_state: dict[str, torch.Tensor] | None = None
+    best_saved: int = 0  # the epoch whose best model is in the store
     resumed_from: int | None = None  # the epoch of the checkpoint this process started from
+    partial: Partial | None = None  # the epoch after ``epoch``, as far as a SIGTERM let it run
 
     @property
     def best(self) -> dict[str, Any]:
@@ -100,10 +129,38 @@ class Progress:
 
 
 @dataclass
+class Partial:
+    """An epoch stopped after some steps: where it stopped, what it summed, and the random state there."""
+
+    tally: Tally
+    rng: dict[str, torch.Tensor]  # torch's generator states (cpu, cuda): dropout draws from them
+
+    @classmethod
+    def now(cls, tally: Tally) -> Partial:
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state()
+        return cls(tally, rng)
+
+    def restore_rng(self) -> None:
+        torch.set_rng_state(self.rng["cpu"])
+        if "cuda" in self.rng:
+            torch.cuda.set_rng_state(self.rng["cuda"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tally": dataclasses.asdict(self.tally), "rng": self.rng}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Partial:
+        return cls(Tally(**data["tally"]), data["rng"])
+
+
+@dataclass
 class EpochResult:
     stats: EpochStats
     select_accuracy: float
     select_score: float  # the recipe's selection metric on the selection split
+    select_loss: float  # unweighted cross-entropy on the selection split
 
 
 def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store, run_id: str) -> Session:
@@ -125,6 +182,8 @@ def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store,
             "ROC AUC cannot pick the best epoch there"
         )
     device = resolve_device(config.device)
+    step_settings = StepSettings(resolve_precision(config.precision, device), config.channels_last)
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark
     torch.manual_seed(config.seed)  # before the network is built: it draws the head's initial weights
 
     with tempfile.TemporaryDirectory(prefix="cxrtl-weights-") as cache:
@@ -133,8 +192,12 @@ def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store,
     if weights.stand_in:
         logger.warning("%s: training from a STAND-IN checkpoint (random weights), not the published ones", source)
     logger.info("%s: loaded %d backbone tensors from weights sha256 %s", source, len(backbone), weights.sha256)
-    model = build_model(backbone).to(device)
+    model = step_settings.prepare(build_model(backbone).to(device))
+    # One copy of the images serves both splits (the whole array, on the GPU when it fits).
     train_batches = Batches.of(data, "train", training.batch_size, training.normalize, device)
+    if config.data_on_device:
+        train_batches = train_batches.on_device()
+    select_batches = dataclasses.replace(train_batches, indices=data.indices(training.selection_split))
     class_weights = _class_weights(data.labels[train_batches.indices]) if training.class_weighted_loss else None
     return Session(
         source=source,
@@ -144,11 +207,14 @@ def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store,
         weights=weights,
         backbone_tensors=len(backbone),
         model=model,
+        net=torch.compile(model) if config.compile else model,
         optimizer=torch.optim.Adam(model.parameters(), lr=training.learning_rate),
+        scaler=torch.amp.GradScaler(device.type) if step_settings.precision == "fp16" else None,
         criterion=nn.CrossEntropyLoss(weight=class_weights).to(device),
         train=train_batches,
-        select=Batches.of(data, training.selection_split, training.batch_size, training.normalize, device),
+        select=select_batches,
         checkpoints=CheckpointStore(store, run_id, source, keep=config.keep_checkpoints),
+        step_settings=step_settings,
     )
 
 
@@ -169,36 +235,56 @@ def resume(session: Session) -> Progress:
         )
     session.model.load_state_dict(saved["model"])
     session.optimizer.load_state_dict(saved["optimizer"])
+    if session.scaler is not None and saved.get("scaler"):
+        session.scaler.load_state_dict(saved["scaler"])
     best = saved["best"]
-    logger.info("%s: resuming run %s from the checkpoint of epoch %d", session.source, session.run_id, saved["epoch"])
+    partial = Partial.from_dict(saved["partial"]) if saved.get("partial") else None
+    where = f"epoch {saved['epoch']}" + (f" and {partial.tally.steps} steps of the next" if partial else "")
+    logger.info("%s: resuming run %s from the checkpoint of %s", session.source, session.run_id, where)
     return Progress(
         epoch=saved["epoch"],
         history=saved["history"],
         best_epoch=best["epoch"],
         best_score=best["score"],
-        best_state=_best_state(session.checkpoints, best["epoch"]),
+        best_state=_best_state(session.checkpoints, best["epoch"]) if best["epoch"] else None,  # 0: none yet
+        best_saved=best["epoch"],
         resumed_from=saved["epoch"],
+        partial=partial,
     )
 
 
-def run_epoch(session: Session, epoch: int) -> EpochResult:
-    """Train one epoch, then measure accuracy and the selection metric on the selection split."""
+def run_epoch(
+    session: Session, epoch: int, partial: Partial | None = None, stop: threading.Event | None = None
+) -> EpochResult:
+    """Train one epoch (the rest of it after ``partial``), then measure accuracy and the selection metric
+    on the selection split.
+
+    Once ``stop`` is set, the epoch ends after the step under way: the result's stats say ``stopped``, and
+    its selection measures are NaN."""
     config, training = session.config, session.config.training
     # Seeded per epoch, so a resumed run shuffles and drops out exactly as an uninterrupted one would.
     torch.manual_seed(config.seed * 100_003 + epoch)
     rng = np.random.default_rng([config.seed, epoch])
+    if partial is not None:
+        partial.restore_rng()
     set_backbone_trainable(session.model, training.backbone_trainable(epoch))
     log_prefix = f"{session.source} epoch {epoch}/{training.epochs}"
     stats = train_one_epoch(
-        session.model,
+        session.net,
         session.train.shuffled(rng),
         optimizer=session.optimizer,
         criterion=session.criterion,
         log_prefix=log_prefix,
+        step_settings=session.step_settings,
+        scaler=session.scaler,
+        start=partial.tally if partial else None,
+        stop=stop,
     )
+    if stats.stopped:
+        return EpochResult(stats, select_accuracy=math.nan, select_score=math.nan, select_loss=math.nan)
     if training.recalibrate_bn:
-        recalibrate_batchnorm(session.model, session.train)
-    probs = predict(session.model, session.select)
+        recalibrate_batchnorm(session.net, session.train)
+    probs = predict(session.net, session.select, session.step_settings)
     labels = session.data.labels[session.select.indices]
     accuracy = float((probs.argmax(1) == labels).mean())
     score = selection_score(training.selection_metric, labels, probs[:, POSITIVE_LABEL])
@@ -213,36 +299,65 @@ def run_epoch(session: Session, epoch: int) -> EpochResult:
         score,
         stats.images_per_second,
     )
-    return EpochResult(stats, accuracy, score)
+    loss = float(log_loss(labels, probs, labels=range(NUM_CLASSES)))
+    return EpochResult(stats, select_accuracy=accuracy, select_score=score, select_loss=loss)
 
 
-def save_epoch(session: Session, progress: Progress, epoch: int, result: EpochResult) -> None:
-    """Add the epoch to ``progress`` and checkpoint it (the best model first, when it is one)."""
+def record_epoch(session: Session, progress: Progress, epoch: int, result: EpochResult) -> None:
+    """Add the epoch to ``progress``: its history, and the best model when it is one."""
     progress.epoch = epoch
-    progress.history["train_loss"].append(result.stats.loss)
-    progress.history["train_accuracy"].append(result.stats.accuracy)
-    progress.history["select_accuracy"].append(result.select_accuracy)
-    progress.history["select_score"].append(result.select_score)
-    identity = session.identity
+    progress.partial = None
+    values = (result.stats.loss, result.stats.accuracy, result.select_loss, result.select_accuracy, result.select_score)
+    for name, value in zip(_HISTORY, values, strict=True):
+        progress.history[name].append(value)
     # Better: a higher selection score; at an equal one (ROC AUC is often 1.0 on a small validation split),
     # a higher selection-split accuracy; then the earlier epoch.
     best_accuracy = progress.history["select_accuracy"][progress.best_epoch - 1] if progress.best_epoch else -1.0
     if (result.select_score, result.select_accuracy) > (progress.best_score, best_accuracy):
         progress.best_epoch, progress.best_score = epoch, result.select_score
         progress.best_state = {k: v.detach().cpu().clone() for k, v in session.model.state_dict().items()}
-        session.checkpoints.save_best(epoch, {**identity, "epoch": epoch, "model": progress.best_state})
-    session.checkpoints.save(
-        epoch,
-        {
-            **identity,
-            "epoch": epoch,
-            "model": session.model.state_dict(),
-            "optimizer": session.optimizer.state_dict(),
-            "history": progress.history,
-            "best": progress.best,
-            "config": session.config.to_dict(),
-        },
-    )
+
+
+def checkpoint(session: Session, progress: Progress) -> None:
+    """Checkpoint ``progress`` (with its partial epoch, if any), and the best model first if not yet saved."""
+    epoch = progress.epoch + (1 if progress.partial else 0)
+    best = None
+    if progress.best_saved != progress.best_epoch:
+        best = {**session.identity, "epoch": progress.best_epoch, "model": progress.best_state}
+        progress.best_saved = progress.best_epoch
+    payload = {
+        **session.identity,
+        "epoch": progress.epoch,
+        "partial": progress.partial.to_dict() if progress.partial else None,
+        "model": session.model.state_dict(),
+        "optimizer": _optimizer_state(session, epoch),
+        "scaler": session.scaler.state_dict() if session.scaler is not None else None,
+        "history": progress.history,
+        "best": progress.best,
+        "config": session.config.to_dict(),
+    }
+    session.checkpoints.save(epoch, payload, best)
+
+
+def save_epoch(session: Session, progress: Progress, epoch: int, result: EpochResult) -> None:
+    """Add the epoch to ``progress`` and checkpoint it."""
+    record_epoch(session, progress, epoch, result)
+    checkpoint(session, progress)
+
+
+def _optimizer_state(session: Session, epoch: int) -> dict[str, Any]:
+    """The optimizer's state, less that of parameters frozen from here to the end of the run.
+
+    Adam leaves the state of a parameter without a gradient alone and never reads it, and a frozen backbone
+    is never unfrozen (``freeze_backbone_after`` is part of the run's identity): so a checkpoint after the
+    freeze need not carry the backbone's two moments, two thirds of its size, and a resumed run is still
+    exact. The state of the parameters that train (the head) stays."""
+    state = session.optimizer.state_dict()
+    if session.config.training.backbone_trainable(epoch + 1):
+        return state
+    names = [name for name, _ in session.model.named_parameters()]
+    kept = {i: s for i, s in state["state"].items() if names[i].startswith("fc.")}
+    return {**state, "state": kept}
 
 
 def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
@@ -265,6 +380,7 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
         dataset=DatasetRef.of(session.data.info.get("dataset")),
         image_size=session.data.image_size,
         device=str(session.train.device),
+        precision=session.step_settings.precision,
         cxrtl_version=__version__,
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
@@ -273,7 +389,7 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
     store = session.checkpoints.store
     for name in (MODEL_FILE, METADATA_FILE, *([SEEN_FILE] if seen else [])):
         store.put_file(keys.model_key(source, session.run_id, name), out_dir / name)
-    session.checkpoints.drop_best()
+    session.checkpoints.finish()
     logger.info(
         "%s: best epoch %d (%s %s %.4f); model in %s",
         source,
@@ -296,8 +412,10 @@ def train(
 ) -> TrainResult:
     """Train from ``source``'s stored weights on the prepared data; write the best model to ``out_dir``.
 
-    Checkpoints go to the store each epoch; if the run has some, training resumes from the newest.
-    The best model goes to the store too (keys in :mod:`cxrtl.store.keys`).
+    Checkpoints go to the store as ``config.checkpoint_minutes`` says, written while training goes on; if the
+    run has some, training resumes from the newest. On SIGTERM the step under way finishes, a checkpoint is
+    written and :class:`cxrtl.signals.Terminated` raised. The best model goes to the store too (keys in
+    :mod:`cxrtl.store.keys`); the checkpoints, but ``config.keep_checkpoints`` of them, are then deleted.
     """
     problem = keys.run_id_problem(run_id)
     if problem:
@@ -305,8 +423,23 @@ def train(
     check_output_folder(out_dir, METADATA_FILE)  # before training, not after
     session = open_session(data_dir, source, config, store, run_id)
     progress = resume(session)
-    for epoch in range(progress.epoch + 1, config.training.epochs + 1):
-        save_epoch(session, progress, epoch, run_epoch(session, epoch))
+    policy = CheckpointPolicy(config.checkpoint_minutes)
+    epochs = config.training.epochs
+    with signals.deferred() as stop, session.checkpoints.in_background():
+        for epoch in range(progress.epoch + 1, epochs + 1):
+            result = run_epoch(session, epoch, progress.partial, stop)
+            if result.stats.stopped:
+                progress.partial = Partial.now(result.stats.tally)
+                checkpoint(session, progress)
+                break
+            record_epoch(session, progress, epoch, result)
+            if stop.is_set() or policy.due(last_epoch=epoch == epochs):
+                checkpoint(session, progress)
+                policy.saved()
+            if stop.is_set():
+                break
+    if stop.is_set() and (progress.partial or progress.epoch < epochs):
+        raise signals.Terminated(f"{source}: stopped by SIGTERM after epoch {progress.epoch}, checkpoint saved")
     return finish(session, progress, out_dir)
 
 
@@ -343,7 +476,7 @@ def _validation_threshold(session: Session, progress: Progress) -> float | None:
         return None
     session.model.load_state_dict(progress.best_state)
     labels = session.data.labels[session.select.indices]
-    return youden_threshold(labels, predict(session.model, session.select)[:, POSITIVE_LABEL])
+    return youden_threshold(labels, predict(session.net, session.select, session.step_settings)[:, POSITIVE_LABEL])
 
 
 def _best_state(checkpoints: CheckpointStore, epoch: int) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from cxrtl.cli import main
 from cxrtl.data import CLASS_NAMES, PreparedData
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate, evaluation_result, load_evaluation, read_predictions
+from cxrtl.gradcam import GRADCAM_FILE, GradCamSet, fixed_images
 from cxrtl.ingest import ingest
 from cxrtl.metrics import METRIC_NAMES, binary_metrics, json_safe, roc_points, wilson_interval
 from cxrtl.preprocess import preprocess
@@ -176,6 +177,25 @@ def test_roc_json_is_finite_and_written_to_the_store(evaluated):
     prefix = f"models/imagenet/{RUN_ID}"
     for name in ("metrics.json", "predictions.csv", "roc.json"):
         assert evaluated.store.sha256(f"{prefix}/{name}") == _sha256(evaluated.out_dir / name)
+
+
+def test_gradcam_npz_holds_the_fixed_test_images_and_the_models_mistakes(evaluated):
+    data = PreparedData.load(evaluated.data_dir)
+    test = data.indices("test")
+    cams = GradCamSet.load(evaluated.out_dir / GRADCAM_FILE)
+    fixed = fixed_images([data.ids[i] for i in test], data.labels[test])
+    assert cams.ids[: len(fixed)] == [data.ids[test[k]] for k in fixed]
+    with open(evaluated.out_dir / "predictions.csv", newline="") as f:
+        predicted = {r["id"]: r for r in csv.DictReader(f)}
+    for k, image_id in enumerate(cams.ids):
+        row = predicted[image_id]
+        assert CLASS_NAMES[cams.labels[k]] == row["true_label"]
+        assert cams.correct[k] == (row["true_label"] == row["predicted_label"])
+        np.testing.assert_array_equal(cams.images[k], data.images[data.ids.index(image_id)])
+    assert all(not ok for ok, kind in zip(cams.correct, cams.kinds, strict=True) if kind == "mistake")
+    assert cams.maps.shape == cams.images.shape == (len(cams.ids), data.image_size, data.image_size)
+    key = f"models/imagenet/{RUN_ID}/{GRADCAM_FILE}"
+    assert evaluated.store.sha256(key) == _sha256(evaluated.out_dir / GRADCAM_FILE)
 
 
 def test_evaluation_folder_loads_back_and_feeds_the_report(evaluated, tmp_path):

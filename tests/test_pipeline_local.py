@@ -179,9 +179,11 @@ def test_demo_run_fills_the_store(demo_run: Run, run_id: str):
     store = demo_run.store
     for source in SOURCES:
         assert (store / "models" / source / run_id / "model.pt").is_file()
-        # Only the newest epoch's checkpoint is kept: it is all a resumed task needs.
-        checkpoints = [p.name for p in (store / "runs" / run_id / source / "checkpoints").glob("*.pt")]
-        assert checkpoints == ["epoch-003.pt"]
+        # A finished source's checkpoints are deleted (no --keep-checkpoints).
+        assert list((store / "runs" / run_id / source).glob("**/*.pt")) == []
+        # The store's model is the train artifact's file, not a second copy of it.
+        artifacts = list(demo_run.pipeline_run().glob("*/train/model/model.pt"))
+        assert (store / "models" / source / run_id / "model.pt").stat().st_ino in {p.stat().st_ino for p in artifacts}
         assert len(list((store / "weights" / source).glob("*.pth"))) == 1
     for name in ("report.md", "report.html", "report.txt", "results.csv"):
         assert (store / "reports" / run_id / name).is_file()
@@ -256,7 +258,7 @@ def test_force_retrains_although_nothing_changed(demo_run: Run, tmp_path: Path):
     assert len(list(forced.pipeline_run().glob("*/train/model/model.pt"))) == len(SOURCES)
     for source in SOURCES:
         assert {before, new_id} <= model_runs(demo_run.store, source)
-        assert (demo_run.store / "runs" / new_id / source / "checkpoints" / "epoch-003.pt").is_file()
+        assert (demo_run.store / "models" / source / new_id / "model.pt").is_file()
     assert (demo_run.store / "reports" / new_id / "report.txt").is_file()
 
 
@@ -278,7 +280,7 @@ def test_demo_run_against_s3_puts_everything_in_the_bucket(s3_server, tmp_path: 
 
     assert matching(r"weights/imagenet/[0-9a-f]{64}\.pth")
     assert matching(r"datasets/covid19-radiography-database/.+")
-    assert matching(r"runs/[^/]+/imagenet/checkpoints/epoch-002\.pt")
+    assert matching(r"runs/.+") == []  # the checkpoints, deleted once the source's training is done
     assert matching(r"models/imagenet/[^/]+/model\.pt")
     assert matching(r"reports/[^/]+/report\.html")
     assert "champion/card.json" in keys

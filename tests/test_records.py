@@ -26,6 +26,17 @@ def _old(name: str) -> dict:
     return json.loads((OLD / name).read_text())
 
 
+# What schema 2 added to a model's config, and the values a model trained before it ran with.
+CONFIG_ADDED_IN_2 = {
+    "precision": "fp32",
+    "channels_last": False,
+    "cudnn_benchmark": False,
+    "compile": False,
+    "data_on_device": False,
+    "checkpoint_minutes": 0.0,
+}
+
+
 @pytest.mark.parametrize("name", sorted(RECORDS))
 def test_a_file_from_before_versions_reads_as_the_current_schema_and_round_trips(name):
     old = _old(name)
@@ -51,6 +62,10 @@ def test_version_1_reads_with_the_rules_it_was_made_by():
     assert result.model.history == {} and result.model.selection_score == 0.6
     card = ChampionCard.from_dict(_old("card.json"), "card.json")
     assert card.interval_methods["accuracy"] == "wilson" and card.undefined == {}
+    # ... and the speed switches and checkpoint policy added in 2, with the values models before it ran with.
+    assert metadata.precision == "fp32"
+    assert {k: metadata.config.to_dict()[k] for k in CONFIG_ADDED_IN_2} == CONFIG_ADDED_IN_2
+    assert {k: result.model.config.to_dict()[k] for k in CONFIG_ADDED_IN_2} == CONFIG_ADDED_IN_2
 
 
 def test_old_files_read_as_typed_fields():

@@ -30,6 +30,7 @@ def _train_argv(data: Path, out: Path, store_url: str) -> list[str]:
         "--data", str(data), "--weights", "imagenet", "--out", str(out),
         "--store", store_url, "--run-id", RUN_ID,
         "--epochs", str(EPOCHS), "--batch-size", "8", "--seed", "0", "--device", "cpu",
+        "--checkpoint-minutes", "0",  # a checkpoint every epoch, to kill the run after one
     ]  # fmt: skip
 
 
@@ -79,11 +80,8 @@ def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(s
     assert metadata["resumed_from_epoch"] == 1 and metadata["run_id"] == RUN_ID
     assert all(len(values) == EPOCHS for values in metadata["history"].values())
     assert store.exists(model_key) and store.get_json(f"models/imagenet/{RUN_ID}/model.json") == metadata
-    # best.pt dropped, keep 1; the run's identity stays
-    assert store.list(f"runs/{RUN_ID}/") == [
-        f"{checkpoints}epoch-{EPOCHS:03d}.pt",
-        f"runs/{RUN_ID}/imagenet/identity.json",
-    ]
+    # done: checkpoints and the best model deleted (no --keep-checkpoints); the run's identity stays
+    assert store.list(f"runs/{RUN_ID}/") == [f"runs/{RUN_ID}/imagenet/identity.json"]
     for output in (rerun.stderr, rerun.stdout, first_log.read_text()):
         assert s3_server.secret_key not in output
 

@@ -432,3 +432,19 @@ def test_large_transfers_report_their_progress_and_small_ones_do_not(
     downloads = [line for line in lines[2:] if line.startswith("downloading models/x/model.pt: ")]
     assert downloads == lines[2:] and len(downloads) == 10 and downloads[-1].endswith("10.5 of 10.5 MB (100%)")
     assert (tmp_path / "back.pt").read_bytes() == data.read_bytes()
+
+
+def test_the_folder_store_links_a_file_put_into_it_instead_of_copying_it(tmp_path):
+    """A model put by train is one file on disk with the pipeline's artifact; a later put replaces the
+    store's name with a new file, and never changes the file the artifact holds."""
+    store = LocalStore(tmp_path / "store")
+    model = tmp_path / "artifact" / "model.pt"
+    model.parent.mkdir()
+    model.write_bytes(b"weights, 1")
+    store.put_file("models/imagenet/run/model.pt", model)
+    stored = store.root / "models" / "imagenet" / "run" / "model.pt"
+    assert stored.stat().st_ino == model.stat().st_ino
+    assert store.sha256("models/imagenet/run/model.pt") == sha256_file(model)
+
+    store.put_bytes("models/imagenet/run/model.pt", b"weights, 2")
+    assert model.read_bytes() == b"weights, 1" and stored.read_bytes() == b"weights, 2"

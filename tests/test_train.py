@@ -70,15 +70,19 @@ def _train_run(tmp_path_factory, store: Store, data_dir: Path, run_id: str, conf
 
 @pytest.fixture(scope="module")
 def paper_run(tmp_path_factory, stand_in_store, prepared) -> Iterator[Run]:
-    """Two epochs of the paper recipe from the imagenet stand-in, both epoch checkpoints kept."""
-    config = TrainConfig.from_recipe("paper", epochs=2, batch_size=8, keep_checkpoints=2, device="cpu")
+    """Two epochs of the paper recipe from the imagenet stand-in, a checkpoint each, both kept."""
+    config = TrainConfig.from_recipe(
+        "paper", epochs=2, batch_size=8, keep_checkpoints=2, checkpoint_minutes=0, device="cpu"
+    )
     yield from _train_run(tmp_path_factory, stand_in_store, prepared["paper"], "test-train-paper", config)
 
 
 @pytest.fixture(scope="module")
 def recommended_run(tmp_path_factory, stand_in_store, prepared) -> Iterator[Run]:
-    """Two epochs of the recommended recipe, the default of one epoch checkpoint kept."""
-    config = TrainConfig.from_recipe("recommended", epochs=2, batch_size=16, device="cpu")
+    """Two epochs of the recommended recipe, a checkpoint each, the newest kept."""
+    config = TrainConfig.from_recipe(
+        "recommended", epochs=2, batch_size=16, keep_checkpoints=1, checkpoint_minutes=0, device="cpu"
+    )
     yield from _train_run(tmp_path_factory, stand_in_store, prepared["recommended"], "test-train-rec", config)
 
 
@@ -140,6 +144,15 @@ def test_paper_recipe_fine_tunes_epoch_1_then_trains_the_head_only(paper_run, tm
     assert second["model"]["bn1.num_batches_tracked"] > first["model"]["bn1.num_batches_tracked"]
 
 
+def test_checkpoints_after_the_freeze_leave_out_the_backbone_s_optimizer_state(paper_run, tmp_path):
+    """Adam never reads the state of a parameter without a gradient, and the backbone stays frozen from
+    epoch 2 on: epoch 1's checkpoint already leaves its moments out (a resumed run is exact: test_resume)."""
+    saved = _load(paper_run.store, f"runs/{paper_run.run_id}/imagenet/checkpoints/epoch-001.pt", tmp_path)
+    state = saved["optimizer"]["state"]
+    assert sorted(PARAMETERS[i] for i in state) == sorted(HEAD_PARAMETERS)
+    assert len(saved["optimizer"]["param_groups"][0]["params"]) == len(PARAMETERS)
+
+
 def test_paper_recipe_selects_the_best_epoch_on_the_test_split(paper_run, tmp_path):
     meta = paper_run.metadata
     training = meta.config.training
@@ -179,6 +192,8 @@ def test_paper_run_records_what_it_trained_from(paper_run, stand_in_store):
     assert meta.weights_stand_in is True
     assert meta.backbone_tensors_loaded == 318
     assert meta.history["train_loss"] and np.isfinite(meta.history["train_loss"]).all()
+    assert len(meta.history["select_loss"]) == len(meta.history["train_loss"])
+    assert np.isfinite(meta.history["select_loss"]).all()
     _, saved = load_model(paper_run.out_dir)
     assert saved == meta
 
@@ -226,11 +241,13 @@ def test_recommended_recipe_selects_on_val_roc_auc_with_recalibrated_batchnorm(r
     before = _running_stats(model)
     recalibrate_batchnorm(model, Batches.of(data, "train", 16, True, CPU))
     after = _running_stats(model)
+    # Training ran channels-last, this runs contiguous: the kernels round differently (the same tolerance as
+    # the paper recipe's check that its statistics are NOT the average).
     for key in before:
-        assert torch.allclose(before[key], after[key], rtol=1e-5, atol=1e-6), key
+        assert torch.allclose(before[key], after[key], rtol=1e-3, atol=1e-4), key
 
 
-def test_keep_1_prunes_older_checkpoints_and_best_is_dropped_at_the_end(recommended_run, tmp_path):
+def test_keep_1_leaves_the_newest_checkpoint_and_best_is_dropped_at_the_end(recommended_run, tmp_path):
     run = recommended_run.run_id
     assert recommended_run.keys(f"runs/{run}/") == [
         f"runs/{run}/imagenet/checkpoints/epoch-002.pt",
@@ -257,7 +274,12 @@ def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there
     with torch.no_grad():  # as if an epoch had trained: a resumed session must load this, not start afresh
         first.model.fc[0].bias.add_(1.0)
 
-    save_epoch(first, progress, 1, EpochResult(EpochStats(0.5, 0.75, 10.0), select_accuracy=0.6, select_score=0.6))
+    save_epoch(
+        first,
+        progress,
+        1,
+        EpochResult(EpochStats(0.5, 0.75, 10.0), select_accuracy=0.6, select_loss=0.7, select_score=0.6),
+    )
     assert stand_in_store.list(f"runs/{run_id}/") == [
         f"runs/{run_id}/imagenet/best-epoch-001.pt",
         f"runs/{run_id}/imagenet/checkpoints/epoch-001.pt",
@@ -266,6 +288,7 @@ def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there
     assert progress.history == {
         "train_loss": [0.5],
         "train_accuracy": [0.75],
+        "select_loss": [0.7],
         "select_accuracy": [0.6],
         "select_score": [0.6],
     }
@@ -316,9 +339,18 @@ def test_resuming_a_finished_run_takes_the_best_model_from_the_published_one(pap
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("epochs", 0), ("epochs", -2), ("batch_size", 0), ("keep_checkpoints", 0), ("learning_rate", 0.0)],
+    [
+        ("epochs", 0),
+        ("epochs", -2),
+        ("batch_size", 0),
+        ("keep_checkpoints", -1),
+        ("checkpoint_minutes", -1.0),
+        ("checkpoint_minutes", float("nan")),
+        ("learning_rate", 0.0),
+        ("precision", "fp8"),
+    ],
 )
-def test_non_positive_settings_are_refused_naming_them(option, value):
+def test_out_of_range_settings_are_refused_naming_them(option, value):
     with pytest.raises(CxrtlError, match=option):
         TrainConfig.from_recipe("paper", **{option: value})
 

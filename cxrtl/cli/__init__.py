@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from cxrtl import __version__
+from cxrtl import __version__, signals
 from cxrtl.errors import CxrtlError
 
 # Each module adds its sub-commands with register(subparsers) and sets ``func`` on them.
@@ -47,11 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    signals.install()
     try:
         return args.func(args) or 0
     except CxrtlError as exc:
         print(f"cxrtl: error: {exc}", file=sys.stderr)
         return 2
+    except signals.Terminated:
+        print("cxrtl: terminated (SIGTERM)", file=sys.stderr)
+        return signals.EXIT_CODE
     except KeyboardInterrupt:
         print("cxrtl: interrupted", file=sys.stderr)
         return 130

@@ -10,7 +10,7 @@ from typing import Any
 
 from cxrtl.data import image_size_problem
 from cxrtl.ingest import IngestLimits
-from cxrtl.recipes import RECIPES
+from cxrtl.recipes import PRECISIONS, RECIPES
 from cxrtl.settings import setting_problem
 
 
@@ -76,7 +76,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=_seed)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    p.add_argument("--keep-checkpoints", type=_positive_int, help="epoch checkpoints kept in the store (default 1)")
+    p.add_argument(
+        "--keep-checkpoints",
+        type=_setting("keep_checkpoints", int),
+        nargs="?",
+        const=1,
+        metavar="N",
+        help="leave the newest N checkpoints (1 if N is not given) in the store once done (default: delete them)",
+    )
+    p.add_argument(
+        "--checkpoint-minutes",
+        type=_setting("checkpoint_minutes", float),
+        metavar="M",
+        help="checkpoint at most once per M minutes (0: every epoch), and after the last epoch and on SIGTERM",
+    )
+    p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16, fp16")
+    for name, about in (
+        ("channels-last", "channels-last memory format (default on)"),
+        ("cudnn-benchmark", "let cuDNN pick its fastest kernels (default on)"),
+        ("compile", "torch.compile the model (default off)"),
+        ("data-on-device", "a copy of the images in GPU memory when they fit (default on)"),
+    ):
+        p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=about)
     p.add_argument(
         "--store", help="store URL for weights and checkpoints (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
     )
@@ -103,12 +124,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_report)
 
-    p = subparsers.add_parser("bench", help="training and inference speed and peak memory on this machine")
-    p.add_argument("--image-size", type=_image_size, default=224)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--batches", type=_positive_int, default=5, help="timed batches (after one warm-up batch)")
+    p = subparsers.add_parser(
+        "bench", help="our training step beside its compute bound and the study's way, data paths, checkpoint writes"
+    )
+    p.add_argument("--quick", action="store_true", help="64 px, batch 16, 3 timed batches: under 2 minutes on 2 cores")
+    p.add_argument("--image-size", type=_image_size, help="default 224 (64 with --quick)")
+    p.add_argument("--batch-size", type=_positive_int, help="default 32, as the study (16 with --quick)")
+    p.add_argument("--batches", type=_positive_int, help="timed batches after a warm-up (default 5; 3 with --quick)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16, fp16")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default on")
+    p.add_argument(
+        "--store", help="store to time a checkpoint write to (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
+    )
     p.set_defaults(func=_bench)
 
 
@@ -187,6 +215,12 @@ _TRAIN_OPTIONS = (
     "seed",
     "device",
     "keep_checkpoints",
+    "checkpoint_minutes",
+    "precision",
+    "channels_last",
+    "cudnn_benchmark",
+    "compile",
+    "data_on_device",
 )
 
 
@@ -231,13 +265,18 @@ def _bench(args: argparse.Namespace) -> None:
     import json
 
     from cxrtl.bench import bench
+    from cxrtl.recipes import TrainConfig
+    from cxrtl.store import open_store
 
-    result = bench(args.image_size, args.batch_size, args.batches, args.device)
-    if args.json:
-        print(json.dumps(result.as_dict()))
-    else:
-        print(
-            f"{result.device}, {result.image_size} px, batch {result.batch_size}: "
-            f"train {result.train_images_per_second:.1f} img/s, "
-            f"predict {result.predict_images_per_second:.1f} img/s, peak memory {result.peak_memory_mib:.0f} MiB"
-        )
+    quick = args.quick
+    switches = {k: getattr(args, k) for k in ("precision", "channels_last") if getattr(args, k) is not None}
+    result = bench(
+        open_store(args.store),
+        image_size=args.image_size or (64 if quick else 224),
+        batch_size=args.batch_size or (16 if quick else 32),
+        batches=args.batches or (3 if quick else 5),
+        device=args.device,
+        config=TrainConfig.from_recipe("recommended", **switches),
+    )
+    print(result.table())
+    print(json.dumps(result.as_dict()))

@@ -8,7 +8,7 @@ Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store
     weights/SOURCE/current.json                   which of the source's files train steps get
     datasets/DATASET/VERSION/archive.zip          the raw dataset archive, cached by ingest (``:`` in VERSION as ``-``)
     datasets/DATASET/VERSION/ingest.json          its ingest record, written after the archive
-    runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt   a checkpoint per epoch; a retried train resumes from the newest
+    runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt   checkpoint of epoch NNN (or of its part done at a SIGTERM)
                                                   (with repeats, each training's RUN_ID is RUN_ID-seedN)
     runs/RUN_ID/SOURCE/best-epoch-NNN.pt          the best model so far, until the run's model is published
     runs/RUN_ID/SOURCE/identity.json              the settings the run trains with, written before its first epoch:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from cxrtl.files import atomic_file
@@ -32,11 +34,10 @@ class LocalStore(Store):
             raise StoreError(f"invalid store key {key!r}: {_SHA_SUFFIX} names the checksum sidecars")
         return self.root.joinpath(*normalize_key(key).split("/"))
 
-    def _write_atomically(self, key: str, write) -> str:
+    def _write_atomically(self, key: str, fill: Callable[[Path], object]) -> str:
         target = self._path(key)
         with atomic_file(target) as tmp:
-            with open(tmp, "wb") as f:
-                write(f)
+            fill(tmp)
             digest = sha256_file(tmp)
         # The sidecar too is replaced whole: a reader never sees an empty or half-written checksum.
         with atomic_file(Path(str(target) + _SHA_SUFFIX)) as tmp:
@@ -44,11 +45,22 @@ class LocalStore(Store):
         return digest
 
     def put_file(self, key: str, path: Path) -> str:
-        with open(source_file(path), "rb") as src:
-            return self._write_atomically(key, lambda f: shutil.copyfileobj(src, f))
+        """Store a hard link to ``path`` where the file system allows one, else a copy: a model put here by
+        train stays one file on disk beside its pipeline artifact. Nothing here writes a file in place once
+        written (each write replaces the file), so the two names cannot come to differ."""
+        source = source_file(path)
+
+        def fill(tmp: Path) -> None:
+            tmp.unlink()  # atomic_file made it; a link needs the name free
+            try:
+                os.link(source, tmp)
+            except OSError:  # another file system, or one without links
+                shutil.copyfile(source, tmp)
+
+        return self._write_atomically(key, fill)
 
     def put_bytes(self, key: str, data: bytes) -> str:
-        return self._write_atomically(key, lambda f: f.write(data))
+        return self._write_atomically(key, lambda tmp: tmp.write_bytes(data))
 
     def get_file(self, key: str, path: Path) -> str:
         source = self._existing(key)

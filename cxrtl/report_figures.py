@@ -1,0 +1,81 @@
+"""The report's figure sections, from plain per-source inputs, and an evaluation folder's Grad-CAM file.
+
+The report passes what it has already read (predictions, confusion matrices, intervals, the models' training
+histories) and what :func:`read_gradcam` gives; figures without inputs are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cxrtl import figures
+from cxrtl.gradcam import GRADCAM_FILE, GradCamSet
+from cxrtl.html_page import Figure, Section
+
+
+def read_gradcam(folder: Path) -> GradCamSet | None:
+    """The folder's Grad-CAM set; None for an evaluation from before evaluate wrote one."""
+    cams = Path(folder) / GRADCAM_FILE
+    return GradCamSet.load(cams) if cams.is_file() else None
+
+
+def figure_sections(
+    scores: Mapping[str, figures.Scores],
+    confusions: Mapping[str, Mapping[str, int]],
+    intervals: Mapping[str, Mapping[str, figures.Interval]],
+    histories: Mapping[str, Mapping[str, Any]],
+    cams: Mapping[str, GradCamSet],
+) -> list[Section]:
+    """Sections of figures for the sources in the order given (keep the ranking's order: colours follow it).
+
+    ``histories``: per source, the model's ``selection_split``, ``best_epoch`` and per-epoch ``history``.
+    """
+    histories = {s: h for s, h in histories.items() if h.get("history")}
+    splits = sorted({h["selection_split"] for h in histories.values()})
+    comparison: list[Figure] = []
+    if intervals:
+        comparison.append(
+            Figure(
+                figures.forest_figure(intervals),
+                "Forest plot of every metric's 95 % interval per source",
+                "Each metric's point estimate and 95 % interval per source: sources whose intervals overlap "
+                "widely are not told apart by this test split.",
+            )
+        )
+    if scores:
+        comparison += [
+            Figure(figures.roc_figure(scores), "ROC curves of all sources", "ROC curves on the test split."),
+            Figure(figures.pr_figure(scores), "Precision-recall curves", "Precision-recall curves on the test split."),
+            Figure(
+                figures.reliability_figure(scores),
+                "Reliability diagram",
+                "Observed COVID share against predicted probability in ten equal bins: on the diagonal is calibrated.",
+            ),
+        ]
+    if confusions:
+        comparison.append(
+            Figure(
+                figures.confusion_figure(confusions),
+                "Confusion matrices",
+                "Test-split confusion matrices (rows: true class; shade: share of the row).",
+            )
+        )
+    sections = [Section("Figures", comparison)] if comparison else []
+    if histories:
+        history = figures.history_figure(
+            {s: h["history"] for s, h in histories.items()},
+            {s: h["best_epoch"] for s, h in histories.items()},
+            "/".join(splits),
+        )
+        note = f"Loss and accuracy per epoch on the training and the {' / '.join(splits)} split (the one that "
+        note += "picks the best epoch, ringed); the selection loss is unweighted cross-entropy."
+        sections.append(Section("Training", [Figure(history, "Training history", note)]))
+    if cams:
+        note = (
+            "Grad-CAM of the last convolutional block for the class each model predicted: the same test images "
+            "(the lowest SHA-256 of the id per class) for every source, then its most confident mistakes."
+        )
+        sections.append(Section("Where the models look", [Figure(figures.gradcam_figure(cams), "Grad-CAM", note)]))
+    return sections

@@ -1,0 +1,164 @@
+"""SIGTERM, what Kubernetes sends a pod it stops: training checkpoints after the step under way and exits
+non-zero, and resumes exactly; an S3 upload is aborted, leaving no parts on the server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cxrtl.checkpoints import get_payload
+from cxrtl.recipes import TrainConfig
+from cxrtl.signals import EXIT_CODE, Terminated
+from cxrtl.store import LocalStore, open_store
+from cxrtl.train import load_model, train
+from cxrtl.weights import put_weights, write_stand_in
+
+pytestmark = pytest.mark.faults
+
+RUN_ID = "sigterm-me"
+# Guards against a hung process, not speed checks.
+WAIT_S = 300
+
+
+def _train_argv(data: Path, out: Path, store: str) -> list[str]:
+    return [
+        sys.executable, "-m", "cxrtl", "train", "--data", str(data), "--weights", "imagenet", "--out", str(out),
+        "--store", store, "--run-id", RUN_ID, "--epochs", "2", "--batch-size", "4", "--seed", "0",
+        "--device", "cpu", "--checkpoint-minutes", "60",  # no checkpoint by time: only SIGTERM's
+    ]  # fmt: skip
+
+
+def _signal_on_line(argv: list[str], marker: str, log: Path) -> subprocess.CompletedProcess:
+    """Run ``argv``, send it SIGTERM once ``marker`` shows in its stderr, and wait for it to end."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + WAIT_S
+        for line in process.stderr:
+            lines.append(line)
+            if marker in line:
+                process.send_signal(signal.SIGTERM)
+                break
+            assert time.monotonic() < deadline, "hung"
+        out, err = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log.write_text("".join(lines) + err)
+    return subprocess.CompletedProcess(argv, process.returncode, out, "".join(lines) + err)
+
+
+def test_sigterm_mid_epoch_checkpoints_that_step_and_the_rerun_resumes_exactly(prepared, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    stand_in = write_stand_in("imagenet", tmp_path / "imagenet.pth")
+    put_weights(store, "imagenet", stand_in, stand_in=True)
+    data, out = prepared["paper"], tmp_path / "model"
+    argv = _train_argv(data, out, str(store.root))
+
+    # Epoch 2's first logged step: the process is inside the epoch, with no checkpoint yet (60 minutes).
+    stopped = _signal_on_line(argv, "epoch 2/2 [1/", tmp_path / "first.log")
+    assert stopped.returncode == EXIT_CODE, stopped.stderr[-3000:]
+    assert stopped.stderr.strip().splitlines()[-1] == "cxrtl: terminated (SIGTERM)"
+    assert not out.exists() and store.list("models/") == []
+    checkpoints = store.list(f"runs/{RUN_ID}/imagenet/checkpoints/")
+    assert checkpoints == [f"runs/{RUN_ID}/imagenet/checkpoints/epoch-002.pt"]
+    saved = get_payload(store, checkpoints[0])
+    assert saved["epoch"] == 1 and saved["partial"]["tally"]["steps"] >= 1
+    assert store.list(f"runs/{RUN_ID}/imagenet/best-") == [f"runs/{RUN_ID}/imagenet/best-epoch-001.pt"]
+
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    steps = saved["partial"]["tally"]["steps"]
+    assert f"from the checkpoint of epoch 1 and {steps} steps of the next" in rerun.stderr
+    assert "epoch 1/2" not in rerun.stderr and f"epoch 2/2 [{steps}/" not in rerun.stderr
+    assert store.list(f"runs/{RUN_ID}/") == []  # done: the checkpoints deleted (no --keep-checkpoints)
+
+    # An uninterrupted run in a process of its own (CPU kernels are bit-exact for the same thread set-up).
+    straight_store = LocalStore(tmp_path / "straight-store")
+    put_weights(straight_store, "imagenet", stand_in, stand_in=True)
+    straight_argv = _train_argv(data, tmp_path / "straight", str(straight_store.root))
+    straight_run = subprocess.run(straight_argv, capture_output=True, text=True, timeout=WAIT_S)
+    assert straight_run.returncode == 0, straight_run.stderr[-3000:]
+    resumed_meta = json.loads((out / "model.json").read_text())
+    straight_meta = json.loads((tmp_path / "straight" / "model.json").read_text())
+    assert resumed_meta["history"] == straight_meta["history"]
+    resumed, _ = load_model(out)
+    straight, _ = load_model(tmp_path / "straight")
+    differing = [k for k, v in resumed.state_dict().items() if not torch.equal(v, straight.state_dict()[k])]
+    assert differing == [], f"{len(differing)} tensors differ, e.g. {differing[:3]}"
+
+
+def test_sigterm_during_an_s3_upload_aborts_it_and_leaves_no_parts(s3_server, s3_env, tmp_path):
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(512 << 20)  # 32 parts of 16 MiB
+    bucket = s3_env.removeprefix("s3://")
+    uploads = s3_server.directory / bucket / "._S3rver_uploads"
+    env = {**os.environ, **s3_server.env()}
+    argv = [sys.executable, "-m", "cxrtl", "store", "put", str(big), "big.bin", "--store", s3_env]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        # A part on the server: the client has the upload's id (a signal during the request that starts an
+        # upload, before its answer names the id, leaves an empty upload that only the server's clean-up ends).
+        while not any((uploads / upload).iterdir() for upload in s3_server.incomplete_uploads(bucket)):
+            assert process.poll() is None, f"put ended ({process.returncode}) before an upload was seen"
+            assert time.monotonic() < deadline, "no multipart upload started"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == EXIT_CODE, err[-3000:]
+    assert err.strip().splitlines()[-1] == "cxrtl: terminated (SIGTERM)"
+    assert s3_server.incomplete_uploads(bucket) == []
+    assert open_store(s3_env).list("") == []
+
+
+class _SigtermAtFirstStep(logging.Handler):
+    """Sends this process SIGTERM when training logs its first step, once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.sent and "epoch 1/2 [1/" in record.getMessage():
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_in_the_first_epoch_checkpoints_before_any_best_model_and_resumes(stand_in_store, prepared, tmp_path):
+    config = TrainConfig.from_recipe("paper", epochs=2, batch_size=4, checkpoint_minutes=60, device="cpu")
+    engine_logger, handler = logging.getLogger("cxrtl.engine"), _SigtermAtFirstStep()
+    level = engine_logger.level
+    engine_logger.addHandler(handler)
+    engine_logger.setLevel(logging.INFO)
+    try:
+        with pytest.raises(Terminated):
+            train(prepared["paper"], "imagenet", tmp_path / "model", config, stand_in_store, "sigterm-first")
+    finally:
+        engine_logger.removeHandler(handler)
+        engine_logger.setLevel(level)
+    assert handler.sent and not (tmp_path / "model").exists()
+    assert stand_in_store.list("runs/sigterm-first/") == ["runs/sigterm-first/imagenet/checkpoints/epoch-001.pt"]
+    saved = get_payload(stand_in_store, "runs/sigterm-first/imagenet/checkpoints/epoch-001.pt")
+    assert saved["epoch"] == 0 and saved["best"]["epoch"] == 0 and saved["partial"]["tally"]["steps"] >= 1
+
+    result = train(prepared["paper"], "imagenet", tmp_path / "model", config, stand_in_store, "sigterm-first")
+    assert result.metadata.resumed_from_epoch == 0 and len(result.metadata.history["train_loss"]) == 2
+    assert stand_in_store.list("runs/sigterm-first/") == []
+    for key in stand_in_store.list("models/imagenet/sigterm-first/"):
+        stand_in_store.delete(key)

@@ -1,0 +1,59 @@
+"""The self-contained page builder: the policy first, text escaped, figures embedded, the same page in Markdown."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from cxrtl.html_page import CONTENT_SECURITY_POLICY, Figure, Notes, Page, Section, Table
+
+PNG = b"\x89PNG\r\n\x1a\nnot really"
+PAGE = Page(
+    "Sources <compared>",
+    [
+        Section(
+            "Results",
+            [
+                Table(["Source", "F1 | AUC"], [["moco-v2", "0.9"], ["imagenet", "-"]], ["best", None], "All *ten*."),
+                Notes(["x < y & z", "a [link](http://example.com)"]),
+            ],
+        ),
+        Section("Figures", [Figure(PNG, 'ROC "curves"', "Caption.")]),
+    ],
+    intro=["First paragraph."],
+)
+
+
+def test_the_policy_is_the_first_thing_in_head_and_allows_only_inline_style_and_data_images():
+    text = PAGE.html()
+    head = text[text.index("<head>") + len("<head>") :].lstrip()
+    assert head.startswith(f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">')
+    directives = dict(d.strip().split(" ", 1) for d in CONTENT_SECURITY_POLICY.split(";"))
+    assert directives == {
+        "default-src": "'none'",
+        "style-src": "'unsafe-inline'",
+        "img-src": "data:",
+        "base-uri": "'none'",
+        "form-action": "'none'",
+    }
+    assert "<script" not in text and "<link" not in text
+    assert all(url.startswith("data:image/png;base64,") for url in re.findall(r'(?:src|href)="([^"]*)"', text))
+
+
+def test_html_escapes_text_embeds_figures_and_marks_rows():
+    text = PAGE.html()
+    assert "<title>Sources &lt;compared&gt;</title>" in text
+    assert "<li>x &lt; y &amp; z</li>" in text
+    assert '<tr class="best"><td>moco-v2</td><td>0.9</td></tr><tr><td>imagenet</td>' in text
+    sources = re.findall(r'<img alt="ROC &quot;curves&quot;" src="([^"]+)">', text)
+    assert sources == ["data:image/png;base64," + base64.b64encode(PNG).decode()]
+    assert "<figcaption>Caption.</figcaption>" in text and "<caption>All *ten*.</caption>" in text
+
+
+def test_markdown_has_the_same_content_escaped_with_the_figure_embedded():
+    text = PAGE.markdown()
+    assert text.startswith("# Sources \\<compared\\>\n\nFirst paragraph.\n\n## Results\n\n*All \\*ten\\*.*\n\n")
+    assert "| Source | F1 \\| AUC |\n|---|---|\n| **moco-v2** | **0.9** |\n| imagenet | - |" in text
+    assert "- x \\< y & z\n- a \\[link\\](http://example.com)" in text
+    uri = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    assert f'![ROC "curves"]({uri})\n\n*Caption.*' in text
