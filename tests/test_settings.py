@@ -10,7 +10,7 @@ import pytest
 
 import pipeline
 from cxrtl.errors import CxrtlError
-from cxrtl.settings import RECIPE_VALUE, RunSettings, check_setting, option, value_type
+from cxrtl.settings import RECIPE_VALUE, TRAIN_RUN_SETTINGS, RunSettings, check_setting, option, value_type
 
 
 @pytest.mark.parametrize("settings", [RunSettings(), RunSettings.demo()], ids=["defaults", "demo"])
@@ -21,7 +21,9 @@ def test_settings_survive_the_trip_through_pipeline_parameters(settings: RunSett
 def test_the_recipes_value_is_none_here_and_the_sentinel_in_the_pipeline():
     settings = RunSettings.from_pipeline(epochs=RECIPE_VALUE, batch_size=8, learning_rate=RECIPE_VALUE)
     assert (settings.epochs, settings.batch_size, settings.learning_rate) == (None, 8, None)
-    assert settings.training_overrides() == {"seed": 0, "batch_size": 8}
+    # How train runs (issue 13's settings) always goes along, as it is.
+    run = {name: getattr(settings, name) for name in TRAIN_RUN_SETTINGS}
+    assert settings.training_overrides() == {"seed": 0, "batch_size": 8, **run}
     arguments = RunSettings().to_pipeline()
     assert arguments["epochs"] == arguments["learning_rate"] == RECIPE_VALUE
     # kfp.local refuses an argument whose type is not its parameter's: 0 for a float parameter is refused.
