@@ -211,9 +211,14 @@ def build_pipeline(options: ClusterOptions | None = None):
             {key: key for key in KAGGLE_SECRET_KEYS},
             optional=True,
         )
-        weights = _on_cpu(check_weights(store=p.store, sources=p.sources, skip_missing=p.skip_missing_weights), options)
-        # What check-changes fingerprints and train applies on top of the recipe.
-        training = {name: getattr(p, name) for name in ("epochs", "batch_size", "learning_rate", "seed")}
+        weights = _on_cpu(
+            check_weights(
+                store=p.store, sources=p.sources, skip_missing=p.skip_missing_weights, seed=p.seed, repeats=p.repeats
+            ),
+            options,
+        )
+        # What check-changes fingerprints and train applies on top of the recipe (the seed: each training's).
+        training = {name: getattr(p, name) for name in ("epochs", "batch_size", "learning_rate", "repeats")}
         check = _on_cpu(
             check_changes(
                 dataset=raw.outputs["Output"],
@@ -223,6 +228,7 @@ def build_pipeline(options: ClusterOptions | None = None):
                 sources=weights.outputs["sources"],
                 recipe=p.recipe,
                 image_size=p.image_size,
+                seed=p.seed,
                 force=p.force,
                 **training,
             ),
@@ -232,14 +238,16 @@ def build_pipeline(options: ClusterOptions | None = None):
             data = _on_cpu(
                 preprocess(raw=raw.outputs["raw"], recipe=p.recipe, image_size=p.image_size, seed=p.seed), options
             )
-            # The sources whose weights check-weights found in the store, not the parameter as given.
+            # A training per source whose weights check-weights found in the store (not the parameter as
+            # given) and per training seed; every one on the one split preprocess drew.
             with dsl.ParallelFor(
-                weights.outputs["sources"], parallelism=options.parallelism, name="weight-sources"
-            ) as source:
+                weights.outputs["trainings"], parallelism=options.parallelism, name="weight-sources"
+            ) as training_item:
                 model = _on_gpu(
                     train(
                         data=data.outputs["data"],
-                        source=source,
+                        source=training_item.source,
+                        seed=training_item.seed,
                         store=p.store,
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                         **training,
@@ -248,7 +256,13 @@ def build_pipeline(options: ClusterOptions | None = None):
                     options,
                 )
                 scored = _on_cpu(
-                    evaluate(data=data.outputs["data"], model=model.outputs["model"], store=p.store), options
+                    evaluate(
+                        data=data.outputs["data"],
+                        model=model.outputs["model"],
+                        store=p.store,
+                        masked=p.masked_evaluation,
+                    ),
+                    options,
                 )
             decision = _on_cpu(
                 promote(

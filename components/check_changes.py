@@ -15,6 +15,7 @@ def check_changes(
     batch_size: int,
     learning_rate: float,
     seed: int,
+    repeats: int,
     force: bool,
 ) -> bool:
     """Has the dataset, the code or a setting changed since the last successful run? False ends the run early."""
@@ -33,6 +34,7 @@ def check_changes(
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,
+        repeats=repeats,
         force=force,
     )
     fingerprint = run_fingerprint(json.loads(dataset), settings.fingerprint())

@@ -9,12 +9,14 @@ def evaluate(
     data: Input[Dataset],
     model: Input[Model],
     store: str,
+    masked: bool,
     results: Output[Dataset],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
 ):
     """Test-split metrics, predictions.csv, ROC and Grad-CAM of one trained model; every scalar of metrics.json,
-    the confusion matrix and the ROC curve shown in the KFP UI."""
+    the confusion matrix and the ROC curve shown in the KFP UI; ``masked`` adds an evaluation with the lungs
+    blacked out."""
     from pathlib import Path
 
     from cxrtl import signals
@@ -24,7 +26,9 @@ def evaluate(
 
     signals.install()  # SIGTERM takes Ctrl-C's clean-up: no upload parts or temporary files left
 
-    evaluation = evaluate_model(Path(data.path), Path(model.path), Path(results.path), store=open_store(store))
+    evaluation = evaluate_model(
+        Path(data.path), Path(model.path), Path(results.path), store=open_store(store), masked=masked
+    )
     ui = ui_outputs(Path(results.path))
     for name, value in ui.scalars.items():
         metrics.log_metric(name, value)

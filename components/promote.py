@@ -6,7 +6,8 @@ from components.images import CPU, image
 
 @dsl.component(base_image=image(CPU), install_kfp_package=False)
 def promote(data: Input[Dataset], results: Input[list[Dataset]], store: str, metric: str, margin: float) -> str:
-    """Make the run's best model the champion if it beats the current one on this test split by > margin."""
+    """Make the run's best model the champion if it beats the current one, on the test images neither has seen,
+    by more than the margin and by a paired test."""
     from pathlib import Path
 
     from cxrtl import signals

@@ -21,16 +21,18 @@ def train(
     data_on_device: bool,
     checkpoint_minutes: float,
     keep_checkpoints: int,
+    repeats: int,
     model: Output[Model],
 ):
-    """Fine-tune ResNet50 from one weight source; checkpoints to the store and resumes from them.
+    """Fine-tune ResNet50 from one weight source with one training seed; checkpoints to the store and resumes
+    from them.
 
     SIGTERM (a pre-empted pod) checkpoints after the step under way and exits non-zero, so KFP retries."""
     from pathlib import Path
 
     from cxrtl import signals
     from cxrtl.settings import RunSettings
-    from cxrtl.store import open_store
+    from cxrtl.store import keys, open_store
     from cxrtl.train import config_for_data
     from cxrtl.train import train as train_model
 
@@ -49,5 +51,6 @@ def train(
         keep_checkpoints=keep_checkpoints,
     )
     config = config_for_data(Path(data.path), **settings.training_overrides())
-    result = train_model(Path(data.path), source, Path(model.path), config, open_store(store), run_id)
+    training_run = keys.training_run_id(run_id, seed, repeats)
+    result = train_model(Path(data.path), source, Path(model.path), config, open_store(store), training_run)
     model.metadata.update(result.metadata.artifact_metadata())

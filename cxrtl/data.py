@@ -6,7 +6,12 @@ Layout of a prepared folder (written by ``cxrtl preprocess``, read by train and 
 - ``labels.npy``  int64 [N]; ``1`` = COVID (the positive class), ``0`` = Normal
 - ``split.npy``   uint8 [N]; ``0`` train, ``1`` validation, ``2`` test
 - ``ids.json``    the N image paths relative to the dataset root, for predictions.csv
-- ``info.json``   how it was made: recipe, image size, seed, counts, skipped files, dataset version
+- ``info.json``   how it was made: recipe, image size, seed, counts, skipped files, dataset version,
+  duplicate groups, collections per class, and whether the lung masks could be used (``masks``)
+- ``hashes.json``  the N images' content hashes (cxrtl.duplicates): what a model records it has seen
+- ``collections.json``  (when the metadata could be read) the N images' collections
+- ``masks.npy``   (when every image had a usable lung mask) bool [N, S, S] lungs, bit-packed along rows
+  (``np.packbits(axis=2)``)
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ MIN_IMAGE_SIZE = 32  # ResNet50 halves an image five times: 32 px leaves a 1x1 m
 # (21k images) is already 22 GB, and larger sizes only fail later, in a MemoryError.
 MAX_IMAGE_SIZE = 1024
 _FILES = ("images.npy", "labels.npy", "split.npy", "ids.json", "info.json")
+_HASHES_FILE = "hashes.json"
+_COLLECTIONS_FILE = "collections.json"
+_MASKS_FILE = "masks.npy"
 
 
 def image_size_problem(size: int) -> str | None:
@@ -51,6 +59,11 @@ class PreparedData:
     split: np.ndarray
     ids: list[str]
     info: dict[str, Any] = field(default_factory=dict)
+    hashes: list[str] | None = None  # per image, SHA-256 of its pixels (None: prepared before they were kept)
+    collections: list[str] | None = None  # per image, from the dataset's metadata
+    # The lungs, bit-packed along rows (uint8 [N, S, ceil(S / 8)]): read with lung_masks(), which unpacks
+    # only the images asked for.
+    packed_masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -58,6 +71,22 @@ class PreparedData:
             raise CxrtlError(f"images must be uint8 [N, S, S], got {self.images.dtype} {self.images.shape}")
         if not (len(self.labels) == len(self.split) == len(self.ids) == n):
             raise CxrtlError("images, labels, split and ids differ in length")
+        for name in ("hashes", "collections"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
+                raise CxrtlError(f"images and {name} differ in length")
+        if self.packed_masks is not None and len(self.packed_masks) != n:
+            raise CxrtlError("images and masks differ in length")
+
+    @classmethod
+    def pack_masks(cls, masks: np.ndarray) -> np.ndarray:
+        """bool [N, S, S] lungs in the form ``packed_masks`` holds."""
+        return np.packbits(masks, axis=2)
+
+    def lung_masks(self, indices: np.ndarray) -> np.ndarray | None:
+        """bool [len(indices), S, S]: the lungs of those images; None without masks."""
+        if self.packed_masks is None:
+            return None
+        return np.unpackbits(self.packed_masks[indices], axis=2, count=self.image_size).astype(bool)
 
     @property
     def image_size(self) -> int:
@@ -74,6 +103,12 @@ class PreparedData:
         np.save(out / "split.npy", self.split.astype(np.uint8))
         (out / "ids.json").write_text(json.dumps(self.ids))
         (out / "info.json").write_text(json.dumps(self.info, indent=2, sort_keys=True))
+        if self.hashes is not None:
+            (out / _HASHES_FILE).write_text(json.dumps(self.hashes))
+        if self.collections is not None:
+            (out / _COLLECTIONS_FILE).write_text(json.dumps(self.collections))
+        if self.packed_masks is not None:
+            np.save(out / _MASKS_FILE, self.packed_masks)
 
     @classmethod
     def load(cls, folder: Path) -> PreparedData:
@@ -84,12 +119,16 @@ class PreparedData:
                 f"{folder} is not a preprocessed dataset (missing {', '.join(missing)}); run 'cxrtl preprocess'"
             )
         try:
+            hashes, collections, masks = folder / _HASHES_FILE, folder / _COLLECTIONS_FILE, folder / _MASKS_FILE
             return cls(
                 images=np.load(folder / "images.npy", mmap_mode="r"),
                 labels=np.load(folder / "labels.npy"),
                 split=np.load(folder / "split.npy"),
                 ids=json.loads((folder / "ids.json").read_text()),
                 info=json.loads((folder / "info.json").read_text()),
+                hashes=json.loads(hashes.read_text()) if hashes.is_file() else None,
+                collections=json.loads(collections.read_text()) if collections.is_file() else None,
+                packed_masks=np.load(masks, mmap_mode="r") if masks.is_file() else None,
             )
         except (ValueError, OSError) as exc:  # a truncated array or broken JSON: name the folder, not a traceback
             raise CxrtlError(

@@ -10,9 +10,10 @@ survives downscaling to 32 px and is learnable by a head on a frozen, even rando
 - ``Lung_Opacity``: one or two large bright patches in one lung only.
 - ``Viral Pneumonia``: a diffuse haze that is brightest next to the heart (perihilar).
 
-The zip mirrors Kaggle's: ``COVID-19_Radiography_Dataset/<Class>/{images,masks}/<Class>-<i>.png`` and a
-``README.md.txt``. Kaggle's ``<Class>.metadata.xlsx`` files are left out (writing xlsx needs a dependency
-we do not have, and nothing here reads them). The masks have the images' size (Kaggle's are 256 px).
+The zip mirrors Kaggle's: ``COVID-19_Radiography_Dataset/<Class>/{images,masks}/<Class>-<i>.png``, a
+``README.md.txt`` and a ``<Class>.metadata.xlsx`` per class naming each image's collection (made-up URLs,
+see ``DEMO_COLLECTIONS``: most COVID images from one collection, most Normal images from another, as in the
+real data). The masks are smaller than the images in the real data's proportion (256 px for 299 px images).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from PIL import Image
 from cxrtl.data import check_image_size
 from cxrtl.errors import CxrtlError
 from cxrtl.ingest import ARCHIVE_NAME, CLASSES, DATASET_DIR, write_deterministic_zip
+from cxrtl.metadata import MASKS_FOLDER, METADATA_SUFFIX, NAME_COLUMN, URL_COLUMN
+from cxrtl.xlsx import workbook_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +41,22 @@ _README = f"""Synthetic demo data in the layout of the Kaggle COVID-19 Radiograp
 
 These are not chest X-rays. Each class carries a coarse, made-up pattern inside two lung-shaped
 fields so that a classifier can learn it quickly: {", ".join(CLASSES)}.
-Masks mark the lung fields. The metadata spreadsheets of the real release are not included.
+Masks mark the lung fields. The metadata spreadsheets name made-up collections.
 """
+_HOSPITAL, _SCREENING, _ARCHIVE = (
+    "https://demo.example/hospital-a/covid-ward",
+    "https://demo.example/hospital-b/screening",
+    "https://demo.example/public-archive/pneumonia",
+)
+# Per class, the collection of image i is DEMO_COLLECTIONS[class][i % 4]: COVID mostly from one hospital,
+# Normal mostly from a public archive, so the class x collection table shows the confound.
+DEMO_COLLECTIONS = {
+    "COVID": (_SCREENING, _HOSPITAL, _HOSPITAL, _HOSPITAL),
+    "Normal": (_SCREENING, _ARCHIVE, _ARCHIVE, _ARCHIVE),
+    "Lung_Opacity": (_ARCHIVE,) * 4,
+    "Viral Pneumonia": (_ARCHIVE,) * 4,
+}
+_MASK_SCALE = 256 / 299  # the real data's masks are 256 px for 299 px images
 
 
 def write_demo_dataset(out_dir: Path, per_class: int = 40, seed: int = 0, image_size: int = 299) -> Path:
@@ -65,13 +82,18 @@ def write_demo_dataset(out_dir: Path, per_class: int = 40, seed: int = 0, image_
 
 def _entries(per_class: int, seed: int, size: int) -> Iterator[tuple[str, bytes]]:
     yield f"{DATASET_DIR}/README.md.txt", _README.encode()
+    mask_size = round(size * _MASK_SCALE)
     for class_index, name in enumerate(CLASSES):
+        rows = [[NAME_COLUMN, "FORMAT", "SIZE", URL_COLUMN]]
         for i in range(1, per_class + 1):
             # One generator per image: image i is the same whatever per_class is.
             rng = np.random.default_rng((seed, class_index, i))
             image, mask = synthetic_chest(name, rng, size)
             yield f"{DATASET_DIR}/{name}/images/{name}-{i}.png", _png(image)
-            yield f"{DATASET_DIR}/{name}/masks/{name}-{i}.png", _png(mask)
+            mask = Image.fromarray(mask).resize((mask_size, mask_size), Image.Resampling.NEAREST)
+            yield f"{DATASET_DIR}/{name}/{MASKS_FOLDER}/{name}-{i}.png", _png(np.asarray(mask))
+            rows.append([f"{name}-{i}", "PNG", f"{size}*{size}", DEMO_COLLECTIONS[name][i % 4]])
+        yield f"{DATASET_DIR}/{name}{METADATA_SUFFIX}", workbook_bytes(rows)
 
 
 def synthetic_chest(class_name: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:

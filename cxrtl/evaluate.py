@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +19,9 @@ from cxrtl.engine import Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.gradcam import GRADCAM_FILE, explain
-from cxrtl.metrics import binary_metrics, roc_points
+from cxrtl.metrics import binary_metrics, json_safe, roc_points
 from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
+from cxrtl.seen import SEEN_FILE, Seen, seen_in
 from cxrtl.store import Store, keys
 from cxrtl.train import load_model
 from cxrtl.transforms import to_model_input
@@ -28,6 +31,12 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 ROC_FILE = "roc.json"
+CHECKS_FILE = "checks.json"  # what the data checks found: duplicates, the collections, the lungs masked out
+# Balanced accuracy (the mean of sensitivity and specificity, 0.5 by chance whatever the class balance) at or
+# above which a model still tells the classes apart with the lungs blacked out: half-way from chance to
+# perfect. Models on this dataset have been reported to stay far above it (reading collection, text markers,
+# patient position rather than the lungs).
+MASKED_FLAG_BALANCED_ACCURACY = 0.75
 PREDICTION_COLUMNS = ("id", "true_label", "predicted_label", "covid_probability")
 
 
@@ -36,6 +45,7 @@ class Evaluation:
     result: EvaluationResult  # what metrics.json holds
     roc: dict[str, list[float]]  # fpr, tpr, thresholds: roc.json
     predictions: Predictions  # predictions.csv
+    checks: dict[str, Any] = field(default_factory=dict)  # checks.json; {} when the folder has none
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -49,9 +59,16 @@ def evaluate(
     store: Store | None = None,
     device: str = "auto",
     batch_size: int = 64,
+    masked: bool = False,
+    allow_seen: bool = False,
 ) -> Evaluation:
-    """Write metrics.json, predictions.csv, roc.json and gradcam.npz (cxrtl.gradcam) for the test split to
-    ``out_dir`` (and the store)."""
+    """Write metrics.json, predictions.csv, roc.json, gradcam.npz (cxrtl.gradcam) and checks.json for the test
+    split to ``out_dir`` (and the store); ``masked`` adds a second pass with the lungs blacked out (CxrtlError
+    without usable masks).
+
+    A model is not scored on test images it was trained on (by content hash: a copy under another name, or
+    a split changed since, counts too) unless ``allow_seen``; then checks.json counts them and the report says so.
+    """
     data = PreparedData.load(data_dir)
     test_idx = data.indices("test")
     if len(test_idx) == 0:
@@ -61,9 +78,12 @@ def evaluate(
         raise CxrtlError(
             f"{model_dir} was trained on {metadata.image_size} px images, {data_dir} holds {data.image_size} px"
         )
+    trained_on = _trained_on(data, test_idx, model_dir, allow_seen)
+    lungs = _test_masks(data, data_dir) if masked else None
     torch_device = resolve_device(device)
+    model = model.to(torch_device)
     test = Batches.of(data, "test", batch_size, metadata.config.training.normalize, torch_device)
-    probs = predict(model.to(torch_device), test)
+    probs = predict(model, test)
     # Float64 from here on: what predictions.csv holds exactly, so the metrics recomputed from it are these.
     p_covid = probs[:, POSITIVE_LABEL].astype(np.float64)
     y_true = data.labels[test_idx]
@@ -81,6 +101,16 @@ def evaluate(
         p_covid,
         result.threshold,
     )
+    checks: dict[str, Any] = {
+        "duplicates": data.info.get("duplicates"),
+        "collections": _by_collection(data, test_idx, y_true, p_covid),
+        "masked": None,
+        "trained_on_test_images": trained_on,
+    }
+    if lungs is not None:
+        outside = np.where(lungs, 0, data.images[test_idx]).astype(np.uint8)
+        batches = dataclasses.replace(test, images=outside, classes=y_true, indices=np.arange(len(test_idx)))
+        checks["masked"] = _masked_summary(binary_metrics(y_true, predict(model, batches)[:, POSITIVE_LABEL]))
 
     with staged_folder(out_dir, marker=METRICS_FILE) as staged:
         metrics_json = json.dumps(result.to_dict(), indent=2, sort_keys=True, allow_nan=False)
@@ -88,8 +118,9 @@ def evaluate(
         (staged / ROC_FILE).write_text(json.dumps(roc) + "\n")
         write_predictions(staged / PREDICTIONS_FILE, predictions, result.threshold)
         cams.save(staged / GRADCAM_FILE)
+        (staged / CHECKS_FILE).write_text(json.dumps(json_safe(checks), indent=2, sort_keys=True) + "\n")
     if store is not None and metadata.run_id:
-        for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE, GRADCAM_FILE):
+        for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE, GRADCAM_FILE, CHECKS_FILE):
             store.put_file(keys.model_key(metadata.source, metadata.run_id, name), out_dir / name)
     m = result.metrics
     logger.info(
@@ -102,7 +133,77 @@ def evaluate(
         m["specificity"],
         m["roc_auc"],
     )
-    return Evaluation(result, roc, predictions)
+    return Evaluation(result, roc, predictions, checks)
+
+
+def score_images(
+    model_dir: Path, data: PreparedData, indices: np.ndarray, device: str = "auto", batch_size: int = 64
+) -> np.ndarray:
+    """The model's COVID probability for the images ``indices`` of ``data``."""
+    model, metadata = load_model(model_dir)
+    if metadata.image_size != data.image_size:
+        raise CxrtlError(
+            f"{model_dir} was trained on {metadata.image_size} px images, the data holds {data.image_size} px"
+        )
+    torch_device = resolve_device(device)
+    batches = Batches(data.images, data.labels, indices, batch_size, metadata.config.training.normalize, torch_device)
+    return predict(model.to(torch_device), batches)[:, POSITIVE_LABEL]
+
+
+def _trained_on(data: PreparedData, test_idx: np.ndarray, model_dir: Path, allow_seen: bool) -> int | None:
+    """How many of the test images the model trained on; None when that cannot be told."""
+    seen = Seen.read(Path(model_dir) / SEEN_FILE)
+    if seen is None or data.hashes is None:
+        logger.warning("%s: cannot tell whether the model trained on these test images (no content hashes)", model_dir)
+        return None
+    count = int(seen_in(data, test_idx, seen.trained).sum())
+    if count and not allow_seen:
+        raise CxrtlError(
+            f"{model_dir} was trained on {count} of the {len(test_idx)} test images: its metrics would look better "
+            "than they are; evaluate it on data it has not seen, or allow it with --allow-training-images"
+        )
+    if count:
+        logger.warning("%s: scored on %d test images it was trained on (allowed)", model_dir, count)
+    return count
+
+
+def _test_masks(data: PreparedData, data_dir: Path) -> np.ndarray:
+    lungs = data.lung_masks(data.indices("test"))
+    if lungs is None:
+        raise CxrtlError(f"{data_dir}: no usable lung masks for the masked evaluation ({data.info.get('masks')})")
+    return lungs
+
+
+def _masked_summary(scored: dict[str, Any]) -> dict[str, Any]:
+    m = scored["metrics"]
+    balanced = m["balanced_accuracy"]
+    return {
+        "n": scored["n"],
+        "accuracy": m["accuracy"],
+        "sensitivity": m["sensitivity"],
+        "specificity": m["specificity"],
+        "balanced_accuracy": balanced,
+        "flag_at": MASKED_FLAG_BALANCED_ACCURACY,
+        "flagged": balanced >= MASKED_FLAG_BALANCED_ACCURACY,
+    }
+
+
+def _by_collection(
+    data: PreparedData, test_idx: np.ndarray, y_true: np.ndarray, p_covid: np.ndarray
+) -> dict[str, dict[str, Any]] | None:
+    """Per collection of the test images: how many of each class, and the accuracy on them."""
+    if data.collections is None:
+        return None
+    correct = (p_covid >= 0.5).astype(int) == y_true
+    table: dict[str, dict[str, Any]] = {}
+    for k, i in enumerate(test_idx):
+        row = table.setdefault(data.collections[i], {**dict.fromkeys(CLASS_NAMES, 0), "n": 0, "correct": 0})
+        row[CLASS_NAMES[y_true[k]]] += 1
+        row["n"] += 1
+        row["correct"] += int(correct[k])
+    for row in table.values():
+        row["accuracy"] = row["correct"] / row["n"]
+    return table
 
 
 def evaluation_result(predictions: Predictions, model: ModelSummary) -> EvaluationResult:
@@ -121,9 +222,11 @@ def load_evaluation(folder: Path) -> Evaluation:
     if not (folder / METRICS_FILE).is_file():
         raise CxrtlError(f"{folder}: no {METRICS_FILE}; is this the output of 'cxrtl evaluate'?")
     roc_path = folder / ROC_FILE
+    checks_path = folder / CHECKS_FILE
     try:
         roc = json.loads(roc_path.read_text()) if roc_path.is_file() else {"fpr": [], "tpr": [], "thresholds": []}
         text = json.loads((folder / METRICS_FILE).read_text())
+        checks = json.loads(checks_path.read_text()) if checks_path.is_file() else {}
     except ValueError as exc:
         raise CxrtlError(f"{folder}: damaged evaluation results ({type(exc).__name__}); evaluate again") from None
     result = EvaluationResult.from_dict(text, str(folder / METRICS_FILE))
@@ -133,7 +236,7 @@ def load_evaluation(folder: Path) -> Evaluation:
             f"{folder}: {PREDICTIONS_FILE} holds {len(predictions.ids)} images, {METRICS_FILE} counts {result.n}; "
             "evaluate again"
         )
-    return Evaluation(result, roc, predictions)
+    return Evaluation(result, roc, predictions, checks)
 
 
 def write_predictions(path: Path, predictions: Predictions, threshold: float) -> None:

@@ -12,17 +12,19 @@ import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
 from cxrtl.data import CLASS_NAMES, SPLITS, PreparedData, check_image_size
+from cxrtl.duplicates import Fingerprint, fingerprint, group, grouped_split, stable_split
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.ingest import INGEST_FILE, find_dataset, list_images
+from cxrtl.metadata import MASKS_FOLDER, load_mask, read_collections
 from cxrtl.progress import Progress
 from cxrtl.recipes import get_recipe
 
@@ -49,7 +51,10 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
     labels = np.array([label for label, name in enumerate(CLASS_NAMES) for _ in available[name]], dtype=np.int64)
     ids = [p.relative_to(root).as_posix() for p in paths]
 
-    images, ok = _decode_all(paths, image_size)
+    with_masks = any((root / name / MASKS_FOLDER).is_dir() for name in CLASS_NAMES)
+    decoded = _decode_all(paths, image_size, with_masks)
+    images, prints, masks = decoded.images, decoded.prints, decoded.masks
+    ok = np.array([p is not None for p in prints], dtype=bool)
     skipped = [ids[i] for i in np.flatnonzero(~ok)]
     if skipped:
         logger.warning("skipped %d unreadable image(s): %s", len(skipped), ", ".join(skipped[:10]))
@@ -57,7 +62,22 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
     # Balanced after the unreadable images are dropped, so that what is kept is balanced.
     keep = _balance(labels, ok, np.random.default_rng(seed)) if chosen.balance_classes else np.flatnonzero(ok)
     images, labels, ids = images[keep], labels[keep], [ids[i] for i in keep]
-    split = _stratified_split(labels, chosen.split_fractions, seed, str(raw))
+    kept = [prints[i] for i in keep]
+    mask_problems = [decoded.mask_problems[i] for i in keep if decoded.mask_problems[i]]
+    if not with_masks:
+        masks_note = f"no {MASKS_FOLDER}/ folders beside the images"
+    elif mask_problems:
+        masks_note = f"{len(mask_problems)} image(s) without a usable mask; the first: {mask_problems[0]}"
+        logger.warning("lung masks: %s; the masked evaluation cannot run", masks_note)
+    else:
+        masks_note = "ok"
+    collections = read_collections(root, available)
+    image_collections = [collections[i] for i in ids] if collections is not None else None
+    groups = group(kept)
+    if chosen.stable_split:
+        split = stable_split(kept, groups, labels, chosen.split_fractions)
+    else:
+        split = grouped_split(labels, groups, chosen.split_fractions, seed, str(raw))
     counts = {
         s: {name: int(np.sum((split == code) & (labels == label))) for label, name in enumerate(CLASS_NAMES)}
         for code, s in enumerate(SPLITS)
@@ -66,12 +86,20 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
         missing = [name for name, n in counts[s].items() if fraction > 0 and n == 0]
         if missing:
             raise CxrtlError(f"{raw}: the {s} split has no {' and no '.join(missing)} image; the dataset is too small")
+    duplicates = groups.summary(labels)
+    if duplicates["groups_with_both_classes"]:
+        logger.warning(
+            "%d group(s) of duplicate images hold both COVID and Normal images", duplicates["groups_with_both_classes"]
+        )
 
     data = PreparedData(
         images=images,
         labels=labels,
         split=split,
         ids=ids,
+        hashes=[p.content for p in kept],
+        collections=image_collections,
+        packed_masks=PreparedData.pack_masks(masks[keep]) if masks is not None and masks_note == "ok" else None,
         info={
             "recipe": chosen.name,
             "image_size": image_size,
@@ -82,6 +110,9 @@ def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 22
             "total": len(ids),
             "skipped_count": len(skipped),
             "skipped": skipped,
+            "duplicates": duplicates,
+            "collections": _collection_table(labels, image_collections),
+            "masks": masks_note,
             "dataset": _ingest_record(raw),
         },
     )
@@ -112,52 +143,62 @@ def _balance(labels: np.ndarray, ok: np.ndarray, rng: np.random.Generator) -> np
     return np.concatenate(kept)
 
 
-def _stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], seed: int, label: str) -> np.ndarray:
-    """Split codes (0 train, 1 val, 2 test) with each class in the given proportions; a 0 fraction is empty."""
-    split = np.zeros(len(labels), dtype=np.uint8)
-    remaining, share = np.arange(len(labels)), 1.0
-    for code in (2, 1):  # test first, then validation from what is left
-        fraction = fractions[code]
-        if fraction <= 0:
-            continue
-        try:
-            remaining, taken = train_test_split(
-                remaining, test_size=fraction / share, stratify=labels[remaining], random_state=seed
-            )
-        except ValueError as exc:
-            raise CxrtlError(
-                f"{label}: too few images ({len(labels)}) for a stratified {SPLITS[code]} split ({exc})"
-            ) from exc
-        split[taken] = code
-        share -= fraction
-    return split
+def _collection_table(labels: np.ndarray, collections: list[str] | None) -> dict[str, dict[str, int]] | None:
+    """Images per class and collection, or None without metadata."""
+    if collections is None:
+        return None
+    table: dict[str, dict[str, int]] = {name: {} for name in CLASS_NAMES}
+    for label, collection in zip(labels.tolist(), collections, strict=True):
+        row = table[CLASS_NAMES[label]]
+        row[collection] = row.get(collection, 0) + 1
+    return table
 
 
-def _decode_all(paths: list[Path], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode into one preallocated array; returns it and which images could be read."""
-    images = np.zeros((len(paths), size, size), dtype=np.uint8)
-    ok = np.zeros(len(paths), dtype=bool)
+@dataclass
+class _Decoded:
+    images: np.ndarray  # uint8 [N, S, S]
+    prints: list[Fingerprint | None]  # None: unreadable
+    masks: np.ndarray | None  # bool [N, S, S], when masks were asked for
+    mask_problems: list[str]  # per image, "" when its mask is fine
+
+
+def _decode_all(paths: list[Path], size: int, with_masks: bool) -> _Decoded:
+    """Decode into preallocated arrays: the images, their fingerprints and, if asked for, their lung masks."""
+    decoded = _Decoded(
+        images=np.zeros((len(paths), size, size), dtype=np.uint8),
+        prints=[None] * len(paths),
+        masks=np.zeros((len(paths), size, size), dtype=bool) if with_masks else None,
+        mask_problems=[""] * len(paths),
+    )
 
     def decode(i: int) -> None:
-        array = _load(paths[i], size)
-        if array is not None:
-            images[i] = array
-            ok[i] = True
+        loaded = _load(paths[i], size)
+        if loaded is None:
+            return
+        decoded.images[i], decoded.prints[i] = loaded
+        if decoded.masks is not None:
+            mask = load_mask(paths[i], loaded[1].size, size)
+            if isinstance(mask, str):
+                decoded.mask_problems[i] = mask
+            else:
+                decoded.masks[i] = mask
 
     # Pillow releases the GIL while decoding and resizing, so threads use every core without copying.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, Progress(len(paths), "decoding", logger) as shown:
         for _ in pool.map(decode, range(len(paths))):
             shown.update()
-    return images, ok
+    return decoded
 
 
-def _load(path: Path, size: int) -> np.ndarray | None:
+def _load(path: Path, size: int) -> tuple[np.ndarray, Fingerprint] | None:
+    """The image resized to ``size``, and the fingerprints of it as stored."""
     try:
         with Image.open(path) as image:
             gray = to_gray8(image)
+            prints = fingerprint(gray)
             if gray.size != (size, size):
                 gray = gray.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(gray)
+            return np.asarray(gray), prints
     # PIL reports broken files as OSError (truncated, unidentified), SyntaxError (bad PNG chunks) or others.
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         logger.debug("cannot read %s: %s", path, exc)

@@ -11,10 +11,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cxrtl.compare import ranking
+import numpy as np
+
+from cxrtl.compare import ALPHA, delong, mcnemar_exact
+from cxrtl.data import PreparedData
 from cxrtl.errors import CxrtlError
-from cxrtl.evaluate import Evaluation, evaluate
+from cxrtl.evaluate import Evaluation, score_images
+from cxrtl.metrics import binary_metrics, json_safe
 from cxrtl.records import ChampionCard, Promotion
+from cxrtl.repeats import champion_candidate
+from cxrtl.seen import SEEN_FILE, Seen, seen_in
 from cxrtl.settings import check_setting
 from cxrtl.store import Store, keys
 from cxrtl.train import METADATA_FILE, MODEL_FILE
@@ -25,6 +31,12 @@ CARD_FILE = "card.json"
 CARD_MARKDOWN_FILE = "card.md"
 
 
+# At least this many test images that neither the champion nor the challenger has seen, or no decision: with
+# fewer, McNemar's exact test can only call a difference of about 20 points significant (6 discordant images,
+# all one way, give p = 0.031), and no difference of practical interest.
+MIN_UNSEEN_IMAGES = 30
+
+
 @dataclass
 class Decision:
     promoted: bool
@@ -32,10 +44,13 @@ class Decision:
     metric: str
     margin: float
     challenger: dict[str, Any]
-    champion: dict[str, Any] | None  # the champion before this decision, scored on this run's test split
+    # The champion before this decision, scored on the test images neither model has seen; None without one.
+    champion: dict[str, Any] | None
+    # The paired test on those images: name, p_value, alpha, images; None when none was run.
+    test: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(json_safe(asdict(self)), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Decision:
@@ -52,74 +67,150 @@ def promote(
     candidates: list[Evaluation],
     metric: str = "accuracy",
     margin: float = 0.005,
+    min_images: int = MIN_UNSEEN_IMAGES,
 ) -> Decision:
-    """Promote the run's best model if its test ``metric`` beats the champion's on the same split by > ``margin``.
+    """Make the run's best model the champion if it is better than the current one on test images neither has
+    seen: by more than ``margin`` on ``metric`` (a minimum practical difference) and by a paired test at
+    :data:`cxrtl.compare.ALPHA` (McNemar's exact test; DeLong's for ROC AUC). Fewer than ``min_images`` such
+    images: no decision, the champion stays.
 
-    The run's best is the first of :func:`cxrtl.compare.ranking` (ties broken explicitly, never by order given).
-    Only metrics where higher is better decide (cxrtl.settings: promotion_metric).
+    The run's best is the best seed of the first source of :func:`cxrtl.compare.ranking` by its mean over the
+    training seeds (:mod:`cxrtl.repeats`; ties broken explicitly, never by the order given). Only metrics where
+    higher is better decide (cxrtl.settings: promotion_metric).
     """
     check_setting("promotion_metric", metric, "promotion metric")
     check_setting("promotion_margin", margin, "promotion margin")
-    if not candidates:
-        raise CxrtlError("no evaluated models to promote")
-    named = {f"{ev.result.model.source}/{ev.result.model.run_id}": ev for ev in candidates}
-    best = named[ranking({name: ev.metrics for name, ev in named.items()}, metric)[0]]
+    best = champion_candidate(candidates, metric)
     model = best.result.model
     if math.isnan(best.metrics[metric]):
         why = best.result.undefined.get(metric, "not computable")
         raise CxrtlError(f"promotion metric {metric} is undefined for every model of run {model.run_id} ({why})")
-    challenger = {"source": model.source, "run_id": model.run_id, "score": best.metrics[metric]}
+    challenger = {
+        "source": model.source,
+        "run_id": model.run_id,
+        "seed": model.config.seed,
+        "score": best.metrics[metric],
+    }
 
-    champion = _score_champion(store, data_dir, metric)
-    if champion is None:
-        promoted, reason = True, f"there was no champion; {metric} {challenger['score']:.4f}"
-    elif "error" in champion:
-        promoted, reason = False, f"the champion could not be scored on this test split ({champion['error']})"
-    elif math.isnan(champion["score"]):
-        promoted, reason = False, f"the champion's {metric} is undefined on this test split; nothing to compare with"
-    elif challenger["score"] > champion["score"] + margin:
-        promoted = True
-        reason = (
-            f"{metric} {challenger['score']:.4f} beats the champion's {champion['score']:.4f} "
-            f"({champion['source']}, run {champion['run_id']}) by more than {margin}"
+    card_key = keys.champion_key(CARD_FILE)
+    if not store.exists(card_key):  # the card is written last: without it there is no complete champion
+        decision = Decision(
+            True, f"there was no champion; {metric} {challenger['score']:.4f}", metric, margin, challenger, None
         )
     else:
-        promoted = False
-        reason = (
-            f"{metric} {challenger['score']:.4f} does not beat the champion's {champion['score']:.4f} "
-            f"({champion['source']}, run {champion['run_id']}) by more than {margin}"
-        )
-    decision = Decision(promoted, reason, metric, margin, challenger, champion)
-    if promoted:
+        card = ChampionCard.from_dict(store.get_json(card_key), f"{store.url}: {card_key}")
+        decision = _compare(store, data_dir, best, card, metric, margin, min_images, challenger)
+    if decision.promoted:
         _install(store, best, decision)
     logger.info("%s", decision.note())
     return decision
 
 
-def _score_champion(store: Store, data_dir: Path, metric: str) -> dict[str, Any] | None:
-    # The card is written last: without it there is no complete champion.
-    card_key = keys.champion_key(CARD_FILE)
-    if not store.exists(card_key):
-        return None
-    card = ChampionCard.from_dict(store.get_json(card_key), f"{store.url}: {card_key}")
+def _compare(
+    store: Store,
+    data_dir: Path,
+    best: Evaluation,
+    card: ChampionCard,
+    metric: str,
+    margin: float,
+    min_images: int,
+    challenger: dict[str, Any],
+) -> Decision:
+    """Score champion and challenger on the test images neither has seen, and decide."""
+    model = best.result.model
+    champion: dict[str, Any] = {"source": card.source, "run_id": card.run_id}
+
+    def refuse(why: str) -> Decision:
+        return Decision(False, why, metric, margin, challenger, champion)
+
+    data = PreparedData.load(data_dir)
+    test = data.indices("test")
     with tempfile.TemporaryDirectory(prefix="cxrtl-champion-") as tmp:
-        model_dir = Path(tmp) / "model"
-        store.get_file(keys.champion_key(MODEL_FILE), model_dir / MODEL_FILE)
+        folders = {"champion": Path(tmp) / "champion", "challenger": Path(tmp) / "challenger"}
+        for name in (MODEL_FILE, SEEN_FILE):
+            if store.exists(keys.champion_key(name)):
+                store.get_file(keys.champion_key(name), folders["champion"] / name)
+            if store.exists(keys.model_key(model.source, model.run_id, name)):
+                store.get_file(keys.model_key(model.source, model.run_id, name), folders["challenger"] / name)
+        seen = {who: Seen.read(folder / SEEN_FILE) for who, folder in folders.items()}
+        unknown = [who for who, record in seen.items() if record is None]
+        if unknown or data.hashes is None:
+            return refuse(
+                f"no record of the images the {' and the '.join(unknown) or 'data'} "
+                f"{'has' if len(unknown) < 2 else 'have'} seen (made before cxrtl kept one), so they cannot be "
+                "compared fairly; the champion stays"
+            )
+        unseen = test[~seen_in(data, test, seen["champion"].any | seen["challenger"].any)]
+        champion["images"] = len(unseen)
+        if len(unseen) < min_images:
+            return refuse(
+                f"only {len(unseen)} of the {len(test)} test images were seen by neither model, fewer than the "
+                f"{min_images} a decision needs; the champion stays"
+            )
         try:
-            score = evaluate(data_dir, model_dir, Path(tmp) / "eval").metrics[metric]
+            p = {who: score_images(folder, data, unseen) for who, folder in folders.items()}
         except CxrtlError as exc:
-            return {"source": card.source, "run_id": card.run_id, "error": str(exc)}
-    return {"source": card.source, "run_id": card.run_id, "score": score}
+            return refuse(f"the champion could not be scored on this test split ({exc})")
+    y = data.labels[unseen]
+    scores = {who: binary_metrics(y, p[who])["metrics"][metric] for who in p}
+    champion["score"], challenger_score = scores["champion"], scores["challenger"]
+    test_result = paired_test(metric, y, p["challenger"], p["champion"])
+    decision = decide(metric, margin, challenger_score, champion["score"], test_result)
+    where = (
+        f"on the {len(unseen)} test images neither has seen ({test_result['name']} p = {test_result['p_value']:.3g}, "
+        f"level {ALPHA})"
+    )
+    promoted, reason = decision
+    return Decision(
+        promoted,
+        f"{metric} {challenger_score:.4f} against the champion's {champion['score']:.4f} ({card.source}, run "
+        f"{card.run_id}) {where}: {reason}",
+        metric,
+        margin,
+        challenger,
+        champion,
+        {**test_result, "alpha": ALPHA, "images": len(unseen)},
+    )
+
+
+def paired_test(metric: str, y: np.ndarray, p_challenger: np.ndarray, p_champion: np.ndarray) -> dict[str, Any]:
+    """The paired test of two models on the same images: DeLong's for ROC AUC, McNemar's exact test on which
+    images each gets right (at the 0.5 threshold) for every other metric."""
+    if metric == "roc_auc":
+        return {"name": "DeLong", "p_value": delong(y, p_challenger, p_champion)[1]}
+    correct = [(p >= 0.5).astype(int) == y for p in (p_challenger, p_champion)]
+    return {"name": "McNemar exact", "p_value": mcnemar_exact(*correct)}
+
+
+def decide(metric: str, margin: float, challenger: float, champion: float, test: dict[str, Any]) -> tuple[bool, str]:
+    """Better by more than ``margin`` and by the paired test at :data:`ALPHA`, or the champion stays."""
+    if math.isnan(challenger) or math.isnan(champion):
+        return False, f"{metric} is undefined for one of them; the champion stays"
+    if not challenger > champion + margin:
+        return False, f"not better by more than the margin {margin}; the champion stays"
+    if not test["p_value"] < ALPHA:  # NaN: no test possible, no evidence
+        return False, f"better by more than {margin}, but the paired test does not tell them apart; the champion stays"
+    return True, f"better by more than {margin} and by the paired test; promoted"
 
 
 def _install(store: Store, best: Evaluation, decision: Decision) -> None:
     model = best.result.model
     with tempfile.TemporaryDirectory(prefix="cxrtl-promote-") as tmp:
-        for name in (MODEL_FILE, METADATA_FILE):
+        # A champion without the record of what it has seen could never be compared fairly again.
+        names = [
+            n
+            for n in (MODEL_FILE, METADATA_FILE, SEEN_FILE)
+            if store.exists(keys.model_key(model.source, model.run_id, n))
+        ]
+        for name in names:
             store.get_file(keys.model_key(model.source, model.run_id, name), Path(tmp) / name)
         card = model_card(best, decision)
+        if not store.exists(keys.model_key(model.source, model.run_id, SEEN_FILE)) and store.exists(
+            keys.champion_key(SEEN_FILE)
+        ):
+            store.delete(keys.champion_key(SEEN_FILE))  # the old champion's: not this model's
         # The card goes last: a champion is only complete once its card says so.
-        for name in (MODEL_FILE, METADATA_FILE):
+        for name in names:
             store.put_file(keys.champion_key(name), Path(tmp) / name)
     store.put_bytes(keys.champion_key(CARD_MARKDOWN_FILE), card_markdown(card).encode())
     store.put_json(keys.champion_key(CARD_FILE), card.to_dict())
@@ -127,7 +218,10 @@ def _install(store: Store, best: Evaluation, decision: Decision) -> None:
 
 
 def model_card(best: Evaluation, decision: Decision) -> ChampionCard:
-    promotion = Promotion(decision.metric, decision.margin, decision.reason)
+    test = decision.test or {}
+    promotion = Promotion(
+        decision.metric, decision.margin, decision.reason, test.get("name"), test.get("p_value"), test.get("images")
+    )
     return ChampionCard.of(best.result, promotion, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
@@ -152,4 +246,10 @@ def card_markdown(card: ChampionCard) -> str:
         ci = "-" if math.isnan(low) or math.isnan(high) else f"{low:.3f}-{high:.3f}"
         shown = f"undefined: {card.undefined.get(name, 'not computable')}" if math.isnan(value) else f"{value:.4f}"
         lines.append(f"| {name} | {shown} | {ci} | {card.interval_methods.get(name, '-')} |")
+    if card.promotion.test:
+        lines += [
+            "",
+            f"Paired test against the champion before: {card.promotion.test}, p = {card.promotion.p_value:.3g} on "
+            f"{card.promotion.images} test images neither model had seen.",
+        ]
     return "\n".join(lines) + "\n"

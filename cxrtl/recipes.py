@@ -79,18 +79,23 @@ class Recipe:
     description: str
     balance_classes: bool  # subsample Normal to the COVID count, as the study did
     split_fractions: tuple[float, float, float]  # train, validation, test
+    # True: each image's split follows from its pixels (cxrtl.duplicates.stable_split), whatever the seed or
+    # the dataset version; False: a seeded stratified split. Duplicates share a split either way.
+    stable_split: bool
     training: Training
 
 
 PAPER = Recipe(
     name="paper",
     description=(
-        "Hossain et al. 2022 as run: balanced COVID/Normal, 80/20 train/test, no normalisation, "
+        "Hossain et al. 2022 as run: balanced COVID/Normal, seeded stratified 80/20 train/test "
+        "(duplicates kept together, which the study did not do), no normalisation, "
         "Adam lr 1e-3, batch 32, 50 epochs, backbone frozen after epoch 1, "
         "best epoch chosen on the test split by accuracy"
     ),
     balance_classes=True,
     split_fractions=(0.8, 0.0, 0.2),
+    stable_split=False,
     training=Training(
         epochs=50,
         batch_size=32,
@@ -107,13 +112,15 @@ PAPER = Recipe(
 RECOMMENDED = Recipe(
     name="recommended",
     description=(
-        "all COVID and Normal images, stratified 70/10/20 train/validation/test, ImageNet normalisation, "
+        "all COVID and Normal images, 70/10/20 train/validation/test assigned from each image's pixels "
+        "(the same split for every seed and dataset version, duplicates kept together), ImageNet normalisation, "
         "class-weighted loss, Adam lr 1e-4, batch 32, 20 epochs of full fine-tuning, "
         "BatchNorm statistics recomputed before each evaluation, best epoch chosen on validation ROC AUC, "
         "decision threshold chosen on validation (Youden's J)"
     ),
     balance_classes=False,
     split_fractions=(0.7, 0.1, 0.2),
+    stable_split=True,
     training=Training(
         epochs=20,
         batch_size=32,

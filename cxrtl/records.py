@@ -285,8 +285,13 @@ class EvaluationResult(Record):
 @dataclass(frozen=True)
 class Promotion:
     metric: str
-    margin: float
+    margin: float  # the minimum practical difference
     reason: str
+    # The paired test against the champion before (None: there was none): its name, p-value, and on how many
+    # test images neither model had seen.
+    test: str | None = None
+    p_value: float | None = None
+    images: int | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxrtl import data_checks
 from cxrtl.compare import ALPHA, PairTest, pair_tests, ranking, tied_for_best
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, load_evaluation
@@ -24,6 +25,7 @@ from cxrtl.html_page import Notes, Page, Section, Table
 from cxrtl.metrics import METRIC_NAMES, THRESHOLD_METRICS
 from cxrtl.recipes import get_recipe
 from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
+from cxrtl.repeats import SourceResults, by_source
 from cxrtl.report_figures import figure_sections, read_gradcam
 from cxrtl.store import Store, keys
 from cxrtl.weights import PublishedMetrics, get_source
@@ -62,9 +64,21 @@ REPORT_FILES = {
 @dataclass
 class Row:
     source: str
-    evaluation: Evaluation
+    evaluation: Evaluation  # with several training seeds (repeats), the best seed's
     tied_for_best: bool
     published: PublishedMetrics | None  # None where the run is not comparable with the study
+    seeds: SourceResults | None = None  # every training seed's results, where there are several
+
+    def across_seeds(self, metric: str) -> str:
+        """Mean ± SD over the training seeds, and each seed's value with its interval; "-" with one seed."""
+        if self.seeds is None:
+            return "-"
+        each = "; ".join(
+            f"seed {seed}: {_cell(ev.result, metric)}"
+            for seed, ev in zip(self.seeds.seeds, self.seeds.evaluations, strict=True)
+        )
+        mean, sd = self.seeds.mean()[metric], self.seeds.sd(metric)
+        return f"{_fmt(mean)} ± {_fmt(sd)} over {len(self.seeds.seeds)} seeds [{each}]"
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -106,9 +120,14 @@ class Report:
     def comparable(self) -> bool:
         return self.rows[0].published is not None
 
+    @property
+    def repeated(self) -> bool:
+        return any(r.seeds is not None for r in self.rows)
+
     def summary(self) -> str:
+        seeds = " (the mean over the training seeds)" if self.repeated else ""
         return (
-            f"Ranked by {self.rank_metric}. {TIED.capitalize()} (not significantly worse than the first, "
+            f"Ranked by {self.rank_metric}{seeds}. {TIED.capitalize()} (not significantly worse than the first, "
             f"Holm-adjusted p >= {ALPHA}): {', '.join(self.tied) or 'none'}. Test images: {self.top.n}. "
             "COVID is the positive class."
         )
@@ -125,16 +144,24 @@ class Report:
         for i, row in enumerate(self.rows):
             if row.tied_for_best:
                 out[i + 2] += f"   <- {TIED}"
-        return "\n".join([*out, "", self.summary(), *self.notes])
+        table = data_checks.collection_table(self.top.evaluation)
+        by_collection = (
+            ["", "By collection (test split):", *("  ".join(r) for r in [table[0], *table[1]])] if table else []
+        )
+        return "\n".join([*out, "", self.summary(), *self.notes, *by_collection])
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """The header and the rows (ranked) of the Markdown and HTML results tables."""
         head = ["Source", "Rank", *(f"{_HEADERS[m]} (95% CI)" for m in METRIC_NAMES), "Best epoch", "Weights"]
+        if self.repeated:
+            head[2:2] = [f"{_HEADERS[self.rank_metric]} across seeds: mean ± SD [each seed (95% CI)]"]
         if self.comparable:
             head += [f"Published {_HEADERS[m].lower()}" for m in PUBLISHED] + ["Published n"]
         rows = []
         for i, r in enumerate(self.rows, start=1):
             cells = [r.source, f"{i} ({TIED})" if r.tied_for_best else str(i), *(r.cell(m) for m in METRIC_NAMES)]
+            if self.repeated:
+                cells[2:2] = [r.across_seeds(self.rank_metric)]
             cells += [str(r.model.best_epoch or "-"), r.weights()]
             if r.published is not None:
                 cells += [f"{getattr(r.published, m):.4f}" for m in PUBLISHED] + [f"{PublishedMetrics.TEST_IMAGES:,}"]
@@ -173,6 +200,13 @@ class Report:
                 "the ranking above is at 0.5."
             )
             sections.append(Section("At the threshold chosen on the validation split", [about, Table(*threshold)]))
+        collections = data_checks.collection_table(self.top.evaluation)
+        if collections:
+            about = (
+                f"Where the test images came from (the dataset's metadata), and {self.top.source}'s accuracy on "
+                "each: a class from one collection only lets a model learn the collection."
+            )
+            sections.append(Section("Test images by collection", [about, Table(*collections)]))
         if self.tests:
             about = (
                 "McNemar's exact test on which images each source gets right (at 0.5), DeLong's test of the "
@@ -238,23 +272,30 @@ def build_report(
 ) -> Report:
     if not evaluations:
         raise CxrtlError("no evaluation results to report")
-    by_source: dict[str, Evaluation] = {}
-    for ev in evaluations:
-        source = ev.result.model.source
-        if source in by_source:
-            raise CxrtlError(f"two results for weight source {source!r}; give each source once")
-        by_source[source] = ev
+    # Several training seeds per source (repeats): sources ranked by their mean; the paired tests, the figures
+    # and the cells are the best seed's, the champion candidate (cxrtl.repeats).
+    groups = {g.source: g for g in by_source(evaluations, rank_metric)}
+    best_of = {source: g.best(rank_metric) for source, g in groups.items()}
     thresholds = {ev.result.threshold for ev in evaluations}
     if len(thresholds) > 1:
         raise CxrtlError(f"results at different thresholds ({', '.join(map(str, sorted(thresholds)))}); evaluate again")
-    tests = pair_tests({s: ev.predictions for s, ev in by_source.items()}, thresholds.pop())
-    metrics = {s: ev.metrics for s, ev in by_source.items()}
+    tests = pair_tests({s: ev.predictions for s, ev in best_of.items()}, thresholds.pop())
+    metrics = {s: g.mean() for s, g in groups.items()}
     order = ranking(metrics, rank_metric)
     tied = tied_for_best(order, metrics, tests, rank_metric)
     reasons = _not_comparable(evaluations)
-    rows = [Row(s, by_source[s], s in tied, None if reasons else get_source(s).published) for s in order]
-    notes = _notes(evaluations, reasons) + list(extra_notes or [])
-    return Report(rows, tests, rank_metric, notes, by_source, dict(cams or {}))
+    rows = [
+        Row(
+            s,
+            best_of[s],
+            s in tied,
+            None if reasons else get_source(s).published,
+            groups[s] if len(groups[s].evaluations) > 1 else None,
+        )
+        for s in order
+    ]
+    notes = _notes(evaluations, reasons) + data_checks.notes(best_of) + list(extra_notes or [])
+    return Report(rows, tests, rank_metric, notes, best_of, dict(cams or {}))
 
 
 def report_from_folders(
@@ -266,7 +307,13 @@ def report_from_folders(
 ) -> Report:
     """Build the report from ``cxrtl evaluate`` output folders and write it to ``out_dir`` (and the store)."""
     evaluations = [load_evaluation(f) for f in folders]
-    cams = {ev.result.model.source: read_gradcam(f) for ev, f in zip(evaluations, folders, strict=True)}
+    # Each source's figures are its best seed's (several with repeats).
+    best = [g.best(RANK_METRIC) for g in by_source(evaluations, RANK_METRIC)]
+    cams = {
+        ev.result.model.source: read_gradcam(f)
+        for ev, f in zip(evaluations, folders, strict=True)
+        if any(ev is b for b in best)
+    }
     report = build_report(evaluations, extra_notes, cams={s: c for s, c in cams.items() if c is not None})
     paths = report.write(out_dir)
     if store is not None and run_id:
@@ -337,7 +384,13 @@ def _notes(evaluations: list[Evaluation], not_comparable: list[str]) -> list[str
             "The best epoch was chosen on the test split, as the study did: these test metrics are optimistic. "
             "The recommended recipe chooses on a validation split instead."
         )
-    stand_ins = sorted(m.source for m in models if m.weights_stand_in)
+    if len({m.config.seed for m in models}) > 1:
+        notes.append(
+            "Each source was trained with several seeds on one shared split: sources are ranked by their mean, "
+            "with the spread over the seeds beside each seed's interval; the other cells, the figures, the paired "
+            "tests and the champion candidate are the best seed of each."
+        )
+    stand_ins = sorted({m.source for m in models if m.weights_stand_in})
     if stand_ins:
         notes.append(
             f"Trained from STAND-IN weights (random, in the native checkpoint format), not the published ones: "

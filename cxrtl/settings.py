@@ -121,8 +121,16 @@ class RunSettings:
     seed: int = field(
         default=0,
         metadata=_about(
-            "seed of the split, the head's initial weights and the batches (default 0)",
+            "seed of the paper recipe's split, and of the first repeat's initial head weights and batches (default 0)",
             check=_non_negative,
+            fingerprint=True,
+        ),
+    )
+    repeats: int = field(
+        default=1,
+        metadata=_about(
+            "trainings per source, with training seeds seed, seed+1, ... on one shared split (default 1)",
+            check=_positive,
             fingerprint=True,
         ),
     )
@@ -131,6 +139,14 @@ class RunSettings:
         default=False,
         metadata=_about(
             "train the sources whose weights are in the store and name the others in the report (default: refuse)"
+        ),
+    )
+    masked_evaluation: bool = field(
+        default=False,
+        metadata=_about(
+            "also evaluate with the lungs blacked out (the dataset's masks); the report flags models that still "
+            "tell the classes apart (default off; on with --demo)",
+            demo=True,
         ),
     )
     promotion_metric: str = field(
@@ -211,6 +227,14 @@ class RunSettings:
         chosen = {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate}
         run = {name: getattr(self, name) for name in TRAIN_RUN_SETTINGS}
         return {"seed": self.seed, **{k: v for k, v in chosen.items() if v is not None}, **run}
+
+    def trainings(self, sources: list[str]) -> list[dict[str, Any]]:
+        """One ``{"source", "seed"}`` per training: each source with each of the ``repeats`` training seeds.
+
+        The split is drawn once, by preprocess, from ``seed`` (the paper recipe) or from the pixels (the
+        recommended one): every repeat trains and is tested on the same images, so comparisons stay paired.
+        """
+        return [{"source": source, "seed": self.seed + r} for source in sources for r in range(self.repeats)]
 
 
 def setting_problem(name: str, value: Any) -> str | None:

@@ -44,6 +44,7 @@ from cxrtl.metrics import selection_score, youden_threshold
 from cxrtl.model import NUM_CLASSES, build_model, set_backbone_trainable
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import DatasetRef, ModelMetadata
+from cxrtl.seen import SEEN_FILE, Seen
 from cxrtl.store import Store, keys
 from cxrtl.weights import StoredWeights, get_source, load_backbone_state_dict, resolve_weights
 
@@ -394,10 +395,11 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
         cxrtl_version=__version__,
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
-    model_path = save_model(out_dir, progress.best_state, metadata)
+    seen = Seen.of(session.data, config.training.selection_split)
+    model_path = save_model(out_dir, progress.best_state, metadata, seen)
     store = session.checkpoints.store
-    store.put_file(keys.model_key(source, session.run_id, MODEL_FILE), model_path)
-    store.put_file(keys.model_key(source, session.run_id, METADATA_FILE), out_dir / METADATA_FILE)
+    for name in (MODEL_FILE, METADATA_FILE, *([SEEN_FILE] if seen else [])):
+        store.put_file(keys.model_key(source, session.run_id, name), out_dir / name)
     session.checkpoints.finish()
     logger.info(
         "%s: best epoch %d (%s %s %.4f); model in %s",
@@ -452,10 +454,14 @@ def train(
     return finish(session, progress, out_dir)
 
 
-def save_model(out_dir: Path, state_dict: dict[str, torch.Tensor], metadata: ModelMetadata) -> Path:
+def save_model(
+    out_dir: Path, state_dict: dict[str, torch.Tensor], metadata: ModelMetadata, seen: Seen | None = None
+) -> Path:
     record = metadata.to_dict()
     with staged_folder(out_dir, marker=METADATA_FILE) as staged:
         torch.save({"state_dict": state_dict, "metadata": record}, staged / MODEL_FILE)
+        if seen is not None:
+            (staged / SEEN_FILE).write_text(seen.to_json())
         (staged / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return out_dir / MODEL_FILE
 

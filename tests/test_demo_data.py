@@ -7,9 +7,10 @@ from PIL import Image
 from refusal import refused
 
 from cxrtl.cli import main
-from cxrtl.demo_data import write_demo_dataset
+from cxrtl.demo_data import DEMO_COLLECTIONS, write_demo_dataset
 from cxrtl.errors import CxrtlError
 from cxrtl.ingest import CLASSES, DATASET_DIR
+from cxrtl.xlsx import read_rows
 
 
 def _read(zf: zipfile.ZipFile, name: str, size: int | None = None) -> np.ndarray:
@@ -27,10 +28,17 @@ def test_layout_names_and_image_format(tmp_path):
         expected = {
             f"{DATASET_DIR}/{c}/{kind}/{c}-{i}.png" for c in CLASSES for kind in ("images", "masks") for i in (1, 2, 3)
         }
-        assert names == expected | {f"{DATASET_DIR}/README.md.txt"}
+        sheets = {f"{DATASET_DIR}/{c}.metadata.xlsx" for c in CLASSES}
+        assert names == expected | sheets | {f"{DATASET_DIR}/README.md.txt"}
         image = Image.open(io.BytesIO(zf.read(f"{DATASET_DIR}/Viral Pneumonia/images/Viral Pneumonia-3.png")))
         assert (image.mode, image.size) == ("L", (64, 64))
-        assert set(np.unique(_read(zf, f"{DATASET_DIR}/COVID/masks/COVID-1.png"))) == {0, 255}
+        mask = _read(zf, f"{DATASET_DIR}/COVID/masks/COVID-1.png")
+        assert set(np.unique(mask)) == {0, 255} and mask.shape == (55, 55)  # 256/299 of the image, as in Kaggle's
+        (tmp_path / "sheet.xlsx").write_bytes(zf.read(f"{DATASET_DIR}/COVID.metadata.xlsx"))
+    assert read_rows(tmp_path / "sheet.xlsx") == [
+        ["FILE NAME", "FORMAT", "SIZE", "URL"],
+        *([f"COVID-{i}", "PNG", "64*64", DEMO_COLLECTIONS["COVID"][i % 4]] for i in (1, 2, 3)),
+    ]
 
 
 def test_same_arguments_same_bytes_and_seed_matters(tmp_path):

@@ -229,6 +229,85 @@ def test_cli_evaluate_prints_the_metrics(evaluated, tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["metrics"] == json_safe(evaluated.evaluation.metrics)
 
 
+def test_checks_carry_duplicates_and_collections_from_the_data_into_the_report(evaluated, tmp_path):
+    checks = json.loads((evaluated.out_dir / "checks.json").read_text())
+    data = PreparedData.load(evaluated.data_dir)
+    assert checks["duplicates"] == data.info["duplicates"] and checks["masked"] is None
+    test = data.indices("test")
+    table = checks["collections"]
+    assert sum(row["n"] for row in table.values()) == len(test)
+    for collection, row in table.items():
+        mine = [i for i in test if data.collections[i] == collection]
+        assert row["COVID"] == sum(int(data.labels[i]) for i in mine) and row["n"] == len(mine)
+    report = report_from_folders([evaluated.out_dir], tmp_path / "report")
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "## Test images by collection" in markdown and "https://demo.example/hospital-a/covid-ward" in markdown
+    assert any(note.startswith("Duplicates: preprocessing found 0 group(s)") for note in report.notes)
+    assert "Test images by collection" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_masked_evaluation_blacks_out_the_lungs_and_the_report_flags_what_survives(evaluated, tmp_path, capsys):
+    """Masks covering the whole image leave the model nothing: one class for every image, chance level."""
+    everything = tmp_path / "data"
+    shutil.copytree(evaluated.data_dir, everything)
+    packed = np.load(everything / "masks.npy")
+    np.save(everything / "masks.npy", np.full_like(packed, 255))
+    masked = evaluate(everything, evaluated.model_dir, tmp_path / "eval", device="cpu", masked=True).checks["masked"]
+    assert masked["n"] == evaluated.evaluation.result.n
+    assert {masked["sensitivity"], masked["specificity"]} == {0.0, 1.0}
+    assert masked["balanced_accuracy"] == 0.5 and not masked["flagged"]
+
+    # The real masks leave the outside of the lungs; the verdict follows the documented threshold.
+    argv = ["evaluate", "--data", str(evaluated.data_dir), "--model", str(evaluated.model_dir)]
+    assert main([*argv, "--out", str(tmp_path / "real"), "--device", "cpu", "--masked"]) == 0
+    real = json.loads((tmp_path / "real" / "checks.json").read_text())["masked"]
+    assert real["flagged"] == (real["balanced_accuracy"] >= 0.75)
+    assert f"lungs blacked out: balanced accuracy {real['balanced_accuracy']:.4f}" in capsys.readouterr().out
+    flagged = json.loads((tmp_path / "real" / "checks.json").read_text())
+    flagged["masked"].update(balanced_accuracy=0.9, flagged=True)
+    (tmp_path / "real" / "checks.json").write_text(json.dumps(flagged))
+    notes = report_from_folders([tmp_path / "real"], tmp_path / "report").notes
+    assert any(n.startswith("SHORTCUT WARNING: imagenet still reach a balanced accuracy of 0.75") for n in notes)
+
+
+def test_masked_evaluation_without_usable_masks_is_one_error_and_the_plain_one_still_runs(evaluated, tmp_path):
+    broken = tmp_path / "data"
+    shutil.copytree(evaluated.data_dir, broken)
+    (broken / "masks.npy").unlink()
+    info = json.loads((broken / "info.json").read_text())
+    info["masks"] = "1 image(s) without a usable mask; the first: mask X.png is 64x32 for an image of 64x64"
+    (broken / "info.json").write_text(json.dumps(info))
+    with pytest.raises(CxrtlError, match=r"no usable lung masks for the masked evaluation \(1 image\(s\) .*64x32"):
+        evaluate(broken, evaluated.model_dir, tmp_path / "masked", device="cpu", masked=True)
+    assert not (tmp_path / "masked").exists()
+    assert evaluate(broken, evaluated.model_dir, tmp_path / "plain", device="cpu").checks["masked"] is None
+
+
+def test_a_model_is_not_scored_on_images_it_trained_on_unless_allowed(evaluated, tmp_path, capsys):
+    """The same images under a split drawn differently (another seed, recipe or dataset version)."""
+    reshuffled = tmp_path / "data"
+    shutil.copytree(evaluated.data_dir, reshuffled)
+    data = PreparedData.load(evaluated.data_dir)
+    np.save(reshuffled / "split.npy", np.full(len(data.ids), 2, dtype=np.uint8))  # every image in the test split
+    trained = len(data.indices("train"))
+    assert json.loads((evaluated.model_dir / "seen.json").read_text())["trained"] == sorted(
+        data.hashes[i] for i in data.indices("train")
+    )
+    with pytest.raises(CxrtlError, match=f"was trained on {trained} of the {len(data.ids)} test images"):
+        evaluate(reshuffled, evaluated.model_dir, tmp_path / "refused", device="cpu")
+    assert not (tmp_path / "refused").exists()
+    argv = ["-q", "evaluate", "--data", str(reshuffled), "--model", str(evaluated.model_dir), "--device", "cpu"]
+    refused(capsys, [*argv, "--out", str(tmp_path / "cli")], naming=["--allow-training-images"])
+    assert main([*argv, "--out", str(tmp_path / "allowed"), "--allow-training-images"]) == 0
+    assert json.loads((tmp_path / "allowed" / "checks.json").read_text())["trained_on_test_images"] == trained
+    notes = report_from_folders([tmp_path / "allowed"], tmp_path / "report").notes
+    assert (
+        f"WARNING: scored on test images they were trained on, so their metrics look better than they are: "
+        f"imagenet ({trained} of {len(data.ids)})." in notes
+    )
+    assert json.loads((evaluated.out_dir / "checks.json").read_text())["trained_on_test_images"] == 0
+
+
 def test_a_model_trained_at_another_image_size_is_refused(evaluated, demo_zip, tmp_path):
     ingest(str(demo_zip), tmp_path / "raw")
     preprocess(tmp_path / "raw", tmp_path / "data32", recipe="paper", image_size=32)

@@ -70,7 +70,7 @@ def test_ingest_zip(demo_zip, tmp_path):
     assert len(list((out / DATASET_DIR / "Normal" / "images").glob("*.png"))) == PER_CLASS
 
     lines = (out / "MANIFEST.sha256").read_text().splitlines()
-    assert len(lines) == 4 * 2 * PER_CLASS + 1  # images, masks, README
+    assert len(lines) == 4 * 2 * PER_CLASS + 4 + 1  # images, masks, metadata sheets, README
     names = [line.split("  ", 1)[1] for line in lines]
     assert names == sorted(names)
     for line in lines:

@@ -145,11 +145,17 @@ def test_sources_parameter_defaults_to_all_ten_and_check_weights_picks_those_the
     weights = default_spec.tasks["check-weights"]["inputs"]["parameters"]
     assert weights["sources"] == {"componentInputParameter": "sources"}
     assert weights["skip_missing"] == {"componentInputParameter": "skip_missing_weights"}
+    assert weights["seed"] == {"componentInputParameter": "seed"}
+    assert weights["repeats"] == {"componentInputParameter": "repeats"}
     skip = default_spec.pipeline["root"]["inputDefinitions"]["parameters"]["skip_missing_weights"]
     assert (skip["parameterType"], skip["defaultValue"]) == ("BOOLEAN", False)
     check_weights = default_spec.pipeline["components"][default_spec.tasks["check-weights"]["componentRef"]["name"]]
     outputs = check_weights["outputDefinitions"]["parameters"]
-    assert {name: o["parameterType"] for name, o in outputs.items()} == {"sources": "LIST", "skipped": "LIST"}
+    assert {name: o["parameterType"] for name, o in outputs.items()} == {
+        "sources": "LIST",
+        "skipped": "LIST",
+        "trainings": "LIST",
+    }
     # check-changes fingerprints what trains, so weights put in later make the next run retrain.
     assert default_spec.tasks["check-changes"]["inputs"]["parameters"]["sources"] == {
         "taskOutputParameter": {"outputParameterKey": "sources", "producerTask": "check-weights"}
@@ -158,19 +164,55 @@ def test_sources_parameter_defaults_to_all_ten_and_check_weights_picks_those_the
     loop_name, loop = default_spec.loop()
     assert loop["taskInfo"]["name"] == "weight-sources"
     channel = loop["parameterIterator"]["items"]["inputParameter"]
-    # The loop's items come, through the condition's channel, from check-weights: the sources whose
-    # weights it found in the store, so none is sent to a GPU without them.
+    # The loop's items come, through the condition's channel, from check-weights: a training per source
+    # whose weights it found in the store and per seed, so none is sent to a GPU without them.
     condition = default_spec.owner(loop_name)
     assert condition["inputs"]["parameters"][channel] == {
-        "taskOutputParameter": {"outputParameterKey": "sources", "producerTask": "check-weights"}
+        "taskOutputParameter": {"outputParameterKey": "trainings", "producerTask": "check-weights"}
     }
-    # Each iteration trains one source: train's `source` input is the loop item.
+    # Each iteration trains one source with one seed: train's `source` and `seed` are fields of the loop item.
     train = default_spec.tasks["train"]
     assert default_spec.parent["train"] == loop["componentRef"]["name"]
-    assert train["inputs"]["parameters"]["source"] == {
-        "componentInputParameter": loop["parameterIterator"]["itemInput"]
-    }
+    item = loop["parameterIterator"]["itemInput"]
+    for name in ("source", "seed"):
+        assert train["inputs"]["parameters"][name] == {
+            "componentInputParameter": item,
+            "parameterExpressionSelector": f'parseJson(string_value)["{name}"]',
+        }
     assert default_spec.parent["evaluate"] == loop["componentRef"]["name"]
+
+
+def test_repeats_train_every_source_with_each_seed_on_one_shared_split(default_spec: Spec, tmp_path: Path):
+    """check-weights' body turns sources x repeats into the loop's items; preprocess, outside the loop,
+    draws the one split every training uses, from the run's seed."""
+    from components.check_weights import check_weights
+    from cxrtl.store import keys, open_store
+    from cxrtl.weights import put_weights, write_stand_in
+
+    store = open_store(str(tmp_path / "store"))
+    for source in ("imagenet", "moco-v2"):
+        put_weights(store, source, write_stand_in(source, tmp_path / f"{source}.pth"), stand_in=True)
+    ready, skipped, trainings = check_weights.python_func(
+        store=str(tmp_path / "store"), sources=["imagenet", "moco-v2", "chexpert"], skip_missing=True, seed=5, repeats=3
+    )
+    assert (ready, skipped) == (["imagenet", "moco-v2"], ["chexpert"])
+    assert sorted((t["source"], t["seed"]) for t in trainings) == [
+        (source, seed) for source in ("imagenet", "moco-v2") for seed in (5, 6, 7)
+    ]
+    # Each training keeps its checkpoints and model apart; one training per source keeps the run's id.
+    assert len({keys.training_run_id("run", t["seed"], 3) for t in trainings}) == 3
+    assert keys.training_run_id("run", 5, 1) == "run"
+
+    assert default_spec.tasks["preprocess"]["inputs"]["parameters"]["seed"] == {
+        "componentInputParameter": "pipelinechannel--seed"
+    }
+    assert default_spec.parent["preprocess"] != default_spec.loop()[1]["componentRef"]["name"]
+    assert default_spec.tasks["train"]["inputs"]["parameters"]["repeats"] == {
+        "componentInputParameter": "pipelinechannel--repeats"
+    }
+    assert default_spec.tasks["check-changes"]["inputs"]["parameters"]["repeats"] == {
+        "componentInputParameter": "repeats"
+    }
 
 
 def test_default_parallelism_is_unlimited_and_the_option_sets_the_limit(default_spec: Spec, tmp_path: Path):

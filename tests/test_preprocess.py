@@ -19,10 +19,13 @@ COVID, NORMAL = 10, 15  # more Normal than COVID, as in the real data
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
-    """An ingested folder with 10 COVID and 15 Normal images (Normal trimmed from a 15-per-class demo set)."""
+    """An ingested folder with 10 COVID and 15 Normal images (COVID trimmed from a 15-per-class demo set).
+
+    Demo seed 7: the recommended recipe's pixel-based split gives these 25 images both classes in every split.
+    """
     base = tmp_path_factory.mktemp("data")
     raw = base / "raw"
-    ingest(str(write_demo_dataset(base, per_class=NORMAL, image_size=64)), raw)
+    ingest(str(write_demo_dataset(base, per_class=NORMAL, seed=7, image_size=64)), raw)
     for i in range(COVID + 1, NORMAL + 1):
         (raw / DATASET_DIR / "COVID" / "images" / f"COVID-{i}.png").unlink()
     return raw
@@ -63,12 +66,26 @@ def test_the_seed_picks_the_normal_subsample_and_the_split(raw, tmp_path):
     assert a.ids != c.ids or not np.array_equal(a.split, c.split)
 
 
-def test_recommended_recipe_uses_all_images_70_10_20(raw, tmp_path):
+def test_recommended_recipe_uses_all_images_split_from_their_pixels_whatever_the_seed(raw, tmp_path):
     data = preprocess(raw, tmp_path / "prepared", recipe="recommended", image_size=32, seed=0)
+    other = preprocess(raw, tmp_path / "other", recipe="recommended", image_size=32, seed=1)
     assert len(data.ids) == COVID + NORMAL
-    assert _counts(data, "test") == (2, 3)
-    assert _counts(data, "val") == (1, 2)
-    assert _counts(data, "train") == (7, 10)
+    assert data.ids == other.ids and np.array_equal(data.split, other.split)
+    assert all(min(_counts(data, s)) >= 1 for s in ("train", "val", "test"))
+
+
+def test_a_split_that_would_lack_a_class_takes_the_nearest_image_of_it_and_nothing_else_moves(raw, tmp_path):
+    data = preprocess(raw, tmp_path / "prepared", recipe="recommended", image_size=32)
+    fewer = tmp_path / "raw"
+    shutil.copytree(raw, fewer)
+    val_normal = [data.ids[i] for i in data.indices("val") if data.labels[i] == 0]
+    for image_id in val_normal:
+        (fewer / DATASET_DIR / image_id).unlink()
+    again = preprocess(fewer, tmp_path / "fewer", recipe="recommended", image_size=32)
+    assert all(min(_counts(again, s)) >= 1 for s in ("train", "val", "test"))
+    before = dict(zip(data.ids, data.split.tolist(), strict=True))
+    moved = [i for i, s in zip(again.ids, again.split.tolist(), strict=True) if before[i] != s]
+    assert len(moved) == 1 and moved[0].startswith("Normal/") and again.split[again.ids.index(moved[0])] == 1
 
 
 def test_images_are_resized_grayscale_of_the_source(raw, tmp_path):
@@ -126,7 +143,9 @@ def test_cli(raw, tmp_path, capsys):
     out = tmp_path / "prepared"
     argv = ["-q", "preprocess", "--raw", str(raw), "--out", str(out), "--image-size", "32"]
     assert main(argv) == 0
-    assert f"20 images of 32x32 written to {out}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"20 images of 32x32 written to {out}" in printed
+    assert "duplicates kept within one split: 0 exact and 0 near-duplicate group(s), 0 images" in printed
     other = tmp_path / "other"
     line = refused(capsys, ["-q", "preprocess", "--raw", str(raw), "--out", str(other), "--image-size", "16"])
     assert line == (

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cxrtl import __version__
@@ -18,7 +19,7 @@ from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
 from cxrtl.ingest import ingest
 from cxrtl.preprocess import preprocess
-from cxrtl.promote import Decision, promote
+from cxrtl.promote import Decision, decide, paired_test, promote
 from cxrtl.recipes import TrainConfig
 from cxrtl.store import LocalStore
 from cxrtl.train import train
@@ -50,7 +51,8 @@ def models(tmp_path_factory) -> Iterator[Models]:
     """Two models of the same network on the same 32 px data: one trained to learn the demo classes, one
     trained one epoch at lr 1e-7 so that it keeps its random head (near chance). Both evaluated on one split."""
     root = tmp_path_factory.mktemp("promote")
-    ingest(str(write_demo_dataset(root / "demo", per_class=30, seed=1)), root / "raw")
+    # 100 per class: the test split holds more than the 30 unseen images a decision needs.
+    ingest(str(write_demo_dataset(root / "demo", per_class=100, seed=1, image_size=64)), root / "raw")
     data_dir = root / "data"
     preprocess(root / "raw", data_dir, recipe="recommended", image_size=32)
     store = LocalStore(root / "store")
@@ -82,7 +84,12 @@ def test_the_two_models_differ_clearly(models):
 def test_with_no_champion_the_better_of_two_is_promoted(fresh):
     decision = promote(fresh.store, fresh.data_dir, [fresh.poor, fresh.good])
     assert decision.promoted and decision.champion is None
-    assert decision.challenger == {"source": "imagenet", "run_id": GOOD, "score": fresh.good.metrics["accuracy"]}
+    assert decision.challenger == {
+        "source": "imagenet",
+        "run_id": GOOD,
+        "seed": 0,
+        "score": fresh.good.metrics["accuracy"],
+    }
     assert "no champion" in decision.reason
     assert fresh.champion_run() == GOOD
     assert fresh.champion_sha256() == fresh.model_sha256(GOOD)
@@ -96,8 +103,15 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(fresh):
 
     decision = promote(fresh.store, fresh.data_dir, [fresh.poor], metric="accuracy", margin=0.005)
     assert not decision.promoted
-    # The champion is scored again, on this run's test split.
-    assert decision.champion == {"source": "imagenet", "run_id": GOOD, "score": fresh.good.metrics["accuracy"]}
+    # The champion is scored again, on the test images neither model has seen: here all of this split's.
+    n = fresh.good.result.n
+    assert decision.champion == {
+        "source": "imagenet",
+        "run_id": GOOD,
+        "images": n,
+        "score": pytest.approx(fresh.good.metrics["accuracy"]),
+    }
+    assert decision.test["name"] == "McNemar exact" and decision.test["images"] == n
     for part in (
         "accuracy",
         f"{fresh.poor.metrics['accuracy']:.4f}",
@@ -105,7 +119,8 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(fresh):
         "0.005",
         "imagenet",
         f"run {GOOD}",
-        "does not beat",
+        f"on the {n} test images neither has seen",
+        "not better by more than the margin",
     ):
         assert part in decision.reason, part
     assert decision.note().startswith("Promotion: imagenet not promoted: ")
@@ -122,7 +137,8 @@ def test_a_better_challenger_replaces_the_champion(fresh):
     assert decision.promoted
     assert decision.champion["run_id"] == POOR
     assert decision.champion["score"] == pytest.approx(fresh.poor.metrics["accuracy"])
-    assert "beats the champion's" in decision.reason and f"run {POOR}" in decision.reason
+    assert "better by more than 0.005 and by the paired test" in decision.reason and f"run {POOR}" in decision.reason
+    assert decision.test["p_value"] < 0.05
     assert fresh.champion_run() == GOOD and fresh.champion_sha256() == fresh.model_sha256(GOOD)
     assert fresh.store.list("champion/history/") == [f"champion/history/{run}.json" for run in (GOOD, POOR)]
 
@@ -132,7 +148,7 @@ def test_the_margin_is_respected(fresh):
     gain = fresh.good.metrics["accuracy"] - fresh.poor.metrics["accuracy"]
 
     refused = promote(fresh.store, fresh.data_dir, [fresh.good], margin=gain + 0.01)
-    assert not refused.promoted and f"by more than {gain + 0.01}" in refused.reason
+    assert not refused.promoted and f"by more than the margin {gain + 0.01}" in refused.reason
     assert fresh.champion_run() == POOR
 
     assert promote(fresh.store, fresh.data_dir, [fresh.good], margin=gain - 0.01).promoted
@@ -169,7 +185,14 @@ def test_model_card_records_what_the_model_is(fresh):
     assert card["recipe"] == "recommended" and card["selection_split"] == "val"
     assert card["code_version"] == __version__
     assert started <= card["promoted_at"] <= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    assert card["promotion"] == {"metric": "accuracy", "margin": 0.005, "reason": decision.reason}
+    assert card["promotion"] == {
+        "metric": "accuracy",
+        "margin": 0.005,
+        "reason": decision.reason,
+        "test": None,
+        "p_value": None,
+        "images": None,
+    }
     assert fresh.store.get_json(f"champion/history/{GOOD}.json") == card
 
     md = fresh.store.get_bytes("champion/card.md").decode()
@@ -213,3 +236,76 @@ def test_card_json_is_plain_json(fresh):
     promote(fresh.store, fresh.data_dir, [fresh.good])
     text = (fresh.store.root / "champion" / "card.json").read_text()
     json.loads(text, parse_constant=lambda name: pytest.fail(f"card.json holds {name}"))
+
+
+def test_the_card_records_the_paired_test_and_the_images(fresh):
+    assert promote(fresh.store, fresh.data_dir, [fresh.poor]).promoted
+    decision = promote(fresh.store, fresh.data_dir, [fresh.good])
+    promotion = fresh.store.get_json("champion/card.json")["promotion"]
+    assert promotion["test"] == "McNemar exact" and promotion["images"] == fresh.good.result.n
+    assert promotion["p_value"] == decision.test["p_value"] < 0.05
+    md = fresh.store.get_bytes("champion/card.md").decode()
+    assert f"McNemar exact, p = {promotion['p_value']:.3g} on {promotion['images']} test images neither" in md
+    assert fresh.store.exists("champion/seen.json")
+
+
+def test_below_the_minimum_of_unseen_images_there_is_no_decision(fresh):
+    assert promote(fresh.store, fresh.data_dir, [fresh.poor]).promoted
+    n = fresh.good.result.n
+    decision = promote(fresh.store, fresh.data_dir, [fresh.good], min_images=n + 1)
+    assert not decision.promoted and decision.test is None
+    assert f"only {n} of the {n} test images were seen by neither model, fewer than the {n + 1}" in decision.reason
+    assert fresh.champion_run() == POOR
+
+
+def test_a_champion_is_never_scored_on_images_it_trained_or_chose_its_epoch_on(fresh, tmp_path):
+    """A champion from the paper recipe (a seeded split; the best epoch chosen on its test split) has seen every
+    image of the balanced demo data. The old rule scored it on this run's test split, all images it had seen,
+    and decided on that; now it is compared on none of them, and no decision is made."""
+    paper = fresh.root / "data-paper"
+    if not paper.exists():
+        preprocess(fresh.root / "raw", paper, recipe="paper", image_size=32, seed=3)
+    config = TrainConfig.from_recipe("paper", epochs=1, batch_size=16, device="cpu")
+    train(paper, "imagenet", tmp_path / "model", config, fresh.store, "test-promote-paper")
+    paper_eval = evaluate(paper, tmp_path / "model", tmp_path / "eval", store=fresh.store, device="cpu")
+    assert promote(fresh.store, paper, [paper_eval]).promoted
+
+    test = PreparedData.load(fresh.data_dir)
+    seen_by_champion = set(json.loads(fresh.store.get_bytes("champion/seen.json"))["trained"]) | set(
+        json.loads(fresh.store.get_bytes("champion/seen.json"))["selected"]
+    )
+    overlap = sum(test.hashes[i] in seen_by_champion for i in test.indices("test"))
+    assert overlap == len(test.indices("test"))  # every test image of this run was the champion's
+    decision = promote(fresh.store, fresh.data_dir, [fresh.good])
+    assert not decision.promoted and decision.champion["images"] == 0
+    assert "only 0 of the" in decision.reason
+    with pytest.raises(CxrtlError, match="was trained on"):
+        evaluate(fresh.data_dir, tmp_path / "model", tmp_path / "eval-again", device="cpu")
+
+
+def test_equally_good_models_are_not_promoted_by_chance():
+    """Pairs of equally good, independent models (98 % right on the study's 1,447 test images): the old rule
+    (better by more than 0.005) promotes many challengers; better by the margin and by the paired test, few."""
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 724)[:1447]
+    old = new = 0
+    trials = 300
+    for _ in range(trials):
+        right = rng.random((2, len(y))) < 0.98
+        p_challenger, p_champion = (np.where(r, y, 1 - y).astype(float) for r in right)
+        challenger, champion = right.mean(axis=1)
+        old += challenger > champion + 0.005
+        new += decide("accuracy", 0.005, challenger, champion, paired_test("accuracy", y, p_challenger, p_champion))[0]
+    assert old / trials > 0.1 and new / trials < 0.05, (old, new)
+
+
+def test_a_lead_beyond_the_margin_that_the_paired_test_does_not_confirm_is_refused():
+    """950 vs 960 of 1,000 right: 30 images only the challenger gets right, 20 only the champion (p = 0.20)."""
+    y = np.ones(1000, dtype=int)
+    champion = np.r_[np.ones(930), np.zeros(30), np.ones(20), np.zeros(20)]
+    challenger = np.r_[np.ones(930), np.ones(30), np.zeros(20), np.zeros(20)]
+    test = paired_test("accuracy", y, challenger, champion)
+    assert test["name"] == "McNemar exact" and test["p_value"] == pytest.approx(0.2026, abs=1e-3)
+    promoted, reason = decide("accuracy", 0.005, challenger.mean(), champion.mean(), test)
+    assert not promoted and "paired test does not tell them apart" in reason
+    assert decide("accuracy", 0.005, 0.96, 0.95, {"name": "McNemar exact", "p_value": 0.01})[0]

@@ -21,6 +21,7 @@ from cxrtl.evaluate import Evaluation, evaluation_result, write_predictions
 from cxrtl.metrics import METRIC_NAMES, roc_points
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import DatasetRef, ModelSummary
+from cxrtl.repeats import champion_candidate
 from cxrtl.report import build_report, skipped_sources_note
 from cxrtl.weights import SOURCE_NAMES, PublishedMetrics, get_source
 
@@ -287,6 +288,35 @@ def test_an_undefined_metric_is_shown_with_its_reason_never_as_zero():
     row = dict(zip(head, rows[0], strict=True))
     assert row["precision"] == row["precision_low"] == ""
     assert row["precision_undefined"] == "no image was predicted COVID"
+
+
+def test_repeats_rank_sources_by_their_mean_and_show_the_spread_and_each_seeds_interval():
+    """chexpert is better on average (17, 17, 16 right); moco-v2 has the single best seed (19, 12, 12)."""
+    evaluations = [
+        *(_evaluation("chexpert", c, seed=s) for s, c in ((3, 17), (4, 17), (5, 16))),
+        *(_evaluation("moco-v2", c, seed=s) for s, c in ((3, 19), (4, 12), (5, 12))),
+    ]
+    report = build_report(evaluations)
+    assert [r.source for r in report.rows] == ["chexpert", "moco-v2"]
+    best = report.rows[0]
+    assert best.seeds.seeds == [3, 4, 5] and best.evaluation.result.model.config.seed == 3
+    assert best.seeds.mean()["accuracy"] == pytest.approx((17 + 17 + 16) / 60)
+    assert best.seeds.sd("accuracy") == pytest.approx(np.std([0.85, 0.85, 0.80], ddof=1))
+    head, rows = report.table()
+    column = head.index("Accuracy across seeds: mean ± SD [each seed (95% CI)]")
+    assert rows[0][column].startswith("0.8333 ± 0.0289 over 3 seeds [seed 3: 0.8500 (0.640-0.948); seed 4:")
+    assert any("several seeds on one shared split" in note for note in report.notes)
+    assert "Ranked by accuracy (the mean over the training seeds)" in report.summary()
+    # The champion candidate is one model: the best seed of the best source, not moco-v2's lucky seed.
+    candidate = champion_candidate(evaluations, "accuracy")
+    assert (candidate.result.model.source, candidate.result.model.config.seed) == ("chexpert", 3)
+    with pytest.raises(CxrtlError, match="two results for weight source 'chexpert' with training seed 4"):
+        build_report([*evaluations, _evaluation("chexpert", 10, seed=4)])
+
+
+def test_one_seed_per_source_keeps_the_table_as_it_was(ten):
+    head, _ = build_report(ten).table()
+    assert not any("seeds" in h for h in head)
 
 
 def test_a_source_given_twice_is_refused():

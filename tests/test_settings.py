@@ -31,7 +31,7 @@ def test_the_recipes_value_is_none_here_and_the_sentinel_in_the_pipeline():
 
 def test_only_what_changes_training_is_fingerprinted():
     assert set(RunSettings().fingerprint()) == {
-        "sources", "recipe", "image_size", "epochs", "batch_size", "learning_rate", "seed"
+        "sources", "recipe", "image_size", "epochs", "batch_size", "learning_rate", "seed", "repeats"
     }  # fmt: skip
 
 
@@ -43,6 +43,7 @@ def test_only_what_changes_training_is_fingerprinted():
         ("recipe", "fast", "must be one of paper, recommended, got 'fast'"),
         ("image_size", 16, "must be a whole number from 32 to 1024, got 16"),
         ("seed", -1, "must be 0 or more, got -1"),
+        ("repeats", 0, "must be positive, got 0"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_setting_or_the_given_label(name: str, value, message: str):

@@ -208,6 +208,7 @@ def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
     assert paper_run.keys(f"models/imagenet/{run}/") == [
         f"models/imagenet/{run}/model.json",
         f"models/imagenet/{run}/model.pt",
+        f"models/imagenet/{run}/seen.json",  # the images it trained and chose its epoch on (cxrtl.seen)
     ]
     assert paper_run.store.sha256(f"models/imagenet/{run}/model.pt") == sha256_file(paper_run.out_dir / "model.pt")
     assert paper_run.store.get_json(f"models/imagenet/{run}/model.json") == paper_run.metadata.to_dict()

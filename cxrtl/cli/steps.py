@@ -109,6 +109,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, type=Path, help="a folder written by 'cxrtl train'")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--masked", action="store_true", help="also evaluate with the lungs blacked out (needs the dataset's masks)"
+    )
+    p.add_argument(
+        "--allow-training-images",
+        action="store_true",
+        help="score the model even on test images it was trained on (refused by default; the report warns)",
+    )
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("report", help="compare weight sources in one table (Markdown, HTML, CSV)")
@@ -191,6 +199,11 @@ def _preprocess(args: argparse.Namespace) -> None:
 
     data = preprocess(args.raw, args.out, recipe=args.recipe, image_size=args.image_size, seed=args.seed)
     print(f"{len(data.ids)} images of {data.image_size}x{data.image_size} written to {args.out}")
+    d = data.info["duplicates"]
+    print(
+        f"duplicates kept within one split: {d['exact_duplicate_groups']} exact and {d['near_duplicate_groups']} "
+        f"near-duplicate group(s), {d['images_in_duplicate_groups']} images"
+    )
 
 
 _TRAIN_OPTIONS = (
@@ -232,8 +245,14 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from cxrtl.evaluate import evaluate
 
-    m = evaluate(args.data, args.model, args.out, device=args.device).metrics
-    print("  ".join(f"{k} {'undefined' if math.isnan(v) else f'{v:.4f}'}" for k, v in m.items()))
+    evaluation = evaluate(
+        args.data, args.model, args.out, device=args.device, masked=args.masked, allow_seen=args.allow_training_images
+    )
+    print("  ".join(f"{k} {'undefined' if math.isnan(v) else f'{v:.4f}'}" for k, v in evaluation.metrics.items()))
+    masked = evaluation.checks["masked"]
+    if masked:
+        flag = "  <- may be reading something other than the lungs" if masked["flagged"] else ""
+        print(f"lungs blacked out: balanced accuracy {masked['balanced_accuracy']:.4f}{flag}")
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store
     datasets/DATASET/VERSION/archive.zip          the raw dataset archive, cached by ingest (``:`` in VERSION as ``-``)
     datasets/DATASET/VERSION/ingest.json          its ingest record, written after the archive
     runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt   checkpoint of epoch NNN (or of its part done at a SIGTERM)
+                                                  (with repeats, each training's RUN_ID is RUN_ID-seedN)
     runs/RUN_ID/SOURCE/best-epoch-NNN.pt          the best model so far, until the run's model is published
     runs/RUN_ID/SOURCE/identity.json              the settings the run trains with, written before its first epoch:
                                                   a second run of the same id with other settings is refused
@@ -119,6 +120,12 @@ def checkpoint_epoch(key: str) -> int | None:
 
 
 # --- models, reports, champion, state -----------------------------------------------------------
+
+
+def training_run_id(run_id: str, seed: int, repeats: int) -> str:
+    """The run id one training of a pipeline run keeps its checkpoints and model under: the run's own with
+    one training per source, ``RUN_ID-seedN`` with several (``repeats``)."""
+    return run_id if repeats == 1 else f"{run_id}-seed{seed}"
 
 
 def model_prefix(source: str, run_id: str) -> str:
