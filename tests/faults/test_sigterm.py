@@ -112,7 +112,8 @@ def test_sigterm_during_an_s3_upload_aborts_it_and_leaves_no_parts(s3_server, s3
         deadline = time.monotonic() + WAIT_S
         # A part on the server: the client has the upload's id (a signal during the request that starts an
         # upload, before its answer names the id, leaves an empty upload that only the server's clean-up ends).
-        while not any((uploads / upload).iterdir() for upload in s3_server.incomplete_uploads(bucket)):
+        # (An upload's folder holds its key and metadata from the start, its parts under their numbers.)
+        while not any(p.name.isdigit() for u in s3_server.incomplete_uploads(bucket) for p in (uploads / u).iterdir()):
             assert process.poll() is None, f"put ended ({process.returncode}) before an upload was seen"
             assert time.monotonic() < deadline, "no multipart upload started"
             time.sleep(0.01)
