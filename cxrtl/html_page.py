@@ -19,7 +19,7 @@ CONTENT_SECURITY_POLICY = (
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 80em; }
 h2 { margin-top: 1.6em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: .6em 0; }
+table { border-collapse: collapse; margin: .6em 0; display: block; overflow-x: auto; max-width: 100%; }
 caption { text-align: left; font-style: italic; padding-bottom: .3em; }
 th, td { padding: .3em .6em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }

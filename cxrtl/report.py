@@ -48,6 +48,7 @@ _HEADERS = {
     "sensitivity_at_95_specificity": "Sensitivity at 95% specificity",
     "specificity_at_95_sensitivity": "Specificity at 95% sensitivity",
 }
+TEXT_METRICS = ("accuracy", "precision", "sensitivity", "specificity", "f1", "roc_auc")
 PUBLISHED = ("accuracy", "precision", "sensitivity", "f1")  # the study's four published metrics, and n
 TIED = "tied for best"
 
@@ -133,22 +134,22 @@ class Report:
         )
 
     def text(self) -> str:
-        header = ["source", *METRIC_NAMES, "epoch", "weights"]
-        lines = [header] + [
-            [r.source, *(_fmt(r.metrics[m]) for m in METRIC_NAMES), str(r.model.best_epoch or "-"), r.weights()]
-            for r in self.rows
-        ]
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
-        out.insert(1, "  ".join("-" * w for w in widths))
+        """The terminal's summary: the study's metrics and ROC AUC, points only (the other formats hold them all)."""
+        header = ["source", *TEXT_METRICS, "epoch", "weights"]
+        out = _columns(
+            [header]
+            + [
+                [r.source, *(_fmt(r.metrics[m]) for m in TEXT_METRICS), str(r.model.best_epoch or "-"), r.weights()]
+                for r in self.rows
+            ]
+        )
         for i, row in enumerate(self.rows):
             if row.tied_for_best:
                 out[i + 2] += f"   <- {TIED}"
         table = data_checks.collection_table(self.top.evaluation)
-        by_collection = (
-            ["", "By collection (test split):", *("  ".join(r) for r in [table[0], *table[1]])] if table else []
-        )
-        return "\n".join([*out, "", self.summary(), *self.notes, *by_collection])
+        by_collection = ["", "By collection (test split):", *_columns([table[0], *table[1]])] if table else []
+        more = f"Every metric with its 95 % interval, the paired tests and the figures: {REPORT_FILES['html']}."
+        return "\n".join([*out, "", self.summary(), more, *self.notes, *by_collection])
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """The header and the rows (ranked) of the Markdown and HTML results tables."""
@@ -189,10 +190,12 @@ class Report:
         return head, rows
 
     def page(self) -> Page:
-        """The report as one self-contained page: the tables, the notes, then the figures."""
+        """The report as one self-contained page: the ranking and its notes, the figures (where overlap shows at
+        a glance), then the tables that back them up, the paired tests last (one row per pair: long)."""
         head, rows = self.table()
         classes = ["best" if r.tied_for_best else None for r in self.rows]  # no single "best": all tied look alike
-        sections = [Section("Ranking", [self.summary(), Table(head, rows, classes)])]
+        ranking = Section("Ranking", [self.summary(), Table(head, rows, classes), Notes(self.notes)])
+        sections = [ranking, *self.figure_sections()]
         threshold = self.threshold_table()
         if threshold:
             about = (
@@ -213,8 +216,7 @@ class Report:
                 "ROC AUC difference; Holm-adjusted over all pairs, each test a family."
             )
             sections.append(Section("Paired tests", [about, Table(*self.pairs_table())]))
-        sections.append(Section("Notes", [Notes(self.notes)]))
-        return Page("Weight sources compared", [*sections, *self.figure_sections()])
+        return Page("Weight sources compared", sections)
 
     def figure_sections(self) -> list[Section]:
         order = [r.source for r in self.rows]  # colours follow the ranking
@@ -414,6 +416,14 @@ def _cell(result: EvaluationResult | AtThreshold, metric: str) -> str:
     if math.isnan(value):
         return f"undefined ({result.undefined.get(metric, 'not computable')})"
     return f"{value:.4f} ({'-' if math.isnan(low) or math.isnan(high) else f'{low:.3f}-{high:.3f}'})"
+
+
+def _columns(lines: list[list[str]]) -> list[str]:
+    """Left-aligned columns, the first line a header underlined with dashes."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return out
 
 
 def _write_csv(path: Path, head: list[str], rows: list[list]) -> None:

@@ -399,7 +399,8 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
     model_path = save_model(out_dir, progress.best_state, metadata, seen)
     store = session.checkpoints.store
     for name in (MODEL_FILE, METADATA_FILE, *([SEEN_FILE] if seen else [])):
-        store.put_file(keys.model_key(source, session.run_id, name), out_dir / name)
+        # Linked where the store can: the output folder's files (KFP's model artifact) are never changed in place.
+        store.put_file(keys.model_key(source, session.run_id, name), out_dir / name, link=True)
     session.checkpoints.finish()
     logger.info(
         "%s: best epoch %d (%s %s %.4f); model in %s",

@@ -22,7 +22,7 @@ from cxrtl.metrics import METRIC_NAMES, roc_points
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import DatasetRef, ModelSummary
 from cxrtl.repeats import champion_candidate
-from cxrtl.report import build_report, skipped_sources_note
+from cxrtl.report import TEXT_METRICS, build_report, skipped_sources_note
 from cxrtl.weights import SOURCE_NAMES, PublishedMetrics, get_source
 
 N_TEST = 20
@@ -242,6 +242,7 @@ def test_html_highlights_the_rows_tied_for_best_and_embeds_the_roc_plot(ten):
 def test_text_marks_the_lines_tied_for_best(ten):
     report = build_report(ten)
     text = report.text()
+    assert text.splitlines()[0].split() == ["source", *TEXT_METRICS, "epoch", "weights"]  # a terminal's width
     marked = [line.split()[0] for line in text.splitlines() if line.endswith("<- tied for best")]
     assert marked == report.tied and marked[0] == "moco-v2"
     for source in SOURCE_NAMES:

@@ -434,17 +434,25 @@ def test_large_transfers_report_their_progress_and_small_ones_do_not(
     assert (tmp_path / "back.pt").read_bytes() == data.read_bytes()
 
 
-def test_the_folder_store_links_a_file_put_into_it_instead_of_copying_it(tmp_path):
-    """A model put by train is one file on disk with the pipeline's artifact; a later put replaces the
-    store's name with a new file, and never changes the file the artifact holds."""
+def test_the_folder_store_links_a_file_only_when_asked_and_copies_otherwise(tmp_path):
+    """A model put by train (link=True) is one file on disk with the pipeline's artifact, and a later put
+    replaces the store's name with a new file, never changing the artifact's. Any other put is a copy: a file
+    changed in place afterwards (a user's, or a store object damaged on disk) must not change the other."""
     store = LocalStore(tmp_path / "store")
     model = tmp_path / "artifact" / "model.pt"
     model.parent.mkdir()
     model.write_bytes(b"weights, 1")
-    store.put_file("models/imagenet/run/model.pt", model)
+    store.put_file("models/imagenet/run/model.pt", model, link=True)
     stored = store.root / "models" / "imagenet" / "run" / "model.pt"
     assert stored.stat().st_ino == model.stat().st_ino
     assert store.sha256("models/imagenet/run/model.pt") == sha256_file(model)
 
     store.put_bytes("models/imagenet/run/model.pt", b"weights, 2")
     assert model.read_bytes() == b"weights, 1" and stored.read_bytes() == b"weights, 2"
+
+    store.put_file("weights/imagenet/resnet50.pth", model)
+    copy = store.root / "weights" / "imagenet" / "resnet50.pth"
+    assert copy.stat().st_ino != model.stat().st_ino
+    with open(copy, "r+b") as f:
+        f.write(b"damaged")
+    assert model.read_bytes() == b"weights, 1"

@@ -61,8 +61,12 @@ class Store(abc.ABC):
     url: str
 
     @abc.abstractmethod
-    def put_file(self, key: str, path: Path) -> str:
-        """Upload ``path`` under ``key``; returns its sha256. All or nothing."""
+    def put_file(self, key: str, path: Path, link: bool = False) -> str:
+        """Upload ``path`` under ``key``; returns its sha256. All or nothing.
+
+        ``link``: the caller promises never to change ``path`` in place, so that a store on the same file
+        system may keep ``path`` itself under ``key`` (a hard link) instead of a second copy. Without the
+        promise a store copies: an in-place change to either name would change both."""
 
     @abc.abstractmethod
     def get_file(self, key: str, path: Path) -> str:

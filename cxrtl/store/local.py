@@ -44,18 +44,18 @@ class LocalStore(Store):
             tmp.write_text(f"{digest}\n")
         return digest
 
-    def put_file(self, key: str, path: Path) -> str:
-        """Store a hard link to ``path`` where the file system allows one, else a copy: a model put here by
-        train stays one file on disk beside its pipeline artifact. Nothing here writes a file in place once
-        written (each write replaces the file), so the two names cannot come to differ."""
+    def put_file(self, key: str, path: Path, link: bool = False) -> str:
         source = source_file(path)
 
         def fill(tmp: Path) -> None:
-            tmp.unlink()  # atomic_file made it; a link needs the name free
-            try:
-                os.link(source, tmp)
-            except OSError:  # another file system, or one without links
-                shutil.copyfile(source, tmp)
+            if link:
+                tmp.unlink()  # atomic_file made it; a link needs the name free
+                try:
+                    os.link(source, tmp)
+                    return
+                except OSError:  # another file system, or one without links
+                    pass
+            shutil.copyfile(source, tmp)
 
         return self._write_atomically(key, fill)
 

@@ -204,7 +204,7 @@ class S3Store(Store):
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def put_file(self, key: str, path: Path) -> str:
+    def put_file(self, key: str, path: Path, link: bool = False) -> str:
         path = source_file(path)
         digest = sha256_file(path)
         size = path.stat().st_size
