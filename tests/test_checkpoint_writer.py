@@ -30,7 +30,7 @@ class GatedStore(LocalStore):
         self.overlaps: list[str] = []
         self._lock = threading.Lock()
 
-    def put_file(self, key: str, path: Path) -> str:
+    def put_file(self, key: str, path: Path, link: bool = False) -> str:
         with self._lock:
             if key in self._writing:
                 self.overlaps.append(key)
@@ -38,7 +38,7 @@ class GatedStore(LocalStore):
         self.events.append(("put-start", key))
         try:
             assert self.open.wait(WAIT_S), "never opened"
-            return super().put_file(key, path)
+            return super().put_file(key, path, link)
         finally:
             self.events.append(("put-end", key))
             with self._lock:

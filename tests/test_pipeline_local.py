@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from cxrtl.metrics import METRIC_NAMES
+from cxrtl.report import TEXT_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("imagenet", "moco-v2")
@@ -106,10 +107,10 @@ def _printed_report(stdout: str) -> list[str]:
 def test_demo_run_prints_the_comparison_of_both_sources(demo_run: Run):
     lines = [line.strip() for line in _printed_report(demo_run.stdout)]
     (header,) = [line for line in lines if line.startswith("source ")]
-    assert header.split()[1 : 1 + len(METRIC_NAMES)] == list(METRIC_NAMES)
+    assert header.split()[1 : 1 + len(TEXT_METRICS)] == list(TEXT_METRICS)
     for source in SOURCES:
         (row,) = [line for line in lines if line.startswith(f"{source} ")]
-        values = row.split()[1 : 1 + len(METRIC_NAMES)]
+        values = row.split()[1 : 1 + len(TEXT_METRICS)]
         assert all(re.fullmatch(r"[01]\.\d{4}", v) for v in values), row
     assert any(line.endswith("<- tied for best") for line in lines)
     assert any("STAND-IN" in line for line in lines)
@@ -280,7 +281,8 @@ def test_demo_run_against_s3_puts_everything_in_the_bucket(s3_server, tmp_path: 
 
     assert matching(r"weights/imagenet/[0-9a-f]{64}\.pth")
     assert matching(r"datasets/covid19-radiography-database/.+")
-    assert matching(r"runs/.+") == []  # the checkpoints, deleted once the source's training is done
+    # the checkpoints, deleted once the source's training is done; the run's identity stays
+    assert [key.rsplit("/", 2)[-2:] for key in matching(r"runs/.+")] == [["imagenet", "identity.json"]]
     assert matching(r"models/imagenet/[^/]+/model\.pt")
     assert matching(r"reports/[^/]+/report\.html")
     assert "champion/card.json" in keys
