@@ -195,23 +195,16 @@ def decide(metric: str, margin: float, challenger: float, champion: float, test:
 
 def _install(store: Store, best: Evaluation, decision: Decision) -> None:
     model = best.result.model
-    with tempfile.TemporaryDirectory(prefix="cxrtl-promote-") as tmp:
-        # A champion without the record of what it has seen could never be compared fairly again.
-        names = [
-            n
-            for n in (MODEL_FILE, METADATA_FILE, SEEN_FILE)
-            if store.exists(keys.model_key(model.source, model.run_id, n))
-        ]
-        for name in names:
-            store.get_file(keys.model_key(model.source, model.run_id, name), Path(tmp) / name)
-        card = model_card(best, decision)
-        if not store.exists(keys.model_key(model.source, model.run_id, SEEN_FILE)) and store.exists(
-            keys.champion_key(SEEN_FILE)
-        ):
-            store.delete(keys.champion_key(SEEN_FILE))  # the old champion's: not this model's
-        # The card goes last: a champion is only complete once its card says so.
-        for name in names:
-            store.put_file(keys.champion_key(name), Path(tmp) / name)
+    # A champion without the record of what it has seen could never be compared fairly again.
+    names = [
+        n for n in (MODEL_FILE, METADATA_FILE, SEEN_FILE) if store.exists(keys.model_key(model.source, model.run_id, n))
+    ]
+    card = model_card(best, decision)
+    if SEEN_FILE not in names and store.exists(keys.champion_key(SEEN_FILE)):
+        store.delete(keys.champion_key(SEEN_FILE))  # the old champion's: not this model's
+    # The card goes last: a champion is only complete once its card says so.
+    for name in names:
+        store.copy(keys.model_key(model.source, model.run_id, name), keys.champion_key(name))
     store.put_bytes(keys.champion_key(CARD_MARKDOWN_FILE), card_markdown(card).encode())
     store.put_json(keys.champion_key(CARD_FILE), card.to_dict())
     store.put_json(keys.champion_history_key(model.run_id), card.to_dict())

@@ -153,6 +153,36 @@ def test_missing_object_is_a_clear_error(backend: Backend, tmp_path: Path) -> No
     assert not (tmp_path / "x").exists()
 
 
+def test_copy_stays_in_the_store_keeps_the_sha256_and_refuses_what_fails_it(backend: Backend, tmp_path: Path) -> None:
+    store = backend.store
+    source = tmp_path / "model.pt"
+    source.write_bytes(os.urandom(PART + 1))  # a multipart object: S3 copies it whole on the server
+    digest = store.put_file("models/imagenet/r1/model.pt", source)
+
+    assert store.copy("models/imagenet/r1/model.pt", "champion/model.pt") == digest
+    assert store.sha256("champion/model.pt") == digest
+    assert store.get_file("champion/model.pt", tmp_path / "champion.pt") == digest
+    if backend.name == "local":  # one file on disk, under two names
+        root = store.root
+        assert (root / "champion/model.pt").stat().st_ino == (root / "models/imagenet/r1/model.pt").stat().st_ino
+
+    # A later put replaces the copy's name only; the original stays what it was.
+    store.put_bytes("champion/model.pt", b"another champion")
+    assert store.get_file("models/imagenet/r1/model.pt", tmp_path / "again.pt") == digest
+
+    with pytest.raises(StoreError, match=r": no object models/none/r1/model\.pt$"):
+        store.copy("models/none/r1/model.pt", "champion/other.pt")
+    backend.overwrite("models/imagenet/r1/model.pt", b"damaged")
+    if backend.name == "local":  # the folder store reads the file it links; S3 copies unread, reads verify
+        with pytest.raises(StoreError, match=r"models/imagenet/r1/model\.pt fails its sha256 check"):
+            store.copy("models/imagenet/r1/model.pt", "champion/other.pt")
+        assert not store.exists("champion/other.pt")
+    else:
+        store.copy("models/imagenet/r1/model.pt", "champion/other.pt")
+        with pytest.raises(StoreError, match=r"champion/other\.pt fails its sha256 check"):
+            store.get_bytes("champion/other.pt")
+
+
 @pytest.mark.parametrize("key", ["", "/", "a/../b", "./a", ".."])
 def test_invalid_keys_are_refused(backend: Backend, key: str) -> None:
     with pytest.raises(StoreError, match="invalid store key"):

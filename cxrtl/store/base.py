@@ -73,6 +73,13 @@ class Store(abc.ABC):
         """Download ``key`` to ``path`` (atomically), verifying its sha256; returns it."""
 
     @abc.abstractmethod
+    def copy(self, key: str, to: str) -> str:
+        """Store ``key``'s object under ``to`` too, with its sha256, and return that sha256.
+
+        No bytes pass through the caller: a folder store links the file (checking it first), S3 copies
+        on the server; reads of ``to`` verify it as they verify any object."""
+
+    @abc.abstractmethod
     def put_bytes(self, key: str, data: bytes) -> str: ...
 
     @abc.abstractmethod

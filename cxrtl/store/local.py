@@ -34,11 +34,16 @@ class LocalStore(Store):
             raise StoreError(f"invalid store key {key!r}: {_SHA_SUFFIX} names the checksum sidecars")
         return self.root.joinpath(*normalize_key(key).split("/"))
 
-    def _write_atomically(self, key: str, fill: Callable[[Path], object]) -> str:
+    def _write_atomically(
+        self, key: str, fill: Callable[[Path], object], check: Callable[[str], None] | None = None
+    ) -> str:
+        """Fill a temporary file, hash it, ``check`` the hash, and only then put it under ``key``."""
         target = self._path(key)
         with atomic_file(target) as tmp:
             fill(tmp)
             digest = sha256_file(tmp)
+            if check:
+                check(digest)
         # The sidecar too is replaced whole: a reader never sees an empty or half-written checksum.
         with atomic_file(Path(str(target) + _SHA_SUFFIX)) as tmp:
             tmp.write_text(f"{digest}\n")
@@ -46,18 +51,13 @@ class LocalStore(Store):
 
     def put_file(self, key: str, path: Path, link: bool = False) -> str:
         source = source_file(path)
+        return self._write_atomically(key, lambda tmp: (_link_or_copy if link else shutil.copyfile)(source, tmp))
 
-        def fill(tmp: Path) -> None:
-            if link:
-                tmp.unlink()  # atomic_file made it; a link needs the name free
-                try:
-                    os.link(source, tmp)
-                    return
-                except OSError:  # another file system, or one without links
-                    pass
-            shutil.copyfile(source, tmp)
-
-        return self._write_atomically(key, fill)
+    def copy(self, key: str, to: str) -> str:
+        # A store object is only ever replaced whole (a new file renamed over it), never changed in
+        # place, so two keys may share one file.
+        source = self._existing(key)
+        return self._write_atomically(to, lambda tmp: _link_or_copy(source, tmp), lambda d: self._verify(key, d))
 
     def put_bytes(self, key: str, data: bytes) -> str:
         return self._write_atomically(key, lambda tmp: tmp.write_bytes(data))
@@ -112,3 +112,11 @@ class LocalStore(Store):
 
     def _verify(self, key: str, actual: str) -> None:
         check_sha256(self.url, key, self._recorded(key), actual)
+
+
+def _link_or_copy(source: Path, tmp: Path) -> None:
+    tmp.unlink()  # atomic_file made it; a link needs the name free
+    try:
+        os.link(source, tmp)
+    except OSError:  # another file system, or one without links
+        shutil.copyfile(source, tmp)

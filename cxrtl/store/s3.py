@@ -35,6 +35,7 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import urllib3
+from minio.commonconfig import CopySource
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.helpers import MIN_PART_SIZE, check_bucket_name
 from urllib3.util import Retry, Timeout
@@ -211,6 +212,14 @@ class S3Store(Store):
         with open(path, "rb") as f, _progress(size, f"uploading {key}") as progress:
             self._put(key, f, size, digest, progress)
         return digest
+
+    def copy(self, key: str, to: str) -> str:
+        self._check_bucket()
+        with self._errors(key):
+            # The sha256 metadata travels with the bytes (the default metadata directive, COPY).
+            self._client.copy_object(self.bucket, self._object(to), CopySource(self.bucket, self._object(key)))
+        logger.info("copied %s to %s in %s", key, to, self.url)
+        return self.sha256(to)
 
     def put_bytes(self, key: str, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
