@@ -608,7 +608,7 @@ def _print_ending(out: Path, store: str, reports: str | None, started: float) ->
         print(f"         {reports}{REPORT_FILES['md']}")
     print(f"Store:   {store}")
     print(f"Logs:    {out / 'logs'}")
-    print(f"Outputs: {out} ({size / 1e9:.1f} GB); took {minutes} min {seconds} s")
+    print(f"Outputs: {out} ({size / 1e9:.2f} GB); took {minutes} min {seconds} s")
 
 
 def _demo_inputs(out: Path, store, sources: list[str], per_class: int, seed: int) -> Path:

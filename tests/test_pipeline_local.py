@@ -127,7 +127,7 @@ def test_demo_run_ends_with_where_to_look_how_long_it_took_and_the_disk_it_used(
         f"Store:   {demo_run.store}",
         f"Logs:    {demo_run.out / 'logs'}",
     ]
-    assert re.fullmatch(rf"Outputs: {re.escape(str(demo_run.out))} \(\d+\.\d GB\); took \d+ min \d+ s", ending[4])
+    assert re.fullmatch(rf"Outputs: {re.escape(str(demo_run.out))} \(\d+\.\d\d GB\); took \d+ min \d+ s", ending[4])
     assert (reports / "report.html").is_file() and (reports / "report.md").is_file()
 
 
