@@ -1,19 +1,24 @@
 """``cxrtl bench``: our training step side by side with its compute bound and with the study's way, in one
 process on whatever device is present, plus the data paths alone and a checkpoint write to the store.
 
-1. compute bound: forward + backward + optimizer step on one fixed batch already on the device;
+1. compute bound: forward + backward + optimizer step on one fixed batch already on the device (eager,
+   even when ours is compiled);
 2. ours: the training step as ``cxrtl train`` runs it (same switches), fed from a preprocessed uint8 array;
 3. the study's way: torchvision ImageFolder + PIL + Resize + ToTensor, a DataLoader with its default workers,
    fp32, no channels-last;
 4. the data paths alone (images per second delivered on the device) of 2 and 3;
 5. a checkpoint (model + Adam state after a step) written to the store, its time and size;
 6. the ratios ours / compute bound, ours / study's way, data path ours / study's.
+
+1 and 2 are timed in alternating rounds of an epoch each, and each figure is its best round.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -36,6 +41,8 @@ from cxrtl.store import Store
 
 logger = logging.getLogger(__name__)
 
+# Rounds of the compute bound and ours, alternated; each figure is its best round.
+ROUNDS = 5
 STUDY_SOURCE_SIZE = 299  # the Kaggle dataset's PNGs, which the study resized on the fly
 
 
@@ -44,11 +51,14 @@ class BenchResult:
     device: str
     precision: str
     channels_last: bool
+    compile: bool
     image_size: int
     batch_size: int
-    batches: int  # timed, after one warm-up batch each
+    batches: int  # timed, after one warm-up batch each; ours and the compute bound: an epoch of batches + 1
+    rounds: int
     compute_bound_images_per_second: float
     ours_images_per_second: float
+    ours_first_epoch_seconds: float  # warm-up included: with compile on, the compilation
     study_images_per_second: float
     ours_data_images_per_second: float
     study_data_images_per_second: float
@@ -71,6 +81,7 @@ class BenchResult:
         rows = [
             ("compute bound (fixed batch on the device)", f"{self.compute_bound_images_per_second:.1f} img/s"),
             ("ours: cxrtl train's step, preprocessed array", f"{self.ours_images_per_second:.1f} img/s"),
+            ("ours: first epoch (warm-up, compilation)", f"{self.ours_first_epoch_seconds:.1f} s"),
             ("study: ImageFolder+PIL+Resize+ToTensor, fp32", f"{self.study_images_per_second:.1f} img/s"),
             ("data path alone, ours", f"{self.ours_data_images_per_second:.1f} img/s"),
             ("data path alone, study's", f"{self.study_data_images_per_second:.1f} img/s"),
@@ -82,7 +93,9 @@ class BenchResult:
         width = max(len(name) for name, _ in rows)
         head = (
             f"{self.device}, {self.precision}, channels-last {'on' if self.channels_last else 'off'}, "
-            f"{self.image_size} px, batch {self.batch_size}, {self.batches} timed batches; store {self.store}"
+            f"compile {'on' if self.compile else 'off'}, "
+            f"{self.image_size} px, batch {self.batch_size}, {self.batches} timed batches "
+            f"(ours and the compute bound: best of {self.rounds} rounds of {self.batches + 1}); store {self.store}"
         )
         return "\n".join([head, *(f"  {name:<{width}}  {value}" for name, value in rows)])
 
@@ -118,17 +131,24 @@ def bench(
         ours_batches = ours_batches.on_device()
 
     fixed = next(iter(ours_batches))
-    compute = _rate(
-        torch_device, batch_size, batches, lambda: _fixed_steps(model, optimizer, criterion, fixed, settings)
-    )
+    net = torch.compile(model) if config.compile else model  # as train runs it
+
+    def compute_epoch() -> Iterable:
+        return itertools.islice(_fixed_steps(model, optimizer, criterion, fixed, settings), len(ours_batches))
 
     def ours_epoch() -> list:
         step = {"step_settings": settings, "scaler": scaler}
-        return [
-            train_one_epoch(model, ours_batches, optimizer=optimizer, criterion=criterion, log_prefix="ours", **step)
-        ]
+        return [train_one_epoch(net, ours_batches, optimizer=optimizer, criterion=criterion, log_prefix="ours", **step)]
 
-    ours = _rate(torch_device, batch_size, batches, ours_epoch, whole=True)
+    first_epoch = _seconds(torch_device, ours_epoch)
+    _seconds(torch_device, compute_epoch)
+    # Alternated, the best of each: load from elsewhere on the machine slows some rounds of both alike,
+    # where one timing of each, one after the other, gave ratios from 0.92 to 1.22 on an idle CPU.
+    compute_s = ours_s = math.inf
+    for _ in range(ROUNDS):
+        compute_s = min(compute_s, _seconds(torch_device, compute_epoch))
+        ours_s = min(ours_s, _seconds(torch_device, ours_epoch))
+    compute, ours = n / compute_s, n / ours_s
     ours_data = _rate(torch_device, batch_size, batches, lambda: (x for x, _ in ours_batches))
     checkpoint_s, checkpoint_mib = _checkpoint(store, model, optimizer)
 
@@ -144,11 +164,14 @@ def bench(
         device=str(torch_device),
         precision=settings.precision,
         channels_last=settings.channels_last,
+        compile=config.compile,
         image_size=image_size,
         batch_size=batch_size,
         batches=batches,
+        rounds=ROUNDS,
         compute_bound_images_per_second=compute,
         ours_images_per_second=ours,
+        ours_first_epoch_seconds=first_epoch,
         study_images_per_second=study,
         ours_data_images_per_second=ours_data,
         study_data_images_per_second=study_data,
@@ -163,18 +186,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _rate(
-    device: torch.device, batch_size: int, batches: int, run: Callable[[], Iterable], whole: bool = False
-) -> float:
-    """Images per second over ``batches`` batches of what ``run`` yields (one per batch), after the first;
-    ``whole``: ``run`` does all the batches in one go (an epoch), timed whole, warm-up batch included."""
-    if whole:
-        list(run())  # a warm-up epoch
-        _sync(device)
-        started = time.perf_counter()
-        list(run())
-        _sync(device)
-        return batch_size * (batches + 1) / (time.perf_counter() - started)
+def _seconds(device: torch.device, run: Callable[[], Iterable]) -> float:
+    """Seconds to run ``run`` through, the device's queued work included."""
+    _sync(device)
+    started = time.perf_counter()
+    list(run())
+    _sync(device)
+    return time.perf_counter() - started
+
+
+def _rate(device: torch.device, batch_size: int, batches: int, run: Callable[[], Iterable]) -> float:
+    """Images per second over ``batches`` batches of what ``run`` yields (one per batch), after the first."""
     items = iter(run())
     next(items)  # warm-up
     _sync(device)

@@ -135,6 +135,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16, fp16")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default on")
     p.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile ours (default off)"
+    )
+    p.add_argument(
         "--store", help="store to time a checkpoint write to (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
     )
     p.set_defaults(func=_bench)
@@ -269,7 +272,7 @@ def _bench(args: argparse.Namespace) -> None:
     from cxrtl.store import open_store
 
     quick = args.quick
-    switches = {k: getattr(args, k) for k in ("precision", "channels_last") if getattr(args, k) is not None}
+    switches = {k: getattr(args, k) for k in ("precision", "channels_last", "compile") if getattr(args, k) is not None}
     result = bench(
         open_store(args.store),
         image_size=args.image_size or (64 if quick else 224),
