@@ -127,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench", help="our training step beside its compute bound and the study's way, data paths, checkpoint writes"
     )
-    p.add_argument("--quick", action="store_true", help="64 px, batch 16, 3 timed batches: under 2 minutes on 2 cores")
+    p.add_argument("--quick", action="store_true", help="64 px, batch 16, 3 timed batches: under a minute on 2 cores")
     p.add_argument("--image-size", type=_image_size, help="default 224 (64 with --quick)")
     p.add_argument("--batch-size", type=_positive_int, help="default 32, as the study (16 with --quick)")
     p.add_argument("--batches", type=_positive_int, help="timed batches after a warm-up (default 5; 3 with --quick)")
