@@ -67,6 +67,7 @@ class TaskLogs(io.TextIOBase):
         self._current: dict[int, _Task] = {}
         self._partial: dict[int, str] = {}
         self._lock = threading.Lock()
+        self._muted = False
         folder.mkdir(parents=True, exist_ok=True)
         self._pipeline_log = (folder / "pipeline.log").open("w")
 
@@ -79,7 +80,7 @@ class TaskLogs(io.TextIOBase):
     def write(self, text: str) -> int:
         thread = threading.get_ident()
         with self._lock:
-            if self.verbose:
+            if self.verbose and not self._muted:
                 self.console.write(text)
             *lines, self._partial[thread] = (self._partial.get(thread, "") + text).split("\n")
             for line in lines:
@@ -101,6 +102,12 @@ class TaskLogs(io.TextIOBase):
                 task.file.close()
             self._pipeline_log.close()
         super().close()
+
+    def mute(self) -> None:
+        """No more task events or lines on the console (a stopped run's tasks failing one by one); the logs
+        still get everything."""
+        with self._lock:
+            self._muted = True
 
     def failed(self) -> list[_Task]:
         """Tasks that ended in failure, or whose log holds a traceback (kfp.local's DockerRunner can report
@@ -163,7 +170,7 @@ class TaskLogs(io.TextIOBase):
         task.lines.clear()
 
     def _event(self, task: _Task, what: str) -> None:
-        if not self.verbose:
+        if not (self.verbose or self._muted):
             self.console.write(f"{time.strftime('%H:%M:%S')}  {task.label:<40} {what}\n")
             self.console.flush()
 

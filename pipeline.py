@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -38,6 +39,9 @@ from cxrtl.settings import TRAIN_RUN_SETTINGS, RunSettings, check_setting, optio
 
 PIPELINE_NAME = "cxrtl"
 DEFAULT_STORE = "s3://cxrtl"
+# How long a terminated local run waits for its task processes: a train step finishes its step and
+# checkpoints (a few seconds on a CPU, a full-size checkpoint included).
+TASK_STOP_S = 60
 # What the ingest step may take from the optional Kaggle Secret: the API token kaggle.com's settings page
 # issues now, or the older username and key.
 KAGGLE_SECRET_KEYS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
@@ -569,8 +573,10 @@ def _run_logged(arguments: dict, logs: Path, verbose: bool, docker_run: Path | N
                 warnings.filterwarnings("ignore", message=r"Task '.*': settings \[", category=UserWarning)
                 warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
             try:
-                # Retries exist for pre-empted cluster nodes; locally they would only repeat a failure after a back-off.
-                build_pipeline(ClusterOptions(retries=0))(**arguments)
+                with _stopped_by_signals(task_logs):
+                    # Retries exist for pre-empted cluster nodes; locally they would only repeat a failure after
+                    # a back-off.
+                    build_pipeline(ClusterOptions(retries=0))(**arguments)
             finally:
                 if docker_run:
                     local_docker.check_exits(docker_run, since=started)
@@ -586,6 +592,32 @@ def _run_logged(arguments: dict, logs: Path, verbose: bool, docker_run: Path | N
         builtins.print = original_print
         if not task_logs.closed:
             task_logs.close()
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(task_logs: Any):
+    """While kfp.local runs: SIGTERM and Ctrl-C end the run's task processes, then this process.
+
+    kfp.local's worker threads are joined, never stopped: whatever the main thread does, they go on starting
+    the run's remaining tasks. So the signal is passed on to every task process (a train step finishes its
+    step and checkpoints), those started meanwhile too, and the process ends once none is left."""
+
+    def stop(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        task_logs.mute()
+        print(f"pipeline.py: {name}: stopping the run's tasks (waiting up to {TASK_STOP_S} s)", file=sys.stderr)
+        running = signals.stop_descendants(os.getpid(), TASK_STOP_S)
+        task_logs.close()
+        left = f"; task processes still running: {' '.join(map(str, running))}" if running else ""
+        print(f"pipeline.py: stopped by {name}{left}; the tasks' logs: {task_logs.folder}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)  # the only way past kfp.local's worker threads
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _print_ending(out: Path, store: str, reports: str | None, started: float) -> None:

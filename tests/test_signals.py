@@ -1,0 +1,66 @@
+"""SIGTERM passed on to a process's descendants: they get to end gracefully, and the caller waits for them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cxrtl import signals
+
+# Writes ``ready`` once SIGTERM is handled, and on SIGTERM takes a moment (as a checkpoint would) before
+# it writes ``stopped`` and exits.
+_GRACEFUL = """
+import signal, sys, time
+from pathlib import Path
+def stop(signum, frame):
+    time.sleep(1)
+    Path(sys.argv[1], "stopped").touch()
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+Path(sys.argv[1], "ready").touch()
+time.sleep(600)
+"""
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_every_descendant_is_stopped_and_waited_for_and_the_root_left_alone(tmp_path):
+    # The root (like kfp.local's ``sh -ec``) starts a graceful process and a plain one, and waits for both.
+    script = tmp_path / "graceful.py"
+    script.write_text(_GRACEFUL)
+    root = subprocess.Popen(["sh", "-c", f'"{sys.executable}" "{script}" "{tmp_path}" & sleep 600 & wait'])
+    try:
+        _wait_for(tmp_path / "ready")
+        descendants = signals._descendants(root.pid)
+        assert len(descendants) == 2
+
+        assert signals.stop_descendants(root.pid, timeout_s=30) == []
+        assert (tmp_path / "stopped").exists()  # it was waited for through its slow, graceful exit
+        assert all(signals._state(pid) in (None, "Z") for pid in descendants)
+        assert root.wait(timeout=10) == 0  # left alone: it ended on its own once its children had
+    finally:
+        root.kill()
+        root.wait()
+
+
+def test_a_descendant_that_outlives_the_wait_is_named(tmp_path):
+    root = subprocess.Popen(["sh", "-c", "sh -c 'trap \"\" TERM; sleep 600' & wait"])
+    try:
+        deadline = time.monotonic() + 30
+        while len(signals._descendants(root.pid)) < 2:  # the inner sh and its sleep
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        left = signals.stop_descendants(root.pid, timeout_s=0.5)
+        assert left and set(left) <= set(signals._descendants(root.pid))
+    finally:
+        for pid in signals._descendants(root.pid):
+            subprocess.run(["kill", "-KILL", str(pid)], check=False)
+        root.kill()
+        root.wait()
