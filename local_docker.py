@@ -7,6 +7,7 @@ engine's record of how each task's container exited afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from docker.types import Mount
 from kfp import local
 
 from components.images import CPU, TRAIN, image
+from cxrtl import signals
 from cxrtl.errors import CxrtlError
 
 RUN_LABEL = "org.cxrtl.run"  # on each task's container: the run folder it belongs to
@@ -88,6 +90,26 @@ def check_exits(out: Path, since: float) -> None:
     if failed:
         exits = ", ".join(f"{a.get('image')} exited with code {a.get('exitCode')}" for a in failed)
         raise CxrtlError(f"local run failed: {len(failed)} task container(s) failed ({exits}); their logs are above")
+
+
+def stop_tasks(out: Path, timeout_s: float) -> list[str]:
+    """SIGTERM to every process in every task container of the run in ``out`` (a train step checkpoints),
+    those started meanwhile too; waits up to ``timeout_s`` for them to end and returns the ids of the
+    containers still running.
+
+    Not ``docker stop``: that signals a container's first process, here the component's ``sh -ec``, which as
+    PID 1 ignores SIGTERM, so the step would get no warning before the SIGKILL."""
+    with _engine() as client:
+
+        def running() -> list[str]:
+            return [c.id for c in client.containers.list(filters={"label": f"{RUN_LABEL}={out}"})]
+
+        def terminate(container_id: str) -> None:
+            # kill -1 reaches every process of the container's PID namespace but its first one (and itself).
+            with contextlib.suppress(docker.errors.APIError):  # it ended meanwhile
+                client.containers.get(container_id).exec_run(["sh", "-c", "kill -TERM -1"])
+
+        return [c[:12] for c in signals.stop_until_quiet(running, terminate, timeout_s)]
 
 
 class _engine:

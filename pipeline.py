@@ -573,7 +573,7 @@ def _run_logged(arguments: dict, logs: Path, verbose: bool, docker_run: Path | N
                 warnings.filterwarnings("ignore", message=r"Task '.*': settings \[", category=UserWarning)
                 warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
             try:
-                with _stopped_by_signals(task_logs):
+                with _stopped_by_signals(task_logs, docker_run):
                     # Retries exist for pre-empted cluster nodes; locally they would only repeat a failure after
                     # a back-off.
                     build_pipeline(ClusterOptions(retries=0))(**arguments)
@@ -595,20 +595,25 @@ def _run_logged(arguments: dict, logs: Path, verbose: bool, docker_run: Path | N
 
 
 @contextlib.contextmanager
-def _stopped_by_signals(task_logs: Any):
-    """While kfp.local runs: SIGTERM and Ctrl-C end the run's task processes, then this process.
+def _stopped_by_signals(task_logs: Any, docker_run: Path | None):
+    """While kfp.local runs: SIGTERM and Ctrl-C end the run's tasks (``docker_run``: its task containers'
+    processes; else the task processes), then this process.
 
     kfp.local's worker threads are joined, never stopped: whatever the main thread does, they go on starting
-    the run's remaining tasks. So the signal is passed on to every task process (a train step finishes its
-    step and checkpoints), those started meanwhile too, and the process ends once none is left."""
+    the run's remaining tasks. So the signal is passed on to every task (a train step finishes its step and
+    checkpoints), those started meanwhile too, and the process ends once none is left."""
+    import local_docker
 
     def stop(signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
         task_logs.mute()
         print(f"pipeline.py: {name}: stopping the run's tasks (waiting up to {TASK_STOP_S} s)", file=sys.stderr)
-        running = signals.stop_descendants(os.getpid(), TASK_STOP_S)
+        if docker_run:
+            running = local_docker.stop_tasks(docker_run, TASK_STOP_S)
+        else:
+            running = [str(pid) for pid in signals.stop_descendants(os.getpid(), TASK_STOP_S)]
         task_logs.close()
-        left = f"; task processes still running: {' '.join(map(str, running))}" if running else ""
+        left = f"; tasks still running: {' '.join(running)}" if running else ""
         print(f"pipeline.py: stopped by {name}{left}; the tasks' logs: {task_logs.folder}", file=sys.stderr, flush=True)
         os._exit(128 + signum)  # the only way past kfp.local's worker threads
 

@@ -13,11 +13,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TypeVar
 
 EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process it ended
+
+T = TypeVar("T")
 
 
 class Terminated(KeyboardInterrupt):
@@ -48,29 +51,46 @@ def deferred() -> Iterator[threading.Event]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def stop_descendants(of: int, timeout_s: float, quiet_s: float = 1.0) -> list[int]:
-    """Send SIGTERM to every process ``of`` started, directly or not, and wait up to ``timeout_s`` for them
-    to end (a training step checkpoints first); returns those still running then.
+def stop_until_quiet(
+    running: Callable[[], Collection[T]], stop: Callable[[T], None], timeout_s: float, quiet_s: float = 1.0
+) -> list[T]:
+    """``stop`` each thing ``running`` lists, once, and the ones that appear meanwhile too, until none has
+    been running for ``quiet_s`` or ``timeout_s`` has passed; returns those still running then.
 
-    Processes started meanwhile get SIGTERM too, and it returns only after ``quiet_s`` with none: the
-    threads that started the first ones may start others as those end. Linux only (it reads /proc);
-    elsewhere it finds none."""
-    signalled: set[int] = set()
+    The quiet time is for threads that start new ones as the stopped ones end (kfp.local's)."""
+    stopped: set[T] = set()
     deadline = time.monotonic() + timeout_s
     quiet_since = time.monotonic()
     while True:
-        # Signalled ones too: one whose parent ended has another parent now, but still has to end.
-        running = [pid for pid in {*_descendants(of), *signalled} if _state(pid) not in (None, "Z")]
-        for pid in set(running) - signalled:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            signalled.add(pid)
+        now_running = list(running())
+        for item in now_running:
+            if item not in stopped:
+                stop(item)
+                stopped.add(item)
         now = time.monotonic()
-        if running:
+        if now_running:
             quiet_since = now
         if now - quiet_since >= quiet_s or now >= deadline:
-            return running
+            return now_running
         time.sleep(0.05)
+
+
+def stop_descendants(of: int, timeout_s: float, quiet_s: float = 1.0) -> list[int]:
+    """Send SIGTERM to every process ``of`` started, directly or not, and wait up to ``timeout_s`` for them
+    to end (a training step checkpoints first); see :func:`stop_until_quiet`. Linux only (it reads /proc);
+    elsewhere it finds none."""
+    seen: set[int] = set()
+
+    def running() -> list[int]:
+        # Once seen, a process is waited for even after its parent has ended and it has another one.
+        seen.update(_descendants(of))
+        return [pid for pid in seen if _state(pid) not in (None, "Z")]
+
+    def terminate(pid: int) -> None:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+    return stop_until_quiet(running, terminate, timeout_s, quiet_s)
 
 
 def _descendants(root: int) -> list[int]:

@@ -23,9 +23,11 @@ from pathlib import Path
 
 import docker
 import pytest
+from stopped_run import stop_in_training
 
 from components.images import CPU, TRAIN, image
 from cxrtl.weights import SOURCE_NAMES
+from local_docker import RUN_LABEL
 
 REPO = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the classic builder colours a step's error output
@@ -126,6 +128,16 @@ def test_the_tasks_wrote_as_the_images_user_and_the_invoking_user_can_read_it(de
         if path.is_file():
             with path.open("rb") as f:
                 f.read(1)
+
+
+def test_sigterm_stops_the_task_containers_and_training_checkpoints(engine, tmp_path: Path):
+    out = (tmp_path / "out").resolve()
+
+    def containers(pid: int) -> list:
+        return engine.containers.list(filters={"label": f"{RUN_LABEL}={out}"})
+
+    stop_in_training(out, "--runner", "docker", tasks=containers)
+    assert containers(0) == []
 
 
 @pytest.fixture(scope="module")

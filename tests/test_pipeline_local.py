@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import zipfile
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from stopped_run import stop_in_training
 
 from cxrtl import signals
 from cxrtl.metrics import METRIC_NAMES
@@ -236,37 +236,8 @@ def test_verbose_shows_every_log_line_and_the_log_files_hold_them_all(tmp_path: 
 
 def test_sigterm_stops_every_task_lets_training_checkpoint_and_starts_nothing_more(tmp_path: Path):
     """kfp.local's worker threads would otherwise go on: the running trains and the third source after them."""
-    out = tmp_path / "out"
-    sources = "imagenet,moco-v2,chexpert"  # two train at once; the third waits for a free slot
-    args = ["--demo", "--sources", sources, "--per-class", "60", "--epochs", "3", "--output", str(out)]
-    run = subprocess.Popen(
-        [sys.executable, "pipeline.py", "run", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        for line in run.stdout:  # ends early if the run does
-            if TASK_EVENT.match(line) and " epoch 1/3" in line:
-                break
-        tasks = signals._descendants(run.pid)
-        assert tasks, "no task process was running"
-        run.send_signal(signal.SIGTERM)
-        stderr = run.communicate(timeout=_RUN_LIMIT_S)[1]
-    finally:
-        run.kill()
-        run.wait()
-
-    assert run.returncode == 143, stderr
-    assert stderr.strip().splitlines()[-1] == f"pipeline.py: stopped by SIGTERM; the tasks' logs: {out / 'logs'}"
+    tasks = stop_in_training(tmp_path / "out", tasks=signals._descendants)
     assert all(signals._state(pid) in (None, "Z") for pid in tasks)
-    (training,) = (out / "store" / "runs").iterdir()
-    for source in ("imagenet", "moco-v2"):
-        assert list((training / source / "checkpoints").glob("epoch-*.pt")), source
-        log = (out / "logs" / f"train-{source}.log").read_text()
-        assert f"{source}: stopped by SIGTERM after epoch" in log
-    assert not (training / "chexpert").exists() and not (out / "store" / "models").exists()
 
 
 # --- reruns on the same store ---------------------------------------------------------------------------

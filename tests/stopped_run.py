@@ -1,0 +1,49 @@
+"""A local demo run stopped by SIGTERM while two sources train and a third waits: what both runners must do."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINING = ("imagenet", "moco-v2")  # two train at once
+WAITING = "chexpert"  # waits for a free slot, and must never start
+# A guard against a hung run, not a speed check.
+_LIMIT_S = 1200
+
+
+def stop_in_training(out: Path, *args: str, tasks: Callable[[int], list]) -> list:
+    """Run the demo into ``out``, SIGTERM it once the first epoch ends, check how it ended; returns what
+    ``tasks`` (given the run's pid) listed as running at the signal."""
+    demo = ["--demo", "--sources", ",".join((*TRAINING, WAITING)), "--per-class", "60", "--epochs", "3"]
+    run = subprocess.Popen(
+        [sys.executable, "pipeline.py", "run", *demo, *args, "--output", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in run.stdout:  # ends early if the run does
+            if " epoch 1/3" in line:
+                break
+        running = tasks(run.pid)
+        assert running, "no task was running"
+        run.send_signal(signal.SIGTERM)
+        stderr = run.communicate(timeout=_LIMIT_S)[1]
+    finally:
+        run.kill()
+        run.wait()
+
+    assert run.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == f"pipeline.py: stopped by SIGTERM; the tasks' logs: {out / 'logs'}"
+    (training,) = (out / "store" / "runs").iterdir()
+    for source in TRAINING:
+        assert list((training / source / "checkpoints").glob("epoch-*.pt")), source
+        log = (out / "logs" / f"train-{source}.log").read_text()
+        assert f"{source}: stopped by SIGTERM after epoch" in log
+    assert not (training / WAITING).exists() and not (out / "store" / "models").exists()
+    return running
