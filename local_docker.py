@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import docker
+from docker.models.containers import Container
 from docker.types import Mount
 from kfp import local
 
@@ -101,15 +102,15 @@ def stop_tasks(out: Path, timeout_s: float) -> list[str]:
     PID 1 ignores SIGTERM, so the step would get no warning before the SIGKILL."""
     with _engine() as client:
 
-        def running() -> list[str]:
-            return [c.id for c in client.containers.list(filters={"label": f"{RUN_LABEL}={out}"})]
+        def running() -> list[Container]:  # equal, and hashed, by id
+            return client.containers.list(filters={"label": f"{RUN_LABEL}={out}"})
 
-        def terminate(container_id: str) -> None:
+        def terminate(container: Container) -> None:
             # kill -1 reaches every process of the container's PID namespace but its first one (and itself).
             with contextlib.suppress(docker.errors.APIError):  # it ended meanwhile
-                client.containers.get(container_id).exec_run(["sh", "-c", "kill -TERM -1"])
+                container.exec_run(["sh", "-c", "kill -TERM -1"])
 
-        return [c[:12] for c in signals.stop_until_quiet(running, terminate, timeout_s)]
+        return [c.short_id for c in signals.stop_until_quiet(running, terminate, timeout_s)]
 
 
 class _engine:
