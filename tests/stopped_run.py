@@ -11,14 +11,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = ("imagenet", "moco-v2")  # two train at once
 WAITING = "chexpert"  # waits for a free slot, and must never start
+# Never reached: enough that neither training ends before the other has started, however late its start.
+EPOCHS = 20
 # A guard against a hung run, not a speed check.
 _LIMIT_S = 1200
 
 
 def stop_in_training(out: Path, *args: str, tasks: Callable[[int], list]) -> list:
-    """Run the demo into ``out``, SIGTERM it once the first epoch ends, check how it ended; returns what
-    ``tasks`` (given the run's pid) listed as running at the signal."""
-    demo = ["--demo", "--sources", ",".join((*TRAINING, WAITING)), "--per-class", "60", "--epochs", "3"]
+    """Run the demo into ``out``, SIGTERM it once both trainings ended their first epoch, check how it ended;
+    returns what ``tasks`` (given the run's pid) listed as running at the signal."""
+    demo = ["--demo", "--sources", ",".join((*TRAINING, WAITING)), "--per-class", "60", "--epochs", str(EPOCHS)]
     run = subprocess.Popen(
         [sys.executable, "pipeline.py", "run", *demo, *args, "--output", str(out)],
         cwd=REPO,
@@ -27,8 +29,11 @@ def stop_in_training(out: Path, *args: str, tasks: Callable[[int], list]) -> lis
         text=True,
     )
     try:
+        # Both trainings under way, their SIGTERM handling in place: one container can start well after the other.
+        waiting = {f"train {source} " for source in TRAINING}
         for line in run.stdout:  # ends early if the run does
-            if " epoch 1/3" in line:
+            waiting -= {task for task in waiting if task in line and f" epoch 1/{EPOCHS}" in line}
+            if not waiting:
                 break
         running = tasks(run.pid)
         assert running, "no task was running"
