@@ -81,8 +81,8 @@ def add_setting_options(
         )
 
 
-def given_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The run settings given as options (:func:`add_setting_options`), by name."""
+def given_settings(args: argparse.Namespace, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The run settings in ``names`` (default: all) given as options (:func:`add_setting_options`), by name."""
     from cxrtl.settings import SETTINGS
 
-    return {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
+    return {name: getattr(args, name) for name in names or SETTINGS if getattr(args, name, None) is not None}
