@@ -29,8 +29,9 @@ from components.placement import KAGGLE_SECRET_KEYS, ClusterOptions, add_cluster
 from components.placement import on_cpu as _on_cpu
 from components.placement import on_gpu as _on_gpu
 from cxrtl import signals
+from cxrtl.cli.options import add_setting_options, given_settings
 from cxrtl.errors import CxrtlError
-from cxrtl.settings import TRAIN_RUN_SETTINGS, RunSettings, value_type
+from cxrtl.settings import SETTINGS, TRAIN_RUN_SETTINGS, RunSettings, option, settings_named, value_type
 
 PIPELINE_NAME = "cxrtl"
 DEFAULT_STORE = "s3://cxrtl"
@@ -187,8 +188,16 @@ def _run(args: argparse.Namespace) -> None:
     local.run(args, lambda: build_pipeline(ClusterOptions(retries=0)))
 
 
-def _check_cluster_params(params: dict) -> None:
-    """What a cluster's pods can read, checked before anything is uploaded: not a path on this machine."""
+def _cluster_params(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+    """The run's parameters: ``--param``'s and the run settings given as options, each setting checked as ``run``
+    checks it, then what a cluster's pods can read; all before anything is uploaded."""
+    given = given_settings(args)
+    both = sorted(set(given) & set(params))
+    if both:
+        raise CxrtlError(f"{option(both[0])} and --param {both[0]} both given: give one")
+    params = {**params, **given}
+    with settings_named(lambda name: option(name) if name in given else f"--param {name}"):
+        RunSettings.from_pipeline(**{name: value for name, value in params.items() if name in SETTINGS})
     store = params.get("store", DEFAULT_STORE)
     if not store.startswith("s3://"):
         raise CxrtlError(f"--param store={store}: on a cluster the store must be an s3:// bucket the pods reach")
@@ -200,6 +209,7 @@ def _check_cluster_params(params: dict) -> None:
             f"--param dataset_source={store}/uploads/NAME.zip) or use dataset_source=kaggle with the optional "
             "Kaggle Secret (--kaggle-secret)"
         )
+    return params
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,9 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the pipeline locally with kfp.local")
     add_run_options(p)
     p.set_defaults(func=_run)
-    add_cluster_arguments(sub, _compile_to_temp, _check_cluster_params)
+    add_cluster_arguments(sub, _compile_to_temp, _cluster_params)
     for name in ("submit", "schedule"):
         add_cluster_options(sub.choices[name])
+        group = sub.choices[name].add_argument_group(
+            "run settings (pipeline parameters; --param NAME=VALUE sets them too)"
+        )
+        add_setting_options(group, check=False)
     return parser
 
 

@@ -3,7 +3,9 @@ what applies it to a task (:func:`on_cpu`, :func:`on_gpu`). Compiled into the pi
 
 import argparse
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields
+from typing import Any
 
 from kfp import dsl, kubernetes
 
@@ -31,63 +33,149 @@ TRAIN_BACKOFF_FACTOR = 2
 GPU_QUEUE_ALLOWANCE_S = 24 * 3600
 
 
+def _non_negative(value: int) -> str | None:
+    return None if value >= 0 else f"must be 0 or more, got {value}"
+
+
+def _gpu_resource(value: str) -> str | None:
+    if _RESOURCE_NAME.fullmatch(value):
+        return None
+    return (
+        f"{value!r} is not a GPU resource name such as nvidia.com/gpu or amd.com/gpu "
+        "(without one, training would get no GPU)"
+    )
+
+
+def _cpu(value: str) -> str | None:
+    return None if _CPU.fullmatch(value) else f"{value!r} is not a CPU quantity such as 2 or 500m"
+
+
+def _memory(value: str) -> str | None:
+    return None if _MEMORY.fullmatch(value) else f"{value!r} is not a memory quantity such as 8Gi or 512Mi"
+
+
+def _duration(value: str) -> str | None:
+    match = _DURATION.fullmatch(value)
+    if not match:
+        return f"{value!r} is not a duration such as 12h, 90m or 3600"
+    return None if _seconds(match) > 0 else f"must be longer than 0, got {value!r}"
+
+
+def _seconds(match: re.Match) -> int:
+    return int(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _toleration(text: str) -> dict[str, str]:
+    """KEY[=VALUE]:EFFECT, as kubectl taint writes it."""
+    spec, sep, effect = text.rpartition(":")
+    effects = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+    if not sep or not spec or effect not in effects:
+        raise argparse.ArgumentTypeError(
+            f"expected KEY[=VALUE]:EFFECT with EFFECT one of {', '.join(effects)}, got {text!r}"
+        )
+    key, has_value, value = spec.partition("=")
+    if has_value:
+        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def _about(
+    help: str,
+    *,
+    check: Callable[[Any], str | None] | None = None,
+    item: Callable[[str], Any] | None = None,
+    collect: Callable[[list], Any] = list,
+    metavar: str | None = None,
+    option: str | None = None,
+) -> dict[str, Any]:
+    """An option's metadata. ``help`` may name the default as %(default)s; ``check``: what is wrong with a value,
+    or None; ``item``: for an option of comma-separated, repeatable items, the parser of one item, and
+    ``collect`` what makes the field's value of them; ``option``: its name (default: --NAME)."""
+    return {"help": help, "check": check, "item": item, "collect": collect, "metavar": metavar, "option": option}
+
+
 @dataclass
 class ClusterOptions:
     """Compile-time settings: how the tasks land on the cluster. Ignored by local runs.
 
-    Each field is the option of the same name (``train_timeout`` is ``--train-timeout``); bad values are a
-    CxrtlError naming it, when the options are made.
+    Each field is an option of ``compile``, ``submit`` and ``schedule`` (``train_timeout`` is ``--train-timeout``),
+    made from the field's metadata; bad values are a CxrtlError naming the option, when the options are made.
+    A new option is a field here plus the code that applies it (:func:`on_cpu`, :func:`on_gpu`).
     """
 
-    parallelism: int = 0  # concurrent training tasks; 0 = all sources at once
-    gpu_resource: str = "nvidia.com/gpu"
-    gpu_node_selector: dict[str, str] = field(default_factory=dict)
-    gpu_tolerations: list[dict[str, str]] = field(
-        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    parallelism: int = field(
+        default=0, metadata=_about("training tasks at once (default 0: all sources)", check=_non_negative)
     )
-    minio_secret: str = "cxrtl-minio"
-    kaggle_secret: str = "cxrtl-kaggle"
-    config_map: str = "cxrtl-config"
-    train_cpu: str = "4"
-    train_memory: str = "24Gi"  # for training itself; the memory-backed /dev/shm comes on top, in the limit
-    step_cpu: str = "2"
-    step_memory: str = "8Gi"  # request and limit of every other step
-    shm_size: str = "8Gi"
-    retries: int = 3
-    train_timeout: str = "12h"  # per attempt; SECONDS or a number with s, m, h or d
+    gpu_resource: str = field(
+        default="nvidia.com/gpu", metadata=_about("accelerator resource name per train task", check=_gpu_resource)
+    )
+    gpu_node_selector: dict[str, str] = field(
+        default_factory=dict,
+        metadata=_about(
+            "node labels for train tasks, e.g. cloud.google.com/gke-accelerator=nvidia-l4",
+            item=_key_value,
+            collect=dict,
+            metavar="KEY=VALUE[,...]",
+        ),
+    )
+    gpu_tolerations: list[dict[str, str]] = field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        metadata=_about(
+            "taints tolerated by train tasks (default nvidia.com/gpu:NoSchedule)",
+            item=_toleration,
+            metavar="KEY[=VALUE]:EFFECT[,...]",
+            option="--gpu-toleration",
+        ),
+    )
+    minio_secret: str = field(
+        default="cxrtl-minio", metadata=_about("Secret with MINIO_ACCESS_KEY and MINIO_SECRET_KEY")
+    )
+    kaggle_secret: str = field(
+        default="cxrtl-kaggle",
+        metadata=_about("optional Secret with KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY)"),
+    )
+    config_map: str = field(default="cxrtl-config", metadata=_about("ConfigMap with MINIO_ENDPOINT and MINIO_SECURE"))
+    train_cpu: str = field(default="4", metadata=_about("CPU request per train task (%(default)s)", check=_cpu))
+    # For training itself; the memory-backed /dev/shm comes on top, in the limit.
+    train_memory: str = field(
+        default="24Gi",
+        metadata=_about("memory request per train task (%(default)s); its limit adds --shm-size", check=_memory),
+    )
+    shm_size: str = field(default="8Gi", metadata=_about("memory-backed /dev/shm for training", check=_memory))
+    # Per attempt.
+    train_timeout: str = field(
+        default="12h",
+        metadata=_about("longest a train attempt may run, e.g. 12h, 90m, 3600 (default %(default)s)", check=_duration),
+    )
+    step_cpu: str = field(default="2", metadata=_about("CPU request of the other steps (%(default)s)", check=_cpu))
+    step_memory: str = field(
+        default="8Gi", metadata=_about("memory request and limit of the other steps (%(default)s)", check=_memory)
+    )
+    retries: int = field(default=3, metadata=_about("retries per task (default %(default)s)", check=_non_negative))
 
     def __post_init__(self) -> None:
-        for name in ("parallelism", "retries"):
-            if getattr(self, name) < 0:
-                raise CxrtlError(f"{_option(name)} must be 0 or more, got {getattr(self, name)}")
-        if not _RESOURCE_NAME.fullmatch(self.gpu_resource):
-            raise CxrtlError(
-                f"{_option('gpu_resource')} {self.gpu_resource!r} is not a GPU resource name such as nvidia.com/gpu "
-                "or amd.com/gpu (without one, training would get no GPU)"
-            )
-        for name in ("train_cpu", "step_cpu"):
-            if not _CPU.fullmatch(getattr(self, name)):
-                raise CxrtlError(f"{_option(name)} {getattr(self, name)!r} is not a CPU quantity such as 2 or 500m")
-        for name in ("train_memory", "step_memory", "shm_size"):
-            _memory_bytes(name, getattr(self, name))
-        if self.train_timeout_s <= 0:
-            raise CxrtlError(f"{_option('train_timeout')} must be longer than 0, got {self.train_timeout!r}")
+        for f in fields(self):
+            problem = f.metadata["check"] and f.metadata["check"](getattr(self, f.name))
+            if problem:
+                raise CxrtlError(f"{_option(f)} {problem}")
 
     @property
     def train_memory_limit(self) -> str:
         """Training's memory plus /dev/shm: the memory-backed volume is charged to the pod's memory."""
-        total = _memory_bytes("train_memory", self.train_memory) + _memory_bytes("shm_size", self.shm_size)
+        total = _memory_bytes(self.train_memory) + _memory_bytes(self.shm_size)
         unit = next(u for u in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki", "") if total % _MEMORY_UNITS[u] == 0)
         return f"{total // _MEMORY_UNITS[unit]}{unit}"
 
     @property
     def train_timeout_s(self) -> int:
-        match = _DURATION.fullmatch(self.train_timeout)
-        if not match:
-            raise CxrtlError(
-                f"{_option('train_timeout')} {self.train_timeout!r} is not a duration such as 12h, 90m or 3600"
-            )
-        return int(match.group(1)) * _SECONDS[match.group(2)]
+        return _seconds(_DURATION.fullmatch(self.train_timeout))
 
     @property
     def train_retry_window_s(self) -> int:
@@ -96,14 +184,12 @@ class ClusterOptions:
         return (self.retries + 1) * self.train_timeout_s + backoffs + GPU_QUEUE_ALLOWANCE_S
 
 
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def _option(f: Field) -> str:
+    return f.metadata["option"] or "--" + f.name.replace("_", "-")
 
 
-def _memory_bytes(name: str, text: str) -> int:
+def _memory_bytes(text: str) -> int:
     match = _MEMORY.fullmatch(text)
-    if not match:
-        raise CxrtlError(f"{_option(name)} {text!r} is not a memory quantity such as 8Gi or 512Mi")
     return int(match.group(1)) * _MEMORY_UNITS[match.group(2) or ""]
 
 
@@ -154,96 +240,33 @@ def on_gpu(task: dsl.PipelineTask, options: ClusterOptions) -> dsl.PipelineTask:
     return task
 
 
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def _toleration(text: str) -> dict[str, str]:
-    """KEY[=VALUE]:EFFECT, as kubectl taint writes it."""
-    spec, sep, effect = text.rpartition(":")
-    effects = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-    if not sep or not spec or effect not in effects:
-        raise argparse.ArgumentTypeError(
-            f"expected KEY[=VALUE]:EFFECT with EFFECT one of {', '.join(effects)}, got {text!r}"
-        )
-    key, has_value, value = spec.partition("=")
-    if has_value:
-        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
-    return {"key": key, "operator": "Exists", "effect": effect}
-
-
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """An option per :class:`ClusterOptions` field, with its help; :func:`cluster_options` makes the options."""
     defaults = ClusterOptions()
     g = parser.add_argument_group("cluster settings (compiled into the pipeline)")
-    g.add_argument(
-        "--parallelism", type=int, default=defaults.parallelism, help="training tasks at once (default 0: all sources)"
-    )
-    g.add_argument("--gpu-resource", default=defaults.gpu_resource, help="accelerator resource name per train task")
-    g.add_argument(
-        "--gpu-node-selector",
-        type=comma_list(_key_value),
-        action="extend",
-        metavar="KEY=VALUE[,...]",
-        help="node labels for train tasks, e.g. cloud.google.com/gke-accelerator=nvidia-l4",
-    )
-    g.add_argument(
-        "--gpu-toleration",
-        type=comma_list(_toleration),
-        action="extend",
-        metavar="KEY[=VALUE]:EFFECT[,...]",
-        help="taints tolerated by train tasks (default nvidia.com/gpu:NoSchedule)",
-    )
-    g.add_argument(
-        "--minio-secret", default=defaults.minio_secret, help="Secret with MINIO_ACCESS_KEY and MINIO_SECRET_KEY"
-    )
-    g.add_argument(
-        "--kaggle-secret",
-        default=defaults.kaggle_secret,
-        help="optional Secret with KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY)",
-    )
-    g.add_argument("--config-map", default=defaults.config_map, help="ConfigMap with MINIO_ENDPOINT and MINIO_SECURE")
-    g.add_argument("--train-cpu", default=defaults.train_cpu, help=f"CPU request per train task ({defaults.train_cpu})")
-    g.add_argument(
-        "--train-memory",
-        default=defaults.train_memory,
-        help=f"memory request per train task ({defaults.train_memory}); its limit adds --shm-size",
-    )
-    g.add_argument("--shm-size", default=defaults.shm_size, help="memory-backed /dev/shm for training")
-    g.add_argument(
-        "--train-timeout",
-        default=defaults.train_timeout,
-        help=f"longest a train attempt may run, e.g. 12h, 90m, 3600 (default {defaults.train_timeout})",
-    )
-    g.add_argument(
-        "--step-cpu", default=defaults.step_cpu, help=f"CPU request of the other steps ({defaults.step_cpu})"
-    )
-    g.add_argument(
-        "--step-memory",
-        default=defaults.step_memory,
-        help=f"memory request and limit of the other steps ({defaults.step_memory})",
-    )
-    g.add_argument("--retries", type=int, default=defaults.retries, help="retries per task (default 3)")
+    for f in fields(ClusterOptions):
+        about = f.metadata
+        if about["item"]:
+            # None when not given: the field keeps its default.
+            g.add_argument(
+                _option(f),
+                dest=f.name,
+                type=comma_list(about["item"]),
+                action="extend",
+                metavar=about["metavar"],
+                help=about["help"],
+            )
+        else:
+            g.add_argument(_option(f), dest=f.name, type=f.type, default=getattr(defaults, f.name), help=about["help"])
 
 
 def cluster_options(args: argparse.Namespace) -> ClusterOptions:
-    options = ClusterOptions(
-        parallelism=args.parallelism,
-        gpu_resource=args.gpu_resource,
-        gpu_node_selector=dict(args.gpu_node_selector or []),
-        minio_secret=args.minio_secret,
-        kaggle_secret=args.kaggle_secret,
-        config_map=args.config_map,
-        train_cpu=args.train_cpu,
-        train_memory=args.train_memory,
-        step_cpu=args.step_cpu,
-        step_memory=args.step_memory,
-        shm_size=args.shm_size,
-        retries=args.retries,
-        train_timeout=args.train_timeout,
+    """The options ``args`` give (CxrtlError naming the option at fault)."""
+    given = {f.name: getattr(args, f.name) for f in fields(ClusterOptions)}
+    return ClusterOptions(
+        **{
+            f.name: f.metadata["collect"](given[f.name]) if f.metadata["item"] else given[f.name]
+            for f in fields(ClusterOptions)
+            if given[f.name] is not None
+        }
     )
-    if args.gpu_toleration:
-        options.gpu_tolerations = args.gpu_toleration
-    return options

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from cxrtl import signals
-from cxrtl.cli.options import comma_list
+from cxrtl.cli.options import add_setting_options, given_settings
 from cxrtl.errors import CxrtlError
-from cxrtl.settings import RunSettings, check_setting, option, value_type
+from cxrtl.settings import RunSettings, option, settings_named
 from runners.log import ANSI, TaskLogs, root_logging_to, tail
 
 # How long a terminated local run waits for its task processes: a train step finishes its step and
@@ -43,25 +43,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="'kaggle', s3://BUCKET/KEY of a zip put in the store, a .zip or a folder (required unless --demo)",
     )
     p.add_argument("--store", help="store URL (default: a store folder inside --output)")
-    for f in dataclasses.fields(RunSettings):
-        kind = value_type(f)
-        # Each option is None when not given: local_arguments then takes the demo's value or the default.
-        if kind is bool:
-            p.add_argument(
-                option(f.name),
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=f.metadata["help"],
-            )
-        else:
-            p.add_argument(
-                option(f.name),
-                dest=f.name,
-                type=comma_list(str) if kind is list else kind,
-                choices=f.metadata["choices"] or None,
-                help=f.metadata["help"],
-            )
+    # Each option is None when not given: local_arguments then takes the demo's value or the default.
+    add_setting_options(p, check=False)
     p.add_argument("--per-class", type=int, default=80, help="demo images per class (default 80)")
     p.add_argument("--output", type=Path, help="folder for everything the run writes (default: runs/NAME-TIME)")
     p.add_argument(
@@ -86,11 +69,9 @@ def local_arguments(args: argparse.Namespace) -> dict:
     if args.per_class < 1:
         raise CxrtlError(f"--per-class must be a positive integer, got {args.per_class}")
     defaults = RunSettings.demo() if args.demo else RunSettings()
-    settings = {}
-    for f in dataclasses.fields(RunSettings):
-        given = getattr(args, f.name)  # None when not given
-        settings[f.name] = getattr(defaults, f.name) if given is None else check_setting(f.name, given, option(f.name))
-    return {"dataset_source": args.dataset_source, **RunSettings(**settings).to_pipeline()}
+    with settings_named(option):
+        settings = dataclasses.replace(defaults, **given_settings(args))
+    return {"dataset_source": args.dataset_source, **settings.to_pipeline()}
 
 
 # The tasks that run once per weight source, inside the ParallelFor: their logs are named TASK-SOURCE.log.

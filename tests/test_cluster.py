@@ -111,7 +111,7 @@ def test_submit_uploads_the_package_and_starts_a_run_with_typed_parameters(
 ) -> None:
     argv = ["submit", "--host", stub.url + "/", "--experiment", "nightly", "--run-name", "first", "--token", TOKEN]
     argv += ["--gpu-resource", "nvidia.com/gpu-h100", *REQUIRED, "--param", "epochs=5", "--param", "lr=0.01"]
-    argv += ["--param", 'sources=["imagenet","radimagenet"]', "--param", "dry_run=TRUE"]
+    argv += ["--param", 'sources=["imagenet","chexpert"]', "--param", "dry_run=TRUE"]
     argv += ["--param", 'options={"seed": 7}']
 
     assert pipeline.main(argv) == 0
@@ -136,7 +136,7 @@ def test_submit_uploads_the_package_and_starts_a_run_with_typed_parameters(
         "store_url": "s3://models",
         "epochs": 5,
         "lr": 0.01,
-        "sources": ["imagenet", "radimagenet"],
+        "sources": ["imagenet", "chexpert"],
         "dry_run": True,
         "options": {"seed": 7},
     }
