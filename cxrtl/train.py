@@ -1,9 +1,11 @@
-"""Fine-tune the study's ResNet50 from one weight source, with a checkpoint per epoch and resume.
+"""Fine-tune the study's ResNet50 from one weight source, with checkpoints (by time, at the end, on SIGTERM)
+and resume.
 
 :func:`train` strings together pieces that each work alone on a :class:`Session` (one source's
 training in one run): :func:`open_session` (the data, and the source's weights in the network),
-:func:`resume` (where the run stopped, from its newest checkpoint), :func:`run_epoch`, :func:`save_epoch`
-and :func:`finish` (the best model saved and published with its metadata).
+:func:`resume` (where the run stopped, from its newest checkpoint), :func:`run_epoch`, :func:`record_epoch`
+(its history and best model), :func:`checkpoint` (when due: ``config.checkpoint_minutes``) and :func:`finish`
+(the best model saved and published with its metadata).
 """
 
 from __future__ import annotations
@@ -348,12 +350,6 @@ def checkpoint(session: Session, progress: Progress) -> None:
         "config": session.config.to_dict(),
     }
     session.checkpoints.save(epoch, payload, best)
-
-
-def save_epoch(session: Session, progress: Progress, epoch: int, result: EpochResult) -> None:
-    """Add the epoch to ``progress`` and checkpoint it."""
-    record_epoch(session, progress, epoch, result)
-    checkpoint(session, progress)
 
 
 def _optimizer_state(session: Session, epoch: int) -> dict[str, Any]:
