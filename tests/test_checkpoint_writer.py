@@ -65,6 +65,7 @@ def _wait(condition, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # trains
 def test_training_runs_on_while_a_slow_store_writes_and_waits_only_on_a_full_queue(stand_in_store, prepared, tmp_path):
     events: list[tuple[str, str]] = []
     store = GatedStore(tmp_path / "store", events)

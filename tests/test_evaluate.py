@@ -28,6 +28,8 @@ from cxrtl.report import report_from_folders
 from cxrtl.store import Store, sha256_file
 from cxrtl.train import train
 
+pytestmark = pytest.mark.slow  # most tests share a model trained for them
+
 RUN_ID = "test-evaluate"
 
 

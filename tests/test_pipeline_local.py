@@ -29,6 +29,8 @@ from cxrtl import signals
 from cxrtl.metrics import METRIC_NAMES
 from cxrtl.report import TEXT_METRICS
 
+pytestmark = pytest.mark.slow  # runs the pipeline, several times
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("imagenet", "moco-v2")
 DEMO = ["--demo", "--sources", ",".join(SOURCES), "--per-class", "60", "--epochs", "3"]

@@ -28,6 +28,9 @@ from cxrtl.weights import put_weights, write_stand_in
 GOOD, POOR = "test-promote-good", "test-promote-poor"
 
 
+pytestmark = pytest.mark.slow  # trains and evaluates two models
+
+
 @dataclass
 class Models:
     store: LocalStore

@@ -10,12 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import signal_at_log
 import torch
 
 from cxrtl.store import LocalStore, open_store
 from cxrtl.train import load_model
 from cxrtl.weights import put_weights, write_stand_in
+
+pytestmark = pytest.mark.slow  # trains three times
 
 RUN_ID = "resume-me"
 EPOCHS = 3

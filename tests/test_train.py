@@ -38,6 +38,8 @@ from cxrtl.train import (
 )
 from cxrtl.weights import SOURCE_NAMES, get_source, put_weights, stand_in_backbone, write_stand_in
 
+pytestmark = pytest.mark.slow  # trains ResNet50 runs
+
 CPU = torch.device("cpu")
 PARAMETERS = [name for name, _ in build_model().named_parameters()]
 BACKBONE_PARAMETERS = [name for name in PARAMETERS if not name.startswith("fc.")]

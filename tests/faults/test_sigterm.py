@@ -23,7 +23,7 @@ from cxrtl.store import LocalStore, open_store
 from cxrtl.train import load_model, train
 from cxrtl.weights import put_weights, write_stand_in
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]  # trains, several times
 
 RUN_ID = "sigterm-me"
 # Guards against a hung process, not speed checks.
