@@ -15,8 +15,9 @@ from cxrtl.recipes import TrainConfig
 from cxrtl.store import LocalStore
 from cxrtl.train import train
 
-# Guards against a hang, not speed checks.
-WAIT_S = 300
+# Guards against a hang, not speed checks: half an hour, as a machine shared by
+# many busy processes (load 17 on 2 cores) took over 5 minutes for a 2-epoch run.
+WAIT_S = 1800
 
 
 class GatedStore(LocalStore):
