@@ -71,7 +71,7 @@ _RESUMABLE_CHANGES = (
 
 def config_for_data(data_dir: Path, recipe: str | None = None, **overrides: Any) -> TrainConfig:
     """The training set-up for a prepared dataset: its own recipe unless ``recipe`` names another."""
-    return TrainConfig.from_recipe(recipe or PreparedData.load(data_dir).info.get("recipe", "paper"), **overrides)
+    return TrainConfig.from_recipe(recipe or PreparedData.load(data_dir).info.recipe, **overrides)
 
 
 @dataclass
@@ -384,7 +384,7 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
         validation_threshold=_validation_threshold(session, progress),
         history=progress.history,
         resumed_from_epoch=progress.resumed_from,
-        dataset=DatasetRef.of(session.data.info.get("dataset")),
+        dataset=DatasetRef.of(session.data.info.dataset),
         image_size=session.data.image_size,
         device=str(session.train.device),
         precision=session.step_settings.precision,
