@@ -5,7 +5,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 S3RVER := tests/s3rver/node_modules/.installed
 
-.PHONY: demo test lint pytest install compile clean browser
+.PHONY: demo test test-fast lint pytest pytest-fast install compile clean browser
 
 demo: $(VENV)/.installed
 	$(PYTHON) pipeline.py run --demo
@@ -18,6 +18,13 @@ lint: $(VENV)/.installed
 
 pytest: $(VENV)/.installed $(S3RVER) browser
 	$(VENV)/bin/pytest
+
+# The inner loop's tier (a few minutes on two cores): every test but those marked slow (they train models, run
+# the pipeline or start a browser) and the container tests. `make test` runs them all.
+test-fast: lint pytest-fast
+
+pytest-fast: $(VENV)/.installed $(S3RVER)
+	$(VENV)/bin/pytest -m "not slow and not containers"
 
 # Debian's chromium, for the report's browser test (tests/test_report_browser.py): installed as root with apt,
 # as on CI; elsewhere one line says so and that test is skipped.

@@ -6,8 +6,9 @@ Layout of a prepared folder (written by ``cxrtl preprocess``, read by train and 
 - ``labels.npy``  int64 [N]; ``1`` = COVID (the positive class), ``0`` = Normal
 - ``split.npy``   uint8 [N]; ``0`` train, ``1`` validation, ``2`` test
 - ``ids.json``    the N image paths relative to the dataset root, for predictions.csv
-- ``info.json``   how it was made: recipe, image size, seed, counts, skipped files, dataset version,
-  duplicate groups, collections per class, and whether the lung masks could be used (``masks``)
+- ``info.json``   how it was made (:class:`cxrtl.records.PreparedInfo`): recipe, image size, seed, counts,
+  skipped files, dataset version, duplicate groups, collections per class, and whether the lung masks could
+  be used (``masks``)
 - ``hashes.json``  the N images' content hashes (cxrtl.duplicates): what a model records it has seen
 - ``collections.json``  (when the metadata could be read) the N images' collections
 - ``masks.npy``   (when every image had a usable lung mask) bool [N, S, S] lungs, bit-packed along rows
@@ -17,13 +18,16 @@ Layout of a prepared folder (written by ``cxrtl preprocess``, read by train and 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cxrtl.errors import CxrtlError
+
+if TYPE_CHECKING:  # cxrtl.records needs this module (through cxrtl.recipes): imported where it is used
+    from cxrtl.records import PreparedInfo
 
 CLASS_NAMES = ("Normal", "COVID")  # index = label; COVID is the positive class
 POSITIVE_LABEL = 1
@@ -32,7 +36,8 @@ MIN_IMAGE_SIZE = 32  # ResNet50 halves an image five times: 32 px leaves a 1x1 m
 # Kaggle's images are 299 px and the study used 224; at 1024 px the prepared array of the whole dataset
 # (21k images) is already 22 GB, and larger sizes only fail later, in a MemoryError.
 MAX_IMAGE_SIZE = 1024
-_FILES = ("images.npy", "labels.npy", "split.npy", "ids.json", "info.json")
+INFO_FILE = "info.json"
+_FILES = ("images.npy", "labels.npy", "split.npy", "ids.json", INFO_FILE)
 _HASHES_FILE = "hashes.json"
 _COLLECTIONS_FILE = "collections.json"
 _MASKS_FILE = "masks.npy"
@@ -58,7 +63,7 @@ class PreparedData:
     labels: np.ndarray
     split: np.ndarray
     ids: list[str]
-    info: dict[str, Any] = field(default_factory=dict)
+    info: PreparedInfo
     hashes: list[str] | None = None  # per image, SHA-256 of its pixels (None: prepared before they were kept)
     collections: list[str] | None = None  # per image, from the dataset's metadata
     # The lungs, bit-packed along rows (uint8 [N, S, ceil(S / 8)]): read with lung_masks(), which unpacks
@@ -102,7 +107,7 @@ class PreparedData:
         np.save(out / "labels.npy", self.labels.astype(np.int64))
         np.save(out / "split.npy", self.split.astype(np.uint8))
         (out / "ids.json").write_text(json.dumps(self.ids))
-        (out / "info.json").write_text(json.dumps(self.info, indent=2, sort_keys=True))
+        (out / INFO_FILE).write_text(json.dumps(self.info.to_dict(), indent=2, sort_keys=True))
         if self.hashes is not None:
             (out / _HASHES_FILE).write_text(json.dumps(self.hashes))
         if self.collections is not None:
@@ -112,6 +117,8 @@ class PreparedData:
 
     @classmethod
     def load(cls, folder: Path) -> PreparedData:
+        from cxrtl.records import PreparedInfo
+
         folder = Path(folder)
         missing = [name for name in _FILES if not (folder / name).is_file()]
         if missing:
@@ -125,7 +132,7 @@ class PreparedData:
                 labels=np.load(folder / "labels.npy"),
                 split=np.load(folder / "split.npy"),
                 ids=json.loads((folder / "ids.json").read_text()),
-                info=json.loads((folder / "info.json").read_text()),
+                info=PreparedInfo.from_dict(json.loads((folder / INFO_FILE).read_text()), str(folder / INFO_FILE)),
                 hashes=json.loads(hashes.read_text()) if hashes.is_file() else None,
                 collections=json.loads(collections.read_text()) if collections.is_file() else None,
                 packed_masks=np.load(masks, mmap_mode="r") if masks.is_file() else None,

@@ -1,6 +1,7 @@
 """What the report says about the data behind the numbers: duplicates, collections, the lungs masked out.
 
-Evaluate writes these findings into each model's ``checks.json`` (:data:`cxrtl.evaluate.CHECKS_FILE`);
+Evaluate writes these findings into each model's ``checks.json`` (:data:`cxrtl.evaluate.CHECKS_FILE`,
+:class:`cxrtl.records.DataChecks`);
 this module turns them into the report's notes and its class x collection table.
 """
 
@@ -20,26 +21,26 @@ def notes(best_of: dict[str, Evaluation]) -> list[str]:
     if not found:
         return []
     out = []
-    duplicates = found[0].get("duplicates")
+    duplicates = found[0].duplicates
     if duplicates:
         out.append(
-            f"Duplicates: preprocessing found {duplicates['exact_duplicate_groups']} group(s) of exact duplicates "
-            f"and {duplicates['near_duplicate_groups']} of near-duplicates ({duplicates['images_in_duplicate_groups']}"
-            f" of {duplicates['images']} images); each group was kept within one split."
+            f"Duplicates: preprocessing found {duplicates.exact_duplicate_groups} group(s) of exact duplicates "
+            f"and {duplicates.near_duplicate_groups} of near-duplicates ({duplicates.images_in_duplicate_groups}"
+            f" of {duplicates.images} images); each group was kept within one split."
             + (
-                f" {duplicates['groups_with_both_classes']} group(s) hold both COVID and Normal images."
-                if duplicates.get("groups_with_both_classes")
+                f" {duplicates.groups_with_both_classes} group(s) hold both COVID and Normal images."
+                if duplicates.groups_with_both_classes
                 else ""
             )
         )
-    if found[0].get("collections") is None:
+    if found[0].collections is None:
         out.append(
             "No breakdown by collection: the dataset's metadata was missing or unusable (see the preprocess log)."
         )
     else:
         single = [
             f"{name} ({share:.0%} from {collection})"
-            for name, (collection, share) in _main_collection(found[0]["collections"]).items()
+            for name, (collection, share) in _main_collection(found[0].collections).items()
             if share >= _MOSTLY
         ]
         if single:
@@ -49,7 +50,9 @@ def notes(best_of: dict[str, Evaluation]) -> list[str]:
                 + ". A model may learn the collection rather than the disease; see the table by collection."
             )
     trained_on = {
-        s: ev.checks["trained_on_test_images"] for s, ev in best_of.items() if ev.checks.get("trained_on_test_images")
+        s: ev.checks.trained_on_test_images
+        for s, ev in best_of.items()
+        if ev.checks and ev.checks.trained_on_test_images
     }
     if trained_on:
         out.append(
@@ -57,13 +60,13 @@ def notes(best_of: dict[str, Evaluation]) -> list[str]:
             + ", ".join(f"{s} ({n} of {best_of[s].result.n})" for s, n in sorted(trained_on.items()))
             + "."
         )
-    masked = {source: ev.checks["masked"] for source, ev in best_of.items() if ev.checks.get("masked")}
+    masked = {source: ev.checks.masked for source, ev in best_of.items() if ev.checks and ev.checks.masked}
     if masked:
-        flagged = sorted(s for s, m in masked.items() if m["flagged"])
-        scores = ", ".join(f"{s} {m['balanced_accuracy']:.3f}" for s, m in sorted(masked.items()))
+        flagged = sorted(s for s, m in masked.items() if m.flagged)
+        scores = ", ".join(f"{s} {m.balanced_accuracy:.3f}" for s, m in sorted(masked.items()))
         out.append(f"With the lungs blacked out (masked evaluation), balanced accuracy: {scores}.")
         if flagged:
-            threshold = masked[flagged[0]]["flag_at"]
+            threshold = masked[flagged[0]].flag_at
             out.append(
                 f"SHORTCUT WARNING: {', '.join(flagged)} still reach a balanced accuracy of {threshold} or more with "
                 "the lungs blacked out: the model may be reading something other than the lungs."
@@ -73,7 +76,7 @@ def notes(best_of: dict[str, Evaluation]) -> list[str]:
 
 def collection_table(evaluation: Evaluation) -> tuple[list[str], list[list[str]]] | None:
     """Test images per collection and class, and ``evaluation``'s accuracy on each; None without metadata."""
-    table = evaluation.checks.get("collections")
+    table = evaluation.checks.collections if evaluation.checks else None
     if not table:
         return None
     head = ["Collection", *CLASS_NAMES, "Test images", f"Accuracy ({evaluation.result.model.source})"]

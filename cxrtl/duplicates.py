@@ -30,6 +30,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from cxrtl.data import SPLITS
 from cxrtl.errors import CxrtlError
+from cxrtl.records import DuplicateSummary
 
 THUMB_SIDE = 32
 # Measured on the demo data at the real data's 299 px (write_demo_dataset(per_class=40), 160 images), as
@@ -71,20 +72,20 @@ class Groups:
     def count(self) -> int:
         return int(self.of.max()) + 1 if len(self.of) else 0
 
-    def summary(self, labels: np.ndarray) -> dict[str, int]:
+    def summary(self, labels: np.ndarray) -> DuplicateSummary:
         """For ``info.json`` and the report; ``labels`` per image, to count groups holding both classes."""
         sizes = np.bincount(self.of, minlength=self.count)
         classes = np.zeros(self.count, dtype=np.int64)
         for label in np.unique(labels):
             classes += np.bincount(self.of[labels == label], minlength=self.count) > 0
-        return {
-            "images": len(self.of),
-            "groups": self.count,
-            "exact_duplicate_groups": self.exact,
-            "near_duplicate_groups": self.near,
-            "images_in_duplicate_groups": int(sizes[sizes > 1].sum()),
-            "groups_with_both_classes": int(np.sum(classes > 1)),
-        }
+        return DuplicateSummary(
+            images=len(self.of),
+            groups=self.count,
+            exact_duplicate_groups=self.exact,
+            near_duplicate_groups=self.near,
+            images_in_duplicate_groups=int(sizes[sizes > 1].sum()),
+            groups_with_both_classes=int(np.sum(classes > 1)),
+        )
 
 
 def group(prints: list[Fingerprint], min_correlation: float = NEAR_DUPLICATE_CORRELATION) -> Groups:

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ from cxrtl.engine import Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.gradcam import GRADCAM_FILE, explain
-from cxrtl.metrics import binary_metrics, json_safe, roc_points
-from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
+from cxrtl.metrics import binary_metrics, roc_points
+from cxrtl.records import AtThreshold, DataChecks, EvaluationResult, MaskedCheck, ModelSummary
 from cxrtl.seen import SEEN_FILE, Seen, seen_in
 from cxrtl.store import Store, keys
 from cxrtl.train import load_model
@@ -45,7 +45,7 @@ class Evaluation:
     result: EvaluationResult  # what metrics.json holds
     roc: dict[str, list[float]]  # fpr, tpr, thresholds: roc.json
     predictions: Predictions  # predictions.csv
-    checks: dict[str, Any] = field(default_factory=dict)  # checks.json; {} when the folder has none
+    checks: DataChecks | None = None  # checks.json; None when the folder has none
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -101,16 +101,17 @@ def evaluate(
         p_covid,
         result.threshold,
     )
-    checks: dict[str, Any] = {
-        "duplicates": data.info.get("duplicates"),
-        "collections": _by_collection(data, test_idx, y_true, p_covid),
-        "masked": None,
-        "trained_on_test_images": trained_on,
-    }
+    masked = None
     if lungs is not None:
         outside = np.where(lungs, 0, data.images[test_idx]).astype(np.uint8)
         batches = dataclasses.replace(test, images=outside, classes=y_true, indices=np.arange(len(test_idx)))
-        checks["masked"] = _masked_summary(binary_metrics(y_true, predict(model, batches)[:, POSITIVE_LABEL]))
+        masked = _masked_summary(binary_metrics(y_true, predict(model, batches)[:, POSITIVE_LABEL]))
+    checks = DataChecks(
+        duplicates=data.info.duplicates,
+        collections=_by_collection(data, test_idx, y_true, p_covid),
+        masked=masked,
+        trained_on_test_images=trained_on,
+    )
 
     with staged_folder(out_dir, marker=METRICS_FILE) as staged:
         metrics_json = json.dumps(result.to_dict(), indent=2, sort_keys=True, allow_nan=False)
@@ -118,7 +119,7 @@ def evaluate(
         (staged / ROC_FILE).write_text(json.dumps(roc) + "\n")
         write_predictions(staged / PREDICTIONS_FILE, predictions, result.threshold)
         cams.save(staged / GRADCAM_FILE)
-        (staged / CHECKS_FILE).write_text(json.dumps(json_safe(checks), indent=2, sort_keys=True) + "\n")
+        (staged / CHECKS_FILE).write_text(json.dumps(checks.to_dict(), indent=2, sort_keys=True) + "\n")
     if store is not None and metadata.run_id:
         for name in (METRICS_FILE, PREDICTIONS_FILE, ROC_FILE, GRADCAM_FILE, CHECKS_FILE):
             store.put_file(keys.model_key(metadata.source, metadata.run_id, name), out_dir / name)
@@ -170,22 +171,22 @@ def _trained_on(data: PreparedData, test_idx: np.ndarray, model_dir: Path, allow
 def _test_masks(data: PreparedData, data_dir: Path) -> np.ndarray:
     lungs = data.lung_masks(data.indices("test"))
     if lungs is None:
-        raise CxrtlError(f"{data_dir}: no usable lung masks for the masked evaluation ({data.info.get('masks')})")
+        raise CxrtlError(f"{data_dir}: no usable lung masks for the masked evaluation ({data.info.masks})")
     return lungs
 
 
-def _masked_summary(scored: dict[str, Any]) -> dict[str, Any]:
+def _masked_summary(scored: dict[str, Any]) -> MaskedCheck:
     m = scored["metrics"]
     balanced = m["balanced_accuracy"]
-    return {
-        "n": scored["n"],
-        "accuracy": m["accuracy"],
-        "sensitivity": m["sensitivity"],
-        "specificity": m["specificity"],
-        "balanced_accuracy": balanced,
-        "flag_at": MASKED_FLAG_BALANCED_ACCURACY,
-        "flagged": balanced >= MASKED_FLAG_BALANCED_ACCURACY,
-    }
+    return MaskedCheck(
+        n=scored["n"],
+        accuracy=m["accuracy"],
+        sensitivity=m["sensitivity"],
+        specificity=m["specificity"],
+        balanced_accuracy=balanced,
+        flag_at=MASKED_FLAG_BALANCED_ACCURACY,
+        flagged=bool(balanced >= MASKED_FLAG_BALANCED_ACCURACY),
+    )
 
 
 def _by_collection(
@@ -226,10 +227,11 @@ def load_evaluation(folder: Path) -> Evaluation:
     try:
         roc = json.loads(roc_path.read_text()) if roc_path.is_file() else {"fpr": [], "tpr": [], "thresholds": []}
         text = json.loads((folder / METRICS_FILE).read_text())
-        checks = json.loads(checks_path.read_text()) if checks_path.is_file() else {}
+        checks_json = json.loads(checks_path.read_text()) if checks_path.is_file() else None
     except ValueError as exc:
         raise CxrtlError(f"{folder}: damaged evaluation results ({type(exc).__name__}); evaluate again") from None
     result = EvaluationResult.from_dict(text, str(folder / METRICS_FILE))
+    checks = None if checks_json is None else DataChecks.from_dict(checks_json, str(checks_path))
     predictions = read_predictions(folder / PREDICTIONS_FILE)
     if len(predictions.ids) != result.n:
         raise CxrtlError(

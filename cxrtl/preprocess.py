@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cxrtl.data import CLASS_NAMES, SPLITS, PreparedData, check_image_size
+from cxrtl.data import CLASS_NAMES, INFO_FILE, SPLITS, PreparedData, check_image_size
 from cxrtl.duplicates import Fingerprint, fingerprint, group, grouped_split, stable_split
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
@@ -27,11 +27,11 @@ from cxrtl.ingest import INGEST_FILE, find_dataset, list_images
 from cxrtl.metadata import MASKS_FOLDER, load_mask, read_collections
 from cxrtl.progress import Progress
 from cxrtl.recipes import get_recipe
+from cxrtl.records import PreparedInfo
 from cxrtl.settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
-_INFO_FILE = "info.json"
 # Readable images each class needs. With 10, the recommended recipe's stratified split gives each class at
 # least 2 test images and 1 validation image; with a handful, a split can miss a class and its metrics are
 # undefined (sensitivity of no positives, ROC AUC of one class). Checked again on the splits themselves.
@@ -94,9 +94,9 @@ def preprocess(
         if missing:
             raise CxrtlError(f"{raw}: the {s} split has no {' and no '.join(missing)} image; the dataset is too small")
     duplicates = groups.summary(labels)
-    if duplicates["groups_with_both_classes"]:
+    if duplicates.groups_with_both_classes:
         logger.warning(
-            "%d group(s) of duplicate images hold both COVID and Normal images", duplicates["groups_with_both_classes"]
+            "%d group(s) of duplicate images hold both COVID and Normal images", duplicates.groups_with_both_classes
         )
 
     data = PreparedData(
@@ -107,25 +107,25 @@ def preprocess(
         hashes=[p.content for p in kept],
         collections=image_collections,
         packed_masks=PreparedData.pack_masks(masks[keep]) if masks is not None and masks_note == "ok" else None,
-        info={
-            "recipe": chosen.name,
-            "image_size": image_size,
-            "seed": seed,
-            "classes": list(CLASS_NAMES),
-            "available": {name: len(files) for name, files in available.items()},
-            "counts": counts,
-            "total": len(ids),
-            "skipped_count": len(skipped),
-            "skipped": skipped,
-            "duplicates": duplicates,
-            "collections": _collection_table(labels, image_collections),
-            "masks": masks_note,
-            "dataset": _ingest_record(raw),
-        },
+        info=PreparedInfo(
+            recipe=chosen.name,
+            image_size=image_size,
+            seed=seed,
+            classes=list(CLASS_NAMES),
+            available={name: len(files) for name, files in available.items()},
+            counts=counts,
+            total=len(ids),
+            skipped_count=len(skipped),
+            skipped=skipped,
+            duplicates=duplicates,
+            collections=_collection_table(labels, image_collections),
+            masks=masks_note,
+            dataset=_ingest_record(raw),
+        ),
     )
-    with staged_folder(Path(out), marker=_INFO_FILE) as staged:
+    with staged_folder(Path(out), marker=INFO_FILE) as staged:
         data.save(staged)
-    logger.info("prepared %d images of %dpx (%s) in %s", len(ids), image_size, data.info["counts"], out)
+    logger.info("prepared %d images of %dpx (%s) in %s", len(ids), image_size, data.info.counts, out)
     return data
 
 

@@ -1,4 +1,5 @@
-"""The JSON records the steps hand each other: model metadata, evaluation results and the champion card.
+"""The JSON records the steps hand each other: the prepared data's info, model metadata, evaluation results,
+the data checks and the champion card.
 
 Each is a dataclass. ``to_dict()`` gives what its file holds, with the record's ``schema_version``;
 ``from_dict()`` reads it back and refuses, in one line naming the file, a record with a field missing
@@ -341,3 +342,91 @@ class ChampionCard(ModelOrigin, Record):
             "intervals_95": _nan_lists(values["intervals_95"]),
             "promotion": Promotion(**values["promotion"]),
         }
+
+
+@dataclass(frozen=True)
+class DuplicateSummary:
+    """Preprocessing's groups of duplicate images (cxrtl.duplicates), each kept within one split."""
+
+    images: int
+    groups: int
+    exact_duplicate_groups: int
+    near_duplicate_groups: int
+    images_in_duplicate_groups: int
+    groups_with_both_classes: int
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any] | None) -> DuplicateSummary | None:
+        return None if values is None else cls(**values)
+
+
+@dataclass(frozen=True)
+class PreparedInfo(Record):
+    """How a prepared dataset was made: its ``info.json`` (cxrtl.data)."""
+
+    KIND: ClassVar[str] = "prepared dataset's info"
+    # 2: the version recorded; version 1's oldest files lack duplicates, collections and masks
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    recipe: str
+    image_size: int
+    seed: int
+    classes: list[str]  # cxrtl.data.CLASS_NAMES, index = label
+    available: dict[str, int]  # images found per class
+    counts: dict[str, dict[str, int]]  # per split, images per class
+    total: int
+    skipped_count: int
+    skipped: list[str]  # the unreadable images (paths in the dataset)
+    duplicates: DuplicateSummary | None  # None: prepared before duplicates were looked for
+    collections: dict[str, dict[str, int]] | None  # per class, images per collection; None without metadata
+    masks: str  # "ok", or why the lung masks cannot be used
+    dataset: dict[str, Any] | None  # ingest's record of the dataset (slug, version, sha256, ...); None without
+
+    @classmethod
+    def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
+        return {"duplicates": None, "collections": None, "masks": "not recorded (prepared by an older cxrtl)", **values}
+
+    @classmethod
+    def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return {**values, "duplicates": DuplicateSummary.from_json(values["duplicates"])}
+
+
+@dataclass(frozen=True)
+class MaskedCheck:
+    """A model's results on the test images with their lungs blacked out (``masked`` in ``checks.json``)."""
+
+    n: int
+    accuracy: float  # NaN where undefined
+    sensitivity: float
+    specificity: float
+    balanced_accuracy: float
+    flag_at: float  # the balanced accuracy at or above which the model is flagged
+    flagged: bool  # it still tells the classes apart without the lungs: it may read something else
+
+
+@dataclass(frozen=True)
+class DataChecks(Record):
+    """What evaluate found about the data behind a model's numbers: its ``checks.json`` (cxrtl.data_checks)."""
+
+    KIND: ClassVar[str] = "data checks"
+    # 2: the version recorded; version 1's oldest files lack trained_on_test_images
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    duplicates: DuplicateSummary | None  # the prepared data's; None where it recorded none
+    # Per collection of the test images: images per class (cxrtl.data.CLASS_NAMES), n, correct and accuracy
+    # (at 0.5); None without metadata
+    collections: dict[str, dict[str, float]] | None
+    masked: MaskedCheck | None  # None: not asked for
+    trained_on_test_images: int | None  # None: it cannot be told (no content hashes)
+
+    @classmethod
+    def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
+        return {"trained_on_test_images": None, **values}
+
+    @classmethod
+    def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+        masked = values["masked"]
+        if masked is not None:
+            rates = ("accuracy", "sensitivity", "specificity", "balanced_accuracy")
+            masked = MaskedCheck(**{**masked, **{name: _nan(masked[name]) for name in rates}})
+        return {**values, "duplicates": DuplicateSummary.from_json(values["duplicates"]), "masked": masked}

@@ -1,9 +1,11 @@
-"""Fine-tune the study's ResNet50 from one weight source, with a checkpoint per epoch and resume.
+"""Fine-tune the study's ResNet50 from one weight source, with checkpoints (by time, at the end, on SIGTERM)
+and resume.
 
 :func:`train` strings together pieces that each work alone on a :class:`Session` (one source's
 training in one run): :func:`open_session` (the data, and the source's weights in the network),
-:func:`resume` (where the run stopped, from its newest checkpoint), :func:`run_epoch`, :func:`save_epoch`
-and :func:`finish` (the best model saved and published with its metadata).
+:func:`resume` (where the run stopped, from its newest checkpoint), :func:`run_epoch`, :func:`record_epoch`
+(its history and best model), :func:`checkpoint` (when due: ``config.checkpoint_minutes``) and :func:`finish`
+(the best model saved and published with its metadata).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from cxrtl.errors import CxrtlError
 from cxrtl.files import check_output_folder, staged_folder
 from cxrtl.metrics import selection_score, youden_threshold
 from cxrtl.model import NUM_CLASSES, build_model, set_backbone_trainable
-from cxrtl.recipes import PAPER, TrainConfig
+from cxrtl.recipes import TrainConfig
 from cxrtl.records import DatasetRef, ModelMetadata
 from cxrtl.seen import SEEN_FILE, Seen
 from cxrtl.store import Store, keys
@@ -69,8 +71,7 @@ _RESUMABLE_CHANGES = (
 
 def config_for_data(data_dir: Path, recipe: str | None = None, **overrides: Any) -> TrainConfig:
     """The training set-up for a prepared dataset: its own recipe unless ``recipe`` names another."""
-    # Data prepared before info.json named its recipe was prepared the paper's way.
-    return TrainConfig.from_recipe(recipe or PreparedData.load(data_dir).info.get("recipe", PAPER.name), **overrides)
+    return TrainConfig.from_recipe(recipe or PreparedData.load(data_dir).info.recipe, **overrides)
 
 
 @dataclass
@@ -351,12 +352,6 @@ def checkpoint(session: Session, progress: Progress) -> None:
     session.checkpoints.save(epoch, payload, best)
 
 
-def save_epoch(session: Session, progress: Progress, epoch: int, result: EpochResult) -> None:
-    """Add the epoch to ``progress`` and checkpoint it."""
-    record_epoch(session, progress, epoch, result)
-    checkpoint(session, progress)
-
-
 def _optimizer_state(session: Session, epoch: int) -> dict[str, Any]:
     """The optimizer's state, less that of parameters frozen from here to the end of the run.
 
@@ -389,7 +384,7 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
         validation_threshold=_validation_threshold(session, progress),
         history=progress.history,
         resumed_from_epoch=progress.resumed_from,
-        dataset=DatasetRef.of(session.data.info.get("dataset")),
+        dataset=DatasetRef.of(session.data.info.dataset),
         image_size=session.data.image_size,
         device=str(session.train.device),
         precision=session.step_settings.precision,

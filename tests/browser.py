@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROBE_ID = "cxrtl-browser-probe"
-# A guard against a browser that hangs, not a speed check.
-_LIMIT_S = 120
+# A guard against a browser that hangs, not a speed check (the page's own timers run in virtual time); minutes,
+# as a loaded machine may take tens of seconds to start chromium.
+_LIMIT_S = 300
 # Runs before the page's own Content-Security-Policy meta (so that policy does not block it), records what
 # the policy refused, and once the page has loaded writes into the DOM every resource the page requested
 # (Resource Timing lists attempts that failed or were refused as well) and each image's state.

@@ -78,10 +78,10 @@ def test_planted_exact_and_near_duplicates_share_a_split_and_are_counted(raw, tm
             assert where[f"{name}/images/{name}-copy{i}.png"] == where[f"{name}/images/{name}-{i}.png"]
         for name, i in NEAR:
             assert where[f"{name}/images/{name}-near{i}.png"] == where[f"{name}/images/{name}-{i}.png"]
-        duplicates = data.info["duplicates"]
-        assert (duplicates["exact_duplicate_groups"], duplicates["near_duplicate_groups"]) == (4, 4)
-        assert duplicates["images_in_duplicate_groups"] == 16
-        assert duplicates["groups"] == len(data.ids) - 8
+        duplicates = data.info.duplicates
+        assert (duplicates.exact_duplicate_groups, duplicates.near_duplicate_groups) == (4, 4)
+        assert duplicates.images_in_duplicate_groups == 16
+        assert duplicates.groups == len(data.ids) - 8
 
 
 def test_an_image_keeps_its_split_across_dataset_versions_and_seeds(raw, tmp_path):

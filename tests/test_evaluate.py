@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -27,6 +28,8 @@ from cxrtl.records import EvaluationResult
 from cxrtl.report import report_from_folders
 from cxrtl.store import Store, sha256_file
 from cxrtl.train import train
+
+pytestmark = pytest.mark.slow  # most tests share a model trained for them
 
 RUN_ID = "test-evaluate"
 
@@ -232,7 +235,8 @@ def test_cli_evaluate_prints_the_metrics(evaluated, tmp_path, capsys):
 def test_checks_carry_duplicates_and_collections_from_the_data_into_the_report(evaluated, tmp_path):
     checks = json.loads((evaluated.out_dir / "checks.json").read_text())
     data = PreparedData.load(evaluated.data_dir)
-    assert checks["duplicates"] == data.info["duplicates"] and checks["masked"] is None
+    assert checks["duplicates"] == dataclasses.asdict(data.info.duplicates) and checks["masked"] is None
+    assert load_evaluation(evaluated.out_dir).checks == evaluated.evaluation.checks
     test = data.indices("test")
     table = checks["collections"]
     assert sum(row["n"] for row in table.values()) == len(test)
@@ -252,10 +256,10 @@ def test_masked_evaluation_blacks_out_the_lungs_and_the_report_flags_what_surviv
     shutil.copytree(evaluated.data_dir, everything)
     packed = np.load(everything / "masks.npy")
     np.save(everything / "masks.npy", np.full_like(packed, 255))
-    masked = evaluate(everything, evaluated.model_dir, tmp_path / "eval", device="cpu", masked=True).checks["masked"]
-    assert masked["n"] == evaluated.evaluation.result.n
-    assert {masked["sensitivity"], masked["specificity"]} == {0.0, 1.0}
-    assert masked["balanced_accuracy"] == 0.5 and not masked["flagged"]
+    masked = evaluate(everything, evaluated.model_dir, tmp_path / "eval", device="cpu", masked=True).checks.masked
+    assert masked.n == evaluated.evaluation.result.n
+    assert {masked.sensitivity, masked.specificity} == {0.0, 1.0}
+    assert masked.balanced_accuracy == 0.5 and not masked.flagged
 
     # The real masks leave the outside of the lungs; the verdict follows the documented threshold.
     argv = ["evaluate", "--data", str(evaluated.data_dir), "--model", str(evaluated.model_dir)]
@@ -280,7 +284,7 @@ def test_masked_evaluation_without_usable_masks_is_one_error_and_the_plain_one_s
     with pytest.raises(CxrtlError, match=r"no usable lung masks for the masked evaluation \(1 image\(s\) .*64x32"):
         evaluate(broken, evaluated.model_dir, tmp_path / "masked", device="cpu", masked=True)
     assert not (tmp_path / "masked").exists()
-    assert evaluate(broken, evaluated.model_dir, tmp_path / "plain", device="cpu").checks["masked"] is None
+    assert evaluate(broken, evaluated.model_dir, tmp_path / "plain", device="cpu").checks.masked is None
 
 
 def test_a_model_is_not_scored_on_images_it_trained_on_unless_allowed(evaluated, tmp_path, capsys):

@@ -48,7 +48,7 @@ def test_collections_and_masks_round_trip_from_the_demo_data(raw, tmp_path):
     data = preprocess(raw, tmp_path / "prepared", recipe="paper", image_size=48)
     expected = [DEMO_COLLECTIONS[i.split("/")[0]][int(i.rsplit("-", 1)[1].removesuffix(".png")) % 4] for i in data.ids]
     assert data.collections == expected
-    table = data.info["collections"]
+    table = data.info.collections
     assert table["COVID"] == {
         "https://demo.example/hospital-b/screening": 3,
         "https://demo.example/hospital-a/covid-ward": 9,
@@ -57,7 +57,7 @@ def test_collections_and_masks_round_trip_from_the_demo_data(raw, tmp_path):
         "https://demo.example/hospital-b/screening",
         "https://demo.example/public-archive/pneumonia",
     }
-    assert data.info["masks"] == "ok"
+    assert data.info.masks == "ok"
 
     loaded = type(data).load(tmp_path / "prepared")
     assert loaded.collections == expected
@@ -101,8 +101,8 @@ def test_bad_metadata_is_one_warning_naming_the_file_and_the_run_goes_on(raw, tm
     data = preprocess(copy, tmp_path / "prepared", recipe="paper", image_size=32)
     warnings = [r.getMessage() for r in caplog.records if "metadata" in r.getMessage()]
     assert warnings == [f"{sheet}: {problem}; going on without the breakdown by collection"]
-    assert data.collections is None and data.info["collections"] is None
-    assert len(data.ids) == 24 and data.info["masks"] == "ok"
+    assert data.collections is None and data.info.collections is None
+    assert len(data.ids) == 24 and data.info.masks == "ok"
 
 
 def test_a_mask_of_another_shape_disables_only_the_masks(raw, tmp_path, caplog):
@@ -112,6 +112,6 @@ def test_a_mask_of_another_shape_disables_only_the_masks(raw, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="cxrtl")
     data = preprocess(copy, tmp_path / "prepared", recipe="paper", image_size=32)
     assert data.packed_masks is None and data.lung_masks(np.array([0])) is None
-    assert "COVID-2.png is 64x32 for an image of 64x64" in data.info["masks"]
+    assert "COVID-2.png is 64x32 for an image of 64x64" in data.info.masks
     assert "the masked evaluation cannot run" in caplog.text
     assert data.collections is not None and len(data.ids) == 24

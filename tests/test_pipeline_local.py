@@ -29,6 +29,8 @@ from cxrtl import signals
 from cxrtl.metrics import METRIC_NAMES
 from cxrtl.report import TEXT_METRICS
 
+pytestmark = pytest.mark.slow  # runs the pipeline, several times
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("imagenet", "moco-v2")
 DEMO = ["--demo", "--sources", ",".join(SOURCES), "--per-class", "60", "--epochs", "3"]
@@ -41,8 +43,9 @@ TASK_EVENT = re.compile(
 # What a person reads of a run: the issue that asked for quiet runs counted about 2,900 lines before.
 _MOST_LINES = 150
 FAILED_TASK = re.compile(r"^(?P<task>.+) failed\. The end of its log \((?P<log>/.+\.log)\):$")
-# A guard against a hung run, not a speed check: a run takes 1-2 minutes on 2 cores.
-_RUN_LIMIT_S = 1200
+# A guard against a hung run, not a speed check: a run takes 1-2 minutes on 2 idle cores, many times that
+# on a machine shared by many busy processes.
+_RUN_LIMIT_S = 3600
 
 
 @dataclass

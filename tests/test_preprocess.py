@@ -50,11 +50,12 @@ def test_paper_recipe_balances_and_splits_80_20_stratified(raw, tmp_path):
     np.testing.assert_array_equal(loaded.images, data.images)
     np.testing.assert_array_equal(loaded.split, data.split)
     info = loaded.info
-    assert (info["recipe"], info["image_size"], info["seed"]) == ("paper", 32, 0)
-    assert info["counts"]["train"] == {"COVID": 8, "Normal": 8}
-    assert info["available"] == {"COVID": COVID, "Normal": NORMAL}
-    assert info["skipped_count"] == 0
-    assert info["dataset"] == json.loads((raw / "ingest.json").read_text())
+    assert info == data.info
+    assert (info.recipe, info.image_size, info.seed) == ("paper", 32, 0)
+    assert info.counts["train"] == {"COVID": 8, "Normal": 8}
+    assert info.available == {"COVID": COVID, "Normal": NORMAL}
+    assert info.skipped_count == 0
+    assert info.dataset == json.loads((raw / "ingest.json").read_text())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -109,8 +110,8 @@ def test_corrupt_images_are_skipped_and_counted(raw, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="cxrtl.preprocess")
     data = preprocess(copy, tmp_path / "prepared", recipe="recommended", image_size=32)
     assert len(data.ids) == COVID + NORMAL - 2
-    assert data.info["skipped_count"] == 2
-    assert data.info["skipped"] == ["Normal/images/Normal-3.png", "Normal/images/Normal-4.png"]
+    assert data.info.skipped_count == 2
+    assert data.info.skipped == ["Normal/images/Normal-3.png", "Normal/images/Normal-4.png"]
     assert "skipped 2 unreadable image(s)" in caplog.text
 
 
@@ -136,7 +137,7 @@ def test_rerun_replaces_an_earlier_output(raw, tmp_path):
     out = tmp_path / "prepared"
     preprocess(raw, out, recipe="recommended", image_size=32)
     preprocess(raw, out, recipe="paper", image_size=32)
-    assert PreparedData.load(out).info["recipe"] == "paper"
+    assert PreparedData.load(out).info.recipe == "paper"
 
 
 def test_cli(raw, tmp_path, capsys):

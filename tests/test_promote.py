@@ -28,6 +28,9 @@ from cxrtl.weights import put_weights, write_stand_in
 GOOD, POOR = "test-promote-good", "test-promote-poor"
 
 
+pytestmark = pytest.mark.slow  # trains and evaluates two models
+
+
 @dataclass
 class Models:
     store: LocalStore
@@ -170,7 +173,7 @@ def test_model_card_records_what_the_model_is(fresh):
     decision = promote(fresh.store, fresh.data_dir, [fresh.good])
     card = fresh.store.get_json("champion/card.json")
     model = fresh.good.result.model
-    dataset = PreparedData.load(fresh.data_dir).info["dataset"]
+    dataset = PreparedData.load(fresh.data_dir).info.dataset
     assert card["source"] == "imagenet" and card["run_id"] == GOOD
     assert (
         card["weights_sha256"]

@@ -2,7 +2,10 @@
 a damaged record or one of a newer schema is one error naming the file.
 
 tests/records/ holds a model.json, metrics.json, card.json and card.md as the code before versioned
-records wrote them (a 2-epoch paper-recipe run on the demo data; its precision interval is undefined).
+records wrote them (a 2-epoch paper-recipe run on the demo data; its precision interval is undefined); and a
+prepared dataset's info.json and evaluate's checks.json in the form the code before their records wrote them
+last (``info.json``, ``checks.json``) and first (``*-oldest.json``: no duplicates, collections or masks in the
+info; no count of test images trained on in the checks).
 """
 
 from __future__ import annotations
@@ -12,11 +15,21 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from cxrtl.data import PreparedData
 from cxrtl.errors import CxrtlError
 from cxrtl.promote import card_markdown
-from cxrtl.records import ChampionCard, EvaluationResult, ModelMetadata, ModelSummary
+from cxrtl.records import (
+    ChampionCard,
+    DataChecks,
+    DuplicateSummary,
+    EvaluationResult,
+    ModelMetadata,
+    ModelSummary,
+    PreparedInfo,
+)
 
 OLD = Path(__file__).parent / "records"
 RECORDS = {"model.json": ModelMetadata, "metrics.json": EvaluationResult, "card.json": ChampionCard}
@@ -119,3 +132,72 @@ def test_a_damaged_or_newer_record_is_one_error_naming_the_file(change, expected
 def test_a_record_must_be_an_object(data):
     with pytest.raises(CxrtlError, match=r"^card\.json: not champion card"):
         ChampionCard.from_dict(data, "card.json")
+
+
+# --- the prepared data's info.json and evaluate's checks.json --------------------------------------------------
+
+DATA_RECORDS = {"info": PreparedInfo, "checks": DataChecks}
+
+
+@pytest.mark.parametrize("name", sorted(DATA_RECORDS))
+def test_an_unversioned_info_or_checks_file_reads_and_round_trips_with_every_value_kept(name):
+    old = _old(f"{name}.json")
+    record = DATA_RECORDS[name].from_dict(old, f"{name}.json")
+    new = record.to_dict()
+    assert new == {"schema_version": 2, **old}
+    assert DATA_RECORDS[name].from_dict(new, f"{name}.json") == record
+
+
+def test_the_oldest_files_read_with_what_they_lacked_as_unknown():
+    info = PreparedInfo.from_dict(_old("info-oldest.json"), "info.json")
+    assert info.duplicates is None and info.collections is None
+    assert info.masks == "not recorded (prepared by an older cxrtl)"
+    assert info.dataset["version"] == "sha256:5bd68f5b6e21" and info.counts["test"] == {"Normal": 2, "COVID": 2}
+    checks = DataChecks.from_dict(_old("checks-oldest.json"), "checks.json")
+    assert checks.trained_on_test_images is None and not checks.masked.flagged
+
+
+def test_data_records_read_as_typed_fields_and_undefined_rates_as_nan():
+    info = PreparedInfo.from_dict(_old("info.json"), "info.json")
+    assert info.duplicates == DuplicateSummary(20, 18, 1, 1, 4, 0)
+    checks = DataChecks.from_dict(_old("checks.json"), "checks.json")
+    assert checks.duplicates == info.duplicates and checks.trained_on_test_images == 0
+    assert math.isnan(checks.masked.specificity) and math.isnan(checks.masked.balanced_accuracy)
+    assert (
+        checks.masked.sensitivity == 1.0 and checks.collections["https://demo.example/hospital-b/normal-ward"]["n"] == 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "expected"),
+    [
+        ("info", lambda d: d.pop("seed"), r"damaged prepared dataset's info \(no seed\)$"),
+        ("info", lambda d: d.update(flavour=1), r"damaged prepared dataset's info \(unknown field\(s\) flavour\)$"),
+        ("info", lambda d: d["duplicates"].pop("groups"), r"damaged prepared dataset's info \(TypeError: .*groups"),
+        ("info", lambda d: d.update(schema_version=3), r"prepared dataset's info of schema version 3; .* upgrade it$"),
+        ("checks", lambda d: d.pop("masked"), r"damaged data checks \(no masked\)$"),
+        ("checks", lambda d: d["masked"].pop("n"), r"damaged data checks \(TypeError: .*'n'"),
+        ("checks", lambda d: d.update(masked="yes"), r"damaged data checks \(TypeError: "),
+        ("checks", lambda d: d.update(schema_version="2"), r"data checks of schema version '2'; .* upgrade it$"),
+    ],
+    ids=["missing", "unknown", "nested-missing", "newer", "checks-missing", "masked-missing", "masked-text", "text"],
+)
+def test_a_damaged_or_newer_info_or_checks_file_is_one_error_naming_it(name, change, expected):
+    data = _old(f"{name}.json")
+    change(data)
+    with pytest.raises(CxrtlError, match=rf"^{name}\.json: {expected}") as caught:
+        DATA_RECORDS[name].from_dict(data, f"{name}.json")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_prepared_folder_of_an_older_cxrtl_loads_and_a_damaged_info_is_one_error(tmp_path):
+    """The folder is what the store may still hold from runs before info.json carried its version."""
+    np.save(tmp_path / "images.npy", np.zeros((2, 32, 32), dtype=np.uint8))
+    np.save(tmp_path / "labels.npy", np.array([0, 1]))
+    np.save(tmp_path / "split.npy", np.array([0, 2], dtype=np.uint8))
+    (tmp_path / "ids.json").write_text(json.dumps(["Normal/images/Normal-1.png", "COVID/images/COVID-1.png"]))
+    (tmp_path / "info.json").write_text((OLD / "info-oldest.json").read_text())
+    assert PreparedData.load(tmp_path).info == PreparedInfo.from_dict(_old("info-oldest.json"), "info.json")
+    (tmp_path / "info.json").write_text(json.dumps({**_old("info.json"), "schema_version": 9}))
+    with pytest.raises(CxrtlError, match=rf"^{tmp_path / 'info.json'}: prepared dataset's info of schema version 9"):
+        PreparedData.load(tmp_path)

@@ -160,6 +160,7 @@ def _study_run(**overrides) -> list[Evaluation]:
     ]
 
 
+@pytest.mark.slow  # writes the whole report, its figures included
 def test_a_comparable_run_shows_the_five_published_figures_in_each_row():
     report = build_report(_study_run())
     assert report.comparable
@@ -180,6 +181,7 @@ def test_a_comparable_run_shows_the_five_published_figures_in_each_row():
     assert "Published sensitivity" in report.markdown() and "Published n" in report.html()
 
 
+@pytest.mark.slow  # writes the whole report, its figures included
 def test_an_overridden_paper_run_lists_its_overrides_and_hides_the_published_figures():
     report = build_report(_study_run(epochs=3, batch_size=16))
     assert not report.comparable and "Published" not in report.markdown()
@@ -189,6 +191,7 @@ def test_an_overridden_paper_run_lists_its_overrides_and_hides_the_published_fig
     assert any("published figures are hidden: settings were overridden" in n for n in report.notes)
 
 
+@pytest.mark.slow  # writes the whole report, its figures included
 def test_the_validation_threshold_is_reported_beside_05():
     with_threshold = [_evaluation(s, 15, threshold=0.65) for s in ("chexpert", "imagenet")]
     report = build_report(with_threshold)
@@ -208,6 +211,7 @@ def test_the_figures_data_is_on_the_report(ten):
     assert set(ev.result.confusion) == {"tn", "fp", "fn", "tp"} and set(ev.result.intervals_95) == set(METRIC_NAMES)
 
 
+@pytest.mark.slow  # writes the whole report, its figures included
 def test_sources_left_out_for_want_of_weights_are_named_in_every_format():
     note = skipped_sources_note(["inat2021-supervised", "inat2021-mini-swav-1k"])
     assert "inat2021-supervised, inat2021-mini-swav-1k" in note and "skip_missing_weights=true" in note
@@ -226,6 +230,7 @@ def test_paper_selection_on_test_is_called_optimistic():
     assert note in report.markdown() and note in report.text()
 
 
+@pytest.mark.slow  # writes the whole report, its figures included
 def test_html_highlights_the_rows_tied_for_best_and_embeds_the_roc_plot(ten):
     report = build_report(ten)
     html = report.html()
@@ -249,6 +254,7 @@ def test_text_marks_the_lines_tied_for_best(ten):
         assert re.search(rf"^{re.escape(source)}\s", text, re.MULTILINE)
 
 
+@pytest.mark.slow  # writes the whole report, its figures included
 def test_html_is_self_contained_for_the_kfp_ui(ten):
     # The KFP UI shows an HTML artifact in a sandboxed iframe (srcdoc, allow-scripts only): anything fetched
     # from elsewhere (a stylesheet, a script, an image URL) would not load there.
@@ -256,6 +262,7 @@ def test_html_is_self_contained_for_the_kfp_ui(ten):
     assert not re.search(r"<(link|script)\b|\b(src|href)=\"(?!data:|#)", html), html
 
 
+@pytest.mark.slow  # writes the whole report, its figures included
 def test_write_gives_txt_md_html_and_csv(ten, tmp_path):
     report = build_report(ten)
     paths = report.write(tmp_path / "out")
@@ -277,6 +284,7 @@ def test_write_gives_txt_md_html_and_csv(ten, tmp_path):
     assert len(pairs) == 45 and set(pairs[0]) >= {"Source A", "Source B", "McNemar p (Holm)", "DeLong p (Holm)"}
 
 
+@pytest.mark.slow  # writes the whole report, its figures included
 def test_an_undefined_metric_is_shown_with_its_reason_never_as_zero():
     model = _evaluation("imagenet", 10).result.model
     y = np.array([1, 0] * (N_TEST // 2))
@@ -338,6 +346,7 @@ def _write_folder(folder: Path, ev: Evaluation) -> Path:
     return folder
 
 
+@pytest.mark.slow  # writes the whole report, its figures included
 def test_cli_report_prints_the_table_and_writes_the_files(tmp_path, capsys):
     folders = [_write_folder(tmp_path / "eval" / s, _evaluation(s, c)) for s, c in (("chexpert", 14), ("imagenet", 18))]
     out = tmp_path / "report"

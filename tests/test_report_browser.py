@@ -20,9 +20,12 @@ from PIL import Image
 from cxrtl.html_page import Notes, Page, Section, Table
 from cxrtl.report_figures import figure_sections
 
-pytestmark = pytest.mark.skipif(
-    chromium() is None, reason="chromium is not installed (as root, `make test` installs it with apt)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        chromium() is None, reason="chromium is not installed (as root, `make test` installs it with apt)"
+    ),
+    pytest.mark.slow,  # a browser per page
+]
 
 BAD_DATA_URI = '<img alt="bad" src="data:image/png;base64,AAAA">'
 EXTERNAL = '<img alt="external" src="https://example.com/figure.png">'

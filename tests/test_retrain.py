@@ -32,7 +32,7 @@ def store(tmp_path: Path) -> LocalStore:
 @pytest.fixture(scope="module")
 def dataset(prepared) -> dict:
     """The dataset record ingest wrote: slug, version and sha256 of the raw archive."""
-    return PreparedData.load(prepared["recommended"]).info["dataset"]
+    return PreparedData.load(prepared["recommended"]).info.dataset
 
 
 def test_fingerprint_holds_dataset_code_and_settings(dataset):

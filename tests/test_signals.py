@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 from cxrtl import signals
 
@@ -24,10 +24,10 @@ time.sleep(600)
 """
 
 
-def _wait_for(path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60  # a guard against a hang, not a speed check
+    while not condition():
+        assert time.monotonic() < deadline, what
         time.sleep(0.05)
 
 
@@ -37,9 +37,10 @@ def test_every_descendant_is_stopped_and_waited_for_and_the_root_left_alone(tmp_
     script.write_text(_GRACEFUL)
     root = subprocess.Popen(["sh", "-c", f'"{sys.executable}" "{script}" "{tmp_path}" & sleep 600 & wait'])
     try:
-        _wait_for(tmp_path / "ready")
+        # Both started (sh forks the sleep after the Python process, which a loaded machine may run first).
+        _wait_until(lambda: (tmp_path / "ready").exists(), "the graceful process never became ready")
+        _wait_until(lambda: len(signals._descendants(root.pid)) == 2, "not both descendants started")
         descendants = signals._descendants(root.pid)
-        assert len(descendants) == 2
 
         assert signals.stop_descendants(root.pid, timeout_s=30) == []
         assert (tmp_path / "stopped").exists()  # it was waited for through its slow, graceful exit
@@ -53,10 +54,7 @@ def test_every_descendant_is_stopped_and_waited_for_and_the_root_left_alone(tmp_
 def test_a_descendant_that_outlives_the_wait_is_named(tmp_path):
     root = subprocess.Popen(["sh", "-c", "sh -c 'trap \"\" TERM; sleep 600' & wait"])
     try:
-        deadline = time.monotonic() + 30
-        while len(signals._descendants(root.pid)) < 2:  # the inner sh and its sleep
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait_until(lambda: len(signals._descendants(root.pid)) == 2, "not the inner sh and its sleep")
         left = signals.stop_descendants(root.pid, timeout_s=0.5)
         assert left and set(left) <= set(signals._descendants(root.pid))
     finally:

@@ -26,8 +26,19 @@ from cxrtl.model import build_model
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import ModelMetadata
 from cxrtl.store import LocalStore, Store, sha256_file
-from cxrtl.train import EpochResult, TrainResult, load_model, open_session, resume, save_epoch, train
+from cxrtl.train import (
+    EpochResult,
+    TrainResult,
+    checkpoint,
+    load_model,
+    open_session,
+    record_epoch,
+    resume,
+    train,
+)
 from cxrtl.weights import SOURCE_NAMES, get_source, put_weights, stand_in_backbone, write_stand_in
+
+pytestmark = pytest.mark.slow  # trains ResNet50 runs
 
 CPU = torch.device("cpu")
 PARAMETERS = [name for name, _ in build_model().named_parameters()]
@@ -266,7 +277,7 @@ def test_keep_1_leaves_the_newest_checkpoint_and_best_is_dropped_at_the_end(reco
 # --- the pieces of a run, each alone (no training: the recipe runs above are the training) -------------
 
 
-def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there(stand_in_store, prepared):
+def test_an_epoch_recorded_and_checkpointed_is_where_a_new_session_resumes_exactly(stand_in_store, prepared):
     run_id = "test-train-pieces"
     config = TrainConfig.from_recipe("paper", epochs=2, batch_size=8, device="cpu")
     first = open_session(prepared["paper"], "imagenet", config, stand_in_store, run_id)
@@ -275,12 +286,10 @@ def test_save_epoch_checkpoints_an_epoch_and_a_new_session_resumes_exactly_there
     with torch.no_grad():  # as if an epoch had trained: a resumed session must load this, not start afresh
         first.model.fc[0].bias.add_(1.0)
 
-    save_epoch(
-        first,
-        progress,
-        1,
-        EpochResult(EpochStats(0.5, 0.75, 10.0), select_accuracy=0.6, select_loss=0.7, select_score=0.6),
-    )
+    # What train does after an epoch with a checkpoint due.
+    result = EpochResult(EpochStats(0.5, 0.75, 10.0), select_accuracy=0.6, select_loss=0.7, select_score=0.6)
+    record_epoch(first, progress, 1, result)
+    checkpoint(first, progress)
     assert stand_in_store.list(f"runs/{run_id}/") == [
         f"runs/{run_id}/imagenet/best-epoch-001.pt",
         f"runs/{run_id}/imagenet/checkpoints/epoch-001.pt",
@@ -319,7 +328,7 @@ def test_an_equal_selection_score_goes_to_the_higher_accuracy_then_the_earlier_e
     stats = EpochStats(0.5, 0.75, 10.0)
     for epoch, accuracy, auc in ((1, 0.6, 1.0), (2, 0.9, 1.0), (3, 0.9, 1.0), (4, 1.0, 0.95)):
         result = EpochResult(stats, select_accuracy=accuracy, select_score=auc, select_loss=0.5)
-        save_epoch(session, progress, epoch, result)
+        record_epoch(session, progress, epoch, result)
     assert (progress.best_epoch, progress.best_score) == (2, 1.0)
     for key in stand_in_store.list(f"runs/{run_id}/"):
         stand_in_store.delete(key)

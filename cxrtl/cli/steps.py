@@ -165,10 +165,10 @@ def _preprocess(args: argparse.Namespace) -> None:
 
     data = preprocess(args.raw, args.out, recipe=args.recipe, image_size=args.image_size, seed=args.seed)
     print(f"{len(data.ids)} images of {data.image_size}x{data.image_size} written to {args.out}")
-    d = data.info["duplicates"]
+    d = data.info.duplicates
     print(
-        f"duplicates kept within one split: {d['exact_duplicate_groups']} exact and {d['near_duplicate_groups']} "
-        f"near-duplicate group(s), {d['images_in_duplicate_groups']} images"
+        f"duplicates kept within one split: {d.exact_duplicate_groups} exact and {d.near_duplicate_groups} "
+        f"near-duplicate group(s), {d.images_in_duplicate_groups} images"
     )
 
 
@@ -202,10 +202,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         args.data, args.model, args.out, device=args.device, masked=args.masked, allow_seen=args.allow_training_images
     )
     print("  ".join(f"{k} {'undefined' if math.isnan(v) else f'{v:.4f}'}" for k, v in evaluation.metrics.items()))
-    masked = evaluation.checks["masked"]
+    masked = evaluation.checks.masked if evaluation.checks else None
     if masked:
-        flag = "  <- may be reading something other than the lungs" if masked["flagged"] else ""
-        print(f"lungs blacked out: balanced accuracy {masked['balanced_accuracy']:.4f}{flag}")
+        flag = "  <- may be reading something other than the lungs" if masked.flagged else ""
+        print(f"lungs blacked out: balanced accuracy {masked.balanced_accuracy:.4f}{flag}")
 
 
 def _report(args: argparse.Namespace) -> None:

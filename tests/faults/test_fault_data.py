@@ -53,12 +53,12 @@ def test_paper_balances_the_classes_after_dropping_unreadable_images(clean_raw, 
     raw = _copy_with_unreadable(clean_raw, tmp_path / "raw", covid_broken=2)
     data = preprocess(raw, tmp_path / "prepared", recipe="paper", image_size=64)
     assert int(np.sum(data.labels == 1)) == int(np.sum(data.labels == 0)) == PER_CLASS - 2
-    assert data.info["skipped_count"] == 2
+    assert data.info.skipped_count == 2
 
 
 def test_every_split_holds_every_class(clean_raw, tmp_path):
     data = preprocess(clean_raw, tmp_path / "prepared", recipe="recommended", image_size=64)
-    assert all(n > 0 for split in data.info["counts"].values() for n in split.values()), data.info["counts"]
+    assert all(n > 0 for split in data.info.counts.values() for n in split.values()), data.info.counts
 
 
 def test_ingest_counts_only_readable_images(clean_raw, tmp_path):

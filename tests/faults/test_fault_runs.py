@@ -51,6 +51,7 @@ def test_a_run_that_lost_its_claim_in_a_race_stops_at_its_first_save(tmp_path: P
     assert not store.list(keys.checkpoints_prefix("run-1", "imagenet"))
 
 
+@pytest.mark.slow  # trains
 def test_one_run_id_trains_one_set_of_settings_and_never_fewer_epochs(prepared, stand_in_store, tmp_path: Path):
     data, run_id = prepared["paper"], "fault-suite-run"
     config = TrainConfig.from_recipe("paper", epochs=2, batch_size=16, device="cpu")
