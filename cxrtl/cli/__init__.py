@@ -36,8 +36,9 @@ def did_you_mean(value: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-class _Parser(argparse.ArgumentParser):
-    """Reports a bad option in the one line every other error gets (not argparse's usage block)."""
+class Parser(argparse.ArgumentParser):
+    """Reports a bad option in the one line every other error gets (not argparse's usage block), with a
+    suggestion for a mistyped choice, and shows each option's default in its help; ``pipeline.py`` uses it too."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", _HelpFormatter)  # sub-command parsers are made with this class too
@@ -49,8 +50,8 @@ class _Parser(argparse.ArgumentParser):
             choices = [c.strip().strip("'") for c in invalid.group(2).split(",")]
             hint = did_you_mean(invalid.group(1), choices) or f" (choose from {', '.join(choices)})"
             message = message[: invalid.start()] + f"invalid choice {invalid.group(1)!r}{hint}"
-        command = self.prog.removeprefix("cxrtl").strip()
-        self.exit(2, f"cxrtl: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+        program, _, command = self.prog.partition(" ")
+        self.exit(2, f"{program}: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
 
 
 # Libraries whose INFO lines say nothing to a user: matplotlib's "generated new fontManager", logged the
@@ -69,7 +70,7 @@ def configure_logging(level: int) -> None:
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = _Parser(
+    parser = Parser(
         prog="cxrtl",
         description="COVID-19 vs Normal chest X-ray transfer learning from ten pretrained ResNet50 sources.",
         epilog="Without a command: this help (exit status 0). A mistake: one line, exit status 2.",
