@@ -20,9 +20,10 @@ from refusal import PIPELINE, refused
 
 import pipeline
 from components.images import image
+from components.placement import GPU_QUEUE_ALLOWANCE_S, ClusterOptions
 from cxrtl.settings import RECIPE_VALUE, RunSettings, value_type
 from cxrtl.weights import SOURCE_NAMES
-from pipeline import DEFAULT_STORE, ClusterOptions
+from pipeline import DEFAULT_STORE
 
 REPO = Path(__file__).resolve().parents[1]
 CONTAINER_TASKS = ("ingest", "check-weights", "check-changes", "preprocess", "train", "evaluate", "promote", "report")
@@ -311,7 +312,7 @@ def test_train_has_a_timeout_and_retries_stay_allowed_for_all_its_attempts(defau
     # hour would end the retries of any training that ran longer.
     assert default_spec.platform("train")["activeDeadlineSeconds"] == str(12 * 3600)
     window = int(default_spec.tasks["train"]["retryPolicy"]["backoffMaxDuration"].removesuffix("s"))
-    assert window == 4 * 12 * 3600 + (60 + 120 + 240) + pipeline.GPU_QUEUE_ALLOWANCE_S
+    assert window == 4 * 12 * 3600 + (60 + 120 + 240) + GPU_QUEUE_ALLOWANCE_S
     for task in set(CONTAINER_TASKS) - {"train"}:
         assert "activeDeadlineSeconds" not in default_spec.platform(task), task
 
@@ -322,7 +323,7 @@ def test_train_has_a_timeout_and_retries_stay_allowed_for_all_its_attempts(defau
 
 def test_no_task_is_cached(default_spec: Spec):
     # KFP's cache key holds the input artifacts' IDs, new in every run after an uncached ingest: a cache
-    # could never hit, so it is off everywhere (pipeline.py says why).
+    # could never hit, so it is off everywhere (components/placement.py says why).
     for task in CONTAINER_TASKS:
         assert not default_spec.tasks[task].get("cachingOptions", {}).get("enableCache", False), task
 

@@ -22,3 +22,12 @@ def open_store_of(args: argparse.Namespace):
     from cxrtl.store import open_store
 
     return open_store(args.store)
+
+
+def comma_list(parse):
+    """An option type taking one item or a comma-separated list of them (as the overlays' gpu.env holds)."""
+
+    def parse_all(text: str) -> list:
+        return [parse(item.strip()) for item in text.split(",") if item.strip()]
+
+    return parse_all

@@ -30,8 +30,8 @@ import urllib3
 import yaml
 from kfp_server_api import ApiException
 
-import kfp_adapter
 from cxrtl.errors import CxrtlError
+from runners import kfp_adapter
 
 CompilePackage = Callable[[argparse.Namespace], Path]
 CheckParams = Callable[[dict[str, Any]], None]
