@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cxrtl.cli import _HelpFormatter, build_parser, main
+from cxrtl.cli import HelpFormatter, build_parser, main
 from cxrtl.store import open_store
 from cxrtl.weights.registry import get_source
 from tests.refusal import one_error_line
@@ -56,7 +56,7 @@ def _options(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Ite
 
 
 def test_every_option_has_help_that_shows_its_default():
-    formatter = _HelpFormatter("cxrtl")
+    formatter = HelpFormatter("cxrtl")
     missing = []
     for name, action in _options(build_parser()):
         shown = formatter._get_help_string(action)

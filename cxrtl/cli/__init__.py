@@ -16,7 +16,7 @@ from cxrtl.errors import CxrtlError
 _COMMAND_MODULES = ("steps", "weights", "store")
 
 
-class _HelpFormatter(argparse.HelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default, unless the help already says it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -41,7 +41,7 @@ class Parser(argparse.ArgumentParser):
     suggestion for a mistyped choice, and shows each option's default in its help; ``pipeline.py`` uses it too."""
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", _HelpFormatter)  # sub-command parsers are made with this class too
+        kwargs.setdefault("formatter_class", HelpFormatter)  # sub-command parsers are made with this class too
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
