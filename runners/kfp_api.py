@@ -758,7 +758,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         help="bearer token (default: $KFP_TOKEN, else the in-cluster service-account token); "
         "prefer KFP_TOKEN, command lines are visible to other users",
     )
-    parser.add_argument("--namespace", help="Kubeflow profile namespace (multi-user KFP)")
+    parser.add_argument("--namespace", help="Kubeflow profile namespace (multi-user KFP; default: none, single-user)")
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:

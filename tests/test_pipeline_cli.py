@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from kfp_api_stub import KfpApiStub
 from refusal import PIPELINE, one_error_line
+from test_cli import options_without_their_default
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pipeline
@@ -46,6 +47,11 @@ def test_without_a_command_it_prints_its_help(capsys):
     assert out.startswith("usage: pipeline.py")
     for command in ("compile", "run", "submit", "schedule", "status"):
         assert command in out
+
+
+def test_every_option_has_help_that_shows_its_default():
+    alternatives = ("--dataset-source", "--cron", "--delete")  # each the alternative of another option
+    assert not options_without_their_default(pipeline.build_parser(), exempt=alternatives)
 
 
 def test_version(capsys):
