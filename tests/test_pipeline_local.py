@@ -67,10 +67,12 @@ class Run:
 
 
 def run_pipeline(out: Path, *args: str, env: dict[str, str] | None = None) -> Run:
+    """``pipeline.py run``; without --store a run uses cxrtl's default store, here one beside ``out``."""
+    default_store = {"CXRTL_STORE": str(out.parent / "default-store")}
     done = subprocess.run(
         [sys.executable, "pipeline.py", "run", *args, "--output", str(out)],
         cwd=REPO,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **default_store, **(env or {})},
         capture_output=True,
         text=True,
         timeout=_RUN_LIMIT_S,
@@ -352,11 +354,12 @@ def test_a_missing_dataset_folder_is_one_error_line(tmp_path: Path):
     _assert_one_error_line(run, str(missing))
 
 
-def test_a_zip_without_the_kaggle_layout_is_one_error_line(tmp_path: Path):
+def test_a_zip_without_the_kaggle_layout_is_one_error_line(stand_in_store, tmp_path: Path):
     archive = tmp_path / "wrong.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("something/else.txt", "not the dataset")
-    run = run_pipeline(tmp_path / "out", "--dataset-source", str(archive), "--sources", "imagenet")
+    args = ["--dataset-source", str(archive), "--sources", "imagenet", "--store", str(stand_in_store.root)]
+    run = run_pipeline(tmp_path / "out", *args)
     assert _assert_one_error_line(run, "ingest") == {}  # a task's own error: no log excerpt, no traceback
     # The failing task's own one-line error comes last, after where its whole log is.
     *_, where, last = run.stderr.splitlines()
