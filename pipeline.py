@@ -6,6 +6,7 @@
     python pipeline.py run --demo --runner docker    ... with each task in its component's image
     python pipeline.py submit --host URL ...         upload, start a run, print its UI link
     python pipeline.py schedule --host URL --cron ...  retrain on a schedule
+    python pipeline.py status RUN_ID --wait          follow a run on the cluster
 
 ingest → check-changes → [if changed] preprocess → for each weight source (in parallel, on GPUs):
 train → evaluate; then promote the best model if it beats the champion, and report.
@@ -28,7 +29,8 @@ from kfp import compiler, dsl, kubernetes
 from components.placement import KAGGLE_SECRET_KEYS, ClusterOptions, add_cluster_options, cluster_options
 from components.placement import on_cpu as _on_cpu
 from components.placement import on_gpu as _on_gpu
-from cxrtl import signals
+from cxrtl import __version__, signals
+from cxrtl.cli import Parser, configure_logging
 from cxrtl.cli.options import add_setting_options, given_settings
 from cxrtl.errors import CxrtlError
 from cxrtl.settings import SETTINGS, TRAIN_RUN_SETTINGS, RunSettings, option, settings_named, value_type
@@ -172,7 +174,13 @@ def compile_pipeline(output: Path, options: ClusterOptions | None = None) -> Pat
 
 
 def _compile(args: argparse.Namespace) -> None:
-    print(compile_pipeline(args.output, cluster_options(args)))
+    options = cluster_options(args)
+    if not args.output.parent.is_dir():
+        raise CxrtlError(f"-o {args.output}: there is no folder {args.output.parent}")
+    try:
+        print(compile_pipeline(args.output, options))
+    except OSError as exc:  # unwritable, a folder of that name, a full disk
+        raise CxrtlError(f"-o {args.output}: cannot write it ({exc.strerror or exc})") from None
 
 
 def _compile_to_temp(args: argparse.Namespace) -> Path:
@@ -205,7 +213,7 @@ def _cluster_params(args: argparse.Namespace, params: dict[str, Any]) -> dict[st
     if source != "kaggle" and not source.startswith("s3://"):
         raise CxrtlError(
             f"--param dataset_source={source}: the cluster's pods cannot read this machine's files; either upload "
-            f"the zip to the store (`cxrtl store --store {store} put ZIP uploads/NAME.zip`, then "
+            f"the zip to the store (`cxrtl store --store {store} put uploads/NAME.zip ZIP`, then "
             f"--param dataset_source={store}/uploads/NAME.zip) or use dataset_source=kaggle with the optional "
             "Kaggle Secret (--kaggle-secret)"
         )
@@ -213,21 +221,26 @@ def _cluster_params(args: argparse.Namespace, params: dict[str, Any]) -> dict[st
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runners.kfp_api import add_cluster_arguments
+    from runners.kfp_api import add_cluster_arguments, add_status_command
     from runners.local import add_run_options
 
-    parser = argparse.ArgumentParser(
-        prog="pipeline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = Parser(
+        prog="pipeline.py",
+        description=__doc__,
+        epilog="Without a command: this help (exit status 0). A mistake: one line, exit status 2.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"pipeline.py (cxrtl {__version__})")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("compile", help="write the pipeline's IR YAML")
-    p.add_argument("-o", "--output", type=Path, default=Path("cxrtl.yaml"))
+    p.add_argument("-o", "--output", type=Path, default=Path("cxrtl.yaml"), help="the file to write")
     add_cluster_options(p)
     p.set_defaults(func=_compile)
     p = sub.add_parser("run", help="run the pipeline locally with kfp.local")
     add_run_options(p)
     p.set_defaults(func=_run)
     add_cluster_arguments(sub, _compile_to_temp, _cluster_params)
+    add_status_command(sub, DEFAULT_STORE)
     for name in ("submit", "schedule"):
         add_cluster_options(sub.choices[name])
         group = sub.choices[name].add_argument_group(
@@ -238,8 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version or a bad option: the status, not an exception, to the caller
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    configure_logging(logging.INFO)
     signals.install()  # SIGTERM takes Ctrl-C's way out
     try:
         return args.func(args) or 0

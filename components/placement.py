@@ -119,7 +119,7 @@ class ClusterOptions:
     gpu_node_selector: dict[str, str] = field(
         default_factory=dict,
         metadata=_about(
-            "node labels for train tasks, e.g. cloud.google.com/gke-accelerator=nvidia-l4",
+            "node labels for train tasks, e.g. cloud.google.com/gke-accelerator=nvidia-l4 (default: none)",
             item=_key_value,
             collect=dict,
             metavar="KEY=VALUE[,...]",

@@ -180,7 +180,7 @@ def _ingest_stored_zip(url: str, staged: Path, scratch: Path, limits: IngestLimi
     if not store.exists(key):
         raise CxrtlError(
             f"ingest source {url}: no such object; upload the zip with "
-            f"`cxrtl store --store s3://{bucket} put ZIP {key}`"
+            f"`cxrtl store --store s3://{bucket} put {key} ZIP`"
         )
     archive = scratch / ARCHIVE_NAME
     store.get_file(key, archive)

@@ -138,7 +138,9 @@ class RunSettings:
             fingerprint=True,
         ),
     )
-    force: bool = field(default=False, metadata=_about("retrain even if nothing changed since the last run"))
+    force: bool = field(
+        default=False, metadata=_about("retrain even if nothing changed since the last run (default off)")
+    )
     skip_missing_weights: bool = field(
         default=False,
         metadata=_about(

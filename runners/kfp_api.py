@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -48,6 +49,11 @@ SA_TOKEN_PATHS = (
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 # kfp's own variable for the UI's address, honoured as the default of --ui-url.
 UI_URL_ENV = "KF_PIPELINES_UI_ENDPOINT"
+# Where --host comes from when not given: ours (what the docs export), then the kfp SDK's own (kfp.Client reads it).
+HOST_ENVS = ("KFP_HOST", "KF_PIPELINES_ENDPOINT")
+# A run's states after which it changes no more (kfp_server_api's V2beta1RuntimeState).
+FINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
+STATUS_INTERVAL_S = 10.0
 # The oldest KFP backend that runs the compiled pipeline: dsl.Collected over artifacts needs 2.14
 # (kubeflow/pipelines#11725), a Secret mapped to env vars with optional=True needs 2.15 (#12216; older
 # backends drop the flag, so ingest would fail without the Kaggle Secret). Retries work from 2.5 (#11673).
@@ -527,7 +533,7 @@ def _ui_url(args: argparse.Namespace, host: str, info: ServerInfo) -> str | None
 
 def _prepare(args: argparse.Namespace, compile_package: CompilePackage, run_params: RunParams | None) -> _Prepared:
     """Offline checks first, then compile, then the first request and the server's version."""
-    host = check_host(args.host)
+    host = check_host(host_of(args))
     if args.ui_url:
         check_host(args.ui_url, "--ui-url")
     package = Path(compile_package(args))
@@ -625,9 +631,69 @@ def _schedule(args: argparse.Namespace, compile_package: CompilePackage, run_par
 
 
 def _connect_for_listing(args: argparse.Namespace) -> tuple[str, kfp.Client, str | None]:
-    host = check_host(args.host)
+    host = check_host(host_of(args))
     client, namespace, _ = connect(host, find_token(args.token), args.namespace)
     return host, client, namespace
+
+
+def _status(args: argparse.Namespace, default_store: str) -> int:
+    """Each task's state (with --wait: each change, until the run ends), the run's state, and where a
+    succeeded run's report is in the store."""
+    from cxrtl.store.keys import report_prefix
+
+    host, client, _ = _connect_for_listing(args)
+    shown: dict[str, str] = {}
+    while True:
+        with _calling(host, f"getting run {args.run_id}"):
+            run = client.get_run(args.run_id)
+        tasks = (run.run_details.task_details if run.run_details else None) or []
+        for task in tasks:
+            state = str(task.state or "PENDING")
+            if shown.get(task.task_id) != state:
+                shown[task.task_id] = state
+                print(f"{task.display_name or task.task_id:<40} {state}", flush=True)
+        if not args.wait or run.state in FINAL_STATES:
+            break
+        time.sleep(args.interval)
+    print(f"run {run.display_name!r} ({run.run_id}): {run.state}")
+    if run.state == "SUCCEEDED":
+        parameters = (run.runtime_config.parameters if run.runtime_config else None) or {}
+        store = str(parameters.get("store", default_store)).rstrip("/")
+        print(f"report: {store}/{report_prefix(run.run_id)} (none if nothing had changed since the last run)")
+    return 1 if run.state in ("FAILED", "CANCELED") else 0
+
+
+def add_status_command(subparsers: argparse._SubParsersAction, default_store: str) -> argparse.ArgumentParser:
+    """Add ``status RUN_ID [--wait]``; ``default_store`` is the pipeline's, for a run that did not set one."""
+    status = subparsers.add_parser(
+        "status",
+        help="a KFP run's task states; with --wait, follow it to its end",
+        description="Print each task's state of a run; with --wait, each change until the run ends. At the end, "
+        "the run's state and, if it succeeded, where its report is in the store. Exit status 1 when the run "
+        "failed or was cancelled.",
+    )
+    _add_connection_arguments(status)
+    status.add_argument("run_id", metavar="RUN_ID", help="the run's ID (the end of the link submit printed)")
+    status.add_argument("--wait", action="store_true", help="follow the run until it has ended")
+    status.add_argument(
+        "--interval",
+        type=_checked_seconds,
+        default=STATUS_INTERVAL_S,
+        metavar="SECONDS",
+        help="seconds between two looks at the run with --wait",
+    )
+    status.set_defaults(func=lambda args: _status(args, default_store))
+    return status
+
+
+def _checked_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
 
 
 def _describe_trigger(run: Any) -> str:
@@ -674,19 +740,26 @@ def _schedule_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def host_of(args: argparse.Namespace) -> str:
+    """--host, else the first of HOST_ENVS that is set."""
+    host = args.host or next((os.environ[name] for name in HOST_ENVS if os.environ.get(name)), None)
+    if not host:
+        raise ClusterError(f"no KFP address: pass --host URL or set {' or '.join(HOST_ENVS)}")
+    return host
+
+
 def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
-        required=True,
         help="KFP address: its UI (e.g. http://localhost:8080 after a port-forward of ml-pipeline-ui, or "
-        "https://KUBEFLOW/pipeline) or its API server",
+        f"https://KUBEFLOW/pipeline) or its API server (default: ${', else $'.join(HOST_ENVS)})",
     )
     parser.add_argument(
         "--token",
         help="bearer token (default: $KFP_TOKEN, else the in-cluster service-account token); "
         "prefer KFP_TOKEN, command lines are visible to other users",
     )
-    parser.add_argument("--namespace", help="Kubeflow profile namespace (multi-user KFP)")
+    parser.add_argument("--namespace", help="Kubeflow profile namespace (multi-user KFP; default: none, single-user)")
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,9 +23,10 @@ from typing import Any
 
 from cxrtl import signals
 from cxrtl.cli.options import add_setting_options, given_settings
+from cxrtl.demo_data import DEMO_PER_CLASS
 from cxrtl.errors import CxrtlError
 from cxrtl.settings import RunSettings, option, settings_named
-from runners.log import ANSI, TaskLogs, root_logging_to, tail
+from runners.log import ANSI, TaskLogs, root_logging_to, tail, task_error
 
 # How long a terminated local run waits for its task processes: a train step finishes its step and
 # checkpoints (a few seconds on a CPU, a full-size checkpoint included).
@@ -42,10 +43,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--dataset-source",
         help="'kaggle', s3://BUCKET/KEY of a zip put in the store, a .zip or a folder (required unless --demo)",
     )
-    p.add_argument("--store", help="store URL (default: a store folder inside --output)")
+    p.add_argument(
+        "--store",
+        help="store URL (default: $CXRTL_STORE, else ~/.cache/cxrtl/store, as for cxrtl; "
+        "with --demo: a store folder inside --output)",
+    )
     # Each option is None when not given: local_arguments then takes the demo's value or the default.
     add_setting_options(p, check=False)
-    p.add_argument("--per-class", type=int, default=80, help="demo images per class (default 80)")
+    p.add_argument("--per-class", type=int, default=DEMO_PER_CLASS, help="demo images per class (default %(default)s)")
     p.add_argument("--output", type=Path, help="folder for everything the run writes (default: runs/NAME-TIME)")
     p.add_argument(
         "--verbose", action="store_true", help="show every task's whole log as it runs (default: a line per task event)"
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace, pipeline: Callable[[], Callable[..., Any]]) ->
 
     from cxrtl.report import REPORT_FILES
     from cxrtl.retrain import last_success
-    from cxrtl.store import keys, open_store
+    from cxrtl.store import default_store_url, keys, open_store
     from runners import docker as containers
 
     started = time.time()
@@ -92,10 +97,12 @@ def run(args: argparse.Namespace, pipeline: Callable[[], Callable[..., Any]]) ->
         # The progress is the task events; cxrtl's own INFO lines (demo inputs, stand-ins) are --verbose's.
         logging.getLogger().setLevel(logging.WARNING)
     arguments = local_arguments(args)
-    if args.runner == "docker":
-        containers.check_docker(args.store, args.dataset_source)
     out = (args.output or Path("runs") / time.strftime(f"{'demo' if args.demo else 'local'}-%Y%m%d-%H%M%S")).resolve()
-    arguments["store"] = args.store or str(out / "store")
+    # The demo's stand-in weights stay in a store of its own; any other run uses cxrtl's store, where the weights
+    # fetched or put once serve every run.
+    arguments["store"] = args.store or (str(out / "store") if args.demo else default_store_url())
+    if args.runner == "docker":
+        containers.check_docker(arguments["store"], args.dataset_source)
     with _removed_if_left_empty(out):
         store = open_store(arguments["store"])
         if args.demo and not arguments["dataset_source"]:
@@ -160,9 +167,18 @@ def _run_logged(
                     containers.check_exits(docker_run, since=started)
     except (RuntimeError, CxrtlError) as exc:  # RuntimeError: kfp.local's "a task failed"
         task_logs.close()
+        # A task's own one-line error comes last; the end of its log only where it failed unexpectedly.
+        errors = []
         for task in task_logs.failed():
-            print(f"\n{task.label} failed. The end of its log ({task.path}):", file=sys.stderr)
-            print("\n".join(f"    {line}" for line in tail(task.path)), file=sys.stderr)
+            error = task_error(task.path)
+            if error is None:
+                print(f"\n{task.label} failed. The end of its log ({task.path}):", file=sys.stderr)
+                print("\n".join(f"    {line}" for line in tail(task.path)), file=sys.stderr)
+            else:
+                print(f"{task.label} failed; its log: {task.path}", file=sys.stderr)
+                errors.append(f"{task.label}: {error}")
+        if errors:
+            raise CxrtlError("; ".join(errors)) from None
         message = ANSI.sub("", str(exc))
         raise CxrtlError(message if isinstance(exc, CxrtlError) else f"local run failed: {message}") from None
     finally:

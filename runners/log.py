@@ -10,6 +10,7 @@ pipeline's own lines go to ``logs/pipeline.log``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 import re
@@ -31,6 +32,8 @@ SOURCE = re.compile(r'"source": "(?P<source>[^"]+)"')
 # cxrtl.train's line at the end of each epoch: "SOURCE epoch 2/3: train loss ..., val acc ... (... img/s)".
 EPOCH = re.compile(r"\]: \S+ (?P<epoch>epoch \d+/\d+: .*)$")
 TRACEBACK = "Traceback (most recent call last):"
+# A traceback's last line: the exception's class, qualified by its module, and its message.
+EXCEPTION_LINE = re.compile(r"\s*(?P<module>(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)\.(?P<name>[A-Za-z_]\w*): (?P<message>.+)")
 
 
 @dataclass
@@ -200,3 +203,21 @@ def tail(path: Path, lines: int = 20) -> list[str]:
     """The last ``lines`` lines of a log."""
     with path.open() as f:
         return f.read().splitlines()[-lines:]
+
+
+def task_error(path: Path) -> str | None:
+    """The message of the CxrtlError a task failed with, from the last exception line of its log; None when
+    it failed otherwise (an unexpected exception, whose traceback a person needs: it stays in the log)."""
+    from cxrtl.errors import CxrtlError
+
+    last = None
+    with path.open(errors="replace") as f:
+        for line in f:
+            last = EXCEPTION_LINE.fullmatch(line.rstrip("\n")) or last
+    if last is None or last["module"].split(".")[0] != "cxrtl":
+        return None
+    try:
+        raised = getattr(importlib.import_module(last["module"]), last["name"])
+    except (ImportError, AttributeError):
+        return None
+    return last["message"] if isinstance(raised, type) and issubclass(raised, CxrtlError) else None

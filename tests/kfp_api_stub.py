@@ -89,6 +89,7 @@ class KfpApiStub:
         self.experiments: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.recurring_runs: dict[str, dict[str, Any]] = {}
+        self._progress: dict[str, list[dict[str, Any]]] = {}
         self._faults: dict[tuple[str, str], tuple[int, str]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -108,6 +109,11 @@ class KfpApiStub:
     def calls(self, method: str, path: str) -> list[Recorded]:
         """Recorded requests with this method whose path (after /apis/v2beta1) matches the regex fully."""
         return [r for r in self.requests if r.method == method and re.fullmatch(API + path, r.path)]
+
+    def progress(self, run_id: str, *snapshots: dict[str, Any]) -> None:
+        """How run ``run_id`` moves on: each GET of it merges the next snapshot (``state``, ``run_details``...)
+        into the run, and the last snapshot stays for every later GET."""
+        self._progress[run_id] = list(snapshots)
 
     def fail(self, method: str, path: str, status: int, message: str) -> None:
         """Answer requests with this method and path (after /apis/v2beta1, a regex) with an error from now on."""
@@ -194,6 +200,7 @@ class KfpApiStub:
             ("GET", "/experiments", self._list_experiments),
             ("POST", "/experiments", self._create_experiment),
             ("POST", "/runs", self._create_run),
+            ("GET", "/runs/(?P<run_id>[^/]+)", self._get_run),
             ("GET", "/recurringruns", self._list_recurring),
             ("POST", "/recurringruns", self._create_recurring),
             ("DELETE", "/recurringruns/(?P<rid>[^/]+)", self._delete_recurring),
@@ -312,6 +319,15 @@ class KfpApiStub:
         self._check_references(body)
         run = {**body, "run_id": self._new_id("run"), "state": "PENDING", "created_at": _CREATED_AT}
         self.runs[run["run_id"]] = run
+        return run
+
+    def _get_run(self, r: Recorded, run_id: str) -> dict[str, Any]:
+        run = self.runs.get(run_id)
+        if run is None:
+            raise _Failure(404, f"run {run_id} not found")
+        snapshots = self._progress.get(run_id)
+        if snapshots:
+            run.update(snapshots.pop(0) if len(snapshots) > 1 else snapshots[0])
         return run
 
     def _create_recurring(self, r: Recorded) -> dict[str, Any]:

@@ -428,10 +428,11 @@ def test_token_comes_from_flag_env_then_token_files_and_is_never_printed(
         assert secret not in out + err + caplog.text
 
 
-def test_schedule_needs_one_of_cron_list_delete(compile_package: CompilePackage) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        pipeline.main(["schedule", "--host", "http://127.0.0.1:1"])
-    assert exit_info.value.code == 2
+def test_schedule_needs_one_of_cron_list_delete(
+    compile_package: CompilePackage, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert pipeline.main(["schedule", "--host", "http://127.0.0.1:1"]) == 2
+    assert "--cron --list --delete is required" in one_error_line(capsys, caplog)
 
 
 def test_a_server_error_midway_is_one_line_with_the_servers_message(

@@ -70,10 +70,12 @@ class Run:
 
 
 def run_pipeline(out: Path, *args: str, env: dict[str, str] | None = None) -> Run:
+    """``pipeline.py run``; without --store a run uses cxrtl's default store, here one beside ``out``."""
+    default_store = {"CXRTL_STORE": str(out.parent / "default-store")}
     done = subprocess.run(
         [sys.executable, "pipeline.py", "run", *args, "--output", str(out)],
         cwd=REPO,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **default_store, **(env or {})},
         capture_output=True,
         text=True,
         timeout=_RUN_LIMIT_S,
@@ -355,32 +357,34 @@ def test_a_missing_dataset_folder_is_one_error_line(tmp_path: Path):
     _assert_one_error_line(run, str(missing))
 
 
-def test_a_zip_without_the_kaggle_layout_is_one_error_line(tmp_path: Path):
+def test_a_zip_without_the_kaggle_layout_is_one_error_line(stand_in_store, tmp_path: Path):
     archive = tmp_path / "wrong.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("something/else.txt", "not the dataset")
-    run = run_pipeline(tmp_path / "out", "--dataset-source", str(archive), "--sources", "imagenet")
-    failed = _assert_one_error_line(run, "ingest")
-    # The failing task's last log lines, with where its whole log is, come before the error line.
-    log, excerpt = failed["ingest"]
-    assert log == str(run.out / "logs" / "ingest.log")
-    assert "wrong.zip: no COVID-19_Radiography_Dataset/COVID/images/ folder" in "\n".join(excerpt)
-    assert excerpt == ["    " + line for line in Path(log).read_text().splitlines()[-20:]]
-    assert run.stderr.splitlines()[-1].startswith("pipeline.py: error: local run failed: ")
+    args = ["--dataset-source", str(archive), "--sources", "imagenet", "--store", str(stand_in_store.root)]
+    run = run_pipeline(tmp_path / "out", *args)
+    assert _assert_one_error_line(run, "ingest") == {}  # a task's own error: no log excerpt, no traceback
+    # The failing task's own one-line error comes last, after where its whole log is.
+    *_, where, last = run.stderr.splitlines()
+    assert where == f"ingest failed; its log: {run.out / 'logs' / 'ingest.log'}"
+    assert last.startswith("pipeline.py: error: ingest: ")
+    assert "wrong.zip: no COVID-19_Radiography_Dataset/COVID/images/ folder" in last
+    assert "Traceback" in (run.out / "logs" / "ingest.log").read_text()
 
 
 def test_missing_weights_stop_the_run_at_check_weights_before_any_training(
     stand_in_store, demo_zip: Path, tmp_path: Path
 ):
+    """Without --store, the run uses cxrtl's store ($CXRTL_STORE here), and its last line says what to put there."""
     store = tmp_path / "store"
     shutil.copytree(stand_in_store.root, store)  # imagenet and moco-v2 only
-    run = run_pipeline(
-        tmp_path / "out", "--dataset-source", str(demo_zip), "--sources", "imagenet,chexpert", "--store", str(store)
-    )
+    args = ["--dataset-source", str(demo_zip), "--sources", "imagenet,chexpert"]
+    run = run_pipeline(tmp_path / "out", *args, env={"CXRTL_STORE": str(store)})
     _assert_one_error_line(run, "check-weights")
-    # The task's log says why and what to run.
-    assert f"no verified weights in {store} for 1 of 2 sources (chexpert): " in run.stdout + run.stderr
-    assert f"`cxrtl weights fetch --store {store} chexpert`" in run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    last = run.stderr.splitlines()[-1]
+    assert last.startswith(f"pipeline.py: error: check-weights: no verified weights in {store} for 1 of 2 sources")
+    assert f"`cxrtl weights fetch --store {store} chexpert`" in last
     # Nothing after it ran: no preprocess, no train (which would have asked for a GPU).
     assert {p.name for p in run.pipeline_run().iterdir()} <= {"ingest", "check-weights"}
     assert not list(run.pipeline_run().glob("**/train"))

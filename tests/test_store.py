@@ -213,7 +213,7 @@ def test_cli_round_trip(backend: Backend, tmp_path: Path, capsys: pytest.Capture
     source.write_text("<h1>report</h1>")
     digest = sha256_file(source)
 
-    assert main(["store", "--store", url, "put", str(source), "reports/r1/report.html"]) == 0
+    assert main(["store", "--store", url, "put", "reports/r1/report.html", str(source)]) == 0
     assert digest in capsys.readouterr().out
     assert main(["store", "--store", url, "ls"]) == 0
     assert capsys.readouterr().out.splitlines() == ["reports/r1/report.html"]
@@ -230,7 +230,7 @@ def test_cli_round_trip(backend: Backend, tmp_path: Path, capsys: pytest.Capture
     assert not backend.store.exists("reports/r1/report.html")
     line = refused(capsys, ["store", "--store", url, "rm", "reports/r1/report.html"])
     assert line == f"cxrtl: error: {url}: no object reports/r1/report.html"
-    line = refused(capsys, ["store", "--store", url, "put", str(tmp_path / "missing.bin"), "k"])
+    line = refused(capsys, ["store", "--store", url, "put", "k", str(tmp_path / "missing.bin")])
     assert line == f"cxrtl: error: {tmp_path / 'missing.bin'}: no such file to upload"
     assert not backend.store.exists("k")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from cxrtl.cli.options import add_setting_options, checked, given_settings
 from cxrtl.data import image_size_problem
+from cxrtl.demo_data import DEMO_PER_CLASS
 from cxrtl.ingest import IngestLimits
 from cxrtl.recipes import PAPER, PRECISIONS, RECIPES
 from cxrtl.settings import TRAIN_RUN_SETTINGS, RunSettings, setting_problem
@@ -18,8 +19,8 @@ from cxrtl.settings import TRAIN_RUN_SETTINGS, RunSettings, setting_problem
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo-data", help="write a synthetic dataset in the Kaggle layout, zipped")
     p.add_argument("out", type=Path, help="folder to write the zip into")
-    p.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--per-class", type=int, default=DEMO_PER_CLASS, help="images per class")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the images drawn")
     p.add_argument(
         "--image-size", type=_image_size, default=299, help="image side in pixels (default 299, as Kaggle's)"
     )
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="'kaggle', a .zip file, s3://BUCKET/KEY of a zip put there with `cxrtl store put`, "
         "or a folder in the Kaggle layout",
     )
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="folder to extract into (must not exist or be empty)")
     p.add_argument("--store", help="store URL that caches the raw archive (default: no caching)")
     limits = IngestLimits()
     p.add_argument(
@@ -49,10 +50,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("preprocess", help="decode, resize and split COVID vs Normal into arrays")
     p.add_argument("--raw", required=True, type=Path, help="an ingested folder")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--image-size", type=_image_size, default=RunSettings.image_size, help="default %(default)s")
-    p.add_argument("--recipe", choices=sorted(RECIPES), default=RunSettings.recipe, help="default %(default)s")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--out", required=True, type=Path, help="folder for the arrays, labels, split and info.json")
+    p.add_argument(
+        "--image-size",
+        type=_image_size,
+        default=RunSettings.image_size,
+        help="image side in pixels (default %(default)s)",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=RunSettings.recipe,
+        help="which split and classes (docs/method.md; default %(default)s)",
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the paper recipe's split (default %(default)s)")
     p.set_defaults(func=_preprocess)
 
     p = subparsers.add_parser("train", help="fine-tune ResNet50 from one weight source")
@@ -65,13 +76,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--freeze-backbone-after",
         type=_epochs_or_never,
         metavar="N|never",
-        help="train the whole network for N epochs, then the head only (the study: 1)",
+        help="train the whole network for N epochs, then the head only (default: the recipe's; the study: 1)",
     )
     p.add_argument(
         "--recalibrate-bn",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="recompute BatchNorm statistics over the training split before each evaluation",
+        help="recompute BatchNorm statistics over the training split before each evaluation (default: the recipe's)",
     )
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument(
@@ -83,8 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="test-split metrics and predictions of a trained model")
     p.add_argument("--data", required=True, type=Path, help="a preprocessed folder")
     p.add_argument("--model", required=True, type=Path, help="a folder written by 'cxrtl train'")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, type=Path, help="folder for metrics.json, predictions.csv and figures")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument(
         "--masked", action="store_true", help="also evaluate with the lungs blacked out (needs the dataset's masks)"
     )
@@ -97,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("report", help="compare weight sources in one table (Markdown, HTML, CSV)")
     p.add_argument("--results", required=True, type=Path, nargs="+", help="folders written by 'cxrtl evaluate'")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="folder for the report's files")
     p.set_defaults(func=_report)
 
     p = subparsers.add_parser(
@@ -109,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=_positive_int, help=f"default {PAPER.training.batch_size}, as the study (16 with --quick)"
     )
     p.add_argument("--batches", type=_positive_int, help="timed batches after a warm-up (default 5; 3 with --quick)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16, fp16")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default on")
     p.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cxrtl.cli.options import add_store_option, open_store_of
@@ -29,9 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", type=Path, metavar="FILE")
     p.set_defaults(func=_get)
 
-    p = actions.add_parser("put", parents=[common], help="upload FILE as KEY")
-    p.add_argument("file", type=Path, metavar="FILE")
+    # KEY before FILE, as in get, and as SOURCE before FILE in `cxrtl weights put`.
+    p = actions.add_parser("put", parents=[common], help="upload FILE as KEY (the older order FILE KEY still works)")
     p.add_argument("key", metavar="KEY")
+    p.add_argument("file", type=Path, metavar="FILE")
     p.set_defaults(func=_put)
 
     p = actions.add_parser("rm", parents=[common], help="remove KEY")
@@ -54,6 +56,9 @@ def _get(args: argparse.Namespace) -> None:
 
 
 def _put(args: argparse.Namespace) -> None:
+    if Path(args.key).is_file() and not args.file.exists():
+        print("cxrtl: warning: `store put FILE KEY` is deprecated: use `store put KEY FILE`", file=sys.stderr)
+        args.key, args.file = str(args.file), Path(args.key)
     store = open_store_of(args)
     digest = store.put_file(args.key, args.file)
     print(f"{store.url}/{args.key}  sha256 {digest}")

@@ -31,7 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "fetch", parents=[store_option], help="download the published files into the store (all by default)"
     )
-    p.add_argument("sources", nargs="*", metavar="SOURCE")
+    p.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="sources to fetch (default: all; a manual-download source named here that is not fetched is an error)",
+    )
     p.add_argument("--mirror", help="base URL of a mirror with the same file names (default: CXRTL_WEIGHTS_MIRROR)")
     p.set_defaults(func=_fetch)
 
@@ -52,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = commands.add_parser("stand-in", help="write a stand-in checkpoint in SOURCE's native format")
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("out", type=Path, metavar="OUT")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.set_defaults(func=_stand_in)
 
 
@@ -102,6 +107,10 @@ def _fetch(args: argparse.Namespace) -> None:
     failed = [r.source for r in results if r.status == "failed"]
     if failed:
         raise CxrtlError(f"fetch failed for {', '.join(failed)} (reasons above)")
+    # Asked for by name, a source that has no download is not there afterwards: say so in the exit status.
+    manual = [r.source for r in results if r.status == "manual" and args.sources]
+    if manual:
+        raise CxrtlError(f"not fetched: {', '.join(manual)} must be downloaded by hand and put (how: above)")
 
 
 def _put(args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +217,9 @@ def get_source(name: str) -> WeightSource:
     try:
         return SOURCES[name]
     except KeyError:
-        raise CxrtlError(f"unknown weight source {name!r}; choose one of: {', '.join(SOURCE_NAMES)}") from None
+        close = difflib.get_close_matches(name, SOURCE_NAMES, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(SOURCE_NAMES)}"
+        raise CxrtlError(f"unknown weight source {name!r}; {hint}") from None
 
 
 def check_sources(names: list[str]) -> list[str]:

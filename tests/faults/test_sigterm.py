@@ -90,7 +90,7 @@ def test_sigterm_during_an_s3_upload_aborts_it_and_leaves_no_parts(s3_server, s3
     bucket = s3_env.removeprefix("s3://")
     uploads = s3_server.directory / bucket / "._S3rver_uploads"
     env = {**os.environ, **s3_server.env()}
-    argv = [sys.executable, "-m", "cxrtl", "store", "put", str(big), "big.bin", "--store", s3_env]
+    argv = [sys.executable, "-m", "cxrtl", "store", "put", "big.bin", str(big), "--store", s3_env]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + WAIT_S
