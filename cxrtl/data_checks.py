@@ -48,12 +48,16 @@ def notes(best_of: dict[str, Evaluation]) -> list[str]:
                 + ", ".join(single)
                 + ". A model may learn the collection rather than the disease; see the table by collection."
             )
+    # seen_test_images (trained on, or chose the epoch on) where evaluate counted it; older results have only one.
     trained_on = {
-        s: ev.checks["trained_on_test_images"] for s, ev in best_of.items() if ev.checks.get("trained_on_test_images")
+        s: n
+        for s, ev in best_of.items()
+        if (n := ev.checks.get("seen_test_images", ev.checks.get("trained_on_test_images")))
     }
     if trained_on:
         out.append(
-            "WARNING: scored on test images they were trained on, so their metrics look better than they are: "
+            "WARNING: scored on test images they were trained on or chose their epoch on, so their metrics look "
+            "better than they are: "
             + ", ".join(f"{s} ({n} of {best_of[s].result.n})" for s, n in sorted(trained_on.items()))
             + "."
         )
