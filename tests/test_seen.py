@@ -3,6 +3,8 @@ the split follows the dataset's names, and the seen check the pictures (content 
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 from reencode import RE_ENCODINGS, re_encode
 
 from cxrtl.data import PreparedData
-from cxrtl.duplicates import image_key
+from cxrtl.duplicates import decode_thumbs, image_key
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import evaluate
 from cxrtl.ingest import ingest
@@ -80,3 +82,31 @@ def test_a_re_encoded_release_keeps_every_split_and_its_seen_images_are_found(tr
     assert allowed["trained_on_test_images"] == trained_on
     assert allowed["seen_test_images"] == trained_on + chosen_on
     assert allowed["seen_test_images_changed"] == changed
+
+
+def test_a_record_without_thumbnails_finds_exact_copies_only_and_says_so(trained, tmp_path, caplog):
+    """A model trained before thumbnails were kept: its record still serves, for unchanged images only."""
+    record = json.loads((trained / "model" / SEEN_FILE).read_text())
+    assert len(decode_thumbs(record["thumbs"]["trained"])) == len(record["trained"])
+    old = tmp_path / SEEN_FILE
+    old.write_text(json.dumps({"trained": record["trained"], "selected": record["selected"]}))
+    seen = Seen.read(old)
+    assert seen is not None and seen.trained.thumbs is None
+    first = PreparedData.load(trained / "data")
+    everything = np.arange(len(first.ids))
+    re_encode(trained / "raw", tmp_path / "raw", "resize")
+    second = preprocess(tmp_path / "raw", tmp_path / "data", recipe="recommended", image_size=SIZE)
+    with caplog.at_level(logging.WARNING, logger="cxrtl.seen"):
+        assert seen_in(first, everything, seen.trained).sum() == len(first.indices("train"))
+        assert seen_in(second, everything, seen.trained).sum() == 0
+    assert "only exact copies of seen images are found" in caplog.text
+
+
+@pytest.mark.parametrize("thumbs", ["not base64!", "AAAA", 3])
+def test_a_damaged_record_is_one_error_naming_it(trained, tmp_path, thumbs):
+    record = json.loads((trained / "model" / SEEN_FILE).read_text())
+    record["thumbs"]["trained"] = thumbs
+    damaged = tmp_path / SEEN_FILE
+    damaged.write_text(json.dumps(record))
+    with pytest.raises(CxrtlError, match=f"{damaged}: a damaged record of the images the model has seen"):
+        Seen.read(damaged)
