@@ -37,10 +37,9 @@ class Images:
     thumbs: np.ndarray | None  # shrunk images, uint8 [len(hashes), THUMB_SIDE**2]; None in records made before
 
     @classmethod
-    def of(cls, data: PreparedData, indices: np.ndarray) -> Images:
-        """The images ``indices`` of ``data``; thumbnails only where the data has them."""
-        assert data.hashes is not None
-        by_hash = {data.hashes[i]: i for i in indices}
+    def of(cls, hashes: list[str], data: PreparedData, indices: np.ndarray) -> Images:
+        """The images ``indices`` of ``data`` (whose content hashes are ``hashes``); thumbnails where it has them."""
+        by_hash = {hashes[i]: i for i in indices}
         ordered = sorted(by_hash)
         thumbs = None
         if data.thumbs is not None:
@@ -72,7 +71,10 @@ class Seen:
         """What a model trained on ``data`` sees; None for data prepared before images had content hashes."""
         if data.hashes is None:
             return None
-        return cls(Images.of(data, data.indices("train")), Images.of(data, data.indices(selection_split)))
+        hashes = data.hashes
+        return cls(
+            Images.of(hashes, data, data.indices("train")), Images.of(hashes, data, data.indices(selection_split))
+        )
 
     def to_json(self) -> str:
         trained, selected = self.trained.record(), self.selected.record()
