@@ -10,6 +10,8 @@ Layout of a prepared folder (written by ``cxrtl preprocess``, read by train and 
   skipped files, dataset version, duplicate groups, collections per class, and whether the lung masks could
   be used (``masks``)
 - ``hashes.json``  the N images' content hashes (cxrtl.duplicates): what a model records it has seen
+- ``thumbs.npy``  uint8 [N, 1024] the N images shrunk to 32 x 32 (cxrtl.duplicates): what a model records it
+  has seen, found again in a release that re-encodes or resizes them
 - ``collections.json``  (when the metadata could be read) the N images' collections
 - ``masks.npy``   (when every image had a usable lung mask) bool [N, S, S] lungs, bit-packed along rows
   (``np.packbits(axis=2)``)
@@ -39,6 +41,7 @@ MAX_IMAGE_SIZE = 1024
 INFO_FILE = "info.json"
 _FILES = ("images.npy", "labels.npy", "split.npy", "ids.json", INFO_FILE)
 _HASHES_FILE = "hashes.json"
+_THUMBS_FILE = "thumbs.npy"
 _COLLECTIONS_FILE = "collections.json"
 _MASKS_FILE = "masks.npy"
 
@@ -65,6 +68,7 @@ class PreparedData:
     ids: list[str]
     info: PreparedInfo
     hashes: list[str] | None = None  # per image, SHA-256 of its pixels (None: prepared before they were kept)
+    thumbs: np.ndarray | None = None  # per image, shrunk (cxrtl.duplicates; None: prepared before they were kept)
     collections: list[str] | None = None  # per image, from the dataset's metadata
     # The lungs, bit-packed along rows (uint8 [N, S, ceil(S / 8)]): read with lung_masks(), which unpacks
     # only the images asked for.
@@ -76,7 +80,7 @@ class PreparedData:
             raise CxrtlError(f"images must be uint8 [N, S, S], got {self.images.dtype} {self.images.shape}")
         if not (len(self.labels) == len(self.split) == len(self.ids) == n):
             raise CxrtlError("images, labels, split and ids differ in length")
-        for name in ("hashes", "collections"):
+        for name in ("hashes", "thumbs", "collections"):
             if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise CxrtlError(f"images and {name} differ in length")
         if self.packed_masks is not None and len(self.packed_masks) != n:
@@ -110,6 +114,8 @@ class PreparedData:
         (out / INFO_FILE).write_text(json.dumps(self.info.to_dict(), indent=2, sort_keys=True))
         if self.hashes is not None:
             (out / _HASHES_FILE).write_text(json.dumps(self.hashes))
+        if self.thumbs is not None:
+            np.save(out / _THUMBS_FILE, self.thumbs)
         if self.collections is not None:
             (out / _COLLECTIONS_FILE).write_text(json.dumps(self.collections))
         if self.packed_masks is not None:
@@ -127,6 +133,7 @@ class PreparedData:
             )
         try:
             hashes, collections, masks = folder / _HASHES_FILE, folder / _COLLECTIONS_FILE, folder / _MASKS_FILE
+            thumbs = folder / _THUMBS_FILE
             return cls(
                 images=np.load(folder / "images.npy", mmap_mode="r"),
                 labels=np.load(folder / "labels.npy"),
@@ -134,6 +141,7 @@ class PreparedData:
                 ids=json.loads((folder / "ids.json").read_text()),
                 info=PreparedInfo.from_dict(json.loads((folder / INFO_FILE).read_text()), str(folder / INFO_FILE)),
                 hashes=json.loads(hashes.read_text()) if hashes.is_file() else None,
+                thumbs=np.load(thumbs, mmap_mode="r") if thumbs.is_file() else None,
                 collections=json.loads(collections.read_text()) if collections.is_file() else None,
                 packed_masks=np.load(masks, mmap_mode="r") if masks.is_file() else None,
             )

@@ -49,14 +49,16 @@ def notes(best_of: dict[str, Evaluation]) -> list[str]:
                 + ", ".join(single)
                 + ". A model may learn the collection rather than the disease; see the table by collection."
             )
+    # seen_test_images (trained on, or chose the epoch on) where evaluate counted it; older results have only one.
     trained_on = {
-        s: ev.checks.trained_on_test_images
+        s: n
         for s, ev in best_of.items()
-        if ev.checks and ev.checks.trained_on_test_images
+        if ev.checks and (n := ev.checks.seen_test_images or ev.checks.trained_on_test_images)
     }
     if trained_on:
         out.append(
-            "WARNING: scored on test images they were trained on, so their metrics look better than they are: "
+            "WARNING: scored on test images they were trained on or chose their epoch on, so their metrics look "
+            "better than they are: "
             + ", ".join(f"{s} ({n} of {best_of[s].result.n})" for s, n in sorted(trained_on.items()))
             + "."
         )

@@ -16,13 +16,17 @@ rescaled or JPEG (quality 40) copies differed by up to 11, and a 64-bit DCT hash
 bits. The thumbnail correlation separates them (see the constant's figures).
 
 Images linked by either are one *group*, and a group is always assigned to one split. Where a split must be
-stable across dataset versions and seeds, a group's split follows from its content hashes alone.
+stable across dataset versions and seeds, a group's split follows from the dataset's own name of its first
+member (``image_key``), which a re-encoded, resized or re-compressed release keeps; whether a model has seen an
+image follows from both fingerprints (``matching``), which survive what a release does to the pixels.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -47,17 +51,54 @@ _CHUNK = 1024  # rows of the pairwise correlation matrix computed at a time (102
 class Fingerprint:
     content: str  # hex SHA-256 of the pixels and their shape
     size: tuple[int, int]  # width, height as stored
-    thumb: np.ndarray  # float32 [THUMB_SIDE**2], zero mean and unit length (all zero for a flat image)
+    small: np.ndarray  # uint8 [THUMB_SIDE**2]: the image shrunk to THUMB_SIDE x THUMB_SIDE, what is kept
+
+    @property
+    def thumb(self) -> np.ndarray:
+        """float32 [THUMB_SIDE**2], zero mean and unit length (all zero for a flat image)."""
+        return unit_thumbs(self.small[None])[0]
 
 
 def fingerprint(gray: Image.Image) -> Fingerprint:
     """The fingerprints of one decoded greyscale (mode ``L``) image at its stored resolution."""
     pixels = np.asarray(gray)
     content = hashlib.sha256(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
-    small = np.asarray(gray.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR), dtype=np.float32).ravel()
-    small -= small.mean()
-    norm = float(np.linalg.norm(small))
-    return Fingerprint(content, gray.size, small / norm if norm > 0 else small)
+    small = np.asarray(gray.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR), dtype=np.uint8).ravel()
+    return Fingerprint(content, gray.size, small)
+
+
+def unit_thumbs(small: np.ndarray) -> np.ndarray:
+    """Shrunk images (uint8 [n, THUMB_SIDE**2]) as thumbnails to correlate: float32, less their mean, unit length.
+
+    The shrunk images are what is kept (prepared data, a model's record of what it saw): 1 KB an image, and
+    exact. Rounding the unit vectors instead (to float16) moved a copy's correlation by up to 1.7e-4 on the demo
+    data, more than the threshold itself: a thumbnail holds few distinct values, so their rounding errors add up.
+    """
+    thumbs = np.asarray(small, dtype=np.float32).reshape(-1, THUMB_SIDE**2)
+    thumbs -= thumbs.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(thumbs, axis=1, keepdims=True)
+    return np.divide(thumbs, norms, out=np.zeros_like(thumbs), where=norms > 0)
+
+
+def encode_thumbs(small: np.ndarray) -> str:
+    """Shrunk images (uint8 [n, THUMB_SIDE**2]) as text for a JSON record (base64)."""
+    return base64.b64encode(np.ascontiguousarray(small, dtype=np.uint8).tobytes()).decode()
+
+
+def decode_thumbs(text: str) -> np.ndarray:
+    """``encode_thumbs`` undone: uint8 [n, THUMB_SIDE**2]; ValueError for text that is not such a record."""
+    raw = base64.b64decode(text.encode(), validate=True)
+    if len(raw) % THUMB_SIDE**2:
+        raise ValueError("a record of shrunk images whose length is not a whole number of them")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, THUMB_SIDE**2)
+
+
+def image_key(image_id: str) -> str:
+    """The dataset's own name of an image, which a re-release that re-encodes it keeps: its class folder and
+    file name less the extension (``COVID/images/COVID-123.png`` -> ``COVID/COVID-123``; a PNG re-saved as
+    JPEG keeps it)."""
+    path = PurePosixPath(image_id)
+    return f"{path.parts[0]}/{path.stem}"
 
 
 @dataclass(frozen=True)
@@ -122,7 +163,7 @@ def _close_pairs(prints: list[Fingerprint], min_correlation: float) -> np.ndarra
     """Index pairs (i < j) whose thumbnails correlate at ``min_correlation`` or more, a block of rows at a time."""
     if len(prints) < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    thumbs = np.stack([p.thumb for p in prints])
+    thumbs = unit_thumbs(np.stack([p.small for p in prints]))
     pairs = []
     for start in range(0, len(prints), _CHUNK):
         block = thumbs[start : start + _CHUNK]
@@ -135,24 +176,26 @@ def _close_pairs(prints: list[Fingerprint], min_correlation: float) -> np.ndarra
 
 
 def stable_split(
-    prints: list[Fingerprint], groups: Groups, labels: np.ndarray, fractions: tuple[float, float, float]
+    keys: list[str], groups: Groups, labels: np.ndarray, fractions: tuple[float, float, float]
 ) -> np.ndarray:
-    """Split codes (0 train, 1 val, 2 test) that depend only on the images' pixels.
+    """Split codes (0 train, 1 val, 2 test) that depend only on the images' ``keys`` (``image_key``) and groups.
 
-    A group's place is the SHA-256 of the smallest content hash in it, read as a number in [0, 1): test below
-    the test fraction, validation below test + validation, training above. Hashing again keeps a large group,
-    whose smallest hash is small, from landing in the test split more often. Adding or removing other images,
-    or changing the seed, moves no image unless a duplicate of it joins or leaves its group; class proportions
-    hold on average, not exactly.
+    A group's place is the SHA-256 of the smallest key in it, read as a number in [0, 1): test below the test
+    fraction, validation below test + validation, training above. The keys are the dataset's own names, so a
+    release that re-encodes, resizes or re-compresses every image (and changes every content hash) puts each
+    image where it was; a renamed image may move, and the seen check (cxrtl.seen) still knows it by its
+    pixels. The smallest key of a group depends neither on the order of the files nor on how the group was
+    joined. Adding or removing other images, or changing the seed, moves no image unless a duplicate of it
+    joins or leaves its group; class proportions hold on average, not exactly.
 
     Only in a dataset so small that a split would get no image of a class (with 70/10/20, likely below about
     30 images a class; never in the real data's thousands) does that split take the class's group whose place
     is nearest to its band, from a split that keeps another of the class.
     """
-    keys = [""] * groups.count
-    for i in np.argsort([p.content for p in prints])[::-1]:
-        keys[groups.of[i]] = prints[i].content  # the smallest content hash of each group comes last
-    place = np.array([int(hashlib.sha256(k.encode()).hexdigest()[:13], 16) / 16**13 for k in keys])
+    smallest = [""] * groups.count
+    for i in np.argsort(keys, kind="stable")[::-1]:
+        smallest[groups.of[i]] = keys[i]  # the smallest key of each group comes last
+    place = np.array([int(hashlib.sha256(k.encode()).hexdigest()[:13], 16) / 16**13 for k in smallest])
     _, val, test = fractions
     bands = {SPLITS.index("test"): (0.0, test), SPLITS.index("val"): (test, test + val), 0: (test + val, 1.0)}
     codes = np.where(place < test, SPLITS.index("test"), np.where(place < test + val, SPLITS.index("val"), 0))
@@ -173,6 +216,20 @@ def stable_split(
                 nearest = min(donors, key=lambda g: max(low - place[g], place[g] - high, 0.0))
                 codes[nearest] = code
     return codes[groups.of].astype(np.uint8)
+
+
+def matching(queries: np.ndarray, references: np.ndarray, min_correlation: float = NEAR_DUPLICATE_CORRELATION):
+    """Per row of ``queries`` (shrunk images, uint8 [n, THUMB_SIDE**2]), whether its thumbnail correlates at
+    ``min_correlation`` or more with that of any row of ``references``: the same picture, whatever a release did
+    to its file."""
+    found = np.zeros(len(queries), dtype=bool)
+    if len(queries) == 0 or len(references) == 0:
+        return found
+    against = unit_thumbs(references).T
+    for start in range(0, len(queries), _CHUNK):
+        block = unit_thumbs(queries[start : start + _CHUNK])
+        found[start : start + _CHUNK] = (block @ against >= min_correlation).any(axis=1)
+    return found
 
 
 def grouped_split(

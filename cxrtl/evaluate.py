@@ -38,6 +38,9 @@ CHECKS_FILE = "checks.json"  # what the data checks found: duplicates, the colle
 # patient position rather than the lungs).
 MASKED_FLAG_BALANCED_ACCURACY = 0.75
 PREDICTION_COLUMNS = ("id", "true_label", "predicted_label", "covid_probability")
+# checks.json's counts of test images the model has seen (cxrtl.seen): trained on; trained on or chose its
+# epoch on (the validation split); of those, how many only by thumbnail (a re-encoded or resized copy).
+SEEN_CHECKS = ("trained_on_test_images", "seen_test_images", "seen_test_images_changed")
 
 
 @dataclass
@@ -66,8 +69,9 @@ def evaluate(
     split to ``out_dir`` (and the store); ``masked`` adds a second pass with the lungs blacked out (CxrtlError
     without usable masks).
 
-    A model is not scored on test images it was trained on (by content hash: a copy under another name, or
-    a split changed since, counts too) unless ``allow_seen``; then checks.json counts them and the report says so.
+    A model is not scored on test images it was trained on or chose its epoch on (by content hash or thumbnail,
+    cxrtl.seen: a copy under another name, re-encoded or resized, or a split changed since, counts too) unless
+    ``allow_seen``; then checks.json counts them and the report says so.
     """
     data = PreparedData.load(data_dir)
     test_idx = data.indices("test")
@@ -78,7 +82,7 @@ def evaluate(
         raise CxrtlError(
             f"{model_dir} was trained on {metadata.image_size} px images, {data_dir} holds {data.image_size} px"
         )
-    trained_on = _trained_on(data, test_idx, model_dir, allow_seen)
+    seen_counts = _seen_test_images(data, test_idx, model_dir, metadata.config.training.selection_split, allow_seen)
     lungs = _test_masks(data, data_dir) if masked else None
     torch_device = resolve_device(device)
     model = model.to(torch_device)
@@ -110,7 +114,7 @@ def evaluate(
         duplicates=data.info.duplicates,
         collections=_by_collection(data, test_idx, y_true, p_covid),
         masked=masked,
-        trained_on_test_images=trained_on,
+        **seen_counts,
     )
 
     with staged_folder(out_dir, marker=METRICS_FILE) as staged:
@@ -151,21 +155,39 @@ def score_images(
     return predict(model.to(torch_device), batches)[:, POSITIVE_LABEL]
 
 
-def _trained_on(data: PreparedData, test_idx: np.ndarray, model_dir: Path, allow_seen: bool) -> int | None:
-    """How many of the test images the model trained on; None when that cannot be told."""
+def _seen_test_images(
+    data: PreparedData, test_idx: np.ndarray, model_dir: Path, selection_split: str, allow_seen: bool
+) -> dict[str, int | None]:
+    """How many of the test images the model trained on, and chose its epoch on where that was not the test
+    split (the paper recipe's), by content hash or thumbnail (cxrtl.seen); None where that cannot be told.
+    Refused unless ``allow_seen``."""
     seen = Seen.read(Path(model_dir) / SEEN_FILE)
     if seen is None or data.hashes is None:
         logger.warning("%s: cannot tell whether the model trained on these test images (no content hashes)", model_dir)
-        return None
-    count = int(seen_in(data, test_idx, seen.trained).sum())
-    if count and not allow_seen:
-        raise CxrtlError(
-            f"{model_dir} was trained on {count} of the {len(test_idx)} test images: its metrics would look better "
-            "than they are; evaluate it on data it has not seen, or allow it with --allow-training-images"
+        return dict.fromkeys(SEEN_CHECKS)
+    trained = seen_in(data, test_idx, seen.trained)
+    chosen = np.zeros_like(trained) if selection_split == "test" else seen_in(data, test_idx, seen.selected) & ~trained
+    seen_any = trained | chosen
+    exact = seen.any.hashes
+    changed = int(sum(data.hashes[i] not in exact for i in test_idx[seen_any]))
+    counts = {
+        "trained_on_test_images": int(trained.sum()),
+        "seen_test_images": int(seen_any.sum()),
+        "seen_test_images_changed": changed,
+    }
+    if seen_any.any():
+        what = (
+            f"{model_dir} was trained on {int(trained.sum())} of the {len(test_idx)} test images"
+            + (f" and chose its epoch on {int(chosen.sum())} more" if chosen.any() else "")
+            + (f" ({changed} of them re-encoded, resized or otherwise changed copies)" if changed else "")
         )
-    if count:
-        logger.warning("%s: scored on %d test images it was trained on (allowed)", model_dir, count)
-    return count
+        if not allow_seen:
+            raise CxrtlError(
+                f"{what}: its metrics would look better than they are; evaluate it on data it has not seen, or "
+                "allow it with --allow-training-images"
+            )
+        logger.warning("%s; scored on them (allowed)", what)
+    return counts
 
 
 def _test_masks(data: PreparedData, data_dir: Path) -> np.ndarray:

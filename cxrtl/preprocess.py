@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from cxrtl.data import CLASS_NAMES, INFO_FILE, SPLITS, PreparedData, check_image_size
-from cxrtl.duplicates import Fingerprint, fingerprint, group, grouped_split, stable_split
+from cxrtl.duplicates import Fingerprint, fingerprint, group, grouped_split, image_key, stable_split
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.ingest import INGEST_FILE, find_dataset, list_images
@@ -36,6 +36,11 @@ logger = logging.getLogger(__name__)
 # least 2 test images and 1 validation image; with a handful, a split can miss a class and its metrics are
 # undefined (sensitivity of no positives, ROC AUC of one class). Checked again on the splits themselves.
 MIN_IMAGES_PER_CLASS = 10
+# Test images of a class below which preprocessing warns that the report's figures for it mean little: with
+# fewer than 12, the 95 % Wilson interval of a proportion over that class (sensitivity on COVID, specificity on
+# Normal) can be more than 0.5 wide (at 11 images and half right, 0.25-0.75); even 10 of 11 right reads as
+# 0.62-0.98. With 12 it is at most 0.49 wide.
+MIN_TEST_IMAGES_PER_CLASS = 12
 
 
 def preprocess(
@@ -82,7 +87,7 @@ def preprocess(
     image_collections = [collections[i] for i in ids] if collections is not None else None
     groups = group(kept)
     if chosen.stable_split:
-        split = stable_split(kept, groups, labels, chosen.split_fractions)
+        split = stable_split([image_key(i) for i in ids], groups, labels, chosen.split_fractions)
     else:
         split = grouped_split(labels, groups, chosen.split_fractions, seed, str(raw))
     counts = {
@@ -93,6 +98,7 @@ def preprocess(
         missing = [name for name, n in counts[s].items() if fraction > 0 and n == 0]
         if missing:
             raise CxrtlError(f"{raw}: the {s} split has no {' and no '.join(missing)} image; the dataset is too small")
+    small = _warn_small_test_split(counts["test"])
     duplicates = groups.summary(labels)
     if duplicates.groups_with_both_classes:
         logger.warning(
@@ -105,6 +111,7 @@ def preprocess(
         split=split,
         ids=ids,
         hashes=[p.content for p in kept],
+        thumbs=np.stack([p.small for p in kept]),
         collections=image_collections,
         packed_masks=PreparedData.pack_masks(masks[keep]) if masks is not None and masks_note == "ok" else None,
         info=PreparedInfo(
@@ -114,6 +121,8 @@ def preprocess(
             classes=list(CLASS_NAMES),
             available={name: len(files) for name, files in available.items()},
             counts=counts,
+            small_test_classes=small,
+            min_test_images_per_class=MIN_TEST_IMAGES_PER_CLASS,
             total=len(ids),
             skipped_count=len(skipped),
             skipped=skipped,
@@ -125,8 +134,29 @@ def preprocess(
     )
     with staged_folder(Path(out), marker=INFO_FILE) as staged:
         data.save(staged)
-    logger.info("prepared %d images of %dpx (%s) in %s", len(ids), image_size, data.info.counts, out)
+    logger.info("prepared %d images of %dpx in %s; %s", len(ids), image_size, out, split_sizes(counts))
     return data
+
+
+def split_sizes(counts: dict[str, dict[str, int]]) -> str:
+    """Each split's size by class, in one line: ``train 56 (Normal 28, COVID 28), val ...``."""
+    return ", ".join(
+        f"{s} {sum(by_class.values())} ({', '.join(f'{name} {n}' for name, n in by_class.items())})"
+        for s, by_class in counts.items()
+    )
+
+
+def _warn_small_test_split(test: dict[str, int]) -> dict[str, int]:
+    """The classes with fewer than MIN_TEST_IMAGES_PER_CLASS test images (and how many), warned in one line."""
+    small = {name: n for name, n in test.items() if n < MIN_TEST_IMAGES_PER_CLASS}
+    if small:
+        logger.warning(
+            "small test split: %s test image(s); below %d a class's 95 %% intervals in the report can be more than "
+            "0.5 wide, so its figures say little",
+            " and ".join(f"{n} {name}" for name, n in small.items()),
+            MIN_TEST_IMAGES_PER_CLASS,
+        )
+    return small
 
 
 def _check_readable(labels: np.ndarray, ok: np.ndarray, raw: Path) -> None:

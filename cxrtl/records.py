@@ -366,7 +366,8 @@ class PreparedInfo(Record):
 
     KIND: ClassVar[str] = "prepared dataset's info"
     # 2: the version recorded; version 1's oldest files lack duplicates, collections and masks
-    SCHEMA_VERSION: ClassVar[int] = 2
+    # 3: small_test_classes and min_test_images_per_class
+    SCHEMA_VERSION: ClassVar[int] = 3
 
     recipe: str
     image_size: int
@@ -374,6 +375,8 @@ class PreparedInfo(Record):
     classes: list[str]  # cxrtl.data.CLASS_NAMES, index = label
     available: dict[str, int]  # images found per class
     counts: dict[str, dict[str, int]]  # per split, images per class
+    small_test_classes: dict[str, int] | None  # test images of each class below the next field; None: not checked
+    min_test_images_per_class: int | None  # cxrtl.preprocess.MIN_TEST_IMAGES_PER_CLASS when prepared
     total: int
     skipped_count: int
     skipped: list[str]  # the unreadable images (paths in the dataset)
@@ -384,7 +387,14 @@ class PreparedInfo(Record):
 
     @classmethod
     def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
-        return {"duplicates": None, "collections": None, "masks": "not recorded (prepared by an older cxrtl)", **values}
+        return {
+            "duplicates": None,
+            "collections": None,
+            "masks": "not recorded (prepared by an older cxrtl)",
+            "small_test_classes": None,
+            "min_test_images_per_class": None,
+            **values,
+        }
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -410,7 +420,8 @@ class DataChecks(Record):
 
     KIND: ClassVar[str] = "data checks"
     # 2: the version recorded; version 1's oldest files lack trained_on_test_images
-    SCHEMA_VERSION: ClassVar[int] = 2
+    # 3: seen_test_images and seen_test_images_changed (cxrtl.seen: copies re-encoded or resized count too)
+    SCHEMA_VERSION: ClassVar[int] = 3
 
     duplicates: DuplicateSummary | None  # the prepared data's; None where it recorded none
     # Per collection of the test images: images per class (cxrtl.data.CLASS_NAMES), n, correct and accuracy
@@ -418,10 +429,13 @@ class DataChecks(Record):
     collections: dict[str, dict[str, float]] | None
     masked: MaskedCheck | None  # None: not asked for
     trained_on_test_images: int | None  # None: it cannot be told (no content hashes)
+    # Trained on, or chose the epoch on where that was not the test split; of them, copies that differ in content
+    seen_test_images: int | None
+    seen_test_images_changed: int | None
 
     @classmethod
     def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
-        return {"trained_on_test_images": None, **values}
+        return {"trained_on_test_images": None, "seen_test_images": None, "seen_test_images_changed": None, **values}
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from cxrtl.data import PreparedData
 from cxrtl.demo_data import write_demo_dataset
 from cxrtl.errors import CxrtlError
 from cxrtl.ingest import DATASET_DIR, ingest
-from cxrtl.preprocess import preprocess
+from cxrtl.metrics import wilson_interval
+from cxrtl.preprocess import MIN_TEST_IMAGES_PER_CLASS, preprocess
 
 COVID, NORMAL = 10, 15  # more Normal than COVID, as in the real data
 
@@ -21,7 +22,7 @@ COVID, NORMAL = 10, 15  # more Normal than COVID, as in the real data
 def raw(tmp_path_factory):
     """An ingested folder with 10 COVID and 15 Normal images (COVID trimmed from a 15-per-class demo set).
 
-    Demo seed 7: the recommended recipe's pixel-based split gives these 25 images both classes in every split.
+    Demo seed 7: the recommended recipe's name-based split gives these 25 images both classes in every split.
     """
     base = tmp_path_factory.mktemp("data")
     raw = base / "raw"
@@ -67,7 +68,7 @@ def test_the_seed_picks_the_normal_subsample_and_the_split(raw, tmp_path):
     assert a.ids != c.ids or not np.array_equal(a.split, c.split)
 
 
-def test_recommended_recipe_uses_all_images_split_from_their_pixels_whatever_the_seed(raw, tmp_path):
+def test_recommended_recipe_uses_all_images_split_from_their_names_whatever_the_seed(raw, tmp_path):
     data = preprocess(raw, tmp_path / "prepared", recipe="recommended", image_size=32, seed=0)
     other = preprocess(raw, tmp_path / "other", recipe="recommended", image_size=32, seed=1)
     assert len(data.ids) == COVID + NORMAL
@@ -147,6 +148,12 @@ def test_cli(raw, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"20 images of 32x32 written to {out}" in printed
     assert "duplicates kept within one split: 0 exact and 0 near-duplicate group(s), 0 images" in printed
+    data = PreparedData.load(out)
+    sizes = ", ".join(
+        f"{s} {len(data.indices(s))} (Normal {_counts(data, s)[1]}, COVID {_counts(data, s)[0]})"
+        for s in ("train", "val", "test")
+    )
+    assert f"split sizes by class: {sizes}\n" in printed
     other = tmp_path / "other"
     line = refused(capsys, ["-q", "preprocess", "--raw", str(raw), "--out", str(other), "--image-size", "16"])
     assert line == (
@@ -154,3 +161,34 @@ def test_cli(raw, tmp_path, capsys):
         "(see cxrtl preprocess --help)"
     )
     assert not other.exists()
+
+
+def test_the_small_test_split_threshold_is_where_a_wilson_interval_can_no_longer_span_half_the_range():
+    def widest(n):
+        return max(high - low for low, high in (wilson_interval(k, n) for k in range(n + 1)))
+
+    assert widest(MIN_TEST_IMAGES_PER_CLASS) <= 0.5 < widest(MIN_TEST_IMAGES_PER_CLASS - 1)
+
+
+def test_a_class_with_few_test_images_is_warned_in_one_line_and_recorded(raw, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="cxrtl.preprocess"):
+        data = preprocess(raw, tmp_path / "prepared", recipe="recommended", image_size=32)
+    covid, normal = _counts(data, "test")
+    assert covid < MIN_TEST_IMAGES_PER_CLASS and normal < MIN_TEST_IMAGES_PER_CLASS
+    warned = [r.getMessage() for r in caplog.records if "small test split" in r.getMessage()]
+    assert warned == [
+        f"small test split: {normal} Normal and {covid} COVID test image(s); below {MIN_TEST_IMAGES_PER_CLASS} a "
+        "class's 95 % intervals in the report can be more than 0.5 wide, so its figures say little"
+    ]
+    assert data.info.small_test_classes == {"Normal": normal, "COVID": covid}
+    assert data.info.min_test_images_per_class == MIN_TEST_IMAGES_PER_CLASS
+
+
+def test_no_warning_when_every_class_has_enough_test_images(tmp_path, caplog):
+    raw = tmp_path / "raw"
+    ingest(str(write_demo_dataset(tmp_path, per_class=80, seed=1, image_size=32)), raw)
+    with caplog.at_level(logging.WARNING, logger="cxrtl.preprocess"):
+        data = preprocess(raw, tmp_path / "prepared", recipe="recommended", image_size=32)
+    assert min(_counts(data, "test")) >= MIN_TEST_IMAGES_PER_CLASS
+    assert not [r for r in caplog.records if "small test split" in r.getMessage()]
+    assert data.info.small_test_classes == {}

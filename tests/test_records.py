@@ -144,7 +144,10 @@ def test_an_unversioned_info_or_checks_file_reads_and_round_trips_with_every_val
     old = _old(f"{name}.json")
     record = DATA_RECORDS[name].from_dict(old, f"{name}.json")
     new = record.to_dict()
-    assert new == {"schema_version": 2, **old}
+    assert new["schema_version"] == DATA_RECORDS[name].SCHEMA_VERSION
+    assert {key: new[key] for key in old} == old
+    # the fields added since are marked unknown (None) where the old file could not tell
+    assert all(new[key] is None for key in set(new) - set(old) - {"schema_version", "masks"})
     assert DATA_RECORDS[name].from_dict(new, f"{name}.json") == record
 
 
@@ -174,7 +177,7 @@ def test_data_records_read_as_typed_fields_and_undefined_rates_as_nan():
         ("info", lambda d: d.pop("seed"), r"damaged prepared dataset's info \(no seed\)$"),
         ("info", lambda d: d.update(flavour=1), r"damaged prepared dataset's info \(unknown field\(s\) flavour\)$"),
         ("info", lambda d: d["duplicates"].pop("groups"), r"damaged prepared dataset's info \(TypeError: .*groups"),
-        ("info", lambda d: d.update(schema_version=3), r"prepared dataset's info of schema version 3; .* upgrade it$"),
+        ("info", lambda d: d.update(schema_version=99), r"prepared dataset.s info of schema version 99; .*"),
         ("checks", lambda d: d.pop("masked"), r"damaged data checks \(no masked\)$"),
         ("checks", lambda d: d["masked"].pop("n"), r"damaged data checks \(TypeError: .*'n'"),
         ("checks", lambda d: d.update(masked="yes"), r"damaged data checks \(TypeError: "),

@@ -172,10 +172,11 @@ def _ingest(args: argparse.Namespace) -> None:
 
 
 def _preprocess(args: argparse.Namespace) -> None:
-    from cxrtl.preprocess import preprocess
+    from cxrtl.preprocess import preprocess, split_sizes
 
     data = preprocess(args.raw, args.out, recipe=args.recipe, image_size=args.image_size, seed=args.seed)
     print(f"{len(data.ids)} images of {data.image_size}x{data.image_size} written to {args.out}")
+    print(f"split sizes by class: {split_sizes(data.info.counts)}")
     d = data.info.duplicates
     print(
         f"duplicates kept within one split: {d.exact_duplicate_groups} exact and {d.near_duplicate_groups} "
