@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cxrtl.retrain import check_for_changes
 from cxrtl.store import LocalStore, Store, StoreError, open_store
 
 KEY = "champion/current.json"
@@ -65,3 +66,11 @@ def test_a_server_that_ignores_conditional_writes_is_refused(s3_env: str) -> Non
         store.put_bytes_if(KEY, b"new", start.tag)
     assert store.get_bytes(KEY) == b"start"
     assert store.list("state/") == []  # the probe is gone
+
+
+def test_a_run_on_such_a_server_stops_at_its_start(s3_env: str) -> None:
+    """Not after all the training, at promotion: check-changes checks the store first."""
+    store = open_store(s3_env)
+    with pytest.raises(StoreError, match=r"ignores conditional writes .* use MinIO or AWS S3$"):
+        check_for_changes(store, {"x": 1}, "run-1")
+    assert store.list() == []

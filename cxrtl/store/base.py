@@ -126,6 +126,11 @@ class Store(abc.ABC):
         with the same ``tag`` at most one wins."""
 
     @abc.abstractmethod
+    def check_conditional_writes(self) -> None:
+        """Refuse, in one line, a store where :meth:`put_bytes_if` could let two writers win (checked at a run's
+        start, before any training)."""
+
+    @abc.abstractmethod
     def create(self) -> None:
         """Make the place objects go (folder, bucket) if it is missing."""
 

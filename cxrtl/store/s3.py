@@ -265,7 +265,7 @@ class S3Store(Store):
         logger.info("stored %s in %s (%d bytes, sha256 %s)", key, self.url, length, digest[:12])
 
     def put_bytes_if(self, key: str, data: bytes, tag: str | None) -> bool:
-        self._check_conditional_writes()
+        self.check_conditional_writes()
         return self._put_if(key, data, tag)
 
     def _put_if(self, key: str, data: bytes, tag: str | None) -> bool:
@@ -285,7 +285,7 @@ class S3Store(Store):
         logger.info("stored %s in %s (%d bytes, sha256 %s, conditionally)", key, self.url, len(data), digest[:12])
         return True
 
-    def _check_conditional_writes(self) -> None:
+    def check_conditional_writes(self) -> None:
         """Refuse a server that ignores If-Match / If-None-Match on PUT (once per store), tried on a probe object
         of this store's own, so that two stores probing at once do not disturb each other."""
         if self._conditions_checked:
