@@ -107,8 +107,17 @@ class LocalStore(Store):
     @contextlib.contextmanager
     def _locked(self, key: str, mode: int) -> Iterator[None]:
         lock = Path(str(self._path(key)) + _LOCK_SUFFIX)
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        if mode == fcntl.LOCK_SH:
+            # A reader writes nothing (the store may be read-only). No lock file: no compare-and-swap has written
+            # the key yet, and one that starts meanwhile may at worst fail this read's sha256 check, never mix.
+            try:
+                fd = os.open(lock, os.O_RDONLY)
+            except FileNotFoundError:
+                yield
+                return
+        else:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, mode)
             yield
