@@ -3,6 +3,8 @@ trains (in one line naming the command that resets it), `cxrtl champion verify` 
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,8 @@ from refusal import one_error_line
 
 from cxrtl import champion
 from cxrtl.cli import main
-from cxrtl.promote import promote
+from cxrtl.errors import CxrtlError
+from cxrtl.promote import ChampionScore, Decision, promote
 from cxrtl.retrain import check_for_changes
 from cxrtl.store import LocalStore, keys
 
@@ -132,3 +135,25 @@ def test_a_damaged_old_layout_champion_is_found_too(tmp_path):
 def test_verify_of_an_unknown_store_option_is_one_line(tmp_path, capsys):
     status = main(["champion", "verify", "--bogus"])
     one_error_line(status, capsys.readouterr().err, naming=["--bogus"])
+
+
+OLD_DECISION = {  # what promote handed the report step before the decision was a versioned record
+    "promoted": False,
+    "reason": "not better",
+    "metric": "accuracy",
+    "margin": 0.005,
+    "challenger": {"source": SOURCE, "run_id": "run-b", "seed": 0, "score": None},
+    "champion": {"source": SOURCE, "run_id": "run-a"},
+    "test": None,
+}
+
+
+def test_a_decision_is_a_typed_record_and_an_old_one_still_reads():
+    old = Decision.from_json(json.dumps(OLD_DECISION))
+    assert old.challenger.source == SOURCE and math.isnan(old.challenger.score)
+    assert old.champion == ChampionScore(SOURCE, "run-a") and old.test is None
+    again = Decision.from_json(old.to_json())
+    assert again.champion == old.champion and again.reason == old.reason
+    assert json.loads(old.to_json())["schema_version"] == Decision.SCHEMA_VERSION == 2
+    with pytest.raises(CxrtlError, match=r"^the promotion decision: damaged promotion decision \(unknown field"):
+        Decision.from_json(json.dumps({**OLD_DECISION, "extra": 1}))
