@@ -18,10 +18,11 @@ def check_changes(
     repeats: int,
     force: bool,
 ) -> bool:
-    """Has the dataset, the code or a setting changed since the last successful run? False ends the run early."""
+    """Has the dataset, a source's weights, the code or a setting changed since the last successful run? False ends
+    the run early. A damaged champion fails the run here, before any training."""
     import json
 
-    from cxrtl.retrain import check_for_changes, run_fingerprint
+    from cxrtl.retrain import check_for_changes, run_fingerprint, weights_fingerprint
     from cxrtl.settings import RunSettings
     from cxrtl.store import open_store
 
@@ -37,7 +38,9 @@ def check_changes(
         repeats=repeats,
         force=force,
     )
-    fingerprint = run_fingerprint(json.loads(dataset), settings.fingerprint())
-    check = check_for_changes(open_store(store), fingerprint, run_id, settings.force)
+    target = open_store(store)
+    weights = weights_fingerprint(target, settings.sources)
+    fingerprint = run_fingerprint(json.loads(dataset), settings.fingerprint(), weights)
+    check = check_for_changes(target, fingerprint, run_id, settings.force)
     print(check.reason)
     return check.changed

@@ -7,28 +7,27 @@ import logging
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from cxrtl import champion as champions
+from cxrtl.champion import MODEL_FILES, Champion
 from cxrtl.compare import ALPHA, delong, mcnemar_exact
 from cxrtl.data import PreparedData
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, score_images
-from cxrtl.metrics import binary_metrics, json_safe
-from cxrtl.records import ChampionCard, Promotion
+from cxrtl.metrics import binary_metrics
+from cxrtl.records import ChampionCard, Promotion, Record, _nan
 from cxrtl.repeats import champion_candidate
 from cxrtl.seen import SEEN_FILE, Seen, seen_in
 from cxrtl.settings import check_setting
 from cxrtl.store import Store, keys
-from cxrtl.train import METADATA_FILE, MODEL_FILE
+from cxrtl.train import MODEL_FILE
 
 logger = logging.getLogger(__name__)
-
-CARD_FILE = "card.json"
-CARD_MARKDOWN_FILE = "card.md"
 
 
 # At least this many test images that neither the champion nor the challenger has seen, or no decision: with
@@ -37,28 +36,81 @@ CARD_MARKDOWN_FILE = "card.md"
 MIN_UNSEEN_IMAGES = 30
 
 
-@dataclass
-class Decision:
+@dataclass(frozen=True)
+class Challenger:
+    """The run's best model, and its score on the promotion metric over its own test split."""
+
+    source: str
+    run_id: str
+    seed: int
+    score: float
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    """The champion before the decision, and, where it was scored, its score on the test images neither model has
+    seen and how many there were."""
+
+    source: str
+    run_id: str
+    images: int | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """The paired test of challenger against champion on the images neither has seen."""
+
+    name: str
+    p_value: float
+    alpha: float
+    images: int
+
+
+@dataclass(frozen=True)
+class Decision(Record):
+    """Whether the run's best model became the champion, and why: what promote hands the report step."""
+
+    KIND: ClassVar[str] = "promotion decision"
+    # 2: typed; version 1 was the same fields, unversioned, with plain objects inside
+    SCHEMA_VERSION: ClassVar[int] = 2
+
     promoted: bool
     reason: str
     metric: str
     margin: float
-    challenger: dict[str, Any]
-    # The champion before this decision, scored on the test images neither model has seen; None without one.
-    champion: dict[str, Any] | None
-    # The paired test on those images: name, p_value, alpha, images; None when none was run.
-    test: dict[str, Any] | None = None
+    challenger: Challenger
+    champion: ChampionScore | None  # None without one
+    test: PairedTest | None = None  # None when none was run
 
     def to_json(self) -> str:
-        return json.dumps(json_safe(asdict(self)), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> Decision:
-        return cls(**json.loads(text))
+    def from_json(cls, text: str, where: str = "the promotion decision") -> Decision:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise CxrtlError(f"{where}: not JSON ({exc})") from None
+        return cls.from_dict(data, where)
+
+    @classmethod
+    def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
+        return {"test": None, **values}
+
+    @classmethod
+    def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+        challenger, champion, test = values["challenger"], values["champion"], values["test"]
+        return {
+            **values,
+            "challenger": Challenger(**{**challenger, "score": _nan(challenger["score"])}),
+            "champion": None if champion is None else ChampionScore(**champion),
+            "test": None if test is None else PairedTest(**{**test, "p_value": _nan(test["p_value"])}),
+        }
 
     def note(self) -> str:
         verdict = "promoted to champion" if self.promoted else "not promoted"
-        return f"Promotion: {self.challenger['source']} {verdict}: {self.reason}"
+        return f"Promotion: {self.challenger.source} {verdict}: {self.reason}"
 
 
 def promote(
@@ -85,23 +137,27 @@ def promote(
     if math.isnan(best.metrics[metric]):
         why = best.result.undefined.get(metric, "not computable")
         raise CxrtlError(f"promotion metric {metric} is undefined for every model of run {model.run_id} ({why})")
-    challenger = {
-        "source": model.source,
-        "run_id": model.run_id,
-        "seed": model.config.seed,
-        "score": best.metrics[metric],
-    }
+    # Idempotent per run: a retry (after a crash at any point) returns the decision already made.
+    recorded = champions.recorded_decision(store, model.run_id, model.source)
+    if recorded is not None:
+        decision = Decision.from_dict(recorded, f"{store.url}: {keys.champion_decision_key(model.run_id)}")
+        if (decision.metric, decision.margin) == (metric, margin):
+            logger.info("run %s was decided already: %s", model.run_id, decision.note())
+            return decision
+        logger.info("run %s was decided on %s with margin %s before: deciding again", model.run_id, metric, margin)
+    challenger = Challenger(model.source, model.run_id, model.config.seed, best.metrics[metric])
 
-    card_key = keys.champion_key(CARD_FILE)
-    if not store.exists(card_key):  # the card is written last: without it there is no complete champion
+    champion = champions.current_for_update(store)
+    if champion is None:
         decision = Decision(
-            True, f"there was no champion; {metric} {challenger['score']:.4f}", metric, margin, challenger, None
+            True, f"there was no champion; {metric} {challenger.score:.4f}", metric, margin, challenger, None
         )
     else:
-        card = ChampionCard.from_dict(store.get_json(card_key), f"{store.url}: {card_key}")
-        decision = _compare(store, data_dir, best, card, metric, margin, min_images, challenger)
+        card = champions.read_card(store, champion)
+        decision = _compare(store, data_dir, best, champion, card, metric, margin, min_images, challenger)
     if decision.promoted:
-        _install(store, best, decision)
+        decision = _install(store, best, decision, champion)
+    champions.record_decision(store, model.run_id, decision.to_dict())
     logger.info("%s", decision.note())
     return decision
 
@@ -110,15 +166,16 @@ def _compare(
     store: Store,
     data_dir: Path,
     best: Evaluation,
+    current: Champion,
     card: ChampionCard,
     metric: str,
     margin: float,
     min_images: int,
-    challenger: dict[str, Any],
+    challenger: Challenger,
 ) -> Decision:
     """Score champion and challenger on the test images neither has seen, and decide."""
     model = best.result.model
-    champion: dict[str, Any] = {"source": card.source, "run_id": card.run_id}
+    champion = ChampionScore(card.source, card.run_id)
 
     def refuse(why: str) -> Decision:
         return Decision(False, why, metric, margin, challenger, champion)
@@ -128,8 +185,8 @@ def _compare(
     with tempfile.TemporaryDirectory(prefix="cxrtl-champion-") as tmp:
         folders = {"champion": Path(tmp) / "champion", "challenger": Path(tmp) / "challenger"}
         for name in (MODEL_FILE, SEEN_FILE):
-            if store.exists(keys.champion_key(name)):
-                store.get_file(keys.champion_key(name), folders["champion"] / name)
+            if name in current.pointer.files:
+                store.get_file(current.key(name), folders["champion"] / name)
             if store.exists(keys.model_key(model.source, model.run_id, name)):
                 store.get_file(keys.model_key(model.source, model.run_id, name), folders["challenger"] / name)
         seen = {who: Seen.read(folder / SEEN_FILE) for who, folder in folders.items()}
@@ -141,7 +198,7 @@ def _compare(
                 "compared fairly; the champion stays"
             )
         unseen = test[~seen_in(data, test, seen["champion"].any | seen["challenger"].any)]
-        champion["images"] = len(unseen)
+        champion = replace(champion, images=len(unseen))
         if len(unseen) < min_images:
             return refuse(
                 f"only {len(unseen)} of the {len(test)} test images were seen by neither model, fewer than the "
@@ -153,9 +210,10 @@ def _compare(
             return refuse(f"the champion could not be scored on this test split ({exc})")
     y = data.labels[unseen]
     scores = {who: binary_metrics(y, p[who])["metrics"][metric] for who in p}
-    champion["score"], challenger_score = scores["champion"], scores["challenger"]
+    champion = replace(champion, score=scores["champion"])
+    challenger_score = scores["challenger"]
     test_result = paired_test(metric, y, p["challenger"], p["champion"])
-    decision = decide(metric, margin, challenger_score, champion["score"], test_result)
+    decision = decide(metric, margin, challenger_score, champion.score, test_result)
     where = (
         f"on the {len(unseen)} test images neither has seen ({test_result['name']} p = {test_result['p_value']:.3g}, "
         f"level {ALPHA})"
@@ -163,13 +221,13 @@ def _compare(
     promoted, reason = decision
     return Decision(
         promoted,
-        f"{metric} {challenger_score:.4f} against the champion's {champion['score']:.4f} ({card.source}, run "
+        f"{metric} {challenger_score:.4f} against the champion's {champion.score:.4f} ({card.source}, run "
         f"{card.run_id}) {where}: {reason}",
         metric,
         margin,
         challenger,
         champion,
-        {**test_result, "alpha": ALPHA, "images": len(unseen)},
+        PairedTest(test_result["name"], test_result["p_value"], ALPHA, len(unseen)),
     )
 
 
@@ -193,27 +251,40 @@ def decide(metric: str, margin: float, challenger: float, champion: float, test:
     return True, f"better by more than {margin} and by the paired test; promoted"
 
 
-def _install(store: Store, best: Evaluation, decision: Decision) -> None:
+def _install(store: Store, best: Evaluation, decision: Decision, expected: Champion | None) -> Decision:
+    """Make the model the champion, from ``expected`` (the champion it was compared with); the decision as it
+    stands afterwards: not promoted when another promotion moved the champion first."""
     model = best.result.model
     # A champion without the record of what it has seen could never be compared fairly again.
-    names = [
-        n for n in (MODEL_FILE, METADATA_FILE, SEEN_FILE) if store.exists(keys.model_key(model.source, model.run_id, n))
-    ]
+    files = {
+        name: keys.model_key(model.source, model.run_id, name)
+        for name in MODEL_FILES
+        if store.exists(keys.model_key(model.source, model.run_id, name))
+    }
     card = model_card(best, decision)
-    if SEEN_FILE not in names and store.exists(keys.champion_key(SEEN_FILE)):
-        store.delete(keys.champion_key(SEEN_FILE))  # the old champion's: not this model's
-    # The card goes last: a champion is only complete once its card says so.
-    for name in names:
-        store.copy(keys.model_key(model.source, model.run_id, name), keys.champion_key(name))
-    store.put_bytes(keys.champion_key(CARD_MARKDOWN_FILE), card_markdown(card).encode())
-    store.put_json(keys.champion_key(CARD_FILE), card.to_dict())
-    store.put_json(keys.champion_history_key(model.run_id), card.to_dict())
+    after = champions.install(
+        store, model.run_id, model.source, files, card, card_markdown(card), decision.to_dict(), expected
+    )
+    if after is not None and after.names(model.run_id, model.source):
+        return decision
+    winner = after.describe() if after is not None else "no champion"
+    return replace(
+        decision,
+        promoted=False,
+        reason=f"another promotion changed the champion (now {winner}) while this one was deciding; the "
+        f"champion stays, and the next run compares with it (this run's decision was: {decision.reason})",
+    )
 
 
 def model_card(best: Evaluation, decision: Decision) -> ChampionCard:
-    test = decision.test or {}
+    test = decision.test
     promotion = Promotion(
-        decision.metric, decision.margin, decision.reason, test.get("name"), test.get("p_value"), test.get("images")
+        decision.metric,
+        decision.margin,
+        decision.reason,
+        test.name if test else None,
+        test.p_value if test else None,
+        test.images if test else None,
     )
     return ChampionCard.of(best.result, promotion, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 

@@ -1,6 +1,9 @@
 """Shared fixtures. ``s3_server``: a real S3 server (s3rver, SigV4, checks keys) on loopback.
+``moto_server``: moto's S3 in server mode on loopback (tests/moto_server.py), which, unlike s3rver, honours
+conditional writes (If-Match / If-None-Match on PUT), for the champion pointer's compare-and-swap.
 
-``make test`` installs it (``npm ci --prefix tests/s3rver``); without it the S3 tests fail, never skip.
+``make test`` installs s3rver (``npm ci --prefix tests/s3rver``), and moto comes with the test extra; without
+them the S3 tests fail, never skip.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import secrets
 import select
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import pytest
 from minio import Minio
 
 S3RVER_DIR = Path(__file__).parent / "s3rver"
+MOTO_SERVER = Path(__file__).parent / "moto_server.py"
 # A guard against a server that hangs while starting, not a speed check: minutes, as node may take tens of
 # seconds to start on a machine shared by many busy processes.
 _START_LIMIT_S = 300
@@ -101,12 +106,50 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         process.stdout.close()
 
 
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    log_path = tmp_path_factory.mktemp("moto-log") / "stderr.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(MOTO_SERVER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], _START_LIMIT_S)
+        line = process.stdout.readline() if ready else ""
+        try:
+            port = json.loads(line)["port"]
+        except (ValueError, KeyError):
+            pytest.fail(f"moto did not start (ready line {line!r}): {log_path.read_text().strip()[-2000:]}")
+        # moto accepts any key pair; its folder is unused (it keeps objects in memory).
+        yield S3Server(f"127.0.0.1:{port}", "cxrtl-moto", f"secret-{secrets.token_hex(16)}", log_path.parent)
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
 @pytest.fixture
 def s3_env(monkeypatch: pytest.MonkeyPatch, s3_server: S3Server) -> str:
     """MINIO_* set for ``s3_server`` (subprocesses inherit them); returns ``s3://BUCKET`` of a fresh bucket."""
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
     return f"s3://{s3_server.make_bucket()}"
+
+
+@pytest.fixture
+def moto_env(monkeypatch: pytest.MonkeyPatch, moto_server: S3Server) -> str:
+    """MINIO_* set for ``moto_server``; returns ``s3://BUCKET`` of a fresh bucket."""
+    for name, value in moto_server.env().items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{moto_server.make_bucket()}"
 
 
 # --- Tiny data and weights, shared by the training, evaluation and pipeline tests -------------------------

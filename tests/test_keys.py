@@ -19,10 +19,14 @@ LAYOUT = {
     "runs/RUN_ID/SOURCE/identity.json": keys.run_identity_key("RUN_ID", "SOURCE"),
     "models/SOURCE/RUN_ID/NAME": keys.model_key("SOURCE", "RUN_ID", "NAME"),
     "reports/RUN_ID/NAME": keys.report_key("RUN_ID", "NAME"),
-    "champion/NAME": keys.champion_key("NAME"),
+    "champion/current.json": keys.champion_pointer_key(),
+    "champion/versions/RUN_ID/SOURCE/NAME": keys.champion_version_key("RUN_ID", "SOURCE", "NAME"),
+    "champion/decisions/RUN_ID.json": keys.champion_decision_key("RUN_ID"),
     "champion/history/RUN_ID.json": keys.champion_history_key("RUN_ID"),
+    "champion/NAME": keys.champion_key("NAME"),
     "state/last-success.json": keys.last_success_key(),
     "state/runs/RUN_ID.json": keys.pending_run_key("RUN_ID"),
+    "state/conditional-write-probes/HEX": keys.conditional_write_probe_key("HEX"),
 }
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrtl import __version__
+from cxrtl import __version__, champion
 from cxrtl.data import PreparedData
 from cxrtl.demo_data import write_demo_dataset
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
 from cxrtl.ingest import ingest
 from cxrtl.preprocess import preprocess
-from cxrtl.promote import Decision, decide, paired_test, promote
+from cxrtl.promote import Challenger, ChampionScore, Decision, decide, paired_test, promote
 from cxrtl.recipes import TrainConfig
 from cxrtl.store import LocalStore
 from cxrtl.train import train
@@ -39,11 +39,17 @@ class Models:
     good: Evaluation
     poor: Evaluation
 
+    def champion_key(self, name: str) -> str:
+        """Where the current champion's file ``name`` is, as its pointer says."""
+        return champion.current(self.store).key(name)
+
     def champion_run(self) -> str:
-        return self.store.get_json("champion/card.json")["run_id"]
+        return self.store.get_json(self.champion_key("card.json"))["run_id"]
 
     def champion_sha256(self) -> str:
-        return self.store.sha256("champion/model.pt")
+        current = champion.current(self.store)
+        assert self.store.sha256(current.key("model.pt")) == current.pointer.files["model.pt"]
+        return current.pointer.files["model.pt"]
 
     def model_sha256(self, run_id: str) -> str:
         return self.store.sha256(f"models/imagenet/{run_id}/model.pt")
@@ -87,34 +93,24 @@ def test_the_two_models_differ_clearly(models):
 def test_with_no_champion_the_better_of_two_is_promoted(fresh):
     decision = promote(fresh.store, fresh.data_dir, [fresh.poor, fresh.good])
     assert decision.promoted and decision.champion is None
-    assert decision.challenger == {
-        "source": "imagenet",
-        "run_id": GOOD,
-        "seed": 0,
-        "score": fresh.good.metrics["accuracy"],
-    }
+    assert decision.challenger == Challenger("imagenet", GOOD, 0, fresh.good.metrics["accuracy"])
     assert "no champion" in decision.reason
     assert fresh.champion_run() == GOOD
     assert fresh.champion_sha256() == fresh.model_sha256(GOOD)
-    assert fresh.store.get_json("champion/model.json")["run_id"] == GOOD
+    assert fresh.store.get_json(fresh.champion_key("model.json"))["run_id"] == GOOD
     assert fresh.store.list("champion/history/") == [f"champion/history/{GOOD}.json"]
 
 
 def test_a_worse_challenger_is_refused_and_the_champion_stays(fresh):
     assert promote(fresh.store, fresh.data_dir, [fresh.good]).promoted
-    card_before = fresh.store.get_json("champion/card.json")
+    card_before = fresh.store.get_json(fresh.champion_key("card.json"))
 
     decision = promote(fresh.store, fresh.data_dir, [fresh.poor], metric="accuracy", margin=0.005)
     assert not decision.promoted
     # The champion is scored again, on the test images neither model has seen: here all of this split's.
     n = fresh.good.result.n
-    assert decision.champion == {
-        "source": "imagenet",
-        "run_id": GOOD,
-        "images": n,
-        "score": pytest.approx(fresh.good.metrics["accuracy"]),
-    }
-    assert decision.test["name"] == "McNemar exact" and decision.test["images"] == n
+    assert decision.champion == ChampionScore("imagenet", GOOD, n, pytest.approx(fresh.good.metrics["accuracy"]))
+    assert decision.test.name == "McNemar exact" and decision.test.images == n
     for part in (
         "accuracy",
         f"{fresh.poor.metrics['accuracy']:.4f}",
@@ -127,7 +123,7 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(fresh):
     ):
         assert part in decision.reason, part
     assert decision.note().startswith("Promotion: imagenet not promoted: ")
-    assert fresh.store.get_json("champion/card.json") == card_before
+    assert fresh.store.get_json(fresh.champion_key("card.json")) == card_before
     assert fresh.champion_sha256() == fresh.model_sha256(GOOD)
     assert fresh.store.list("champion/history/") == [f"champion/history/{GOOD}.json"]
 
@@ -138,10 +134,10 @@ def test_a_better_challenger_replaces_the_champion(fresh):
 
     decision = promote(fresh.store, fresh.data_dir, [fresh.good])
     assert decision.promoted
-    assert decision.champion["run_id"] == POOR
-    assert decision.champion["score"] == pytest.approx(fresh.poor.metrics["accuracy"])
+    assert decision.champion.run_id == POOR
+    assert decision.champion.score == pytest.approx(fresh.poor.metrics["accuracy"])
     assert "better by more than 0.005 and by the paired test" in decision.reason and f"run {POOR}" in decision.reason
-    assert decision.test["p_value"] < 0.05
+    assert decision.test.p_value < 0.05
     assert fresh.champion_run() == GOOD and fresh.champion_sha256() == fresh.model_sha256(GOOD)
     assert fresh.store.list("champion/history/") == [f"champion/history/{run}.json" for run in (GOOD, POOR)]
 
@@ -156,7 +152,7 @@ def test_the_margin_is_respected(fresh):
 
     assert promote(fresh.store, fresh.data_dir, [fresh.good], margin=gain - 0.01).promoted
     assert fresh.champion_run() == GOOD
-    # Equal is not better: the champion itself as challenger is refused.
+    # Equal is not better: the champion itself as challenger is refused (another margin: decided anew).
     assert not promote(fresh.store, fresh.data_dir, [fresh.good]).promoted
 
 
@@ -171,7 +167,7 @@ def test_another_metric_can_decide(fresh):
 def test_model_card_records_what_the_model_is(fresh):
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     decision = promote(fresh.store, fresh.data_dir, [fresh.good])
-    card = fresh.store.get_json("champion/card.json")
+    card = fresh.store.get_json(fresh.champion_key("card.json"))
     model = fresh.good.result.model
     dataset = PreparedData.load(fresh.data_dir).info.dataset
     assert card["source"] == "imagenet" and card["run_id"] == GOOD
@@ -198,7 +194,7 @@ def test_model_card_records_what_the_model_is(fresh):
     }
     assert fresh.store.get_json(f"champion/history/{GOOD}.json") == card
 
-    md = fresh.store.get_bytes("champion/card.md").decode()
+    md = fresh.store.get_bytes(fresh.champion_key("card.md")).decode()
     for part in (
         "imagenet",
         card["weights_sha256"],
@@ -237,19 +233,19 @@ def test_bad_promotion_settings_are_refused(fresh):
 
 def test_card_json_is_plain_json(fresh):
     promote(fresh.store, fresh.data_dir, [fresh.good])
-    text = (fresh.store.root / "champion" / "card.json").read_text()
+    text = (fresh.store.root / fresh.champion_key("card.json")).read_text()
     json.loads(text, parse_constant=lambda name: pytest.fail(f"card.json holds {name}"))
 
 
 def test_the_card_records_the_paired_test_and_the_images(fresh):
     assert promote(fresh.store, fresh.data_dir, [fresh.poor]).promoted
     decision = promote(fresh.store, fresh.data_dir, [fresh.good])
-    promotion = fresh.store.get_json("champion/card.json")["promotion"]
+    promotion = fresh.store.get_json(fresh.champion_key("card.json"))["promotion"]
     assert promotion["test"] == "McNemar exact" and promotion["images"] == fresh.good.result.n
-    assert promotion["p_value"] == decision.test["p_value"] < 0.05
-    md = fresh.store.get_bytes("champion/card.md").decode()
+    assert promotion["p_value"] == decision.test.p_value < 0.05
+    md = fresh.store.get_bytes(fresh.champion_key("card.md")).decode()
     assert f"McNemar exact, p = {promotion['p_value']:.3g} on {promotion['images']} test images neither" in md
-    assert fresh.store.exists("champion/seen.json")
+    assert fresh.store.exists(fresh.champion_key("seen.json"))
 
 
 def test_below_the_minimum_of_unseen_images_there_is_no_decision(fresh):
@@ -274,13 +270,12 @@ def test_a_champion_is_never_scored_on_images_it_trained_or_chose_its_epoch_on(f
     assert promote(fresh.store, paper, [paper_eval]).promoted
 
     test = PreparedData.load(fresh.data_dir)
-    seen_by_champion = set(json.loads(fresh.store.get_bytes("champion/seen.json"))["trained"]) | set(
-        json.loads(fresh.store.get_bytes("champion/seen.json"))["selected"]
-    )
+    seen = json.loads(fresh.store.get_bytes(fresh.champion_key("seen.json")))
+    seen_by_champion = set(seen["trained"]) | set(seen["selected"])
     overlap = sum(test.hashes[i] in seen_by_champion for i in test.indices("test"))
     assert overlap == len(test.indices("test"))  # every test image of this run was the champion's
     decision = promote(fresh.store, fresh.data_dir, [fresh.good])
-    assert not decision.promoted and decision.champion["images"] == 0
+    assert not decision.promoted and decision.champion.images == 0
     assert "only 0 of the" in decision.reason
     with pytest.raises(CxrtlError, match="was trained on"):
         evaluate(fresh.data_dir, tmp_path / "model", tmp_path / "eval-again", device="cpu")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import cxrtl
+from cxrtl.cli import main
 from cxrtl.data import PreparedData
 from cxrtl.errors import CxrtlError
 from cxrtl.retrain import (
@@ -17,11 +18,14 @@ from cxrtl.retrain import (
     record_success,
     run_fingerprint,
     sources_to_train,
+    weights_fingerprint,
 )
 from cxrtl.settings import RunSettings
 from cxrtl.store import LocalStore
+from cxrtl.weights import write_stand_in
 
 SETTINGS = {"sources": ["imagenet", "moco-v2"], "recipe": "recommended", "epochs": 20, "image_size": 224}
+WEIGHTS = {"imagenet": "a" * 64, "moco-v2": "b" * 64}
 
 
 @pytest.fixture
@@ -36,10 +40,11 @@ def dataset(prepared) -> dict:
 
 
 def test_fingerprint_holds_dataset_code_and_settings(dataset):
-    fingerprint = run_fingerprint(dataset, SETTINGS)
+    fingerprint = run_fingerprint(dataset, SETTINGS, WEIGHTS)
     assert fingerprint == {
         "dataset_version": dataset["version"],
         "dataset_sha256": dataset["sha256"],
+        "weights": WEIGHTS,
         "code": code_fingerprint(),
         "settings": SETTINGS,
     }
@@ -48,19 +53,19 @@ def test_fingerprint_holds_dataset_code_and_settings(dataset):
 
 
 def test_first_run_is_a_change_and_its_success_is_recorded(store, dataset):
-    check = check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-1")
+    check = check_for_changes(store, run_fingerprint(dataset, SETTINGS, WEIGHTS), "run-1")
     assert check.changed and check.reason == "no earlier successful run"
     assert last_success(store) is None  # not before the run has succeeded
     record_success(store, "run-1")
     last = last_success(store)
-    assert last["run_id"] == "run-1" and last["fingerprint"] == run_fingerprint(dataset, SETTINGS)
+    assert last["run_id"] == "run-1" and last["fingerprint"] == run_fingerprint(dataset, SETTINGS, WEIGHTS)
     assert last["finished_at"].endswith("Z") and store.exists("state/last-success.json")
 
 
 def test_unchanged_dataset_code_and_settings_is_no_change(store, dataset):
-    check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-1")
+    check_for_changes(store, run_fingerprint(dataset, SETTINGS, WEIGHTS), "run-1")
     record_success(store, "run-1")
-    check = check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-2")
+    check = check_for_changes(store, run_fingerprint(dataset, SETTINGS, WEIGHTS), "run-2")
     assert not check.changed
     assert "since run run-1" in check.reason and "nothing to retrain" in check.reason
     assert dataset["version"] in check.reason and code_fingerprint() in check.reason
@@ -74,20 +79,20 @@ def test_unchanged_dataset_code_and_settings_is_no_change(store, dataset):
     ],
 )
 def test_a_dataset_change_is_named(store, dataset, change, field):
-    check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-1")
+    check_for_changes(store, run_fingerprint(dataset, SETTINGS, WEIGHTS), "run-1")
     record_success(store, "run-1")
-    check = check_for_changes(store, run_fingerprint({**dataset, **change}, SETTINGS), "run-2")
+    check = check_for_changes(store, run_fingerprint({**dataset, **change}, SETTINGS, WEIGHTS), "run-2")
     assert check.changed
     assert check.reason == f"changed since run run-1: {field}"
 
 
 def test_a_code_or_settings_change_is_named(store, dataset):
-    fingerprint = run_fingerprint(dataset, SETTINGS)
+    fingerprint = run_fingerprint(dataset, SETTINGS, WEIGHTS)
     check_for_changes(store, fingerprint, "run-1")
     record_success(store, "run-1")
     code = check_for_changes(store, {**fingerprint, "code": fingerprint["code"] + "-edited"}, "run-2")
     assert code.changed and code.reason == "changed since run run-1: code"
-    settings = check_for_changes(store, run_fingerprint(dataset, {**SETTINGS, "epochs": 30}), "run-3")
+    settings = check_for_changes(store, run_fingerprint(dataset, {**SETTINGS, "epochs": 30}, WEIGHTS), "run-3")
     assert settings.changed and settings.reason == "changed since run run-1: settings"
 
 
@@ -108,23 +113,56 @@ def test_code_fingerprint_follows_the_sources(tmp_path, monkeypatch):
 
 
 def test_force_retrains_even_when_nothing_changed(store, dataset):
-    check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-1")
+    check_for_changes(store, run_fingerprint(dataset, SETTINGS, WEIGHTS), "run-1")
     record_success(store, "run-1")
-    check = check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-2", force=True)
+    check = check_for_changes(store, run_fingerprint(dataset, SETTINGS, WEIGHTS), "run-2", force=True)
     assert check.changed and check.reason == "retraining forced"
 
 
 def test_a_failed_run_does_not_become_the_baseline(store, dataset):
     """Only record_success moves the baseline: a run that checked and then failed is compared against again."""
-    check_for_changes(store, run_fingerprint(dataset, SETTINGS), "run-1")
+    check_for_changes(store, run_fingerprint(dataset, SETTINGS, WEIGHTS), "run-1")
     record_success(store, "run-1")
     new_data = {**dataset, "sha256": "1" * 64, "version": "v6"}
-    assert check_for_changes(store, run_fingerprint(new_data, SETTINGS), "run-2").changed  # run-2 then fails
-    retry = check_for_changes(store, run_fingerprint(new_data, SETTINGS), "run-3")
+    assert check_for_changes(store, run_fingerprint(new_data, SETTINGS, WEIGHTS), "run-2").changed  # run-2 then fails
+    retry = check_for_changes(store, run_fingerprint(new_data, SETTINGS, WEIGHTS), "run-3")
     assert retry.changed and "since run run-1" in retry.reason
     record_success(store, "run-3")
-    assert not check_for_changes(store, run_fingerprint(new_data, SETTINGS), "run-4").changed
+    assert not check_for_changes(store, run_fingerprint(new_data, SETTINGS, WEIGHTS), "run-4").changed
     assert last_success(store)["run_id"] == "run-3"
+
+
+def test_a_new_weight_file_for_one_source_is_a_change_naming_that_source(stand_in_store, dataset, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    shutil.copytree(stand_in_store.root, store.root)
+    sources = ["imagenet", "moco-v2"]
+
+    def fingerprint() -> dict:
+        return run_fingerprint(dataset, SETTINGS, weights_fingerprint(store, sources))
+
+    assert fingerprint()["weights"] == {s: store.get_json(f"weights/{s}/current.json")["sha256"] for s in sources}
+    check_for_changes(store, fingerprint(), "run-1")
+    record_success(store, "run-1")
+    assert not check_for_changes(store, fingerprint(), "run-2").changed
+
+    other = write_stand_in("imagenet", tmp_path / "imagenet-2.pth", seed=1)
+    assert main(["weights", "put", "imagenet", str(other), "--stand-in", "--store", store.url]) == 0
+    check = check_for_changes(store, fingerprint(), "run-3")
+    assert check.changed and check.reason == "changed since run run-1: weights of imagenet"
+
+
+def test_a_source_without_weights_is_fingerprinted_as_none(store):
+    assert weights_fingerprint(store, ["imagenet"]) == {"imagenet": None}
+
+
+def test_recording_a_success_again_changes_nothing(store, dataset):
+    """A retried report step (after a crash at any point of record_success) ends as one that ran once."""
+    check_for_changes(store, run_fingerprint(dataset, SETTINGS, WEIGHTS), "run-1")
+    record_success(store, "run-1")
+    first = last_success(store)
+    record_success(store, "run-1")
+    assert last_success(store) == first
+    assert not store.exists("state/runs/run-1.json")
 
 
 def test_recording_a_run_that_never_checked_is_an_error(store):

@@ -42,6 +42,9 @@ def test_minio_is_the_series_the_adapter_was_checked_against():
 def test_minio_internals_keep_the_shape_the_adapter_uses():
     assert _parameters(Minio._create_multipart_upload) == ["self", "bucket_name", "object_name", "headers"]
     assert _parameters(Minio._abort_multipart_upload) == ["self", "bucket_name", "object_name", "upload_id"]
+    assert _parameters(Minio._put_object) == ["self", "bucket_name", "object_name", "data", "headers", "query_params"]
+    # put_object still has no request headers: what it is given as metadata becomes x-amz-meta-*.
+    assert "headers" not in _parameters(Minio.put_object)
     # put_object still aborts only on an Exception, which is why the adapter aborts on the rest.
     assert "except Exception" in inspect.getsource(Minio.put_object)
     assert minio_adapter.response_status(InvalidResponseError(403, "text/html", "<h1>no</h1>")) == 403

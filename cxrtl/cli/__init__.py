@@ -1,4 +1,4 @@
-"""The ``cxrtl`` console script: one sub-command per step, plus the weights and store groups."""
+"""The ``cxrtl`` console script: one sub-command per step, plus the weights, store and champion groups."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from cxrtl import __version__, signals
 from cxrtl.errors import CxrtlError
 
 # Each module adds its sub-commands with register(subparsers) and sets ``func`` on them.
-_COMMAND_MODULES = ("steps", "weights", "store")
+_COMMAND_MODULES = ("steps", "weights", "store", "champion")
 
 
 class HelpFormatter(argparse.HelpFormatter):

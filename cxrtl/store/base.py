@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as the store writes JSON: sorted keys, indented, so the same record gives the same bytes."""
+    return json.dumps(obj, indent=2, sort_keys=True).encode()
 
 
 def normalize_key(key: str) -> str:
@@ -53,6 +59,14 @@ def source_file(path: Path) -> Path:
     if not path.is_file():
         raise StoreError(f"{path}: no such file to upload")
     return path
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """An object's content, read in one piece with the tag of that very version (see :meth:`Store.put_bytes_if`)."""
+
+    data: bytes
+    tag: str  # opaque: a folder store's sha256 of the content, an S3 server's ETag
 
 
 class Store(abc.ABC):
@@ -101,11 +115,27 @@ class Store(abc.ABC):
         """The sha256 recorded when ``key`` was written."""
 
     @abc.abstractmethod
+    def read_tagged(self, key: str) -> Tagged | None:
+        """``key``'s content, sha256 verified, with the tag of that version; None when there is no ``key``."""
+
+    @abc.abstractmethod
+    def put_bytes_if(self, key: str, data: bytes, tag: str | None) -> bool:
+        """Compare-and-swap: store ``data`` under ``key`` only if ``key`` still holds the version ``tag`` names
+        (from :meth:`read_tagged`), or, with ``tag`` None, only if there is no ``key``. Returns False, having
+        written nothing, when the condition does not hold: another writer got there first. Of two writers
+        with the same ``tag`` at most one wins."""
+
+    @abc.abstractmethod
+    def check_conditional_writes(self) -> None:
+        """Refuse, in one line, a store where :meth:`put_bytes_if` could let two writers win (checked at a run's
+        start, before any training)."""
+
+    @abc.abstractmethod
     def create(self) -> None:
         """Make the place objects go (folder, bucket) if it is missing."""
 
     def put_json(self, key: str, obj: Any) -> str:
-        return self.put_bytes(key, json.dumps(obj, indent=2, sort_keys=True).encode())
+        return self.put_bytes(key, json_bytes(obj))
 
     def get_json(self, key: str) -> Any:
         try:

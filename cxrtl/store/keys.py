@@ -16,11 +16,20 @@ Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store
     models/SOURCE/RUN_ID/NAME                     model.pt, model.json (cxrtl.records.ModelMetadata) and the
                                                   evaluation: metrics.json, predictions.csv, roc.json
     reports/RUN_ID/NAME                           report.txt, report.md, report.html, results.csv, pairs.csv
-    champion/NAME                                 the promoted model.pt and model.json, card.md, and card.json
-                                                  (cxrtl.records.ChampionCard), written last
+    champion/current.json                         the pointer: which version is the champion (cxrtl.champion),
+                                                  only ever replaced by a compare-and-swap
+    champion/versions/RUN_ID/SOURCE/NAME          a champion version, never changed once the pointer names it:
+                                                  model.pt, model.json, seen.json, card.json
+                                                  (cxrtl.records.ChampionCard), card.md and decision.json
+    champion/decisions/RUN_ID.json                the promotion decision of the run whose best model is RUN_ID's
     champion/history/RUN_ID.json                  the card of every promotion
+    champion/NAME                                 the old layout (model.pt, model.json, seen.json, card.md,
+                                                  card.json): read while no pointer exists, moved into a version
+                                                  by the next promotion
     state/last-success.json                       the last successful run and its fingerprint (cxrtl.retrain)
     state/runs/RUN_ID.json                        a run's fingerprint, adopted when the run succeeds
+    state/conditional-write-probes/HEX            an S3 store's probe that its server honours conditional writes,
+                                                  removed at once
 
 ``NNN`` is the epoch, at least three digits. A ``RUN_ID`` is letters, digits, ``.``, ``_`` and ``-``, starting
 with a letter or digit (KFP's are UUIDs; ``cxrtl train``'s ``local-DATE-TIME-HEX``). File names inside a
@@ -151,6 +160,26 @@ def champion_key(name: str) -> str:
 
 def champion_history_key(run_id: str) -> str:
     return f"{_CHAMPION}/history/{run_id}.json"
+
+
+def champion_pointer_key() -> str:
+    return f"{_CHAMPION}/current.json"
+
+
+def champion_version_prefix(run_id: str, source: str) -> str:
+    return f"{_CHAMPION}/versions/{run_id}/{source}/"
+
+
+def champion_version_key(run_id: str, source: str, name: str) -> str:
+    return f"{champion_version_prefix(run_id, source)}{name}"
+
+
+def champion_decision_key(run_id: str) -> str:
+    return f"{_CHAMPION}/decisions/{run_id}.json"
+
+
+def conditional_write_probe_key(token: str) -> str:
+    return f"{_STATE}/conditional-write-probes/{token}"
 
 
 def last_success_key() -> str:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cxrtl.files import atomic_file
 from cxrtl.store.base import (
     Store,
     StoreError,
+    Tagged,
     check_sha256,
     normalize_key,
     recorded_sha256,
@@ -20,18 +23,25 @@ from cxrtl.store.base import (
 )
 
 _SHA_SUFFIX = ".sha256"
+_LOCK_SUFFIX = ".lock"
 
 
 class LocalStore(Store):
-    """Objects are files under ``root``; each has a ``.sha256`` sidecar written after it."""
+    """Objects are files under ``root``; each has a ``.sha256`` sidecar written after it.
+
+    Compare-and-swap (:meth:`put_bytes_if`) holds an exclusive ``flock`` on the key's ``.lock`` file while it
+    compares and renames, and :meth:`read_tagged` a shared one, so a reader never sees an object without its
+    sidecar. ``flock`` serialises processes on one machine, and on network file systems that pass it on (NFS v4).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).expanduser().resolve()
         self.url = str(self.root)
 
     def _path(self, key: str) -> Path:
-        if key.endswith(_SHA_SUFFIX):
-            raise StoreError(f"invalid store key {key!r}: {_SHA_SUFFIX} names the checksum sidecars")
+        for suffix, what in ((_SHA_SUFFIX, "the checksum sidecars"), (_LOCK_SUFFIX, "the lock files")):
+            if key.endswith(suffix):
+                raise StoreError(f"invalid store key {key!r}: {suffix} names {what}")
         return self.root.joinpath(*normalize_key(key).split("/"))
 
     def _write_atomically(
@@ -75,12 +85,51 @@ class LocalStore(Store):
         self._verify(key, hashlib.sha256(data).hexdigest())
         return data
 
+    def read_tagged(self, key: str) -> Tagged | None:
+        with self._locked(key, fcntl.LOCK_SH):
+            if not self.exists(key):
+                return None
+            data = self.get_bytes(key)
+        return Tagged(data, hashlib.sha256(data).hexdigest())
+
+    def put_bytes_if(self, key: str, data: bytes, tag: str | None) -> bool:
+        with self._locked(key, fcntl.LOCK_EX):
+            path = self._path(key)
+            current = sha256_file(path) if path.is_file() else None
+            if current != tag:
+                return False
+            self.put_bytes(key, data)
+        return True
+
+    def check_conditional_writes(self) -> None:
+        pass  # the lock always holds
+
+    @contextlib.contextmanager
+    def _locked(self, key: str, mode: int) -> Iterator[None]:
+        lock = Path(str(self._path(key)) + _LOCK_SUFFIX)
+        if mode == fcntl.LOCK_SH:
+            # A reader writes nothing (the store may be read-only). No lock file: no compare-and-swap has written
+            # the key yet, and one that starts meanwhile may at worst fail this read's sha256 check, never mix.
+            try:
+                fd = os.open(lock, os.O_RDONLY)
+            except FileNotFoundError:
+                yield
+                return
+        else:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def list(self, prefix: str = "") -> list[str]:
         if not self.root.is_dir():
             return []
         keys = []
         for path in self.root.rglob("*"):
-            if path.is_file() and not path.name.endswith(_SHA_SUFFIX) and not path.name.endswith(".part"):
+            if path.is_file() and not path.name.endswith((_SHA_SUFFIX, _LOCK_SUFFIX, ".part")):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     keys.append(key)

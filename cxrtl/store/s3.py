@@ -17,6 +17,12 @@ Each object carries its sha256 as user metadata (``x-amz-meta-sha256``); reads r
 whose content does not match it, or that has none. A single PUT is atomic; a multipart upload
 (files over ``part_size``) is aborted on any failure, Ctrl-C included (through
 :mod:`cxrtl.store.minio_adapter`), so no object and no parts are left behind.
+
+Compare-and-swap (:meth:`S3Store.put_bytes_if`, what moves the champion pointer) is a PutObject with
+``If-Match: ETAG`` or ``If-None-Match: *``: AWS S3 and MinIO refuse it with 412 when the object changed.
+A server that ignores the headers would let two writers both win, so before its first conditional write a
+store checks, on a probe object of its own, that the server refuses a write whose condition fails, and
+refuses to go on, in one line, where it does not (s3rver, the test server, ignores them).
 Buckets are never created implicitly: a typo in a bucket name must not scatter artifacts into a
 new bucket. ``create()`` (``cxrtl store mb``) makes one on purpose.
 """
@@ -29,6 +35,7 @@ import hashlib
 import io
 import logging
 import os
+import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -42,10 +49,12 @@ from urllib3.util import Retry, Timeout
 
 from cxrtl.files import atomic_file
 from cxrtl.progress import Progress
+from cxrtl.store import keys
 from cxrtl.store.base import (
     CHUNK,
     Store,
     StoreError,
+    Tagged,
     check_sha256,
     normalize_key,
     recorded_sha256,
@@ -70,6 +79,9 @@ _METADATA_KEY = "sha256"
 _METADATA_HEADER = f"x-amz-meta-{_METADATA_KEY}"
 _ACCESS_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
+# A conditional write that did not hold: 412, or AWS's 409 when another conditional write to the key was in flight.
+_CONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_NO_SUCH_ETAG = '"00000000000000000000000000000000"'
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _PROGRESS_FROM_BYTES = 64 * 2**20
@@ -175,6 +187,7 @@ class S3Store(Store):
         self.part_size = part_size
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._bucket_checked = False
+        self._conditions_checked = False
         # A custom pool so that retries are bounded and quick; minio's default waits minutes (5 min per read).
         self._client = Client(
             self.settings.endpoint,
@@ -251,6 +264,49 @@ class S3Store(Store):
             raise
         logger.info("stored %s in %s (%d bytes, sha256 %s)", key, self.url, length, digest[:12])
 
+    def put_bytes_if(self, key: str, data: bytes, tag: str | None) -> bool:
+        self.check_conditional_writes()
+        return self._put_if(key, data, tag)
+
+    def _put_if(self, key: str, data: bytes, tag: str | None) -> bool:
+        digest = hashlib.sha256(data).hexdigest()
+        condition = {"If-Match": tag} if tag is not None else {"If-None-Match": "*"}
+        headers = {"Content-Type": "application/octet-stream", _METADATA_HEADER: digest, **condition}
+        self._check_bucket()
+        with self._errors(key):
+            try:
+                self._client.put_conditionally(self.bucket, self._object(key), data, headers)
+            except S3Error as exc:
+                # If-Match on a key that is gone: AWS answers 404, which is a lost race too.
+                if exc.code in _CONDITION_CODES or (tag is not None and exc.code in _MISSING_CODES):
+                    logger.info("conditional write of %s in %s refused (%s)", key, self.url, exc.code)
+                    return False
+                raise
+        logger.info("stored %s in %s (%d bytes, sha256 %s, conditionally)", key, self.url, len(data), digest[:12])
+        return True
+
+    def check_conditional_writes(self) -> None:
+        """Refuse a server that ignores If-Match / If-None-Match on PUT (once per store), tried on a probe object
+        of this store's own, so that two stores probing at once do not disturb each other."""
+        if self._conditions_checked:
+            return
+        probe = keys.conditional_write_probe_key(secrets.token_hex(8))
+        self.put_bytes(probe, b"probe")
+        try:
+            ignored = [
+                header
+                for header, tag in (("If-None-Match: *", None), ("If-Match", _NO_SUCH_ETAG))
+                if self._put_if(probe, b"probe", tag)
+            ]
+        finally:
+            self.delete(probe)
+        if ignored:
+            raise StoreError(
+                f"the S3 server at {self.settings.endpoint} ignores conditional writes ({' and '.join(ignored)} on "
+                "PUT), which the champion pointer needs so that two promotions cannot both win: use MinIO or AWS S3"
+            )
+        self._conditions_checked = True
+
     def _abort_interrupted_upload(self) -> None:
         upload = self._client.take_upload_in_progress()
         if upload is None:
@@ -302,6 +358,27 @@ class S3Store(Store):
             data = response.read()
             check_sha256(self.url, key, response.headers.get(_METADATA_HEADER), hashlib.sha256(data).hexdigest())
         return data
+
+    def read_tagged(self, key: str) -> Tagged | None:
+        name = self._object(key)
+        self._check_bucket()
+        with self._errors(key):
+            try:
+                response = self._client.get_object(self.bucket, name)
+            except S3Error as exc:
+                if exc.code in _MISSING_CODES:
+                    return None
+                raise
+            try:
+                data = response.read()
+                etag, recorded = response.headers.get("ETag"), response.headers.get(_METADATA_HEADER)
+            finally:
+                response.close()
+                response.release_conn()
+        check_sha256(self.url, key, recorded, hashlib.sha256(data).hexdigest())
+        if not etag:
+            raise StoreError(f"{self.settings.endpoint} sent {self.url}/{key} without an ETag")
+        return Tagged(data, etag)
 
     def list(self, prefix: str = "") -> list[str]:
         self._check_bucket()

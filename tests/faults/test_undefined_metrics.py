@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from cxrtl import champion
 from cxrtl.compare import Predictions
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluation_result
@@ -68,8 +69,8 @@ def test_promotion_never_picks_an_undefined_score_over_a_defined_one(tmp_path):
         for key in store.list("champion/"):
             store.delete(key)
         decision = promote(store, tmp_path / "data", order, metric="precision")
-        assert decision.promoted and decision.challenger["source"] == "imagenet"
-        assert store.get_bytes("champion/model.pt") == b"imagenet"
+        assert decision.promoted and decision.challenger.source == "imagenet"
+        assert store.get_bytes(champion.current(store).key("model.pt")) == b"imagenet"
 
 
 def test_a_report_never_ranks_or_ties_an_undefined_value():
