@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-ratio",
         type=_checked(float, lambda v: None if 1 <= v < float("inf") else f"must be at least 1, got {v}"),
         default=limits.max_ratio,
-        help="unpacked/packed size of a zip member over 1 MiB (default %(default)s)",
+        help="unpacked/packed size of a zip member, and of the whole zip, past 1 MiB (default %(default)s)",
     )
     p.set_defaults(func=_ingest)
 

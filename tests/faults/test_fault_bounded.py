@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
 from bloated import bloated_workbook
+from refusal import refused
 
 from cxrtl.demo_data import write_demo_dataset
 from cxrtl.ingest import DATASET_DIR, ingest
@@ -49,3 +51,20 @@ def test_preprocess_goes_on_without_collections_when_a_sheet_is_bloated(clean_ra
     assert data.collections is None and data.info["collections"] is None
     [warning] = [r.getMessage() for r in caplog.records if r.name == "cxrtl.metadata"]
     assert str(sheet) in warning and "expands to more than" in warning
+
+
+def test_a_zip_of_900_members_of_1_mib_of_zeros_is_refused_before_extracting(tmp_path, capsys):
+    bomb = tmp_path / "bomb.zip"
+    zeros = bytes(2**20)  # each member exactly at the per-member threshold: only the whole gives it away
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(1, 901):
+            zf.writestr(f"{DATASET_DIR}/COVID/images/COVID-{i}.png", zeros)
+    assert bomb.stat().st_size < 2 * 2**20
+    out = tmp_path / "parent" / "raw"
+    out.parent.mkdir()
+    refused(
+        capsys,
+        ["ingest", "--source", str(bomb), "--out", str(out)],
+        naming=("bomb.zip", "the archive, whose 900 members unpack", f"{900 * 2**20} bytes", "zip bomb", "--max-ratio"),
+    )
+    assert not list(out.parent.iterdir()), "something was kept"
