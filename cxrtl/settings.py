@@ -37,6 +37,24 @@ def _non_negative(value: int) -> str | None:
     return None if value >= 0 else f"must be 0 or more, got {value}"
 
 
+# Training seeds run from seed to seed + repeats - 1. They seed torch, NumPy and Python's random, and travel as
+# pipeline parameters (JSON numbers, exact to 2**53); below 2**31 they fit every one of them.
+MAX_SEED = 2**31 - 1
+# Each repeat trains every source once more (ten sources: ten more trainings); 20 seeds already show the spread
+# between seeds that a ranking of sources needs, and more is hours of compute for a narrower error bar.
+MAX_REPEATS = 20
+
+
+def _seed(value: int) -> str | None:
+    return None if 0 <= value <= MAX_SEED else f"must be in 0..{MAX_SEED}, got {value}"
+
+
+def _repeats(value: int) -> str | None:
+    if 1 <= value <= MAX_REPEATS:
+        return None
+    return f"must be in 1..{MAX_REPEATS} (each repeat trains every source once more), got {value}"
+
+
 def _minutes(value: float) -> str | None:
     # NaN fails the comparison, infinity too.
     return None if 0 <= value < float("inf") else f"must be 0 or more minutes, got {value}"
@@ -122,15 +140,16 @@ class RunSettings:
         default=0,
         metadata=_about(
             "seed of the paper recipe's split, and of the first repeat's initial head weights and batches (default 0)",
-            check=_non_negative,
+            check=_seed,
             fingerprint=True,
         ),
     )
     repeats: int = field(
         default=1,
         metadata=_about(
-            "trainings per source, with training seeds seed, seed+1, ... on one shared split (default 1)",
-            check=_positive,
+            f"trainings per source, with training seeds seed, seed+1, ... on one shared split (default 1, at most "
+            f"{MAX_REPEATS})",
+            check=_repeats,
             fingerprint=True,
         ),
     )

@@ -17,7 +17,7 @@ from cxrtl.settings import setting_problem
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo-data", help="write a synthetic dataset in the Kaggle layout, zipped")
     p.add_argument("out", type=Path, help="folder to write the zip into")
-    p.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
+    p.add_argument("--per-class", type=_per_class, default=40, help="images per class (default 40)")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument(
         "--image-size", type=_image_size, default=299, help="image side in pixels (default 299, as Kaggle's)"
@@ -172,7 +172,14 @@ def _run_id_problem(value: str) -> str | None:
     return run_id_problem(value)
 
 
+def _per_class_problem(value: int) -> str | None:
+    from cxrtl.demo_data import per_class_problem
+
+    return per_class_problem(value)
+
+
 _seed = _setting("seed", int)
+_per_class = _checked(int, _per_class_problem)
 _image_size = _checked(int, image_size_problem)
 _positive_int = _checked(int, lambda value: None if value > 0 else f"must be positive, got {value}")
 _run_id = _checked(str, _run_id_problem)
