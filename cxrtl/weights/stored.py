@@ -59,9 +59,19 @@ class VerifyResult:
 
 
 def put_weights(
-    store: Store, source: str, file: Path | str, *, stand_in: bool = False, allow_sha_mismatch: bool = False
+    store: Store,
+    source: str,
+    file: Path | str,
+    *,
+    stand_in: bool = False,
+    allow_sha_mismatch: bool = False,
+    allow_same_file: bool = False,
 ) -> StoredWeights:
-    """Check ``file`` with ``source``'s adapter, store it and make it the source's current file."""
+    """Check ``file`` with ``source``'s adapter, store it and make it the source's current file.
+
+    A file already stored for another source is refused unless ``allow_same_file``: two sources are two
+    pretrainings, so one file under two names is a mix-up, and the report would compare a model with itself.
+    """
     # Imported here: reading the records (the pipeline's check before training) needs no torch.
     from cxrtl.weights.adapters import check_checkpoint
 
@@ -69,6 +79,16 @@ def put_weights(
     file = Path(file)
     check = check_checkpoint(source, file)
     digest = sha256_file(file)
+    others = [
+        other for other in SOURCE_NAMES if other != source and store.exists(keys.weights_record_key(other, digest))
+    ]
+    if others and not allow_same_file:
+        raise CxrtlError(
+            f"{file} (sha256 {digest}) is already stored as the weights of {', '.join(others)}; one file is not two "
+            f"sources' pretraining: check the file, or pass --allow-same-file to store it as {source}'s too"
+        )
+    if others:
+        logger.warning("%s: storing %s, already stored for %s (--allow-same-file)", source, file, ", ".join(others))
     matches = None if stand_in else weight_source.published_matches(file, digest)
     if stand_in:
         sha256_check = "stand-in"
