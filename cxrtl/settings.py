@@ -20,7 +20,7 @@ from typing import Any
 from cxrtl.data import image_size_problem
 from cxrtl.errors import CxrtlError
 from cxrtl.metrics import HIGHER_IS_BETTER
-from cxrtl.recipes import PRECISIONS, RECIPES, TrainConfig, learning_rate_problem
+from cxrtl.recipes import PRECISIONS, RECIPES, TrainConfig, batch_size_problem, learning_rate_problem
 from cxrtl.weights.registry import SOURCE_NAMES, check_sources
 
 RECIPE_VALUE = 0  # a pipeline parameter's spelling of None: the recipe's value
@@ -124,7 +124,7 @@ class RunSettings:
     )
     batch_size: int | None = field(
         default=None,
-        metadata=_about("default: the recipe's; 16 with --demo", demo=16, check=_positive, fingerprint=True),
+        metadata=_about("default: the recipe's; 16 with --demo", demo=16, check=batch_size_problem, fingerprint=True),
     )
     learning_rate: float | None = field(
         default=None,

@@ -10,7 +10,7 @@ from typing import Any
 
 from cxrtl.data import image_size_problem
 from cxrtl.ingest import IngestLimits
-from cxrtl.recipes import PRECISIONS, RECIPES
+from cxrtl.recipes import PRECISIONS, RECIPES, batch_size_problem
 from cxrtl.settings import setting_problem
 
 
@@ -129,7 +129,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quick", action="store_true", help="64 px, batch 16, 3 timed batches: under a minute on 2 cores")
     p.add_argument("--image-size", type=_image_size, help="default 224 (64 with --quick)")
-    p.add_argument("--batch-size", type=_positive_int, help="default 32, as the study (16 with --quick)")
+    p.add_argument(
+        "--batch-size", type=_checked(int, batch_size_problem), help="default 32, as the study (16 with --quick)"
+    )
     p.add_argument("--batches", type=_positive_int, help="timed batches after a warm-up (default 5; 3 with --quick)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16, fp16")
