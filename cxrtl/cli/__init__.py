@@ -53,8 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CxrtlError as exc:
         print(f"cxrtl: error: {exc}", file=sys.stderr)
         return 2
-    except signals.Terminated:
-        print("cxrtl: terminated (SIGTERM)", file=sys.stderr)
+    except signals.Terminated as exc:
+        print(f"cxrtl: terminated ({exc.signal_name})", file=sys.stderr)
         return signals.EXIT_CODE
     except KeyboardInterrupt:
         print("cxrtl: interrupted", file=sys.stderr)
