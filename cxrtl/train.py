@@ -39,7 +39,7 @@ from cxrtl.engine import (
     train_one_epoch,
 )
 from cxrtl.errors import CxrtlError
-from cxrtl.files import check_output_folder, staged_folder
+from cxrtl.files import check_output_folder, staged_folder, writing
 from cxrtl.metrics import selection_score, youden_threshold
 from cxrtl.model import NUM_CLASSES, build_model, set_backbone_trainable
 from cxrtl.recipes import TrainConfig
@@ -504,7 +504,7 @@ def save_model(
     out_dir: Path, state_dict: dict[str, torch.Tensor], metadata: ModelMetadata, seen: Seen | None = None
 ) -> Path:
     record = metadata.to_dict()
-    with staged_folder(out_dir, marker=METADATA_FILE) as staged:
+    with staged_folder(out_dir, marker=METADATA_FILE) as staged, writing("the model", out_dir):
         torch.save({"state_dict": state_dict, "metadata": record}, staged / MODEL_FILE)
         if seen is not None:
             (staged / SEEN_FILE).write_text(seen.to_json())

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from cxrtl import __version__, signals
 from cxrtl.errors import CxrtlError
+from cxrtl.files import disk_problem
 
 # Each module adds its sub-commands with register(subparsers) and sets ``func`` on them.
 _COMMAND_MODULES = ("steps", "weights", "store")
@@ -52,6 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args) or 0
     except CxrtlError as exc:
         print(f"cxrtl: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A full or read-only disk anywhere (TMPDIR, an output folder) is the environment, not a bug.
+        problem = disk_problem(exc)
+        if problem is None:
+            raise
+        print(f"cxrtl: error: {exc.filename or 'a file'}: {problem}", file=sys.stderr)
         return 2
     except signals.Terminated as exc:
         print(f"cxrtl: terminated ({exc.signal_name})", file=sys.stderr)

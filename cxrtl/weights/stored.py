@@ -221,7 +221,8 @@ def list_weights(store: Store) -> list[WeightStatus]:
 
 
 def verify_weights(store: Store) -> list[VerifyResult]:
-    """Re-hash every stored weight file against its name, record and the registry; records the outcome."""
+    """Re-hash every stored weight file against its name, record and the registry; records an outcome that
+    differs from the record's (``verified_at``: when it last changed)."""
     results = []
     for key in store.list(keys.weights_prefix()):
         parsed = keys.parse_weights_key(key)
@@ -230,10 +231,13 @@ def verify_weights(store: Store) -> list[VerifyResult]:
         source, sha256 = parsed
         ok, detail = _verify_one(store, key, source, sha256)
         results.append(VerifyResult(source, sha256, ok, detail))
+        # Only a change is recorded (a file that stopped verifying stops training from it): checking good files
+        # writes nothing, so a verify of a read-only store works.
         if store.exists(keys.weights_record_key(source, sha256)):
             record = store.get_json(keys.weights_record_key(source, sha256))
-            record.update(verified=ok, verified_at=_now())
-            store.put_json(keys.weights_record_key(source, sha256), record)
+            if record["verified"] != ok:
+                record.update(verified=ok, verified_at=_now())
+                store.put_json(keys.weights_record_key(source, sha256), record)
         (logger.info if ok else logger.error)("%s %s: %s", source, sha256[:12], detail)
     return results
 
