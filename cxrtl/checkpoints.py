@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from cxrtl.errors import CxrtlError
+from cxrtl.files import DiskError, writing
 from cxrtl.store import Store, keys
 
 logger = logging.getLogger(__name__)
@@ -224,10 +225,17 @@ def _to_host(value: Any) -> Any:
 
 
 def _put(store: Store, key: str, payload: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory(prefix="cxrtl-checkpoint-") as tmp:
-        path = Path(tmp) / "payload.pt"
-        torch.save(payload, path)
-        store.put_file(key, path)
+    """Write a checkpoint. On a full or read-only disk (TMPDIR or the store) training goes on without it, after
+    one warning: a checkpoint only saves time on a resume, and the model at the end is what the run is for (if
+    the disk is still full then, that write fails in one line)."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="cxrtl-checkpoint-") as tmp:
+            path = Path(tmp) / "payload.pt"
+            with writing(f"checkpoint {key}", path):
+                torch.save(payload, path)
+            store.put_file(key, path)
+    except DiskError as exc:
+        logger.warning("%s; training goes on without this checkpoint", exc)
 
 
 def get_payload(store: Store, key: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import threading
 import time
@@ -54,7 +55,16 @@ class Batches:
         return cls(data.images, data.labels, data.indices(split), batch_size, normalize, device)
 
     def __len__(self) -> int:
-        return -(-len(self.indices) // self.batch_size)
+        return len(self._bounds()) - 1
+
+    def _bounds(self) -> list[int]:
+        """Where each batch starts, then the end. A last batch of one image is merged into the one before:
+        BatchNorm cannot train on (or recalibrate from) one image once the feature map is 1x1 (32 px)."""
+        n = len(self.indices)
+        bounds = [*range(0, n, self.batch_size), n]
+        if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+            del bounds[-2]
+        return bounds
 
     def shuffled(self, rng: np.random.Generator) -> Batches:
         return dataclasses.replace(self, indices=rng.permutation(self.indices))
@@ -77,8 +87,9 @@ class Batches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(network input, classes) per batch, on the device; from pinned memory without waiting on a GPU."""
         cuda = self.device.type == "cuda"
-        for start in range(0, len(self.indices), self.batch_size):
-            batch = self.indices[start : start + self.batch_size]
+        bounds = self._bounds()
+        for start, end in itertools.pairwise(bounds):
+            batch = self.indices[start:end]
             if isinstance(self.images, torch.Tensor):  # already on the device
                 pixels = self.images[torch.from_numpy(batch).to(self.device)]
             else:
@@ -172,11 +183,6 @@ def train_one_epoch(
     started = time.perf_counter()
     stopped = False
     for step, (x, y) in enumerate(batches.skip(start.steps), start=start.steps + 1):
-        if len(y) == 1 and seen:
-            # BatchNorm cannot normalise a batch of one image once the feature map is 1x1 (small images);
-            # the image is trained on in another epoch's shuffle.
-            step -= 1
-            break
         optimizer.zero_grad(set_to_none=True)
         with step_settings.autocast(device):
             logits = model(step_settings.input(x))

@@ -19,7 +19,7 @@ from cxrtl.engine import Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.gradcam import GRADCAM_FILE, explain
-from cxrtl.metrics import binary_metrics, roc_points
+from cxrtl.metrics import binary_metrics, roc_points, selection_score
 from cxrtl.records import AtThreshold, DataChecks, EvaluationResult, MaskedCheck, ModelSummary
 from cxrtl.seen import SEEN_FILE, Seen, seen_in
 from cxrtl.store import Store, keys
@@ -260,7 +260,31 @@ def load_evaluation(folder: Path) -> Evaluation:
             f"{folder}: {PREDICTIONS_FILE} holds {len(predictions.ids)} images, {METRICS_FILE} counts {result.n}; "
             "evaluate again"
         )
+    _check_same_evaluation(folder, predictions, result)
     return Evaluation(result, roc, predictions, checks)
+
+
+# ROC AUC recomputed from predictions.csv's exact floats differs from metrics.json's by summation order at most.
+_AUC_TOLERANCE = 1e-9
+
+
+def _check_same_evaluation(folder: Path, predictions: Predictions, result: EvaluationResult) -> None:
+    """Refuse a predictions.csv that does not give metrics.json's confusion matrix and ROC AUC: a file edited or
+    taken from another evaluation (flipped probabilities kept the count and passed) is no silent result."""
+    y, y_pred = predictions.y_true, (predictions.p_covid >= result.threshold).astype(int)
+    confusion = {
+        "tn": int(np.sum((y == 0) & (y_pred == 0))),
+        "fp": int(np.sum((y == 0) & (y_pred == 1))),
+        "fn": int(np.sum((y == 1) & (y_pred == 0))),
+        "tp": int(np.sum((y == 1) & (y_pred == 1))),
+    }
+    auc, stored_auc = selection_score("roc_auc", y, predictions.p_covid), result.metrics["roc_auc"]
+    same_auc = (math.isnan(auc) and math.isnan(stored_auc)) or abs(auc - stored_auc) <= _AUC_TOLERANCE
+    if confusion != result.confusion or not same_auc:
+        raise CxrtlError(
+            f"{folder}: {PREDICTIONS_FILE} gives confusion {confusion} and ROC AUC {auc:.4f}, {METRICS_FILE} says "
+            f"{result.confusion} and {stored_auc:.4f}: not one evaluation's files; evaluate again"
+        )
 
 
 def write_predictions(path: Path, predictions: Predictions, threshold: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -11,6 +12,46 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cxrtl.errors import CxrtlError
+
+# The writes that fail for want of a writable disk, not for a bug: each is one line naming the path.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+# torch.save's writer reports a full disk as a RuntimeError ("unexpected pos"); with less than this free, one is
+# taken for a full disk.
+_FULL_BYTES = 2**20
+
+
+class DiskError(CxrtlError):
+    """A write failed because the disk is full or read-only."""
+
+
+def disk_problem(exc: BaseException) -> str | None:
+    """ "no space left on device" (or the like) when ``exc`` is a write refused for want of a writable disk."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return os.strerror(exc.errno).lower()
+    return None
+
+
+@contextlib.contextmanager
+def writing(what: str, path: Path) -> Iterator[None]:
+    """Turn a full or read-only disk while writing ``what`` at ``path`` into a :class:`DiskError` naming both.
+
+    Put it right around the write, inside any clean-up that frees the space (a full disk is told apart from
+    torch's other RuntimeErrors by the space left)."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        problem = disk_problem(exc) or (_full(path) if isinstance(exc, RuntimeError) else None)
+        if problem is None:
+            raise
+        raise DiskError(f"{path}: {problem} while writing {what}") from None
+
+
+def _full(path: Path) -> str | None:
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    stats = os.statvfs(existing)
+    return os.strerror(errno.ENOSPC).lower() if stats.f_bavail * stats.f_frsize < _FULL_BYTES else None
 
 
 @contextlib.contextmanager

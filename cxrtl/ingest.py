@@ -63,8 +63,9 @@ class IngestLimits:
 
     max_bytes: int = 10 * 2**30  # unpacked (or copied) bytes in all
     max_files: int = 500_000
-    # Unpacked / packed size of one member; checked only for members over 1 MiB (a small text file of
-    # repeated bytes deflates far better than this and is harmless). A zip bomb reaches 1,000 and more.
+    # Unpacked / packed size of one member, and of all members together; checked only past 1 MiB unpacked (a
+    # small text file of repeated bytes deflates far better than this and is harmless). A zip bomb reaches
+    # 1,000 and more, and may spread it over many members of 1 MiB each.
     max_ratio: float = 100.0
 
     def __post_init__(self) -> None:
@@ -334,6 +335,7 @@ def safe_extract(archive: Path, dest: Path, label: str, limits: IngestLimits | N
             for info in members:
                 _check_member(info, root, label, limits)
             _check_totals(label, len(members), sum(info.file_size for info in members), limits)
+            _check_ratio(label, f"the archive, whose {len(members)} members unpack", members, limits)
             for info in members:
                 zf.extract(info, dest)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
@@ -388,10 +390,16 @@ def _check_member(info: zipfile.ZipInfo, root: Path, label: str, limits: IngestL
         raise CxrtlError(f"{label}: refusing the symbolic link {info.filename!r} in the archive")
     if not (root / name).resolve().is_relative_to(root):
         raise CxrtlError(f"{label}: refusing {info.filename!r}, which would be written outside the target")
-    if info.file_size > _RATIO_FROM_BYTES and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+    _check_ratio(label, f"{info.filename!r}, which unpacks", [info], limits)
+
+
+def _check_ratio(label: str, what: str, members: list[zipfile.ZipInfo], limits: IngestLimits) -> None:
+    unpacked = sum(info.file_size for info in members)
+    packed = max(sum(info.compress_size for info in members), 1)
+    if unpacked > _RATIO_FROM_BYTES and unpacked > limits.max_ratio * packed:
         raise CxrtlError(
-            f"{label}: refusing {info.filename!r}, which unpacks {info.file_size / max(info.compress_size, 1):.0f} "
-            f"times larger than it is packed (limit {limits.max_ratio:g}, --max-ratio): a zip bomb?"
+            f"{label}: refusing {what} {unpacked} bytes, {unpacked / packed:.0f} times what is packed "
+            f"(limit {limits.max_ratio:g}, --max-ratio): a zip bomb?"
         )
 
 

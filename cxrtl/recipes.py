@@ -29,6 +29,19 @@ def learning_rate_problem(value: float) -> str | None:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+# BatchNorm normalises each channel over a batch's images and positions; at 32 px ResNet50's last feature map is
+# 1x1, so a batch of one image has a single value per channel and cannot be trained on. (A last batch of one is
+# merged into the batch before it: cxrtl.engine.Batches.)
+MIN_BATCH_SIZE = 2
+
+
+def batch_size_problem(value: int) -> str | None:
+    """What is wrong with ``value`` as a training batch size, or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_BATCH_SIZE:
+        return f"must be a whole number of at least {MIN_BATCH_SIZE} (BatchNorm normalises over a batch), got {value!r}"
+    return None
+
+
 def _check_positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or value < 1:
         raise CxrtlError(f"{name} must be a positive integer, got {value!r}")
@@ -55,8 +68,10 @@ class Training:
     recalibrate_bn: bool
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            _check_positive_int(name, getattr(self, name))
+        _check_positive_int("epochs", self.epochs)
+        problem = batch_size_problem(self.batch_size)
+        if problem:
+            raise CxrtlError(f"batch_size {problem}")
         problem = learning_rate_problem(self.learning_rate)
         if problem:
             raise CxrtlError(f"learning_rate {problem}")

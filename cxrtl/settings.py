@@ -21,7 +21,7 @@ from typing import Any
 from cxrtl.data import image_size_problem
 from cxrtl.errors import CxrtlError
 from cxrtl.metrics import HIGHER_IS_BETTER
-from cxrtl.recipes import PRECISIONS, RECIPES, TrainConfig, learning_rate_problem
+from cxrtl.recipes import PRECISIONS, RECIPES, TrainConfig, batch_size_problem, learning_rate_problem
 from cxrtl.weights.registry import SOURCE_NAMES, check_sources
 
 RECIPE_VALUE = 0  # a pipeline parameter's spelling of None: the recipe's value
@@ -36,6 +36,24 @@ def _positive(value: int) -> str | None:
 
 def _non_negative(value: int) -> str | None:
     return None if value >= 0 else f"must be 0 or more, got {value}"
+
+
+# Training seeds run from seed to seed + repeats - 1. They seed torch, NumPy and Python's random, and travel as
+# pipeline parameters (JSON numbers, exact to 2**53); below 2**31 they fit every one of them.
+MAX_SEED = 2**31 - 1
+# Each repeat trains every source once more (ten sources: ten more trainings); 20 seeds already show the spread
+# between seeds that a ranking of sources needs, and more is hours of compute for a narrower error bar.
+MAX_REPEATS = 20
+
+
+def _seed(value: int) -> str | None:
+    return None if 0 <= value <= MAX_SEED else f"must be in 0..{MAX_SEED}, got {value}"
+
+
+def _repeats(value: int) -> str | None:
+    if 1 <= value <= MAX_REPEATS:
+        return None
+    return f"must be in 1..{MAX_REPEATS} (each repeat trains every source once more), got {value}"
 
 
 def _minutes(value: float) -> str | None:
@@ -110,7 +128,7 @@ class RunSettings:
     )
     batch_size: int | None = field(
         default=None,
-        metadata=_about("default: the recipe's; 16 with --demo", demo=16, check=_positive, fingerprint=True),
+        metadata=_about("default: the recipe's; 16 with --demo", demo=16, check=batch_size_problem, fingerprint=True),
     )
     learning_rate: float | None = field(
         default=None,
@@ -126,15 +144,16 @@ class RunSettings:
         default=0,
         metadata=_about(
             "seed of the paper recipe's split, and of the first repeat's initial head weights and batches (default 0)",
-            check=_non_negative,
+            check=_seed,
             fingerprint=True,
         ),
     )
     repeats: int = field(
         default=1,
         metadata=_about(
-            "trainings per source, with training seeds seed, seed+1, ... on one shared split (default 1)",
-            check=_positive,
+            f"trainings per source, with training seeds seed, seed+1, ... on one shared split (default 1, at most "
+            f"{MAX_REPEATS})",
+            check=_repeats,
             fingerprint=True,
         ),
     )

@@ -2,9 +2,10 @@
 
 Outside training it raises :class:`Terminated`, a ``KeyboardInterrupt``, so every clean-up path that
 Ctrl-C takes (aborted multipart uploads, removed temporary files, the CLI's non-zero exit) serves it too.
-Inside :func:`deferred` (the training loop) it only sets an event: the loop finishes its step, checkpoints
-and then raises :class:`Terminated` itself. Ctrl-C reaches every process of a terminal's job; a SIGTERM
-reaches one, so a process that started others passes it on with :func:`stop_descendants`.
+Inside :func:`deferred` (the training loop, and the checkpoint writes it waits for) SIGTERM and SIGINT alike
+only set an event: the loop finishes its step, checkpoints and then raises :class:`Terminated` itself.
+Ctrl-C reaches every process of a terminal's job; a SIGTERM reaches one, so a process that started others
+passes it on with :func:`stop_descendants`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,27 @@ EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process it ended
 T = TypeVar("T")
 
 
+# What a training loop takes as a request to stop after its step: a pod's SIGTERM, a terminal's Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 class Terminated(KeyboardInterrupt):
-    """The process was asked to stop (SIGTERM)."""
+    """The process was asked to stop (SIGTERM, or SIGINT where it was deferred)."""
+
+    def __init__(self, *args: object, signal_name: str = "SIGTERM") -> None:
+        super().__init__(*args)
+        self.signal_name = signal_name
+
+
+class Stop(threading.Event):
+    """Set by the first stop signal received; ``signal_name`` names it."""
+
+    signal_name = "SIGTERM"
+
+    def take(self, signum: int, frame: object) -> None:
+        if not self.is_set():
+            self.signal_name = signal.Signals(signum).name
+        self.set()
 
 
 def _raise(signum: int, frame: object) -> None:
@@ -38,17 +58,21 @@ def install() -> None:
 
 
 @contextmanager
-def deferred() -> Iterator[threading.Event]:
-    """An event that SIGTERM sets instead of raising, for code that stops at a point of its choosing."""
-    stop = threading.Event()
+def deferred() -> Iterator[Stop]:
+    """An event that SIGTERM and SIGINT set instead of raising, for code that stops at a point of its choosing.
+
+    SIGINT too: Ctrl-C in a terminal reaches every process of the job, kfp.local's task processes included,
+    and a training task owes it the same finished step and checkpoint as a SIGTERM."""
+    stop = Stop()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    previous = {signum: signal.signal(signum, stop.take) for signum in STOP_SIGNALS}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def stop_until_quiet(

@@ -41,7 +41,7 @@ from cxrtl.engine import (
     train_one_epoch,
 )
 from cxrtl.errors import CxrtlError
-from cxrtl.files import check_output_folder, staged_folder
+from cxrtl.files import check_output_folder, staged_folder, writing
 from cxrtl.metrics import selection_score, youden_threshold
 from cxrtl.model import NUM_CLASSES, build_model, set_backbone_trainable
 from cxrtl.recipes import TrainConfig
@@ -230,6 +230,7 @@ def resume(session: Session) -> Progress:
     # A resumed model would be of more epochs than its model.json says; a finished run (its checkpoints
     # deleted) would be replaced in the store by a shorter one under the same run id.
     done = saved["epoch"] if saved is not None else _finished_epochs(session)
+    _check_stored_model(session)
     epochs = session.config.training.epochs
     if done > epochs:
         raise CxrtlError(
@@ -256,6 +257,47 @@ def resume(session: Session) -> Progress:
         resumed_from=saved["epoch"],
         partial=partial,
     )
+
+
+def _check_stored_model(session: Session) -> None:
+    """Refuse, before training, a run id whose stored model for the source came from anything else: training
+    on would silently replace that run's model (and its seen.json) with one of another dataset or recipe."""
+    store, key = session.checkpoints.store, keys.model_key(session.source, session.run_id, METADATA_FILE)
+    if not store.exists(key):
+        return
+    stored = ModelMetadata.from_dict(store.get_json(key), key)
+    theirs, ours = _model_identity(stored), _model_identity(session)
+    for name, value in ours.items():
+        if theirs[name] != value:
+            raise CxrtlError(
+                f"run {session.run_id}: {session.source}'s stored model ({key}) was trained with {name} "
+                f"{theirs[name]!r}, not {value!r}; start a new run id to train on this"
+            )
+
+
+def _model_identity(of: ModelMetadata | Session) -> dict[str, Any]:
+    """What a run id's stored model must share with a training that would replace it."""
+    if isinstance(of, Session):
+        dataset, image_size, config = DatasetRef.of(of.data.info.get("dataset")), of.data.image_size, of.config
+        weights, version = of.weights.sha256, __version__
+    else:
+        dataset, image_size, config, weights, version = (
+            of.dataset,
+            of.image_size,
+            of.config,
+            of.weights_sha256,
+            of.cxrtl_version,
+        )
+    settings = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES}
+    return {
+        "dataset version": dataset.version,
+        "dataset sha256": dataset.sha256,
+        "image size": image_size,
+        "recipe": config.recipe,
+        **settings,
+        "weights sha256": weights,
+        "cxrtl version": version,
+    }
 
 
 def _finished_epochs(session: Session) -> int:
@@ -421,8 +463,8 @@ def train(
     """Train from ``source``'s stored weights on the prepared data; write the best model to ``out_dir``.
 
     Checkpoints go to the store as ``config.checkpoint_minutes`` says, written while training goes on; if the
-    run has some, training resumes from the newest. On SIGTERM the step under way finishes, a checkpoint is
-    written and :class:`cxrtl.signals.Terminated` raised. The best model goes to the store too (keys in
+    run has some, training resumes from the newest. On SIGTERM or SIGINT (Ctrl-C) the step under way finishes, a
+    checkpoint is written and :class:`cxrtl.signals.Terminated` raised. The best model goes to the store too (keys in
     :mod:`cxrtl.store.keys`); the checkpoints, but ``config.keep_checkpoints`` of them, are then deleted.
     """
     problem = keys.run_id_problem(run_id)
@@ -447,7 +489,10 @@ def train(
             if stop.is_set():
                 break
     if stop.is_set() and (progress.partial or progress.epoch < epochs):
-        raise signals.Terminated(f"{source}: stopped by SIGTERM after epoch {progress.epoch}, checkpoint saved")
+        raise signals.Terminated(
+            f"{source}: stopped by {stop.signal_name} after epoch {progress.epoch}, checkpoint saved",
+            signal_name=stop.signal_name,
+        )
     return finish(session, progress, out_dir)
 
 
@@ -455,7 +500,7 @@ def save_model(
     out_dir: Path, state_dict: dict[str, torch.Tensor], metadata: ModelMetadata, seen: Seen | None = None
 ) -> Path:
     record = metadata.to_dict()
-    with staged_folder(out_dir, marker=METADATA_FILE) as staged:
+    with staged_folder(out_dir, marker=METADATA_FILE) as staged, writing("the model", out_dir):
         torch.save({"state_dict": state_dict, "metadata": record}, staged / MODEL_FILE)
         if seen is not None:
             (staged / SEEN_FILE).write_text(seen.to_json())

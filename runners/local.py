@@ -71,8 +71,13 @@ def local_arguments(args: argparse.Namespace) -> dict:
     remote = args.dataset_source == "kaggle" or (args.dataset_source or "").startswith("s3://")
     if args.dataset_source and not remote and not Path(args.dataset_source).exists():
         raise CxrtlError(f"--dataset-source {args.dataset_source}: no such file or folder")
-    if args.per_class < 1:
-        raise CxrtlError(f"--per-class must be a positive integer, got {args.per_class}")
+    from cxrtl.demo_data import per_class_problem
+
+    problem = per_class_problem(args.per_class)
+    if problem:
+        raise CxrtlError(f"--per-class {problem}")
+    if args.output and args.output.exists() and not args.output.is_dir():
+        raise CxrtlError(f"--output {args.output} is a file; it names the folder the run writes into")
     defaults = RunSettings.demo() if args.demo else RunSettings()
     with settings_named(option):
         settings = dataclasses.replace(defaults, **given_settings(args))

@@ -1,5 +1,5 @@
-"""``python tests/signal_at_log.py SIGNAL MARKER ARGS...``: ``cxrtl ARGS...`` that sends itself SIGNAL (TERM, KILL)
-the first time one of cxrtl's log records contains MARKER.
+"""``python tests/signal_at_log.py SIGNAL MARKER ARGS...``: ``cxrtl ARGS...`` that sends itself SIGNAL (TERM, INT,
+KILL; group:INT to its whole process group) the first time one of cxrtl's log records contains MARKER.
 
 A stop at an exact point of the run on any machine: a test that watches from outside (a file appearing, a line
 read from a pipe) signals whenever the machine lets it, and a loaded one lets the run go on meanwhile, past
@@ -17,25 +17,32 @@ from pathlib import Path
 from cxrtl.cli import main
 
 
-def argv(signal_name: str, marker: str, *cxrtl_args: str) -> list[str]:
-    """The command line that runs ``cxrtl *cxrtl_args`` and sends it SIG``signal_name`` at ``marker``."""
-    return [sys.executable, str(Path(__file__)), signal_name, marker, *cxrtl_args]
+def argv(signal_name: str, marker: str, *cxrtl_args: str, group: bool = False) -> list[str]:
+    """The command line that runs ``cxrtl *cxrtl_args`` and sends it SIG``signal_name`` at ``marker``; ``group``:
+    to its whole process group, as a terminal's Ctrl-C does (run it in a session of its own)."""
+    return [sys.executable, str(Path(__file__)), f"group:{signal_name}" if group else signal_name, marker, *cxrtl_args]
 
 
 class _SignalOnce(logging.Handler):
-    def __init__(self, signum: signal.Signals, marker: str) -> None:
+    def __init__(self, signum: signal.Signals, marker: str, group: bool) -> None:
         super().__init__()
-        self.signum, self.marker, self.sent = signum, marker, False
+        self.signum, self.marker, self.group, self.sent = signum, marker, group, False
 
     def emit(self, record: logging.LogRecord) -> None:
         if not self.sent and self.marker in record.getMessage():
             self.sent = True
-            os.kill(os.getpid(), self.signum)
+            if self.group:
+                os.killpg(os.getpgid(0), self.signum)
+            else:
+                os.kill(os.getpid(), self.signum)
 
 
 if __name__ == "__main__":
     name, marker, *args = sys.argv[1:]
+    group = name.startswith("group:")
     # On cxrtl's logger, not the root's: the CLI's logging.basicConfig adds its stderr handler only to a root
     # logger without handlers.
-    logging.getLogger("cxrtl").addHandler(_SignalOnce(signal.Signals[f"SIG{name}"], marker))
+    logging.getLogger("cxrtl").addHandler(
+        _SignalOnce(signal.Signals[f"SIG{name.removeprefix('group:')}"], marker, group)
+    )
     sys.exit(main(args))

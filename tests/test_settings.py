@@ -43,8 +43,8 @@ def test_only_what_changes_training_is_fingerprinted():
         ("promotion_metric", "auc", "must be one of accuracy"),
         ("recipe", "fast", "must be one of paper, recommended, got 'fast'"),
         ("image_size", 16, "must be a whole number from 32 to 1024, got 16"),
-        ("seed", -1, "must be 0 or more, got -1"),
-        ("repeats", 0, "must be positive, got 0"),
+        ("seed", -1, "must be in 0..2147483647, got -1"),
+        ("repeats", 0, "must be in 1..20 (each repeat trains every source once more), got 0"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_setting_or_the_given_label(name: str, value, message: str):

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from cxrtl import __version__, signals
 from cxrtl.errors import CxrtlError
+from cxrtl.files import disk_problem
 
 # Each module adds its sub-commands with register(subparsers) and sets ``func`` on them.
 _COMMAND_MODULES = ("steps", "weights", "store", "champion")
@@ -99,8 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CxrtlError as exc:
         print(f"cxrtl: error: {exc}", file=sys.stderr)
         return 2
-    except signals.Terminated:
-        print("cxrtl: terminated (SIGTERM)", file=sys.stderr)
+    except OSError as exc:
+        # A full or read-only disk anywhere (TMPDIR, an output folder) is the environment, not a bug.
+        problem = disk_problem(exc)
+        if problem is None:
+            raise
+        print(f"cxrtl: error: {exc.filename or 'a file'}: {problem}", file=sys.stderr)
+        return 2
+    except signals.Terminated as exc:
+        print(f"cxrtl: terminated ({exc.signal_name})", file=sys.stderr)
         return signals.EXIT_CODE
     except KeyboardInterrupt:
         print("cxrtl: interrupted", file=sys.stderr)

@@ -12,14 +12,14 @@ from cxrtl.cli.options import add_setting_options, checked, given_settings
 from cxrtl.data import image_size_problem
 from cxrtl.demo_data import DEMO_PER_CLASS
 from cxrtl.ingest import IngestLimits
-from cxrtl.recipes import PAPER, PRECISIONS, RECIPES
+from cxrtl.recipes import PAPER, PRECISIONS, RECIPES, batch_size_problem
 from cxrtl.settings import TRAIN_RUN_SETTINGS, RunSettings, setting_problem
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo-data", help="write a synthetic dataset in the Kaggle layout, zipped")
     p.add_argument("out", type=Path, help="folder to write the zip into")
-    p.add_argument("--per-class", type=int, default=DEMO_PER_CLASS, help="images per class")
+    p.add_argument("--per-class", type=_per_class, default=DEMO_PER_CLASS, help="images per class")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the images drawn")
     p.add_argument(
         "--image-size", type=_image_size, default=299, help="image side in pixels (default 299, as Kaggle's)"
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-ratio",
         type=checked(float, lambda v: None if 1 <= v < float("inf") else f"must be at least 1, got {v}"),
         default=limits.max_ratio,
-        help="unpacked/packed size of a zip member over 1 MiB (default %(default)s)",
+        help="unpacked/packed size of a zip member, and of the whole zip, past 1 MiB (default %(default)s)",
     )
     p.set_defaults(func=_ingest)
 
@@ -117,7 +117,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="64 px, batch 16, 3 timed batches: under a minute on 2 cores")
     p.add_argument("--image-size", type=_image_size, help=f"default {RunSettings.image_size} (64 with --quick)")
     p.add_argument(
-        "--batch-size", type=_positive_int, help=f"default {PAPER.training.batch_size}, as the study (16 with --quick)"
+        "--batch-size",
+        type=checked(int, batch_size_problem),
+        help=f"default {PAPER.training.batch_size}, as the study (16 with --quick)",
     )
     p.add_argument("--batches", type=_positive_int, help="timed batches after a warm-up (default 5; 3 with --quick)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -146,7 +148,14 @@ def _run_id_problem(value: str) -> str | None:
     return run_id_problem(value)
 
 
+def _per_class_problem(value: int) -> str | None:
+    from cxrtl.demo_data import per_class_problem
+
+    return per_class_problem(value)
+
+
 _seed = _setting("seed", int)
+_per_class = checked(int, _per_class_problem)
 _image_size = checked(int, image_size_problem)
 _positive_int = checked(int, lambda value: None if value > 0 else f"must be positive, got {value}")
 _run_id = checked(str, _run_id_problem)

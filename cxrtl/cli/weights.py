@@ -49,6 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="store the file even though its sha256 differs from the published one (logged)",
     )
+    p.add_argument(
+        "--allow-same-file",
+        action="store_true",
+        help="store the file even though the same file (sha256) is stored for another source (logged)",
+    )
     p.set_defaults(func=_put)
 
     p = commands.add_parser("verify", parents=[store_option], help="re-hash every stored weight file")
@@ -117,7 +122,12 @@ def _put(args: argparse.Namespace) -> None:
     from cxrtl.weights.stored import put_weights
 
     stored = put_weights(
-        open_store_of(args), args.source, args.file, stand_in=args.stand_in, allow_sha_mismatch=args.allow_sha_mismatch
+        open_store_of(args),
+        args.source,
+        args.file,
+        stand_in=args.stand_in,
+        allow_sha_mismatch=args.allow_sha_mismatch,
+        allow_same_file=args.allow_same_file,
     )
     kind = " (stand-in)" if stored.stand_in else ""
     print(f"{stored.source}{kind}: {stored.tensors} backbone tensors, sha256 {stored.sha256}, stored as {stored.key}")

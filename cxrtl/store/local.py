@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from cxrtl.files import atomic_file
+from cxrtl.files import atomic_file, writing
 from cxrtl.store.base import (
     Store,
     StoreError,
@@ -49,14 +49,15 @@ class LocalStore(Store):
     ) -> str:
         """Fill a temporary file, hash it, ``check`` the hash, and only then put it under ``key``."""
         target = self._path(key)
-        with atomic_file(target) as tmp:
-            fill(tmp)
-            digest = sha256_file(tmp)
-            if check:
-                check(digest)
-        # The sidecar too is replaced whole: a reader never sees an empty or half-written checksum.
-        with atomic_file(Path(str(target) + _SHA_SUFFIX)) as tmp:
-            tmp.write_text(f"{digest}\n")
+        with writing(f"store object {key}", target):
+            with atomic_file(target) as tmp:
+                fill(tmp)
+                digest = sha256_file(tmp)
+                if check:
+                    check(digest)
+            # The sidecar too is replaced whole: a reader never sees an empty or half-written checksum.
+            with atomic_file(Path(str(target) + _SHA_SUFFIX)) as tmp:
+                tmp.write_text(f"{digest}\n")
         return digest
 
     def put_file(self, key: str, path: Path, link: bool = False) -> str:

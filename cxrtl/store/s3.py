@@ -10,8 +10,9 @@ Connection settings come from the environment (in the cluster, from a Kubernetes
     ``true`` or ``false`` (default ``false``: the in-cluster MinIO service speaks plain HTTP).
 ``MINIO_TIMEOUT_S``
     The most seconds one request to the server may take, connecting, waiting for answers and retrying
-    together (default 30). A server that accepts connections but never answers fails within it, with one
-    line naming the endpoint. A transfer that keeps receiving bytes is not cut: the limit bounds waiting.
+    together (default 30). A server that accepts connections but never answers, or that answers a byte at a
+    time, fails within it, with one line naming the endpoint: each attempt has a deadline for all of it,
+    headers and body, not only for each read. A large body adds its size at 256 KiB/s to the deadline.
 
 Each object carries its sha256 as user metadata (``x-amz-meta-sha256``); reads refuse an object
 whose content does not match it, or that has none. A single PUT is atomic; a multipart upload
@@ -36,6 +37,9 @@ import io
 import logging
 import os
 import secrets
+import socket
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -45,6 +49,8 @@ import urllib3
 from minio.commonconfig import CopySource
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.helpers import MIN_PART_SIZE, check_bucket_name
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Retry, Timeout
 
 from cxrtl.files import atomic_file
@@ -87,6 +93,67 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 _PROGRESS_FROM_BYTES = 64 * 2**20
 
 
+# A body of N bytes adds N / this many seconds to an attempt's deadline: a slow link still moves a checkpoint.
+_MIN_BYTES_PER_S = 256 * 1024
+
+
+class _Deadline:
+    """Each request on a connection is cut off (its socket shut down) once its deadline has passed, answer and
+    body included; a server that drips a byte at a time never outlasts it. ``expired`` tells errors why."""
+
+    def __init__(self, attempt_s: float) -> None:
+        self.attempt_s = attempt_s
+        self.expired = threading.Event()
+
+    def connection_class(self, base: type[HTTPConnection]) -> type[HTTPConnection]:
+        deadline = self
+
+        class Connection(base):  # type: ignore[misc, valid-type]
+            _timer: threading.Timer | None = None
+            _started = 0.0
+
+            def request(self, method, url, body=None, headers=None, **kwargs):
+                self._arm(deadline.attempt_s + _length(headers) / _MIN_BYTES_PER_S)
+                return super().request(method, url, body=body, headers=headers, **kwargs)
+
+            def getresponse(self, *args, **kwargs):
+                response = super().getresponse(*args, **kwargs)
+                spent = time.monotonic() - self._started
+                self._arm(deadline.attempt_s - spent + _length(response.headers) / _MIN_BYTES_PER_S, restart=False)
+                return response
+
+            def close(self) -> None:
+                if self._timer is not None:
+                    self._timer.cancel()
+                super().close()
+
+            def _arm(self, seconds: float, restart: bool = True) -> None:
+                if self._timer is not None:
+                    self._timer.cancel()
+                if restart:
+                    self._started = time.monotonic()
+                self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+                self._timer.daemon = True
+                self._timer.start()
+
+            def _expire(self) -> None:
+                deadline.expired.set()
+                with contextlib.suppress(OSError, AttributeError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+
+        return Connection
+
+    def pool_classes(self) -> dict[str, type[HTTPConnectionPool]]:
+        plain = type("Pool", (HTTPConnectionPool,), {"ConnectionCls": self.connection_class(HTTPConnection)})
+        tls = type("TlsPool", (HTTPSConnectionPool,), {"ConnectionCls": self.connection_class(HTTPSConnection)})
+        return {"http": plain, "https": tls}
+
+
+def _length(headers: Mapping[str, str] | None) -> int:
+    text = (headers or {}).get("Content-Length") or "0"
+    return int(text) if text.isdigit() else 0
+
+
 @dataclasses.dataclass(frozen=True)
 class S3Settings:
     """Where the S3 server is and the key pair to sign requests with."""
@@ -103,11 +170,14 @@ class S3Settings:
                 f"MINIO_TIMEOUT_S={self.timeout_s!r}: give a number of seconds of at least {_MIN_TIMEOUT_S:g}"
             )
 
-    def timeouts(self) -> Timeout:
+    @property
+    def attempt_s(self) -> float:
         """Each attempt's share of ``timeout_s``: all attempts and the back-off between them fit in it."""
-        attempt = (self.timeout_s - _BACKOFF_TOTAL_S) / (RETRIES + 1)
-        connect = min(_CONNECT_S, attempt / 3)
-        return Timeout(connect=connect, read=attempt - connect)
+        return (self.timeout_s - _BACKOFF_TOTAL_S) / (RETRIES + 1)
+
+    def timeouts(self) -> Timeout:
+        connect = min(_CONNECT_S, self.attempt_s / 3)
+        return Timeout(connect=connect, read=self.attempt_s - connect)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> S3Settings:
@@ -188,24 +258,27 @@ class S3Store(Store):
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._bucket_checked = False
         self._conditions_checked = False
+        self._deadline = _Deadline(self.settings.attempt_s)
         # A custom pool so that retries are bounded and quick; minio's default waits minutes (5 min per read).
+        http = urllib3.PoolManager(
+            timeout=self.settings.timeouts(),
+            maxsize=4,
+            cert_reqs="CERT_REQUIRED",
+            retries=Retry(
+                total=RETRIES,
+                backoff_factor=BACKOFF_S,
+                status_forcelist=(500, 502, 503, 504),
+                # A Retry-After header could make a retry wait longer than the whole limit.
+                respect_retry_after_header=False,
+            ),
+        )
+        http.pool_classes_by_scheme = self._deadline.pool_classes()
         self._client = Client(
             self.settings.endpoint,
             access_key=self.settings.access_key,
             secret_key=self.settings.secret_key,
             secure=self.settings.secure,
-            http_client=urllib3.PoolManager(
-                timeout=self.settings.timeouts(),
-                maxsize=4,
-                cert_reqs="CERT_REQUIRED",
-                retries=Retry(
-                    total=RETRIES,
-                    backoff_factor=BACKOFF_S,
-                    status_forcelist=(500, 502, 503, 504),
-                    # A Retry-After header could make a retry wait longer than the whole limit.
-                    respect_retry_after_header=False,
-                ),
-            ),
+            http_client=http,
         )
 
     @classmethod
@@ -455,6 +528,7 @@ class S3Store(Store):
         request details but never the secret, which only ever feeds the signature.
         """
         endpoint = self.settings.endpoint
+        self._deadline.expired.clear()
         try:
             yield
         except S3Error as exc:
@@ -473,13 +547,19 @@ class S3Store(Store):
                 f"{endpoint} did not answer as an S3 server (HTTP {response_status(exc)}): check MINIO_ENDPOINT"
             ) from None
         except urllib3.exceptions.MaxRetryError as exc:
-            limit = f" within MINIO_TIMEOUT_S={self.settings.timeout_s:g} s" if _timed_out(exc.reason) else ""
+            timed_out = _timed_out(exc.reason) or self._deadline.expired.is_set()
+            limit = f" within MINIO_TIMEOUT_S={self.settings.timeout_s:g} s" if timed_out else ""
             raise StoreError(
                 f"cannot reach S3 endpoint {endpoint} after {RETRIES + 1} attempts ({_reason(exc.reason)}{limit}): "
                 "check MINIO_ENDPOINT and that the server is up"
             ) from None
         except urllib3.exceptions.HTTPError as exc:
             target = f"{self.url}/{key}" if key else self.url
+            if self._deadline.expired.is_set():
+                raise StoreError(
+                    f"{endpoint} did not complete an operation on {target} within MINIO_TIMEOUT_S="
+                    f"{self.settings.timeout_s:g} s (an answer too slow to wait for)"
+                ) from None
             raise StoreError(
                 f"connection to {endpoint} broke during an operation on {target} ({_reason(exc)})"
             ) from None

@@ -59,9 +59,19 @@ class VerifyResult:
 
 
 def put_weights(
-    store: Store, source: str, file: Path | str, *, stand_in: bool = False, allow_sha_mismatch: bool = False
+    store: Store,
+    source: str,
+    file: Path | str,
+    *,
+    stand_in: bool = False,
+    allow_sha_mismatch: bool = False,
+    allow_same_file: bool = False,
 ) -> StoredWeights:
-    """Check ``file`` with ``source``'s adapter, store it and make it the source's current file."""
+    """Check ``file`` with ``source``'s adapter, store it and make it the source's current file.
+
+    A file already stored for another source is refused unless ``allow_same_file``: two sources are two
+    pretrainings, so one file under two names is a mix-up, and the report would compare a model with itself.
+    """
     # Imported here: reading the records (the pipeline's check before training) needs no torch.
     from cxrtl.weights.adapters import check_checkpoint
 
@@ -69,6 +79,16 @@ def put_weights(
     file = Path(file)
     check = check_checkpoint(source, file)
     digest = sha256_file(file)
+    others = [
+        other for other in SOURCE_NAMES if other != source and store.exists(keys.weights_record_key(other, digest))
+    ]
+    if others and not allow_same_file:
+        raise CxrtlError(
+            f"{file} (sha256 {digest}) is already stored as the weights of {', '.join(others)}; one file is not two "
+            f"sources' pretraining: check the file, or pass --allow-same-file to store it as {source}'s too"
+        )
+    if others:
+        logger.warning("%s: storing %s, already stored for %s (--allow-same-file)", source, file, ", ".join(others))
     matches = None if stand_in else weight_source.published_matches(file, digest)
     if stand_in:
         sha256_check = "stand-in"
@@ -201,7 +221,8 @@ def list_weights(store: Store) -> list[WeightStatus]:
 
 
 def verify_weights(store: Store) -> list[VerifyResult]:
-    """Re-hash every stored weight file against its name, record and the registry; records the outcome."""
+    """Re-hash every stored weight file against its name, record and the registry; records an outcome that
+    differs from the record's (``verified_at``: when it last changed)."""
     results = []
     for key in store.list(keys.weights_prefix()):
         parsed = keys.parse_weights_key(key)
@@ -210,10 +231,13 @@ def verify_weights(store: Store) -> list[VerifyResult]:
         source, sha256 = parsed
         ok, detail = _verify_one(store, key, source, sha256)
         results.append(VerifyResult(source, sha256, ok, detail))
+        # Only a change is recorded (a file that stopped verifying stops training from it): checking good files
+        # writes nothing, so a verify of a read-only store works.
         if store.exists(keys.weights_record_key(source, sha256)):
             record = store.get_json(keys.weights_record_key(source, sha256))
-            record.update(verified=ok, verified_at=_now())
-            store.put_json(keys.weights_record_key(source, sha256), record)
+            if record["verified"] != ok:
+                record.update(verified=ok, verified_at=_now())
+                store.put_json(keys.weights_record_key(source, sha256), record)
         (logger.info if ok else logger.error)("%s %s: %s", source, sha256[:12], detail)
     return results
 

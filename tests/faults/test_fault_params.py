@@ -13,7 +13,7 @@ from refusal import PIPELINE, refused
 import pipeline
 from cxrtl.data import MAX_IMAGE_SIZE
 from cxrtl.errors import CxrtlError
-from cxrtl.settings import RunSettings
+from cxrtl.settings import MAX_SEED, RunSettings
 
 pytestmark = pytest.mark.faults
 
@@ -28,6 +28,7 @@ TRAIN = ["train", "--data", "no-such-data", "--weights", "imagenet", "--out"]
         (["--lr", "nan"], "--lr: must be a finite number"),
         (["--epochs", "0"], "--epochs: must be positive"),
         (["--run-id", "../../escape"], "--run-id: must be 1 to 128 letters"),
+        (["--seed", str(2**64)], f"--seed: must be in 0..{MAX_SEED}, got {2**64}"),  # issue 25: was 20 s in
     ],
 )
 def test_cxrtl_train_refuses_bad_parameters_before_torch_loads(tmp_path: Path, options, named):

@@ -51,3 +51,17 @@ def test_a_file_with_the_published_md5_is_stored_as_a_match(tmp_path, monkeypatc
     stored = put_weights(LocalStore(tmp_path / "store"), "moco-v2", moco)
     record = LocalStore(tmp_path / "store").get_json(f"weights/moco-v2/{stored.sha256}.json")
     assert record["sha256_check"] == "match" and record["published_md5"] == md5[:8]
+
+
+def test_weights_put_refuses_a_file_already_stored_for_another_source(tmp_path, capsys):
+    """Issue 25: one file was accepted for four sources, one without a published checksum."""
+    store = tmp_path / "store"
+    chestx = write_stand_in("imagenet-chestx-ray14", tmp_path / "ImageNet_chestxray14.pth.tar")
+    first = put_weights(LocalStore(store), "imagenet-chestx-ray14", chestx)
+    argv = ["weights", "put", "imagenet-chexpert", str(chestx), "--store", str(store)]
+    refused(capsys, argv, naming=(str(chestx), first.sha256, "imagenet-chestx-ray14", "--allow-same-file"))
+    assert not LocalStore(store).exists("weights/imagenet-chexpert/current.json")
+
+    assert put_weights(LocalStore(store), "imagenet-chestx-ray14", chestx).sha256 == first.sha256  # its own: fine
+    again = put_weights(LocalStore(store), "imagenet-chexpert", chestx, allow_same_file=True)
+    assert again.sha256 == first.sha256

@@ -18,7 +18,7 @@ import torch
 
 from cxrtl.checkpoints import get_payload
 from cxrtl.recipes import TrainConfig
-from cxrtl.signals import EXIT_CODE, Terminated
+from cxrtl.signals import EXIT_CODE, Terminated, deferred
 from cxrtl.store import LocalStore, open_store
 from cxrtl.train import load_model, train
 from cxrtl.weights import put_weights, write_stand_in
@@ -81,6 +81,35 @@ def test_sigterm_mid_epoch_checkpoints_that_step_and_the_rerun_resumes_exactly(p
     straight, _ = load_model(tmp_path / "straight")
     differing = [k for k, v in resumed.state_dict().items() if not torch.equal(v, straight.state_dict()[k])]
     assert differing == [], f"{len(differing)} tensors differ, e.g. {differing[:3]}"
+
+
+def test_ctrl_c_to_the_process_group_mid_epoch_checkpoints_like_sigterm(prepared, tmp_path):
+    """Issue 25: Ctrl-C killed training with KeyboardInterrupt and no checkpoint."""
+    store = LocalStore(tmp_path / "store")
+    put_weights(store, "imagenet", write_stand_in("imagenet", tmp_path / "imagenet.pth"), stand_in=True)
+    out = tmp_path / "model"
+    # As a terminal's Ctrl-C: SIGINT to the whole process group (a session of its own, so not to pytest's).
+    argv = signal_at_log.argv("INT", "epoch 2/2 [1/", *_train_args(prepared["paper"], out, str(store.root)), group=True)
+    stopped = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S, start_new_session=True)
+    assert stopped.returncode == EXIT_CODE, stopped.stderr[-3000:]
+    assert stopped.stderr.strip().splitlines()[-1] == "cxrtl: terminated (SIGINT)"
+    assert "KeyboardInterrupt" not in stopped.stderr and not out.exists()
+    [checkpoint] = store.list(f"runs/{RUN_ID}/imagenet/checkpoints/")
+    saved = get_payload(store, checkpoint)
+    assert saved["epoch"] == 1 and saved["partial"]["tally"]["steps"] >= 1
+
+
+def test_sigint_inside_deferred_sets_the_event_as_sigterm_does():
+    """The training loop and the checkpoint writes it waits for run inside deferred(): a Ctrl-C there,
+    during a checkpoint write too, is a request to stop after the step, not an exception."""
+    for signum, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+        with deferred() as stop:
+            os.kill(os.getpid(), signum)
+            os.kill(os.getpid(), signal.SIGTERM)  # a second signal keeps the first one's name
+            assert stop.wait(WAIT_S) and stop.signal_name == name
+    with pytest.raises(KeyboardInterrupt):  # outside it, Ctrl-C is what it always was
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(WAIT_S)
 
 
 def test_sigterm_during_an_s3_upload_aborts_it_and_leaves_no_parts(s3_server, s3_env, tmp_path):
