@@ -278,7 +278,7 @@ def _check_stored_model(session: Session) -> None:
 def _model_identity(of: ModelMetadata | Session) -> dict[str, Any]:
     """What a run id's stored model must share with a training that would replace it."""
     if isinstance(of, Session):
-        dataset, image_size, config = DatasetRef.of(of.data.info.get("dataset")), of.data.image_size, of.config
+        dataset, image_size, config = DatasetRef.of(of.data.info.dataset), of.data.image_size, of.config
         weights, version = of.weights.sha256, __version__
     else:
         dataset, image_size, config, weights, version = (

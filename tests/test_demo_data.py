@@ -75,4 +75,4 @@ def test_cli(tmp_path, capsys):
     assert main(["demo-data", str(tmp_path), "--per-class", "1", "--image-size", "32"]) == 0
     assert (tmp_path / "covid19-radiography-database.zip").is_file()
     other = tmp_path / "other"
-    refused(capsys, ["demo-data", str(other), "--per-class", "0"], naming=["per_class"], nothing_at=[other])
+    refused(capsys, ["demo-data", str(other), "--per-class", "0"], naming=["--per-class"], nothing_at=[other])

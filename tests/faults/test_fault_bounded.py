@@ -48,7 +48,7 @@ def test_preprocess_goes_on_without_collections_when_a_sheet_is_bloated(clean_ra
     )
     with caplog.at_level(logging.WARNING, logger="cxrtl.metadata"):
         data = preprocess(raw, tmp_path / "prepared", recipe="paper", image_size=32)
-    assert data.collections is None and data.info["collections"] is None
+    assert data.collections is None and data.info.collections is None
     [warning] = [r.getMessage() for r in caplog.records if r.name == "cxrtl.metadata"]
     assert str(sheet) in warning and "expands to more than" in warning
 

@@ -62,7 +62,7 @@ def test_store_put_on_a_full_disk_is_one_line_and_leaves_nothing(full_disk, tmp_
     store = full_disk / "store"
     refused(
         capsys,
-        ["store", "put", str(_big_file(tmp_path)), "data/big.bin", "--store", str(store)],
+        ["store", "put", "data/big.bin", str(_big_file(tmp_path)), "--store", str(store)],
         naming=(str(store / "data" / "big.bin"), "no space left on device", "store object data/big.bin"),
     )
     assert [p for p in store.rglob("*") if p.is_file()] == []
@@ -72,7 +72,7 @@ def test_store_and_weights_put_on_a_read_only_store_are_one_line(read_only, tmp_
     _, store = read_only
     refused(
         capsys,
-        ["store", "put", str(_big_file(tmp_path)), "big.bin", "--store", str(store)],
+        ["store", "put", "big.bin", str(_big_file(tmp_path)), "--store", str(store)],
         naming=(str(store), "read-only file system"),
     )
     weights = write_stand_in("imagenet", tmp_path / "imagenet.pth")
