@@ -289,8 +289,13 @@ def test_demo_run_against_s3_puts_everything_in_the_bucket(s3_server, tmp_path: 
 
     assert matching(r"weights/imagenet/[0-9a-f]{64}\.pth")
     assert matching(r"datasets/covid19-radiography-database/.+")
-    # the checkpoints, deleted once the source's training is done; the run's identity stays
+    # the checkpoints, deleted once the source's training is done; the run's identity and the training's records stay
     assert [key.rsplit("/", 2)[-2:] for key in matching(r"runs/.+")] == [["imagenet", "identity.json"]]
+    assert [key.rsplit("/", 1)[-1] for key in matching(r"trainings/imagenet/.+")] == [
+        "done.json",
+        "identity.json",
+        "owner.json",
+    ]
     assert matching(r"models/imagenet/[^/]+/model\.pt")
     assert matching(r"reports/[^/]+/report\.html")
     assert "champion/card.json" in keys

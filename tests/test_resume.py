@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from cxrtl.checkpoints import run_training_prefix
 from cxrtl.store import LocalStore, open_store
 from cxrtl.train import load_model
 from cxrtl.weights import put_weights, write_stand_in
@@ -34,11 +35,15 @@ def _train_argv(data: Path, out: Path, store_url: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _wait_for_checkpoint(store, key: str, process: subprocess.Popen) -> None:
+def _wait_for_checkpoint(store, process: subprocess.Popen) -> str:
+    """Once the run's training has checkpointed epoch 1: that training's prefix."""
     deadline = time.monotonic() + CHECKPOINT_WAIT_S
-    while not store.exists(key):
-        assert process.poll() is None, f"train exited with {process.returncode} before writing {key}"
-        assert time.monotonic() < deadline, f"no {key} after {CHECKPOINT_WAIT_S} s"
+    while True:
+        training = run_training_prefix(store, RUN_ID, "imagenet")
+        if training and store.exists(f"{training}checkpoints/epoch-001.pt"):
+            return training
+        assert process.poll() is None, f"train exited with {process.returncode} before checkpointing epoch 1"
+        assert time.monotonic() < deadline, f"no checkpoint of epoch 1 after {CHECKPOINT_WAIT_S} s"
         time.sleep(0.2)
 
 
@@ -49,7 +54,6 @@ def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(s
     data, out = prepared["paper"], tmp_path / "model"
     argv = _train_argv(data, out, s3_env)
     env = {**os.environ, **s3_server.env()}
-    checkpoints = f"runs/{RUN_ID}/imagenet/checkpoints/"
     model_key = f"models/imagenet/{RUN_ID}/model.pt"
 
     # 1. Start the run and kill it (no chance to clean up) once epoch 1 is in the bucket.
@@ -57,7 +61,7 @@ def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(s
     with open(first_log, "w") as log:
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_for_checkpoint(store, f"{checkpoints}epoch-001.pt", process)
+            checkpoints = f"{_wait_for_checkpoint(store, process)}checkpoints/"
             process.send_signal(signal.SIGKILL)
         finally:
             if process.poll() is None:
