@@ -154,7 +154,10 @@ class CheckpointStore:
         owner = self.store.get_json(owner_key).get("run_id") if self.store.exists(owner_key) else None
         if owner not in (None, self.run_id):
             logger.info("%s: run %s takes over training %s from run %s", self.source, self.run_id, self.training, owner)
-        self.store.put_json(owner_key, {"run_id": self.run_id})
+        # When it was claimed: `cxrtl store prune` drops an unfinished training left alone for long enough.
+        self.store.put_json(
+            owner_key, {"run_id": self.run_id, "claimed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        )
         self._claimed = True
         return held
 

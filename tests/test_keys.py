@@ -25,6 +25,7 @@ LAYOUT = {
     "trainings/SOURCE/TRAINING/done.json": keys.training_record_key("SOURCE", "TRAINING", "done.json"),
     "runs/RUN_ID/SOURCE/identity.json": keys.run_identity_key("RUN_ID", "SOURCE"),
     "runs/RUN_ID/SOURCE/failed.json": keys.failure_key("RUN_ID", "SOURCE"),
+    "prepared/RUN_ID/NAME": keys.prepared_prefix("RUN_ID") + "NAME",
     "models/SOURCE/RUN_ID/NAME": keys.model_key("SOURCE", "RUN_ID", "NAME"),
     "reports/RUN_ID/NAME": keys.report_key("RUN_ID", "NAME"),
     "champion/NAME": keys.champion_key("NAME"),

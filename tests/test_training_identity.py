@@ -71,7 +71,7 @@ def test_a_second_run_id_resumes_the_training_a_stopped_run_left(prepared, store
         == run_training_prefix(store, "run-b", "imagenet")
         == f"trainings/imagenet/{second.checkpoints.training}/"
     )
-    assert store.get_json(f"{training}owner.json") == {"run_id": "run-b"}
+    assert store.get_json(f"{training}owner.json")["run_id"] == "run-b"
 
 
 def test_the_run_a_training_was_taken_from_stops_at_its_next_save(prepared, store):

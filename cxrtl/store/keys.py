@@ -18,6 +18,7 @@ Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store
                                                   first epoch: a second run of the same id with another is refused
                                                   (with repeats, each training's RUN_ID is RUN_ID-seedN)
     runs/RUN_ID/SOURCE/failed.json                why the source's training failed in the run (cxrtl.failures)
+    prepared/RUN_ID/NAME                          the run's prepared dataset (cxrtl.data), handed to train and evaluate
     models/SOURCE/RUN_ID/NAME                     model.pt, model.json (cxrtl.records.ModelMetadata) and the
                                                   evaluation: metrics.json, predictions.csv, roc.json
     reports/RUN_ID/NAME                           report.txt, report.md, report.html, results.csv, pairs.csv
@@ -43,6 +44,7 @@ _DATASETS = "datasets"
 _RUNS = "runs"
 _TRAININGS = "trainings"
 _MODELS = "models"
+_PREPARED = "prepared"
 _REPORTS = "reports"
 _CHAMPION = "champion"
 _STATE = "state"
@@ -173,6 +175,11 @@ def report_prefix(run_id: str) -> str:
 
 def report_key(run_id: str, name: str) -> str:
     return f"{report_prefix(run_id)}{name}"
+
+
+def prepared_prefix(run_id: str) -> str:
+    """The run's prepared dataset, which its steps hand each other by this key (cxrtl.artifacts)."""
+    return f"{_PREPARED}/{run_id}/"
 
 
 def models_prefix() -> str:
