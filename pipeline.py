@@ -267,6 +267,7 @@ def build_pipeline(options: ClusterOptions | None = None):
                         seed=training_item.seed,
                         store=p.store,
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                        force=p.force,
                         **training,
                         **{name: getattr(p, name) for name in TRAIN_RUN_SETTINGS},
                     ),
@@ -303,7 +304,9 @@ def build_pipeline(options: ClusterOptions | None = None):
                 options,
             )
             # Its failure is the run's verdict, not a fault to retry.
-            _on_cpu(run_status(summary=reported.outputs["Output"]), options).set_retry(num_retries=0)
+            _on_cpu(
+                run_status(summary=reported.outputs["Output"], store=p.store, prune=p.prune_store), options
+            ).set_retry(num_retries=0)
 
     cxrtl_pipeline.__signature__ = signature
     return dsl.pipeline(

@@ -22,10 +22,12 @@ def train(
     checkpoint_minutes: float,
     keep_checkpoints: int,
     repeats: int,
+    force: bool,
     model: Output[Model],
 ):
     """Fine-tune ResNet50 from one weight source with one training seed; checkpoints to the store and resumes
-    from them. ``model``: the model's key in the store (cxrtl.artifacts), or the training's failure.
+    from them, or from another run's with the same data, weights and settings (``force``: only from its own,
+    a retry's). ``model``: the model's key in the store (cxrtl.artifacts), or the training's failure.
 
     SIGTERM (a pre-empted pod) checkpoints after the step under way and exits non-zero, so KFP retries. Any
     other failure of the training is recorded and the task ends successfully, so that the run goes on with
@@ -60,7 +62,7 @@ def train(
         data_dir = artifacts.fetch(target, artifacts.StoredFolder.read(Path(data.path)), Path(tmp) / "data")
         config = config_for_data(data_dir, **settings.training_overrides())
         try:
-            train_model(data_dir, source, Path(tmp) / "model", config, target, training_run)
+            train_model(data_dir, source, Path(tmp) / "model", config, target, training_run, fresh=force)
         except signals.Terminated:
             raise
         except Exception as exc:  # this source's failure, not the run's

@@ -122,6 +122,7 @@ class CheckpointStore:
         self.training = training_id(identity)
         self.keep = keep
         self._claimed = False
+        self.previous_owner: str | None = None  # the run that held the training before this one claimed it
         self._writer: BackgroundWriter | None = None
 
     def _record_key(self, name: str) -> str:
@@ -152,6 +153,7 @@ class CheckpointStore:
             )
         owner_key = self._record_key(OWNER_FILE)
         owner = self.store.get_json(owner_key).get("run_id") if self.store.exists(owner_key) else None
+        self.previous_owner = owner
         if owner not in (None, self.run_id):
             logger.info("%s: run %s takes over training %s from run %s", self.source, self.run_id, self.training, owner)
         # When it was claimed: `cxrtl store prune` drops an unfinished training left alone for long enough.

@@ -167,6 +167,13 @@ class RunSettings:
         ),
     )
 
+    prune_store: bool = field(
+        default=False,
+        metadata=_about(
+            "at the end of the run, delete what `cxrtl store prune`'s default retention policy deletes (default off)"
+        ),
+    )
+
     # How train runs (defaults: cxrtl.recipes.TrainConfig's): speed, not results beyond floating-point noise.
     precision: str = field(
         default=TrainConfig.precision,

@@ -244,13 +244,16 @@ def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store,
     )
 
 
-def resume(session: Session) -> Progress:
+def resume(session: Session, fresh: bool = False) -> Progress:
     """Where the training stands, loaded into the session: from its newest checkpoint, whichever run wrote
     it; the finished training's model when a run with the same identity and epochs published one; else a
-    fresh start."""
+    fresh start. ``fresh``: start afresh what another run left (a retry of this run still resumes its own)."""
     checkpoints = session.checkpoints
     # Claimed before the first epoch: a second run of this id with other settings is refused here.
     _check_resumable(checkpoints.claim(), session.identity, session.run_id)
+    if fresh and checkpoints.previous_owner not in (None, session.run_id):
+        logger.info("%s: training afresh, as asked, what run %s left", session.source, checkpoints.previous_owner)
+        checkpoints.reset()
     epochs = session.config.training.epochs
     # A resumed model would be of more epochs than its model.json says; a finished run (its checkpoints
     # deleted) would be replaced in the store by a shorter one under the same run id.
@@ -496,6 +499,7 @@ def train(
     config: TrainConfig,
     store: Store,
     run_id: str,
+    fresh: bool = False,
 ) -> TrainResult:
     """Train from ``source``'s stored weights on the prepared data; write the best model to ``out_dir``.
 
@@ -503,13 +507,15 @@ def train(
     run has some, training resumes from the newest. On SIGTERM the step under way finishes, a checkpoint is
     written and :class:`cxrtl.signals.Terminated` raised. The best model goes to the store too (keys in
     :mod:`cxrtl.store.keys`); the checkpoints, but ``config.keep_checkpoints`` of them, are then deleted.
+    Checkpoints are the training's, not the run's: another run with the same identity resumes them, or takes
+    the model once the training is done, unless ``fresh`` (a forced run) asks to train again.
     """
     problem = keys.run_id_problem(run_id)
     if problem:
         raise CxrtlError(f"run id {problem}")
     check_output_folder(out_dir, METADATA_FILE)  # before training, not after
     session = open_session(data_dir, source, config, store, run_id)
-    progress = resume(session)
+    progress = resume(session, fresh)
     policy = CheckpointPolicy(config.checkpoint_minutes)
     epochs = config.training.epochs
     with signals.deferred() as stop, session.checkpoints.in_background():
