@@ -36,7 +36,8 @@ from cxrtl.data import check_image_size
 from cxrtl.engine import Batches, StepSettings, resolve_device, resolve_precision, train_one_epoch
 from cxrtl.errors import CxrtlError
 from cxrtl.model import build_model
-from cxrtl.recipes import TrainConfig
+from cxrtl.recipes import PAPER, TrainConfig
+from cxrtl.settings import RunSettings
 from cxrtl.store import Store
 
 logger = logging.getLogger(__name__)
@@ -102,8 +103,8 @@ class BenchResult:
 
 def bench(
     store: Store,
-    image_size: int = 224,
-    batch_size: int = 32,
+    image_size: int = RunSettings.image_size,
+    batch_size: int = PAPER.training.batch_size,
     batches: int = 5,
     device: str = "auto",
     config: TrainConfig | None = None,

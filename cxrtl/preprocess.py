@@ -27,6 +27,7 @@ from cxrtl.ingest import INGEST_FILE, find_dataset, list_images
 from cxrtl.metadata import MASKS_FOLDER, load_mask, read_collections
 from cxrtl.progress import Progress
 from cxrtl.recipes import get_recipe
+from cxrtl.settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,13 @@ _INFO_FILE = "info.json"
 MIN_IMAGES_PER_CLASS = 10
 
 
-def preprocess(raw: Path, out: Path, recipe: str = "paper", image_size: int = 224, seed: int = 0) -> PreparedData:
+def preprocess(
+    raw: Path,
+    out: Path,
+    recipe: str = RunSettings.recipe,
+    image_size: int = RunSettings.image_size,
+    seed: int = RunSettings.seed,
+) -> PreparedData:
     """Prepare COVID (label 1) and Normal (label 0) images of the ingested folder ``raw`` into ``out``."""
     check_image_size(image_size)
     chosen = get_recipe(recipe)

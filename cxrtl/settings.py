@@ -10,10 +10,11 @@ pipeline's side it is :data:`RECIPE_VALUE`, turned back into ``None`` by :meth:`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,16 +66,19 @@ def _about(
     check: Check | None = None,
     choices: tuple[str, ...] = (),
     option: str | None = None,
+    bare: Any = None,
     fingerprint: bool = False,
 ) -> dict[str, Any]:
     """A setting's metadata. ``demo``: its value with ``--demo`` (default: its default); ``option``: its
-    ``pipeline.py run`` option (default: --NAME); ``fingerprint``: whether a change of it retrains."""
+    command-line option (default: --NAME); ``bare``: the value of the option given without one (default: the
+    option needs a value); ``fingerprint``: whether a change of it retrains."""
     return {
         "help": help,
         "demo": demo,
         "check": check or (_one_of(choices) if choices else None),
         "choices": choices,
         "option": option,
+        "bare": bare,
         "fingerprint": fingerprint,
     }
 
@@ -204,7 +208,9 @@ class RunSettings:
     keep_checkpoints: int = field(
         default=TrainConfig.keep_checkpoints,
         metadata=_about(
-            "checkpoints left in the store once a source's training is done (default 0)", check=_non_negative
+            "checkpoints left in the store once a source's training is done (default 0; 1 if given without a number)",
+            check=_non_negative,
+            bare=1,
         ),
     )
 
@@ -221,8 +227,7 @@ class RunSettings:
     @classmethod
     def from_pipeline(cls, **parameters: Any) -> RunSettings:
         """Settings from pipeline parameters (any of them; the others keep their defaults)."""
-        optional = {f.name for f in dataclasses.fields(cls) if _is_optional(f)}
-        return cls(**{k: None if k in optional and v == RECIPE_VALUE else v for k, v in parameters.items()})
+        return cls(**{k: from_pipeline_value(k, v) for k, v in parameters.items()})
 
     def to_pipeline(self) -> dict[str, Any]:
         """The pipeline's arguments for these settings, each of its parameter's type (kfp.local refuses an int
@@ -251,6 +256,29 @@ class RunSettings:
         return [{"source": source, "seed": self.seed + r} for source in sources for r in range(self.repeats)]
 
 
+class SettingError(CxrtlError):
+    """A bad value of setting ``name``: ``problem`` says what is wrong with it."""
+
+    def __init__(self, name: str, problem: str, label: str | None = None) -> None:
+        super().__init__(f"{label or name} {problem}")
+        self.name = name
+        self.problem = problem
+
+
+@contextlib.contextmanager
+def settings_named(label: Callable[[str], str]) -> Iterator[None]:
+    """Settings made inside name a bad value as ``label(name)`` does: as the option or parameter that gave it."""
+    try:
+        yield
+    except SettingError as exc:
+        raise CxrtlError(f"{label(exc.name)} {exc.problem}") from None
+
+
+def from_pipeline_value(name: str, value: Any) -> Any:
+    """A pipeline parameter's value as setting ``name``'s (:data:`RECIPE_VALUE`: None, the recipe's value)."""
+    return None if _is_optional(SETTINGS[name]) and value == RECIPE_VALUE else value
+
+
 def setting_problem(name: str, value: Any) -> str | None:
     """What is wrong with ``value`` as setting ``name`` (None, the recipe's value, is not wrong), or None."""
     check = SETTINGS[name].metadata["check"]
@@ -261,12 +289,12 @@ def check_setting(name: str, value: Any, label: str | None = None) -> Any:
     """``value`` if it is a good value of setting ``name``, else a CxrtlError naming ``label`` (default: ``name``)."""
     problem = setting_problem(name, value)
     if problem:
-        raise CxrtlError(f"{label or name} {problem}")
+        raise SettingError(name, problem, label)
     return value
 
 
 def option(name: str) -> str:
-    """The ``pipeline.py run`` option of setting ``name``."""
+    """The command-line option of setting ``name``."""
     return SETTINGS[name].metadata["option"] or "--" + name.replace("_", "-")
 
 

@@ -43,7 +43,7 @@ from cxrtl.errors import CxrtlError
 from cxrtl.files import check_output_folder, staged_folder
 from cxrtl.metrics import selection_score, youden_threshold
 from cxrtl.model import NUM_CLASSES, build_model, set_backbone_trainable
-from cxrtl.recipes import TrainConfig
+from cxrtl.recipes import PAPER, TrainConfig
 from cxrtl.records import DatasetRef, ModelMetadata
 from cxrtl.seen import SEEN_FILE, Seen
 from cxrtl.store import Store, keys, sha256_file
@@ -70,7 +70,8 @@ _RESUMABLE_CHANGES = (
 
 def config_for_data(data_dir: Path, recipe: str | None = None, **overrides: Any) -> TrainConfig:
     """The training set-up for a prepared dataset: its own recipe unless ``recipe`` names another."""
-    return TrainConfig.from_recipe(recipe or PreparedData.load(data_dir).info.get("recipe", "paper"), **overrides)
+    # Data prepared before info.json named its recipe was prepared the paper's way.
+    return TrainConfig.from_recipe(recipe or PreparedData.load(data_dir).info.get("recipe", PAPER.name), **overrides)
 
 
 @dataclass

@@ -17,10 +17,10 @@ import pytest
 from kfp import compiler, dsl
 from kfp_api_stub import KfpApiStub
 
-# cluster.py sits at the repo root beside pipeline.py, outside the installed package.
+# pipeline.py and runners/ sit at the repo root, outside the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import cluster
 import pipeline
+from runners import kfp_api
 
 TOKEN = "tok-3f9a1c-do-not-print"
 REQUIRED = ["--param", "store_url=s3://models"]
@@ -77,9 +77,9 @@ def one_error_line(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCapture
 @pytest.fixture(autouse=True)
 def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("KFP_TOKEN", raising=False)
-    monkeypatch.delenv(cluster.SA_TOKEN_PATH_ENV, raising=False)
-    monkeypatch.delenv(cluster.UI_URL_ENV, raising=False)
-    monkeypatch.setattr(cluster, "SA_TOKEN_PATHS", (str(tmp_path / "kfp-token"), str(tmp_path / "sa-token")))
+    monkeypatch.delenv(kfp_api.SA_TOKEN_PATH_ENV, raising=False)
+    monkeypatch.delenv(kfp_api.UI_URL_ENV, raising=False)
+    monkeypatch.setattr(kfp_api, "SA_TOKEN_PATHS", (str(tmp_path / "kfp-token"), str(tmp_path / "sa-token")))
 
 
 @pytest.fixture
@@ -207,7 +207,7 @@ def test_schedule_list_and_delete_by_name_and_by_id(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cluster, "_PAGE_SIZE", 1)  # so listing has to follow next_page_token
+    monkeypatch.setattr(kfp_api, "_PAGE_SIZE", 1)  # so listing has to follow next_page_token
     for name, cron in (("nightly", "0 0 3 * * *"), ("weekly", "0 0 4 ? * SUN")):
         argv = ["schedule", "--host", stub.url, "--cron", cron, "--name", name, *REQUIRED]
         assert pipeline.main(argv) == 0
@@ -285,7 +285,7 @@ def test_a_bad_cron_is_one_error_line_and_no_request(
     ["0 0 9 ? * 2-6", "0 0 3 * * *", "*/10 * * * * ?", "0 0,30 8-18/2 1,15 jan-Jun,DEC sun", "30 5/15 * * * *"],
 )
 def test_validate_cron_accepts_kfp_cron_syntax(cron: str) -> None:
-    assert cluster.validate_cron(f"  {cron} ") == cron
+    assert kfp_api.validate_cron(f"  {cron} ") == cron
 
 
 @pytest.mark.parametrize(
@@ -410,14 +410,14 @@ def test_token_comes_from_flag_env_then_token_files_and_is_never_printed(
 
     caplog.set_level(logging.DEBUG)
     assert header_of_next_run() is None
-    kfp_file, sa_file = (Path(p) for p in cluster.SA_TOKEN_PATHS)
+    kfp_file, sa_file = (Path(p) for p in kfp_api.SA_TOKEN_PATHS)
     sa_file.write_text("sa-token\n")
     assert header_of_next_run() == "Bearer sa-token"
     kfp_file.write_text("kfp-token\n")
     assert header_of_next_run() == "Bearer kfp-token"
     override = tmp_path / "override-token"
     override.write_text("override-token")
-    monkeypatch.setenv(cluster.SA_TOKEN_PATH_ENV, str(override))
+    monkeypatch.setenv(kfp_api.SA_TOKEN_PATH_ENV, str(override))
     assert header_of_next_run() == "Bearer override-token"
     monkeypatch.setenv("KFP_TOKEN", "env-token")
     assert header_of_next_run() == "Bearer env-token"
@@ -512,7 +512,7 @@ def test_the_api_servers_address_never_becomes_a_run_link(
         second = list(server.runs)[-1]
         assert capsys.readouterr().out.splitlines()[-1] == f"{ui}/#/runs/details/{second}"
 
-        monkeypatch.setenv(cluster.UI_URL_ENV, "http://localhost:8080")
+        monkeypatch.setenv(kfp_api.UI_URL_ENV, "http://localhost:8080")
         argv = ["schedule", "--host", server.url, "--cron", "@weekly", *REQUIRED]
         assert pipeline.main(argv) == 0
         [recurring] = server.recurring_runs

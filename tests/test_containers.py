@@ -27,7 +27,7 @@ from stopped_run import stop_in_training
 
 from components.images import CPU, TRAIN, image
 from cxrtl.weights import SOURCE_NAMES
-from local_docker import RUN_LABEL
+from runners.docker import RUN_LABEL
 
 REPO = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the classic builder colours a step's error output

@@ -113,7 +113,7 @@ def test_dockerfile_properties():
 
     sources = [source for kind, args in steps if kind == "COPY" for source in args.split()[:-1]]
     assert "ADD" not in [kind for kind, _ in steps]
-    assert not [s for s in sources if s.startswith(("components", "pipeline.py", "."))], sources
+    assert not [s for s in sources if s.startswith(("components", "runners", "pipeline.py", "."))], sources
 
     # Dependencies in their own stage, from pyproject.toml alone, before the image copies cxrtl/; the
     # image takes the venv from that stage and never the wheelhouse.

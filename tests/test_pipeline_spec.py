@@ -20,9 +20,10 @@ from refusal import PIPELINE, refused
 
 import pipeline
 from components.images import image
+from components.placement import GPU_QUEUE_ALLOWANCE_S, ClusterOptions
 from cxrtl.settings import RECIPE_VALUE, RunSettings, value_type
 from cxrtl.weights import SOURCE_NAMES
-from pipeline import DEFAULT_STORE, ClusterOptions
+from pipeline import DEFAULT_STORE
 
 REPO = Path(__file__).resolve().parents[1]
 CONTAINER_TASKS = ("ingest", "check-weights", "check-changes", "preprocess", "train", "evaluate", "promote", "report")
@@ -311,7 +312,7 @@ def test_train_has_a_timeout_and_retries_stay_allowed_for_all_its_attempts(defau
     # hour would end the retries of any training that ran longer.
     assert default_spec.platform("train")["activeDeadlineSeconds"] == str(12 * 3600)
     window = int(default_spec.tasks["train"]["retryPolicy"]["backoffMaxDuration"].removesuffix("s"))
-    assert window == 4 * 12 * 3600 + (60 + 120 + 240) + pipeline.GPU_QUEUE_ALLOWANCE_S
+    assert window == 4 * 12 * 3600 + (60 + 120 + 240) + GPU_QUEUE_ALLOWANCE_S
     for task in set(CONTAINER_TASKS) - {"train"}:
         assert "activeDeadlineSeconds" not in default_spec.platform(task), task
 
@@ -322,7 +323,7 @@ def test_train_has_a_timeout_and_retries_stay_allowed_for_all_its_attempts(defau
 
 def test_no_task_is_cached(default_spec: Spec):
     # KFP's cache key holds the input artifacts' IDs, new in every run after an uncached ingest: a cache
-    # could never hit, so it is off everywhere (pipeline.py says why).
+    # could never hit, so it is off everywhere (components/placement.py says why).
     for task in CONTAINER_TASKS:
         assert not default_spec.tasks[task].get("cachingOptions", {}).get("enableCache", False), task
 
@@ -566,3 +567,47 @@ def test_submit_takes_kaggle_or_a_zip_in_the_store(
     [run] = server.runs.values()
     assert run["runtime_config"]["parameters"]["dataset_source"] == param.split("=", 1)[1]
     assert capsys.readouterr().out.splitlines()[-1] == f"{server.url}/#/runs/details/{run['run_id']}"
+
+
+# --- run settings on a cluster: one definition, the checks `run` makes -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "given", "says"),
+    [
+        (["submit"], ["--param", "epochs=-3"], "--param epochs must be positive, got -3"),
+        (["submit"], ["--param", "recipe=nope"], "--param recipe must be one of paper, recommended, got 'nope'"),
+        (["submit"], ["--param", "learning_rate=2"], "--param learning_rate must be in (0, 1], got 2.0"),
+        (["submit"], ["--epochs", "-3"], "--epochs must be positive, got -3"),
+        (["submit"], ["--sources", "imagenet", "--param", 'sources=["imagenet"]'], "--sources and --param sources"),
+        (["schedule", "--cron", "@daily"], ["--param", "epochs=-3"], "--param epochs must be positive, got -3"),
+    ],
+)
+def test_submit_and_schedule_check_run_settings_as_run_does_before_any_request(
+    command: list[str], given: list[str], says: str, capsys: pytest.CaptureFixture[str], monkeypatch
+):
+    from kfp_api_stub import KfpApiStub
+
+    monkeypatch.delenv("KFP_TOKEN", raising=False)
+    with KfpApiStub(via_ui=True) as server:
+        refused(capsys, [*command, "--host", server.url, *given], pipeline.main, PIPELINE, naming=[says])
+    assert server.requests == []
+
+
+def test_run_gives_the_same_message_for_a_bad_setting(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    argv = ["run", "--demo", "--epochs", "-3", "--output", str(tmp_path / "out")]
+    refused(capsys, argv, pipeline.main, PIPELINE, naming=["--epochs must be positive, got -3"])
+
+
+def test_submit_takes_run_settings_as_options_as_run_does(capsys: pytest.CaptureFixture[str], monkeypatch):
+    from kfp_api_stub import KfpApiStub
+
+    monkeypatch.delenv("KFP_TOKEN", raising=False)
+    argv = ["--sources", "imagenet,chexpert", "--epochs", "1", "--image-size", "64", "--masked-evaluation"]
+    with KfpApiStub(via_ui=True) as server:
+        assert pipeline.main(["submit", "--host", server.url, *argv, "--param", "seed=7"]) == 0
+    [run] = server.runs.values()
+    parameters = run["runtime_config"]["parameters"]
+    assert parameters["sources"] == ["imagenet", "chexpert"]
+    assert (parameters["epochs"], parameters["image_size"], parameters["masked_evaluation"]) == (1, 64, True)
+    assert parameters["seed"] == 7

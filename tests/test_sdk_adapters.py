@@ -1,4 +1,4 @@
-"""The SDK adapters (cxrtl/store/minio_adapter.py, cxrtl/weights/torch_adapter.py, kfp_adapter.py): each holds
+"""The SDK adapters (cxrtl/store/minio_adapter.py, cxrtl/weights/torch_adapter.py, runners/kfp_adapter.py): each holds
 what cxrtl needs beyond an SDK's public API, checked against one release series. These tests fail when the installed
 SDK is another series, or when the internals an adapter uses change shape; then check the adapter against
 the new release (the store and weights tests exercise both end to end) and move ``VERIFIED``.
@@ -19,9 +19,9 @@ import torch
 from minio import Minio
 from minio.error import InvalidResponseError, ServerError
 
-import kfp_adapter
 from cxrtl.store import minio_adapter
 from cxrtl.weights import torch_adapter
+from runners import kfp_adapter
 
 
 def _series(version: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 import pipeline
 from cxrtl.errors import CxrtlError
 from cxrtl.settings import RECIPE_VALUE, TRAIN_RUN_SETTINGS, RunSettings, check_setting, option, value_type
+from runners.local import local_arguments
 
 
 @pytest.mark.parametrize("settings", [RunSettings(), RunSettings.demo()], ids=["defaults", "demo"])
@@ -65,11 +66,11 @@ def test_pipeline_run_has_an_option_per_setting_with_its_help(monkeypatch, capsy
 @pytest.mark.parametrize(("flags", "expected"), [(["--demo"], RunSettings.demo()), ([], RunSettings())])
 def test_pipeline_run_passes_the_demo_values_or_the_defaults(flags: list[str], expected: RunSettings):
     args = pipeline.build_parser().parse_args(["run", *flags, "--dataset-source", "kaggle"])
-    assert pipeline._local_arguments(args) == {"dataset_source": "kaggle", **expected.to_pipeline()}
+    assert local_arguments(args) == {"dataset_source": "kaggle", **expected.to_pipeline()}
 
 
 def test_given_options_override_the_demo_values():
     argv = ["run", "--demo", "--epochs", "5", "--lr", "0.01", "--skip-missing-weights", "--sources", "imagenet"]
-    arguments = pipeline._local_arguments(pipeline.build_parser().parse_args(argv))
+    arguments = local_arguments(pipeline.build_parser().parse_args(argv))
     assert (arguments["epochs"], arguments["learning_rate"], arguments["batch_size"]) == (5, 0.01, 16)
     assert (arguments["skip_missing_weights"], arguments["sources"]) == (True, ["imagenet"])

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cxrtl.cli.options import add_setting_options, checked, given_settings
 from cxrtl.data import image_size_problem
 from cxrtl.ingest import IngestLimits
-from cxrtl.recipes import PRECISIONS, RECIPES
-from cxrtl.settings import setting_problem
+from cxrtl.recipes import PAPER, PRECISIONS, RECIPES
+from cxrtl.settings import TRAIN_RUN_SETTINGS, RunSettings, setting_problem
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-files", type=_positive_int, default=limits.max_files, help="files (default %(default)s)")
     p.add_argument(
         "--max-ratio",
-        type=_checked(float, lambda v: None if 1 <= v < float("inf") else f"must be at least 1, got {v}"),
+        type=checked(float, lambda v: None if 1 <= v < float("inf") else f"must be at least 1, got {v}"),
         default=limits.max_ratio,
         help="unpacked/packed size of a zip member over 1 MiB (default %(default)s)",
     )
@@ -49,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("preprocess", help="decode, resize and split COVID vs Normal into arrays")
     p.add_argument("--raw", required=True, type=Path, help="an ingested folder")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--image-size", type=_image_size, default=224)
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="paper")
+    p.add_argument("--image-size", type=_image_size, default=RunSettings.image_size, help="default %(default)s")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=RunSettings.recipe, help="default %(default)s")
     p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=_preprocess)
 
@@ -59,9 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", required=True, metavar="SOURCE", help="weight source name (see 'cxrtl weights list')")
     p.add_argument("--out", required=True, type=Path, help="folder for the best model")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="default: the recipe the data was preprocessed with")
-    p.add_argument("--epochs", type=_setting("epochs", int))
-    p.add_argument("--batch-size", type=_setting("batch_size", int))
-    p.add_argument("--lr", dest="learning_rate", type=_setting("learning_rate", float))
+    add_setting_options(p, TRAIN_SETTINGS, check=True)
     p.add_argument(
         "--freeze-backbone-after",
         type=_epochs_or_never,
@@ -74,30 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="recompute BatchNorm statistics over the training split before each evaluation",
     )
-    p.add_argument("--seed", type=_seed)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    p.add_argument(
-        "--keep-checkpoints",
-        type=_setting("keep_checkpoints", int),
-        nargs="?",
-        const=1,
-        metavar="N",
-        help="leave the newest N checkpoints (1 if N is not given) in the store once done (default: delete them)",
-    )
-    p.add_argument(
-        "--checkpoint-minutes",
-        type=_setting("checkpoint_minutes", float),
-        metavar="M",
-        help="checkpoint at most once per M minutes (0: every epoch), and after the last epoch and on SIGTERM",
-    )
-    p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16, fp16")
-    for name, about in (
-        ("channels-last", "channels-last memory format (default on)"),
-        ("cudnn-benchmark", "let cuDNN pick its fastest kernels (default on)"),
-        ("compile", "torch.compile the model (default off)"),
-        ("data-on-device", "a copy of the images in GPU memory when they fit (default on)"),
-    ):
-        p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=about)
     p.add_argument(
         "--store", help="store URL for weights and checkpoints (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
     )
@@ -128,8 +104,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bench", help="our training step beside its compute bound and the study's way, data paths, checkpoint writes"
     )
     p.add_argument("--quick", action="store_true", help="64 px, batch 16, 3 timed batches: under a minute on 2 cores")
-    p.add_argument("--image-size", type=_image_size, help="default 224 (64 with --quick)")
-    p.add_argument("--batch-size", type=_positive_int, help="default 32, as the study (16 with --quick)")
+    p.add_argument("--image-size", type=_image_size, help=f"default {RunSettings.image_size} (64 with --quick)")
+    p.add_argument(
+        "--batch-size", type=_positive_int, help=f"default {PAPER.training.batch_size}, as the study (16 with --quick)"
+    )
     p.add_argument("--batches", type=_positive_int, help="timed batches after a warm-up (default 5; 3 with --quick)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16, fp16")
@@ -146,24 +124,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # Each option is checked as argparse reads it, so that a bad value is refused before torch or the data load.
 
 
-def _checked(parse: Callable[[str], Any], problem: Callable[[Any], str | None]) -> Callable[[str], Any]:
-    def check(text: str) -> Any:
-        try:
-            value = parse(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a {parse.__name__}: {text!r}") from None
-        found = problem(value)
-        if found:
-            raise argparse.ArgumentTypeError(found)
-        return value
-
-    check.__name__ = parse.__name__  # argparse names the type in its own messages
-    return check
-
-
 def _setting(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """A value of the pipeline setting ``name``, checked as the pipeline checks it."""
-    return _checked(parse, lambda value: setting_problem(name, value))
+    return checked(parse, lambda value: setting_problem(name, value))
 
 
 def _run_id_problem(value: str) -> str | None:
@@ -173,9 +136,9 @@ def _run_id_problem(value: str) -> str | None:
 
 
 _seed = _setting("seed", int)
-_image_size = _checked(int, image_size_problem)
-_positive_int = _checked(int, lambda value: None if value > 0 else f"must be positive, got {value}")
-_run_id = _checked(str, _run_id_problem)
+_image_size = checked(int, image_size_problem)
+_positive_int = checked(int, lambda value: None if value > 0 else f"must be positive, got {value}")
+_run_id = checked(str, _run_id_problem)
 
 
 def _epochs_or_never(value: str) -> int | str:
@@ -209,22 +172,8 @@ def _preprocess(args: argparse.Namespace) -> None:
     )
 
 
-_TRAIN_OPTIONS = (
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "freeze_backbone_after",
-    "recalibrate_bn",
-    "seed",
-    "device",
-    "keep_checkpoints",
-    "checkpoint_minutes",
-    "precision",
-    "channels_last",
-    "cudnn_benchmark",
-    "compile",
-    "data_on_device",
-)
+# `cxrtl train`'s options that are run settings, as the pipeline's train step takes them.
+TRAIN_SETTINGS = ("epochs", "batch_size", "learning_rate", "seed", *TRAIN_RUN_SETTINGS)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -232,7 +181,8 @@ def _train(args: argparse.Namespace) -> None:
     from cxrtl.store import open_store
     from cxrtl.train import config_for_data, train
 
-    overrides = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k) is not None}
+    others = {k: getattr(args, k) for k in ("freeze_backbone_after", "recalibrate_bn", "device")}
+    overrides = given_settings(args, TRAIN_SETTINGS) | {k: v for k, v in others.items() if v is not None}
     if overrides.get("freeze_backbone_after") == "never":
         overrides["freeze_backbone_after"] = None
     config = config_for_data(args.data, args.recipe, **overrides)
@@ -275,8 +225,8 @@ def _bench(args: argparse.Namespace) -> None:
     switches = {k: getattr(args, k) for k in ("precision", "channels_last", "compile") if getattr(args, k) is not None}
     result = bench(
         open_store(args.store),
-        image_size=args.image_size or (64 if quick else 224),
-        batch_size=args.batch_size or (16 if quick else 32),
+        image_size=args.image_size or (64 if quick else RunSettings.image_size),
+        batch_size=args.batch_size or (16 if quick else PAPER.training.batch_size),
         batches=args.batches or (3 if quick else 5),
         device=args.device,
         config=TrainConfig.from_recipe("recommended", **switches),

@@ -30,11 +30,12 @@ import urllib3
 import yaml
 from kfp_server_api import ApiException
 
-import kfp_adapter
 from cxrtl.errors import CxrtlError
+from runners import kfp_adapter
 
 CompilePackage = Callable[[argparse.Namespace], Path]
-CheckParams = Callable[[dict[str, Any]], None]
+# The run's parameters from the parsed arguments and the typed --param values; a CxrtlError refuses them.
+RunParams = Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any]]
 
 DEFAULT_EXPERIMENT = "cxrtl"
 # Tried in order when neither --token nor KFP_TOKEN is given: the projected token KFP multi-user
@@ -524,7 +525,7 @@ def _ui_url(args: argparse.Namespace, host: str, info: ServerInfo) -> str | None
     return host if info.via_ui else None
 
 
-def _prepare(args: argparse.Namespace, compile_package: CompilePackage, check_params: CheckParams | None) -> _Prepared:
+def _prepare(args: argparse.Namespace, compile_package: CompilePackage, run_params: RunParams | None) -> _Prepared:
     """Offline checks first, then compile, then the first request and the server's version."""
     host = check_host(args.host)
     if args.ui_url:
@@ -532,8 +533,8 @@ def _prepare(args: argparse.Namespace, compile_package: CompilePackage, check_pa
     package = Path(compile_package(args))
     spec = read_pipeline_spec(package)
     params = parse_params(args.param, spec)
-    if check_params:
-        check_params(params)
+    if run_params:
+        params = run_params(args, params)
     client, namespace, info = connect(host, find_token(args.token), args.namespace)
     if not args.skip_version_check:
         check_server_version(host, info)
@@ -556,8 +557,8 @@ def _version_line(version: PipelineVersion, pipeline_name: str) -> str:
     return f"pipeline {pipeline_name!r} version {version.name!r} uploaded ({version.state})"
 
 
-def _submit(args: argparse.Namespace, compile_package: CompilePackage, check_params: CheckParams | None) -> int:
-    ready = _prepare(args, compile_package, check_params)
+def _submit(args: argparse.Namespace, compile_package: CompilePackage, run_params: RunParams | None) -> int:
+    ready = _prepare(args, compile_package, run_params)
     version = upload_package(ready.client, ready.host, ready.package, ready.pipeline_name, ready.namespace)
     experiment = args.experiment or DEFAULT_EXPERIMENT
     experiment_id = ensure_experiment(ready.client, ready.host, experiment, ready.namespace)
@@ -576,13 +577,13 @@ def _submit(args: argparse.Namespace, compile_package: CompilePackage, check_par
     return 0
 
 
-def _schedule(args: argparse.Namespace, compile_package: CompilePackage, check_params: CheckParams | None) -> int:
+def _schedule(args: argparse.Namespace, compile_package: CompilePackage, run_params: RunParams | None) -> int:
     if args.list:
         return _schedule_list(args)
     if args.delete:
         return _schedule_delete(args)
     cron = validate_cron(args.cron)
-    ready = _prepare(args, compile_package, check_params)
+    ready = _prepare(args, compile_package, run_params)
     name = args.name or f"{ready.pipeline_name}-scheduled"
     clash = [run for run in list_recurring_runs(ready.client, ready.host, ready.namespace) if run.display_name == name]
     if clash:
@@ -710,13 +711,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_cluster_arguments(
-    subparsers: argparse._SubParsersAction, compile_package: CompilePackage, check_params: CheckParams | None = None
+    subparsers: argparse._SubParsersAction, compile_package: CompilePackage, run_params: RunParams | None = None
 ) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """Add ``submit`` and ``schedule``; return both parsers so compile-time options can be added to them.
 
     ``compile_package(args)`` gets the parsed arguments and returns the path of a compiled ``.yaml``
     package; it is called only when something is uploaded (not for ``schedule --list/--delete``).
-    ``check_params(params)`` may refuse the typed ``--param`` values (a CxrtlError) before any request.
+    ``run_params(args, params)`` makes the run's parameters of the typed ``--param`` values and the options the
+    caller added to the parsers, or refuses them (a CxrtlError), before any request.
     The handlers raise ClusterError (a CxrtlError) for anything the user must fix.
     """
     submit = subparsers.add_parser(
@@ -728,7 +730,7 @@ def add_cluster_arguments(
     _add_connection_arguments(submit)
     _add_run_arguments(submit)
     submit.add_argument("--run-name", help="run name (default: pipeline name and UTC time)")
-    submit.set_defaults(func=lambda args: _submit(args, compile_package, check_params))
+    submit.set_defaults(func=lambda args: _submit(args, compile_package, run_params))
 
     schedule = subparsers.add_parser(
         "schedule",
@@ -754,5 +756,5 @@ def add_cluster_arguments(
         help="pinned (default): every run uses the version uploaded now; latest: each run uses the pipeline's "
         "newest version, whatever a later submit uploads",
     )
-    schedule.set_defaults(func=lambda args: _schedule(args, compile_package, check_params))
+    schedule.set_defaults(func=lambda args: _schedule(args, compile_package, run_params))
     return submit, schedule

@@ -1,4 +1,4 @@
-"""What cluster.py needs from the kfp SDK beyond its public API, in one place, for kfp 2.17.
+"""What runners/kfp_api.py needs from the kfp SDK beyond its public API, in one place, for kfp 2.17.
 
 kfp.Client takes no retry setting, and its constructor sends the first request (the health check, when
 no namespace is given) with urllib3's default of three retries per refused connection, each logged. The
