@@ -104,7 +104,9 @@ def test_cli_prune_lists_by_default_and_deletes_with_apply(store: Store, capsys)
     before = store.list()
     assert main(["store", "--store", str(store.root), "prune"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1].endswith("would delete (dry run; --apply deletes); " + f"{len(before) - (len(out) - 1)} kept")
+    assert out[-1].endswith(
+        "would be deleted (dry run; --apply deletes them); " + f"{len(before) - (len(out) - 1)} kept"
+    )
     assert all(line.startswith("would delete ") for line in out[:-1]) and len(out) > 1
     assert store.list() == before
     assert main(["store", "--store", str(store.root), "prune", "--apply"]) == 0

@@ -102,7 +102,7 @@ def _prune(args: argparse.Namespace) -> None:
     result = prune(open_store_of(args), policy, apply=args.apply)
     for line in result.lines():
         print(f"{'deleted' if args.apply else 'would delete'} {line}")
-    verb = "deleted" if args.apply else "would delete (dry run; --apply deletes)"
+    verb = "deleted" if args.apply else "would be deleted (dry run; --apply deletes them)"
     print(f"{len(result.delete)} keys {verb}; {result.kept} kept")
 
 
