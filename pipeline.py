@@ -49,6 +49,7 @@ def build_pipeline(options: ClusterOptions | None = None):
     from components.preprocess import preprocess
     from components.promote import promote
     from components.report import report
+    from components.run_status import run_status
     from components.train import train
 
     options = options or ClusterOptions()
@@ -91,11 +92,23 @@ def build_pipeline(options: ClusterOptions | None = None):
             options,
         )
         with dsl.If(check.output == True, name="retrain"):  # noqa: E712 (a KFP condition, not a test)
+            # The prepared data and the models go from step to step by store key (cxrtl.artifacts): KFP's own
+            # object store, shared by the cluster and never cleaned, keeps only small references.
             data = _on_cpu(
-                preprocess(raw=raw.outputs["raw"], recipe=p.recipe, image_size=p.image_size, seed=p.seed), options
+                preprocess(
+                    raw=raw.outputs["raw"],
+                    recipe=p.recipe,
+                    image_size=p.image_size,
+                    seed=p.seed,
+                    store=p.store,
+                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                ),
+                options,
             )
             # A training per source whose weights check-weights found in the store (not the parameter as
-            # given) and per training seed; every one on the one split preprocess drew.
+            # given) and per training seed; every one on the one split preprocess drew. A training that fails
+            # ends its task successfully with the failure as its output (cxrtl.failures: KFP cannot collect the
+            # iterations that finished once one has failed), and the run fails at its end, in run-status.
             with dsl.ParallelFor(
                 weights.outputs["trainings"], parallelism=options.parallelism, name="weight-sources"
             ) as training_item:
@@ -106,6 +119,7 @@ def build_pipeline(options: ClusterOptions | None = None):
                         seed=training_item.seed,
                         store=p.store,
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                        force=p.force,
                         **training,
                         **{name: getattr(p, name) for name in TRAIN_RUN_SETTINGS},
                     ),
@@ -127,10 +141,11 @@ def build_pipeline(options: ClusterOptions | None = None):
                     store=p.store,
                     metric=p.promotion_metric,
                     margin=p.promotion_margin,
+                    despite_failures=p.promote_despite_failures,
                 ),
                 options,
             )
-            _on_cpu(
+            reported = _on_cpu(
                 report(
                     results=dsl.Collected(scored.outputs["results"]),
                     decision=decision.output,
@@ -140,6 +155,10 @@ def build_pipeline(options: ClusterOptions | None = None):
                 ),
                 options,
             )
+            # Its failure is the run's verdict, not a fault to retry.
+            _on_cpu(
+                run_status(summary=reported.outputs["Output"], store=p.store, prune=p.prune_store), options
+            ).set_retry(num_retries=0)
 
     cxrtl_pipeline.__signature__ = signature
     return dsl.pipeline(

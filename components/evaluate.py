@@ -16,19 +16,29 @@ def evaluate(
 ):
     """Test-split metrics, predictions.csv, ROC and Grad-CAM of one trained model; every scalar of metrics.json,
     the confusion matrix and the ROC curve shown in the KFP UI; ``masked`` adds an evaluation with the lungs
-    blacked out."""
+    blacked out. A training that failed is handed on as it came (cxrtl.failures)."""
+    import tempfile
     from pathlib import Path
 
-    from cxrtl import signals
+    from cxrtl import artifacts, signals
     from cxrtl.evaluate import evaluate as evaluate_model
+    from cxrtl.failures import read_failure, write_failure
     from cxrtl.store import open_store
     from cxrtl.ui_outputs import ui_outputs
 
     signals.install()  # SIGTERM takes Ctrl-C's clean-up: no upload parts or temporary files left
 
-    evaluation = evaluate_model(
-        Path(data.path), Path(model.path), Path(results.path), store=open_store(store), masked=masked
-    )
+    failure = read_failure(Path(model.path))
+    if failure is not None:
+        write_failure(Path(results.path), failure)
+        results.metadata.update({"source": failure.source, "failed": failure.error})
+        print(f"{failure.label()}: not evaluated, its training failed: {failure.error}")
+        return
+    target = open_store(store)
+    with tempfile.TemporaryDirectory(prefix="cxrtl-evaluate-") as tmp:
+        data_dir = artifacts.fetch(target, artifacts.StoredFolder.read(Path(data.path)), Path(tmp) / "data")
+        model_dir = artifacts.fetch(target, artifacts.StoredFolder.read(Path(model.path)), Path(tmp) / "model")
+        evaluation = evaluate_model(data_dir, model_dir, Path(results.path), store=target, masked=masked)
     ui = ui_outputs(Path(results.path))
     for name, value in ui.scalars.items():
         metrics.log_metric(name, value)

@@ -5,11 +5,21 @@ from components.images import CPU, image
 
 
 @dsl.component(base_image=image(CPU), install_kfp_package=False)
-def preprocess(raw: Input[Dataset], recipe: str, image_size: int, seed: int, data: Output[Dataset]):
-    """COVID vs Normal, decoded and resized once into arrays, with the recipe's seeded stratified split."""
+def preprocess(
+    raw: Input[Dataset], recipe: str, image_size: int, seed: int, store: str, run_id: str, data: Output[Dataset]
+):
+    """COVID vs Normal, decoded and resized once into arrays, with the recipe's seeded stratified split; the
+    arrays go to the store, ``data`` names them there (cxrtl.artifacts)."""
+    import tempfile
     from pathlib import Path
 
+    from cxrtl import artifacts
     from cxrtl.preprocess import preprocess as preprocess_dataset
+    from cxrtl.store import keys, open_store
 
-    prepared = preprocess_dataset(Path(raw.path), Path(data.path), recipe=recipe, image_size=image_size, seed=seed)
-    data.metadata.update({"recipe": recipe, "image_size": image_size, "images": len(prepared.ids)})
+    with tempfile.TemporaryDirectory(prefix="cxrtl-preprocess-") as tmp:
+        prepared_dir = Path(tmp) / "data"
+        prepared = preprocess_dataset(Path(raw.path), prepared_dir, recipe=recipe, image_size=image_size, seed=seed)
+        ref = artifacts.publish(open_store(store), prepared_dir, keys.prepared_prefix(run_id))
+    ref.write(Path(data.path))
+    data.metadata.update({"recipe": recipe, "image_size": image_size, "images": len(prepared.ids), **ref.metadata()})

@@ -22,15 +22,21 @@ def train(
     checkpoint_minutes: float,
     keep_checkpoints: int,
     repeats: int,
+    force: bool,
     model: Output[Model],
 ):
     """Fine-tune ResNet50 from one weight source with one training seed; checkpoints to the store and resumes
-    from them.
+    from them, or from another run's with the same data, weights and settings (``force``: only from its own,
+    a retry's). ``model``: the model's key in the store (cxrtl.artifacts), or the training's failure.
 
-    SIGTERM (a pre-empted pod) checkpoints after the step under way and exits non-zero, so KFP retries."""
+    SIGTERM (a pre-empted pod) checkpoints after the step under way and exits non-zero, so KFP retries. Any
+    other failure of the training is recorded and the task ends successfully, so that the run goes on with
+    the other sources and fails at its end, naming this one (cxrtl.failures)."""
+    import tempfile
     from pathlib import Path
 
-    from cxrtl import signals
+    from cxrtl import artifacts, signals
+    from cxrtl.failures import TrainingFailure, clear_failure, record_failure, write_failure
     from cxrtl.settings import RunSettings
     from cxrtl.store import keys, open_store
     from cxrtl.train import config_for_data
@@ -50,7 +56,23 @@ def train(
         checkpoint_minutes=checkpoint_minutes,
         keep_checkpoints=keep_checkpoints,
     )
-    config = config_for_data(Path(data.path), **settings.training_overrides())
+    target = open_store(store)
     training_run = keys.training_run_id(run_id, seed, repeats)
-    result = train_model(Path(data.path), source, Path(model.path), config, open_store(store), training_run)
-    model.metadata.update(result.metadata.artifact_metadata())
+    with tempfile.TemporaryDirectory(prefix="cxrtl-train-") as tmp:
+        data_dir = artifacts.fetch(target, artifacts.StoredFolder.read(Path(data.path)), Path(tmp) / "data")
+        config = config_for_data(data_dir, **settings.training_overrides())
+        try:
+            train_model(data_dir, source, Path(tmp) / "model", config, target, training_run, fresh=force)
+        except signals.Terminated:
+            raise
+        except Exception as exc:  # this source's failure, not the run's
+            failure = TrainingFailure.of(source, seed, training_run, exc)
+            record_failure(target, failure)
+            write_failure(Path(model.path), failure)
+            model.metadata.update({"source": source, "seed": seed, "failed": failure.error})
+            return
+        clear_failure(target, training_run, source)
+        # train published the model's files under this prefix; the artifact names them.
+        ref = artifacts.describe(Path(tmp) / "model", keys.model_prefix(source, training_run))
+    ref.write(Path(model.path))
+    model.metadata.update({"source": source, "seed": seed, **ref.metadata()})

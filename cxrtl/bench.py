@@ -252,12 +252,12 @@ def _study_steps(model, optimizer, criterion, loader):
 
 def _checkpoint(store: Store, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[float, float]:
     """Seconds and MiB of one checkpoint as train writes it (model and Adam state), to ``store``; removed after."""
-    checkpoints = CheckpointStore(store, f"bench-{time.strftime('%Y%m%d-%H%M%S')}", "bench")
+    checkpoints = CheckpointStore(store, f"bench-{time.strftime('%Y%m%d-%H%M%S')}", "bench", {"bench": time.time()})
     payload = {"epoch": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "best": {"epoch": 1}}
     started = time.perf_counter()
     checkpoints.save(1, payload)
     seconds = time.perf_counter() - started
-    checkpoints.finish()
+    checkpoints.reset()
     serialized = io.BytesIO()
     torch.save(payload, serialized)
     return seconds, serialized.tell() / 2**20

@@ -1,4 +1,5 @@
-"""Training checkpoints in the store, so a retried or pre-empted task resumes where it stopped.
+"""Training checkpoints in the store, keyed by what the training is, so that a retried or pre-empted task, or
+the next run with the same data, weights and settings, resumes where it stopped.
 
 Writes go through a :class:`BackgroundWriter`: one thread, one write at a time (so never two writes of
 one key at once), and a bounded queue, so training runs on while the previous checkpoint uploads and
@@ -8,6 +9,8 @@ are queued: training goes on changing the tensors they came from.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import queue
 import secrets
@@ -30,6 +33,11 @@ logger = logging.getLogger(__name__)
 # Checkpoints waiting behind the one being written. One is enough for training never to wait on a store
 # that writes a checkpoint faster than an epoch runs, and bounds the host memory held by copies.
 QUEUE_DEPTH = 1
+# A training's key: 80 bits of its identity's SHA-256, short enough to read in a store listing.
+TRAINING_ID_HEX = 20
+IDENTITY_FILE = "identity.json"
+OWNER_FILE = "owner.json"
+DONE_FILE = "done.json"
 
 
 def new_run_id() -> str:
@@ -90,55 +98,102 @@ class BackgroundWriter:
         self._queue.task_done()
 
 
-class CheckpointStore:
-    """Checkpoints of one source's training in one run, plus the best model so far.
+def training_id(identity: dict[str, Any]) -> str:
+    """The key of a training in the store: a hash of its identity (what produced it), so that any run with the
+    same data, weights and settings finds it, and a run with any difference finds another."""
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:TRAINING_ID_HEX]
 
-    The best model is written before the checkpoint that names it, so a task killed between the two
-    resumes from a checkpoint whose best model is there. ``keep``: checkpoints left once the run is done.
+
+class CheckpointStore:
+    """Checkpoints of one training (one source, one identity), plus the best model so far.
+
+    The training is keyed by ``identity`` (:func:`training_id`), not by the run: a later run with the same
+    identity resumes it. ``run_id`` is the run training it now; it owns the training from :meth:`claim` on,
+    and every save checks that it still does. The best model is written before the checkpoint that names
+    it, so a task killed between the two resumes from a checkpoint whose best model is there. ``keep``:
+    checkpoints left once the training is done.
     """
 
-    def __init__(self, store: Store, run_id: str, source: str, keep: int = 0) -> None:
+    def __init__(self, store: Store, run_id: str, source: str, identity: dict[str, Any], keep: int = 0) -> None:
         self.store = store
         self.run_id = run_id
         self.source = source
+        self.identity = identity
+        self.training = training_id(identity)
         self.keep = keep
-        self._identity: dict[str, Any] | None = None
+        self._claimed = False
+        self.previous_owner: str | None = None  # the run that held the training before this one claimed it
         self._writer: BackgroundWriter | None = None
 
-    def claim(self, identity: dict[str, Any]) -> dict[str, Any]:
-        """The identity the run id is held with: the one recorded by an earlier start, else ``identity``, now
-        recorded. Every save checks that it still holds, so two runs of one id with other settings cannot
-        both write (one that started in the same instant as another stops at its first save)."""
-        key = keys.run_identity_key(self.run_id, self.source)
-        if self.store.exists(key):
-            return self.store.get_json(key)
-        self.store.put_json(key, identity)
-        self._identity = identity
-        return identity
+    def _record_key(self, name: str) -> str:
+        return keys.training_record_key(self.source, self.training, name)
+
+    def claim(self) -> dict[str, Any]:
+        """Hold the run id and the training for this run; returns the identity the run id was first held with
+        (the one recorded by an earlier start, else ours, now recorded), for the caller to compare.
+
+        Every save checks that both still hold, so two runs of one id with other identities cannot both
+        write (one that started in the same instant as another stops at its first save), nor can two runs
+        write one training's checkpoints (the one that took it over last goes on; the other stops)."""
+        run_key = keys.run_identity_key(self.run_id, self.source)
+        if self.store.exists(run_key):
+            held = self.store.get_json(run_key)
+        else:
+            self.store.put_json(run_key, self.identity)
+            held = self.identity
+        if held != self.identity:
+            return held
+        training_key = self._record_key(IDENTITY_FILE)
+        if not self.store.exists(training_key):
+            self.store.put_json(training_key, self.identity)
+        elif self.store.get_json(training_key) != self.identity:  # a hash collision, or a hand-edited file
+            raise CxrtlError(
+                f"{self.store.url}: {training_key} holds another identity than its key says; "
+                f"remove {keys.training_prefix(self.source, self.training)} (`cxrtl store prune`)"
+            )
+        owner_key = self._record_key(OWNER_FILE)
+        owner = self.store.get_json(owner_key).get("run_id") if self.store.exists(owner_key) else None
+        self.previous_owner = owner
+        if owner not in (None, self.run_id):
+            logger.info("%s: run %s takes over training %s from run %s", self.source, self.run_id, self.training, owner)
+        # When it was claimed: `cxrtl store prune` drops an unfinished training left alone for long enough.
+        self.store.put_json(
+            owner_key, {"run_id": self.run_id, "claimed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        )
+        self._claimed = True
+        return held
 
     def _check_claim(self) -> None:
-        key = keys.run_identity_key(self.run_id, self.source)
-        if self._identity is not None and self.store.get_json(key) != self._identity:
+        if not self._claimed:
+            return
+        if self.store.get_json(keys.run_identity_key(self.run_id, self.source)) != self.identity:
             raise CxrtlError(
                 f"run {self.run_id}: another run of {self.source} with other settings took this run id; "
                 "start a new run id instead"
             )
+        owner = self.store.get_json(self._record_key(OWNER_FILE)).get("run_id")
+        if owner != self.run_id:
+            raise CxrtlError(
+                f"run {self.run_id}: run {owner} took over the training of {self.source} with the same data, "
+                f"weights and settings ({keys.training_prefix(self.source, self.training)}); it goes on, this one stops"
+            )
 
     def _epoch_key(self, epoch: int) -> str:
-        return keys.checkpoint_key(self.run_id, self.source, epoch)
+        return keys.checkpoint_key(self.source, self.training, epoch)
 
     def _best_key(self, epoch: int) -> str:
-        return keys.best_checkpoint_key(self.run_id, self.source, epoch)
+        return keys.best_checkpoint_key(self.source, self.training, epoch)
 
     def _found(self, prefix: str) -> list[int]:
         epochs = (keys.checkpoint_epoch(key) for key in self.store.list(prefix))
         return sorted(epoch for epoch in epochs if epoch is not None)
 
     def epochs(self) -> list[int]:
-        return self._found(keys.checkpoints_prefix(self.run_id, self.source))
+        return self._found(keys.checkpoints_prefix(self.source, self.training))
 
     def _best_epochs(self) -> list[int]:
-        return self._found(keys.best_checkpoints_prefix(self.run_id, self.source))
+        return self._found(keys.best_checkpoints_prefix(self.source, self.training))
 
     @contextmanager
     def in_background(self, depth: int = QUEUE_DEPTH) -> Iterator[BackgroundWriter]:
@@ -183,12 +238,28 @@ class CheckpointStore:
         return get_payload(self.store, self._epoch_key(epochs[-1])) if epochs else None
 
     def best(self, epoch: int) -> dict[str, Any] | None:
-        """The best model saved at ``epoch``; None once the run finished and dropped it."""
+        """The best model saved at ``epoch``; None once the training finished and dropped it."""
         key = self._best_key(epoch)
         return get_payload(self.store, key) if self.store.exists(key) else None
 
-    def finish(self) -> None:
-        """Once the final model is saved: drop the best-so-far copy, and the checkpoints beyond ``keep``."""
+    def done(self) -> dict[str, Any] | None:
+        """The record :meth:`finish` left (the run that published the model, and how it trained); None if the
+        training never finished."""
+        key = self._record_key(DONE_FILE)
+        return self.store.get_json(key) if self.store.exists(key) else None
+
+    def reset(self) -> None:
+        """Drop the training's checkpoints, best models and done record, to start it afresh."""
+        self._check_claim()
+        for key in self.store.list(keys.training_prefix(self.source, self.training)):
+            if key.rsplit("/", 1)[-1] not in (IDENTITY_FILE, OWNER_FILE):
+                self.store.delete(key)
+
+    def finish(self, done: dict[str, Any]) -> None:
+        """Once the final model is published: record ``done`` (where it is), then drop the best-so-far copy
+        and the checkpoints beyond ``keep``."""
+        self._check_claim()
+        self.store.put_json(self._record_key(DONE_FILE), done)
         for epoch in self._best_epochs():
             self.store.delete(self._best_key(epoch))
         epochs = self.epochs()
@@ -244,3 +315,9 @@ def get_payload(store: Store, key: str) -> dict[str, Any]:
         store.get_file(key, path)
         # Our own files, but still data only: weights_only refuses anything that would run code.
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def run_training_prefix(store: Store, run_id: str, source: str) -> str | None:
+    """Where the training ``run_id`` claimed for ``source`` keeps its checkpoints; None if it claimed none."""
+    key = keys.run_identity_key(run_id, source)
+    return keys.training_prefix(source, training_id(store.get_json(key))) if store.exists(key) else None

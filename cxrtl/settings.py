@@ -184,6 +184,20 @@ class RunSettings:
     promotion_margin: float = field(
         default=0.005, metadata=_about("by more than this much (default 0.005)", check=_fraction)
     )
+    promote_despite_failures: bool = field(
+        default=False,
+        metadata=_about(
+            "when some trainings fail, still promote the best of those that finished (default off: a run with a "
+            "failed training reports the others and promotes nothing)"
+        ),
+    )
+
+    prune_store: bool = field(
+        default=False,
+        metadata=_about(
+            "at the end of the run, delete what `cxrtl store prune`'s default retention policy deletes (default off)"
+        ),
+    )
 
     # How train runs (defaults: cxrtl.recipes.TrainConfig's): speed, not results beyond floating-point noise.
     precision: str = field(

@@ -11,6 +11,7 @@ training in one run): :func:`open_session` (the data, and the source's weights i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ from sklearn.metrics import log_loss
 from torch import nn
 
 from cxrtl import __version__, signals
-from cxrtl.checkpoints import CheckpointPolicy, CheckpointStore, get_payload
+from cxrtl.checkpoints import CheckpointPolicy, CheckpointStore
 from cxrtl.data import POSITIVE_LABEL, PreparedData
 from cxrtl.engine import (
     Batches,
@@ -47,7 +48,7 @@ from cxrtl.model import NUM_CLASSES, build_model, set_backbone_trainable
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import DatasetRef, ModelMetadata
 from cxrtl.seen import SEEN_FILE, Seen
-from cxrtl.store import Store, keys
+from cxrtl.store import Store, keys, sha256_file
 from cxrtl.weights import StoredWeights, get_source, load_backbone_state_dict, resolve_weights
 
 logger = logging.getLogger(__name__)
@@ -102,14 +103,37 @@ class Session:
 
     @property
     def identity(self) -> dict[str, Any]:
-        """What a resumed run must share with its checkpoint."""
-        settings = {k: v for k, v in self.config.to_dict().items() if k not in _RESUMABLE_CHANGES}
-        return {
-            "source": self.source,
-            "weights_sha256": self.weights.sha256,
-            "recipe": self.config.recipe,
-            "settings": settings,
-        }
+        return self.checkpoints.identity
+
+
+def training_identity(source: str, config: TrainConfig, data: PreparedData, weights_sha256: str) -> dict[str, Any]:
+    """What a training is, and so what a checkpoint of it holds and a resumed run must share with it: the
+    source and its weight file, the recipe and every setting that changes results (the seed included; not
+    those in ``_RESUMABLE_CHANGES``), the dataset (ingest's version and sha256), the image size, the prepared
+    images themselves (their pixel hashes, labels and split, which also pin the recipe's split), and cxrtl's
+    version (a release may change what a training computes; an unreleased edit of the code does not count).
+    Its hash (:func:`cxrtl.checkpoints.training_id`) is the training's key in the store."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES}
+    return {
+        "source": source,
+        "weights_sha256": weights_sha256,
+        "recipe": config.recipe,
+        "settings": settings,
+        "dataset": dataclasses.asdict(DatasetRef.of(data.info.get("dataset"))),
+        "image_size": data.image_size,
+        "images_sha256": _images_digest(data),
+        "cxrtl_version": __version__,
+    }
+
+
+def _images_digest(data: PreparedData) -> str:
+    """SHA-256 of which images are in which split with which label: their pixel hashes where the prepared
+    data has them (their ids otherwise), the labels and the split."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(data.hashes if data.hashes is not None else data.ids).encode())
+    digest.update(np.ascontiguousarray(data.labels, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(data.split, dtype=np.uint8).tobytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -215,44 +239,89 @@ def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store,
         criterion=nn.CrossEntropyLoss(weight=class_weights).to(device),
         train=train_batches,
         select=select_batches,
-        checkpoints=CheckpointStore(store, run_id, source, keep=config.keep_checkpoints),
+        checkpoints=CheckpointStore(
+            store, run_id, source, training_identity(source, config, data, weights.sha256), keep=config.keep_checkpoints
+        ),
         step_settings=step_settings,
     )
 
 
-def resume(session: Session) -> Progress:
-    """The progress of the run's newest checkpoint, loaded into the session; a fresh start without one."""
+def resume(session: Session, fresh: bool = False) -> Progress:
+    """Where the training stands, loaded into the session: from its newest checkpoint, whichever run wrote
+    it; the finished training's model when a run with the same identity and epochs published one; else a
+    fresh start. ``fresh``: start afresh what another run left (a retry of this run still resumes its own)."""
+    checkpoints = session.checkpoints
     # Claimed before the first epoch: a second run of this id with other settings is refused here.
-    _check_resumable(session.checkpoints.claim(session.identity), session.identity, session.run_id)
-    saved = session.checkpoints.latest()
-    if saved is not None:
-        _check_resumable(saved, session.identity, session.run_id)
+    _check_resumable(checkpoints.claim(), session.identity, session.run_id)
+    if fresh and checkpoints.previous_owner not in (None, session.run_id):
+        logger.info("%s: training afresh, as asked, what run %s left", session.source, checkpoints.previous_owner)
+        checkpoints.reset()
+    epochs = session.config.training.epochs
     # A resumed model would be of more epochs than its model.json says; a finished run (its checkpoints
     # deleted) would be replaced in the store by a shorter one under the same run id.
-    done = saved["epoch"] if saved is not None else _finished_epochs(session)
+    finished = _finished_epochs(session)
     _check_stored_model(session)
-    epochs = session.config.training.epochs
-    if done > epochs:
+    if finished > epochs:
         raise CxrtlError(
-            f"run {session.run_id}: {session.source} has trained {done} epochs already, more than "
-            f"epochs={epochs}; give at least {done} or start a new run id"
+            f"run {session.run_id}: {session.source} has trained {finished} epochs already, more than "
+            f"epochs={epochs}; give at least {finished} or start a new run id"
         )
-    if saved is None:
-        return Progress()
-    session.model.load_state_dict(saved["model"])
-    session.optimizer.load_state_dict(saved["optimizer"])
-    if session.scaler is not None and saved.get("scaler"):
-        session.scaler.load_state_dict(saved["scaler"])
+    saved, done = checkpoints.latest(), checkpoints.done()
+    if saved is not None:
+        _check_resumable(saved, session.identity, session.run_id)
+        if saved["epoch"] <= epochs:
+            progress = _progress_of(session, saved, done)
+            if progress is not None:
+                return progress
+    elif done is not None and done["epochs"] == epochs:
+        progress = _progress_of(session, {**done, "epoch": epochs, "partial": None}, done)
+        if progress is not None:
+            return progress
+    if saved is not None or done is not None:
+        logger.warning(
+            "%s: the training with these data, weights and settings (%s) has %s; starting it afresh",
+            session.source,
+            keys.training_prefix(session.source, checkpoints.training),
+            f"a checkpoint of epoch {saved['epoch']}, more than epochs={epochs}"
+            if saved is not None and saved["epoch"] > epochs
+            else "no usable checkpoint or model for this run's epochs",
+        )
+        checkpoints.reset()
+    return Progress()
+
+
+def _progress_of(session: Session, saved: dict[str, Any], done: dict[str, Any] | None) -> Progress | None:
+    """The progress ``saved`` (a checkpoint, or a finished training's record) holds, loaded into the session;
+    None when its best model is gone (pruned)."""
     best = saved["best"]
+    best_state = None
+    if best["epoch"]:  # 0: none yet
+        best_state = _best_state(session.checkpoints, best["epoch"], done)
+        if best_state is None:
+            return None
+    if "model" in saved:  # a checkpoint: training goes on from it
+        session.model.load_state_dict(saved["model"])
+        session.optimizer.load_state_dict(saved["optimizer"])
+        if session.scaler is not None and saved.get("scaler"):
+            session.scaler.load_state_dict(saved["scaler"])
     partial = Partial.from_dict(saved["partial"]) if saved.get("partial") else None
     where = f"epoch {saved['epoch']}" + (f" and {partial.tally.steps} steps of the next" if partial else "")
-    logger.info("%s: resuming run %s from the checkpoint of %s", session.source, session.run_id, where)
+    writer = done["run_id"] if done is not None and "model" not in saved else None
+    if writer is not None:
+        logger.info(
+            "%s: run %s finished the training with these data, weights and settings; its model is this run's, "
+            "not trained again",
+            session.source,
+            writer,
+        )
+    else:
+        logger.info("%s: resuming run %s from the checkpoint of %s", session.source, session.run_id, where)
     return Progress(
         epoch=saved["epoch"],
         history=saved["history"],
         best_epoch=best["epoch"],
         best_score=best["score"],
-        best_state=_best_state(session.checkpoints, best["epoch"]) if best["epoch"] else None,  # 0: none yet
+        best_state=best_state,
         best_saved=best["epoch"],
         resumed_from=saved["epoch"],
         partial=partial,
@@ -439,7 +508,16 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
     for name in (MODEL_FILE, METADATA_FILE, *([SEEN_FILE] if seen else [])):
         # Linked where the store can: the output folder's files (KFP's model artifact) are never changed in place.
         store.put_file(keys.model_key(source, session.run_id, name), out_dir / name, link=True)
-    session.checkpoints.finish()
+    session.checkpoints.finish(
+        {
+            "run_id": session.run_id,
+            "epochs": config.training.epochs,
+            "history": progress.history,
+            "best": progress.best,
+            "model_key": keys.model_key(source, session.run_id, MODEL_FILE),
+            "model_sha256": sha256_file(model_path),
+        }
+    )
     logger.info(
         "%s: best epoch %d (%s %s %.4f); model in %s",
         source,
@@ -459,6 +537,7 @@ def train(
     config: TrainConfig,
     store: Store,
     run_id: str,
+    fresh: bool = False,
 ) -> TrainResult:
     """Train from ``source``'s stored weights on the prepared data; write the best model to ``out_dir``.
 
@@ -466,13 +545,15 @@ def train(
     run has some, training resumes from the newest. On SIGTERM or SIGINT (Ctrl-C) the step under way finishes, a
     checkpoint is written and :class:`cxrtl.signals.Terminated` raised. The best model goes to the store too (keys in
     :mod:`cxrtl.store.keys`); the checkpoints, but ``config.keep_checkpoints`` of them, are then deleted.
+    Checkpoints are the training's, not the run's: another run with the same identity resumes them, or takes
+    the model once the training is done, unless ``fresh`` (a forced run) asks to train again.
     """
     problem = keys.run_id_problem(run_id)
     if problem:
         raise CxrtlError(f"run id {problem}")
     check_output_folder(out_dir, METADATA_FILE)  # before training, not after
     session = open_session(data_dir, source, config, store, run_id)
-    progress = resume(session)
+    progress = resume(session, fresh)
     policy = CheckpointPolicy(config.checkpoint_minutes)
     epochs = config.training.epochs
     with signals.deferred() as stop, session.checkpoints.in_background():
@@ -532,13 +613,26 @@ def _validation_threshold(session: Session, progress: Progress) -> float | None:
     return youden_threshold(labels, predict(session.net, session.select, session.step_settings)[:, POSITIVE_LABEL])
 
 
-def _best_state(checkpoints: CheckpointStore, epoch: int) -> dict[str, torch.Tensor]:
+def _best_state(
+    checkpoints: CheckpointStore, epoch: int, done: dict[str, Any] | None
+) -> dict[str, torch.Tensor] | None:
+    """The best model of ``epoch``: its copy beside the checkpoints, else (a finished training dropped that
+    copy) the model the training published, if it is still there unchanged; else None."""
     saved = checkpoints.best(epoch)
     if saved is not None:
         return saved["model"]
-    # A finished run dropped its best-so-far copy: the final model is that same state.
-    key = keys.model_key(checkpoints.source, checkpoints.run_id, MODEL_FILE)
-    return get_payload(checkpoints.store, key)["state_dict"]
+    if done is None or done["best"]["epoch"] != epoch:
+        return None
+    store, key = checkpoints.store, done["model_key"]
+    with tempfile.TemporaryDirectory(prefix="cxrtl-model-") as tmp:
+        path = Path(tmp) / MODEL_FILE
+        if not store.exists(key):
+            logger.warning("%s: %s, the model of a finished training, is gone", checkpoints.source, key)
+            return None
+        if store.get_file(key, path) != done["model_sha256"]:
+            logger.warning("%s: %s is not the model its training published (sha256 differs)", checkpoints.source, key)
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def _class_weights(labels: np.ndarray) -> torch.Tensor:
@@ -552,7 +646,11 @@ def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], run_i
         if theirs == value:
             continue
         if isinstance(value, dict) and isinstance(theirs, dict):
-            made = ", ".join(f"{k}={theirs.get(k)!r}, not {v!r}" for k, v in value.items() if theirs.get(k) != v)
+            # The settings by their names (as the options say them), the dataset's fields as dataset.FIELD.
+            prefix = "" if key == "settings" else f"{key}."
+            made = ", ".join(
+                f"{prefix}{k}={theirs.get(k)!r}, not {v!r}" for k, v in value.items() if theirs.get(k) != v
+            )
         else:
             made = f"{key}={theirs!r}, not {value!r}"
         raise CxrtlError(f"run {run_id} was started with {made}; start a new run id instead")

@@ -45,10 +45,12 @@ def stop_in_training(out: Path, *args: str, tasks: Callable[[int], list]) -> lis
 
     assert run.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == f"pipeline.py: stopped by SIGTERM; the tasks' logs: {out / 'logs'}"
-    (training,) = (out / "store" / "runs").iterdir()
+    (run,) = (out / "store" / "runs").iterdir()
+    trainings = out / "store" / "trainings"  # checkpoints are the training's, the next run resumes them
     for source in TRAINING:
-        assert list((training / source / "checkpoints").glob("epoch-*.pt")), source
+        assert list((trainings / source).glob("*/checkpoints/epoch-*.pt")), source
         log = (out / "logs" / f"train-{source}.log").read_text()
         assert f"{source}: stopped by SIGTERM after epoch" in log
-    assert not (training / WAITING).exists() and not (out / "store" / "models").exists()
+    assert not (run / WAITING).exists() and not (trainings / WAITING).exists()
+    assert not (out / "store" / "models").exists()
     return running

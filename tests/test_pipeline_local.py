@@ -28,7 +28,7 @@ from stopped_run import stop_in_training
 from cxrtl import champion, signals
 from cxrtl.metrics import METRIC_NAMES
 from cxrtl.report import TEXT_METRICS
-from cxrtl.store import LocalStore
+from cxrtl.store import LocalStore, sha256_file
 
 pytestmark = pytest.mark.slow  # runs the pipeline, several times
 
@@ -190,9 +190,10 @@ def test_demo_run_fills_the_store(demo_run: Run, run_id: str):
         assert (store / "models" / source / run_id / "model.pt").is_file()
         # A finished source's checkpoints are deleted (no --keep-checkpoints).
         assert list((store / "runs" / run_id / source).glob("**/*.pt")) == []
-        # The store's model is the train artifact's file, not a second copy of it.
-        artifacts = list(demo_run.pipeline_run().glob("*/train/model/model.pt"))
-        assert (store / "models" / source / run_id / "model.pt").stat().st_ino in {p.stat().st_ino for p in artifacts}
+        # KFP's artifact names the store's model (key and sha256) rather than holding a copy of it.
+        refs = [json.loads(p.read_text()) for p in demo_run.pipeline_run().glob("*/train/model/stored.json")]
+        (ref,) = [r for r in refs if r["prefix"] == f"models/{source}/{run_id}/"]
+        assert ref["files"]["model.pt"]["sha256"] == sha256_file(store / "models" / source / run_id / "model.pt")
         assert len(list((store / "weights" / source).glob("*.pth"))) == 1
     for name in ("report.md", "report.html", "report.txt", "results.csv"):
         assert (store / "reports" / run_id / name).is_file()
@@ -219,8 +220,10 @@ def test_demo_run_keeps_each_tasks_outputs_in_the_pipeline_root(demo_run: Run):
     root = demo_run.pipeline_run()
     assert (root / "ingest" / "raw").is_dir()
     assert (root / "check-changes" / "executor_output.json").is_file()
-    assert (root / "preprocess" / "data" / "images.npy").is_file()
-    models = sorted(root.glob("*/train/model/model.pt"))
+    # The prepared data and the models are in the store; KFP's artifacts name them (cxrtl.artifacts).
+    assert json.loads((root / "preprocess" / "data" / "stored.json").read_text())["prefix"].startswith("prepared/")
+    assert not list(root.glob("**/*.npy")) and not list(root.glob("**/model.pt"))
+    models = sorted(root.glob("*/train/model/stored.json"))
     results = sorted(root.glob("*/evaluate/results/predictions.csv"))
     assert len(models) == len(results) == len(SOURCES)
     assert (root / "promote" / "executor_output.json").is_file()
@@ -270,7 +273,8 @@ def test_force_retrains_although_nothing_changed(demo_run: Run, tmp_path: Path):
     assert re.search(r"^Promotion: ", forced.stdout, re.M)
     new_id = last_success(demo_run.store)["run_id"]
     assert new_id != before
-    assert len(list(forced.pipeline_run().glob("*/train/model/model.pt"))) == len(SOURCES)
+    assert len(list(forced.pipeline_run().glob("*/train/model/stored.json"))) == len(SOURCES)
+    assert "not trained again" not in "".join(p.read_text() for p in (forced.out / "logs").glob("train-*.log"))
     for source in SOURCES:
         assert {before, new_id} <= model_runs(demo_run.store, source)
         assert (demo_run.store / "models" / source / new_id / "model.pt").is_file()
@@ -298,8 +302,13 @@ def test_demo_run_against_s3_puts_everything_in_the_bucket(moto_server, tmp_path
 
     assert matching(r"weights/imagenet/[0-9a-f]{64}\.pth")
     assert matching(r"datasets/covid19-radiography-database/.+")
-    # the checkpoints, deleted once the source's training is done; the run's identity stays
+    # the checkpoints, deleted once the source's training is done; the run's identity and the training's records stay
     assert [key.rsplit("/", 2)[-2:] for key in matching(r"runs/.+")] == [["imagenet", "identity.json"]]
+    assert [key.rsplit("/", 1)[-1] for key in matching(r"trainings/imagenet/.+")] == [
+        "done.json",
+        "identity.json",
+        "owner.json",
+    ]
     assert matching(r"models/imagenet/[^/]+/model\.pt")
     assert matching(r"reports/[^/]+/report\.html")
     assert "champion/current.json" in keys and matching(r"champion/versions/[^/]+/imagenet/card\.json")

@@ -14,6 +14,7 @@ import pytest
 import signal_at_log
 import torch
 
+from cxrtl.checkpoints import run_training_prefix
 from cxrtl.store import LocalStore, open_store
 from cxrtl.train import load_model
 from cxrtl.weights import put_weights, write_stand_in
@@ -43,7 +44,6 @@ def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(s
     data, out = prepared["paper"], tmp_path / "model"
     args = _train_argv(data, out, s3_env)
     env = {**os.environ, **s3_server.env()}
-    checkpoints = f"runs/{RUN_ID}/imagenet/checkpoints/"
     model_key = f"models/imagenet/{RUN_ID}/model.pt"
 
     # 1. The run kills itself (no chance to clean up) as soon as epoch 1's checkpoint is in the bucket: killed
@@ -53,6 +53,7 @@ def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(s
         argv = signal_at_log.argv("KILL", "checkpoint of epoch 1 saved", *args)
         process = subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=RUN_LIMIT_S)
     assert process.returncode == -signal.SIGKILL
+    checkpoints = f"{run_training_prefix(store, RUN_ID, 'imagenet')}checkpoints/"
     assert store.list(checkpoints) == [f"{checkpoints}epoch-001.pt"], first_log.read_text()[-3000:]
     assert not store.exists(model_key) and not out.exists()
     assert "resuming" not in first_log.read_text()

@@ -16,6 +16,7 @@ import torch
 from refusal import one_error_line
 from sklearn.metrics import roc_auc_score
 
+from cxrtl.checkpoints import run_training_prefix
 from cxrtl.cli import main
 from cxrtl.data import PreparedData
 from cxrtl.engine import Batches, EpochStats, predict, recalibrate_batchnorm
@@ -62,6 +63,18 @@ class Run:
     def keys(self, prefix: str) -> list[str]:
         return self.store.list(prefix)
 
+    @property
+    def training(self) -> str:
+        """Where the run's training keeps its checkpoints (keyed by what it is, not by the run id)."""
+        return run_training_prefix(self.store, self.run_id, "imagenet")
+
+
+def _forget(store: Store, run_id: str) -> None:
+    """Delete what ``run_id`` left: its training's checkpoints and records, its run records and models."""
+    training = run_training_prefix(store, run_id, "imagenet") or "-"
+    for key in store.list(training) + store.list(f"runs/{run_id}/") + store.list(f"models/imagenet/{run_id}/"):
+        store.delete(key)
+
 
 def _load(store: Store, key: str, tmp: Path) -> dict[str, Any]:
     path = tmp / key.replace("/", "_")
@@ -74,8 +87,7 @@ def _train_run(tmp_path_factory, store: Store, data_dir: Path, run_id: str, conf
     result = train(data_dir, "imagenet", out / "model", config, store, run_id)
     yield Run(result, config, store, run_id, data_dir, out / "model")
     # Each run leaves ~1 GB of checkpoints and models; the session's store outlives this module.
-    for key in store.list(f"runs/{run_id}/") + store.list(f"models/imagenet/{run_id}/"):
-        store.delete(key)
+    _forget(store, run_id)
     shutil.rmtree(out)
 
 
@@ -138,7 +150,7 @@ def test_each_source_starts_training_from_its_stored_stand_in(source, prepared, 
 
 
 def test_paper_recipe_fine_tunes_epoch_1_then_trains_the_head_only(paper_run, tmp_path):
-    prefix = f"runs/{paper_run.run_id}/imagenet/checkpoints"
+    prefix = f"{paper_run.training}checkpoints"
     first, second = (_load(paper_run.store, f"{prefix}/epoch-{e:03d}.pt", tmp_path) for e in (1, 2))
     assert (first["epoch"], second["epoch"]) == (1, 2)
     initial = stand_in_backbone("imagenet")  # what stand_in_store holds
@@ -158,7 +170,7 @@ def test_paper_recipe_fine_tunes_epoch_1_then_trains_the_head_only(paper_run, tm
 def test_checkpoints_after_the_freeze_leave_out_the_backbone_s_optimizer_state(paper_run, tmp_path):
     """Adam never reads the state of a parameter without a gradient, and the backbone stays frozen from
     epoch 2 on: epoch 1's checkpoint already leaves its moments out (a resumed run is exact: test_resume)."""
-    saved = _load(paper_run.store, f"runs/{paper_run.run_id}/imagenet/checkpoints/epoch-001.pt", tmp_path)
+    saved = _load(paper_run.store, f"{paper_run.training}checkpoints/epoch-001.pt", tmp_path)
     state = saved["optimizer"]["state"]
     assert sorted(PARAMETERS[i] for i in state) == sorted(HEAD_PARAMETERS)
     assert len(saved["optimizer"]["param_groups"][0]["params"]) == len(PARAMETERS)
@@ -177,9 +189,7 @@ def test_paper_recipe_selects_the_best_epoch_on_the_test_split(paper_run, tmp_pa
     assert meta.best_epoch == history.index(max(history)) + 1
 
     # The saved model is that epoch's state, and its test accuracy is the one selection used.
-    best = _load(
-        paper_run.store, f"runs/{paper_run.run_id}/imagenet/checkpoints/epoch-{meta.best_epoch:03d}.pt", tmp_path
-    )["model"]
+    best = _load(paper_run.store, f"{paper_run.training}checkpoints/epoch-{meta.best_epoch:03d}.pt", tmp_path)["model"]
     model, _ = load_model(paper_run.out_dir)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, best[name]), name
@@ -210,12 +220,18 @@ def test_paper_run_records_what_it_trained_from(paper_run, stand_in_store):
 
 
 def test_paper_run_keeps_two_checkpoints_and_publishes_the_model(paper_run):
-    run = paper_run.run_id
-    assert paper_run.keys(f"runs/{run}/") == [
-        f"runs/{run}/imagenet/checkpoints/epoch-001.pt",
-        f"runs/{run}/imagenet/checkpoints/epoch-002.pt",
-        f"runs/{run}/imagenet/identity.json",
+    run, training = paper_run.run_id, paper_run.training
+    assert paper_run.keys(f"runs/{run}/") == [f"runs/{run}/imagenet/identity.json"]
+    assert paper_run.keys(training) == [
+        f"{training}checkpoints/epoch-001.pt",
+        f"{training}checkpoints/epoch-002.pt",
+        f"{training}done.json",
+        f"{training}identity.json",
+        f"{training}owner.json",
     ]
+    done = paper_run.store.get_json(f"{training}done.json")
+    assert done["model_key"] == f"models/imagenet/{run}/model.pt" and done["run_id"] == run
+    assert done["model_sha256"] == sha256_file(paper_run.out_dir / "model.pt")
     assert paper_run.keys(f"models/imagenet/{run}/") == [
         f"models/imagenet/{run}/model.json",
         f"models/imagenet/{run}/model.pt",
@@ -260,12 +276,9 @@ def test_recommended_recipe_selects_on_val_roc_auc_with_recalibrated_batchnorm(r
 
 
 def test_keep_1_leaves_the_newest_checkpoint_and_best_is_dropped_at_the_end(recommended_run, tmp_path):
-    run = recommended_run.run_id
-    assert recommended_run.keys(f"runs/{run}/") == [
-        f"runs/{run}/imagenet/checkpoints/epoch-002.pt",
-        f"runs/{run}/imagenet/identity.json",
-    ]
-    last = _load(recommended_run.store, f"runs/{run}/imagenet/checkpoints/epoch-002.pt", tmp_path)
+    run, training = recommended_run.run_id, recommended_run.training
+    assert [k for k in recommended_run.keys(training) if "epoch-" in k] == [f"{training}checkpoints/epoch-002.pt"]
+    last = _load(recommended_run.store, f"{training}checkpoints/epoch-002.pt", tmp_path)
     assert {"source", "weights_sha256", "recipe", "epoch", "model", "optimizer", "history", "best", "config"} <= set(
         last
     )
@@ -279,7 +292,8 @@ def test_keep_1_leaves_the_newest_checkpoint_and_best_is_dropped_at_the_end(reco
 
 def test_an_epoch_recorded_and_checkpointed_is_where_a_new_session_resumes_exactly(stand_in_store, prepared):
     run_id = "test-train-pieces"
-    config = TrainConfig.from_recipe("paper", epochs=2, batch_size=8, device="cpu")
+    # Another seed than paper_run's: the same identity would resume paper_run's training.
+    config = TrainConfig.from_recipe("paper", epochs=2, batch_size=8, device="cpu", seed=7)
     first = open_session(prepared["paper"], "imagenet", config, stand_in_store, run_id)
     progress = resume(first)
     assert (progress.epoch, progress.resumed_from, progress.best_state) == (0, None, None)
@@ -290,10 +304,12 @@ def test_an_epoch_recorded_and_checkpointed_is_where_a_new_session_resumes_exact
     result = EpochResult(EpochStats(0.5, 0.75, 10.0), select_accuracy=0.6, select_loss=0.7, select_score=0.6)
     record_epoch(first, progress, 1, result)
     checkpoint(first, progress)
-    assert stand_in_store.list(f"runs/{run_id}/") == [
-        f"runs/{run_id}/imagenet/best-epoch-001.pt",
-        f"runs/{run_id}/imagenet/checkpoints/epoch-001.pt",
-        f"runs/{run_id}/imagenet/identity.json",
+    training = run_training_prefix(stand_in_store, run_id, "imagenet")
+    assert stand_in_store.list(training) == [
+        f"{training}best-epoch-001.pt",
+        f"{training}checkpoints/epoch-001.pt",
+        f"{training}identity.json",
+        f"{training}owner.json",
     ]
     assert progress.history == {
         "train_loss": [0.5],
@@ -316,8 +332,7 @@ def test_an_epoch_recorded_and_checkpointed_is_where_a_new_session_resumes_exact
     for name, tensor in saved.items():
         assert torch.equal(loaded[name], tensor), name
         assert torch.equal(resumed.best_state[name], tensor), name
-    for key in stand_in_store.list(f"runs/{run_id}/"):
-        stand_in_store.delete(key)
+    _forget(stand_in_store, run_id)
 
 
 def test_an_equal_selection_score_goes_to_the_higher_accuracy_then_the_earlier_epoch(stand_in_store, prepared):
@@ -330,8 +345,7 @@ def test_an_equal_selection_score_goes_to_the_higher_accuracy_then_the_earlier_e
         result = EpochResult(stats, select_accuracy=accuracy, select_score=auc, select_loss=0.5)
         record_epoch(session, progress, epoch, result)
     assert (progress.best_epoch, progress.best_score) == (2, 1.0)
-    for key in stand_in_store.list(f"runs/{run_id}/"):
-        stand_in_store.delete(key)
+    _forget(stand_in_store, run_id)
 
 
 def test_resuming_a_finished_run_takes_the_best_model_from_the_published_one(paper_run):
@@ -416,7 +430,7 @@ def test_a_run_id_is_not_resumed_under_another_recipe(paper_run, prepared, tmp_p
     with pytest.raises(CxrtlError, match=r"started with recipe='paper', not 'recommended'.*new run id"):
         train(prepared["recommended"], "imagenet", tmp_path / "model", config, paper_run.store, paper_run.run_id)
     assert not (tmp_path / "model").exists()
-    assert paper_run.keys(f"runs/{paper_run.run_id}/imagenet/checkpoints/")[-1].endswith("epoch-002.pt")
+    assert paper_run.keys(f"{paper_run.training}checkpoints/")[-1].endswith("epoch-002.pt")
 
 
 # A KFP retry of a train task that had finished, or the same command typed again: the run is complete.

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cxrtl.cli.options import add_store_option, open_store_of
+from cxrtl.prune import PrunePolicy, prune
 from cxrtl.store import keys
 
 
@@ -15,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "store",
         help="list, fetch, upload or remove objects in the artifact store",
         description=f"Objects are addressed by key ({keys.weights_key('SOURCE', 'SHA256')}, "
-        f"{keys.run_prefix('RUN_ID', 'SOURCE')}..., ...; the layout is in cxrtl/store/keys.py). "
+        f"{keys.training_prefix('SOURCE', 'TRAINING')}..., ...; the layout is in cxrtl/store/keys.py). "
         "s3:// stores read MINIO_ENDPOINT, MINIO_ACCESS_KEY, MINIO_SECRET_KEY, MINIO_SECURE and MINIO_TIMEOUT_S.",
     )
     common = add_store_option(parser)
@@ -42,6 +43,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser("mb", parents=[common], help="create the store's bucket (or folder) if it is missing")
     p.set_defaults(func=_mb)
+
+    defaults = PrunePolicy()
+    p = actions.add_parser(
+        "prune",
+        parents=[common],
+        help="list what the retention policy deletes (the champion, its lineage, weights and datasets never); "
+        "--apply deletes it",
+    )
+    p.add_argument("--apply", action="store_true", help="delete (default: a dry run that only lists)")
+    p.add_argument(
+        "--keep-runs",
+        type=int,
+        default=defaults.keep_runs,
+        help=f"finished runs whose reports and models stay (default {defaults.keep_runs})",
+    )
+    p.add_argument(
+        "--failed-days",
+        type=float,
+        default=defaults.failed_days,
+        help=f"days a run with a failed training is kept whole (default {defaults.failed_days:g})",
+    )
+    p.add_argument(
+        "--stale-days",
+        type=float,
+        default=defaults.stale_days,
+        help=f"days an unfinished training's checkpoints wait for a run to resume it (default {defaults.stale_days:g})",
+    )
+    p.set_defaults(func=_prune)
 
 
 def _ls(args: argparse.Namespace) -> None:
@@ -71,6 +100,15 @@ def _rm(args: argparse.Namespace) -> None:
     if not store.exists(args.key):
         raise StoreError(f"{store.url}: no object {args.key}")
     store.delete(args.key)
+
+
+def _prune(args: argparse.Namespace) -> None:
+    policy = PrunePolicy(keep_runs=args.keep_runs, failed_days=args.failed_days, stale_days=args.stale_days)
+    result = prune(open_store_of(args), policy, apply=args.apply)
+    for line in result.lines():
+        print(f"{'deleted' if args.apply else 'would delete'} {line}")
+    verb = "deleted" if args.apply else "would be deleted (dry run; --apply deletes them)"
+    print(f"{len(result.delete)} keys {verb}; {result.kept} kept")
 
 
 def _mb(args: argparse.Namespace) -> None:

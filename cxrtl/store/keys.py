@@ -8,11 +8,17 @@ Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store
     weights/SOURCE/current.json                   which of the source's files train steps get
     datasets/DATASET/VERSION/archive.zip          the raw dataset archive, cached by ingest (``:`` in VERSION as ``-``)
     datasets/DATASET/VERSION/ingest.json          its ingest record, written after the archive
-    runs/RUN_ID/SOURCE/checkpoints/epoch-NNN.pt   checkpoint of epoch NNN (or of its part done at a SIGTERM)
+    trainings/SOURCE/TRAINING/identity.json       what the training is (cxrtl.checkpoints.training_id: TRAINING is
+                                                  its hash): dataset, image size, recipe, settings, weights, seed
+    trainings/SOURCE/TRAINING/owner.json          the run id training it now; a run that took it over stops the other
+    trainings/SOURCE/TRAINING/checkpoints/epoch-NNN.pt  checkpoint of epoch NNN (or of its part done at a SIGTERM)
+    trainings/SOURCE/TRAINING/best-epoch-NNN.pt   the best model so far, until the training's model is published
+    trainings/SOURCE/TRAINING/done.json           the finished training: the run whose model it published, and how
+    runs/RUN_ID/SOURCE/identity.json              the identity the run trains the source with, written before its
+                                                  first epoch: a second run of the same id with another is refused
                                                   (with repeats, each training's RUN_ID is RUN_ID-seedN)
-    runs/RUN_ID/SOURCE/best-epoch-NNN.pt          the best model so far, until the run's model is published
-    runs/RUN_ID/SOURCE/identity.json              the settings the run trains with, written before its first epoch:
-                                                  a second run of the same id with other settings is refused
+    runs/RUN_ID/SOURCE/failed.json                why the source's training failed in the run (cxrtl.failures)
+    prepared/RUN_ID/NAME                          the run's prepared dataset (cxrtl.data), handed to train and evaluate
     models/SOURCE/RUN_ID/NAME                     model.pt, model.json (cxrtl.records.ModelMetadata) and the
                                                   evaluation: metrics.json, predictions.csv, roc.json
     reports/RUN_ID/NAME                           report.txt, report.md, report.html, results.csv, pairs.csv
@@ -31,7 +37,9 @@ Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store
     state/conditional-write-probes/HEX            an S3 store's probe that its server honours conditional writes,
                                                   removed at once
 
-``NNN`` is the epoch, at least three digits. A ``RUN_ID`` is letters, digits, ``.``, ``_`` and ``-``, starting
+``NNN`` is the epoch, at least three digits. Checkpoints are keyed by what the training is, not by the run:
+the next run with the same data, weights and settings resumes an unfinished training, or takes a finished one's
+model, whatever its run id. A ``RUN_ID`` is letters, digits, ``.``, ``_`` and ``-``, starting
 with a letter or digit (KFP's are UUIDs; ``cxrtl train``'s ``local-DATE-TIME-HEX``). File names inside a
 folder (``NAME``) belong to the step that writes them and are passed in.
 """
@@ -43,7 +51,9 @@ import re
 _WEIGHTS = "weights"
 _DATASETS = "datasets"
 _RUNS = "runs"
+_TRAININGS = "trainings"
 _MODELS = "models"
+_PREPARED = "prepared"
 _REPORTS = "reports"
 _CHAMPION = "champion"
 _STATE = "state"
@@ -101,25 +111,47 @@ def run_identity_key(run_id: str, source: str) -> str:
     return f"{run_prefix(run_id, source)}identity.json"
 
 
+def failure_key(run_id: str, source: str) -> str:
+    return f"{run_prefix(run_id, source)}failed.json"
+
+
 def run_prefix(run_id: str, source: str) -> str:
-    """Everything one source's training in ``run_id`` keeps, ending in ``/``."""
+    """What one source's training in ``run_id`` records about the run, ending in ``/``."""
     return f"{_RUNS}/{run_id}/{source}/"
 
 
-def checkpoints_prefix(run_id: str, source: str) -> str:
-    return f"{run_prefix(run_id, source)}checkpoints/"
+def runs_prefix() -> str:
+    return f"{_RUNS}/"
 
 
-def checkpoint_key(run_id: str, source: str, epoch: int) -> str:
-    return f"{checkpoints_prefix(run_id, source)}epoch-{epoch:03d}.pt"
+def training_prefix(source: str, training: str) -> str:
+    """Everything one training (``training``: :func:`cxrtl.checkpoints.training_id`) keeps, ending in ``/``."""
+    return f"{_TRAININGS}/{source}/{training}/"
 
 
-def best_checkpoints_prefix(run_id: str, source: str) -> str:
-    return f"{run_prefix(run_id, source)}best-"
+def trainings_prefix() -> str:
+    return f"{_TRAININGS}/"
 
 
-def best_checkpoint_key(run_id: str, source: str, epoch: int) -> str:
-    return f"{best_checkpoints_prefix(run_id, source)}epoch-{epoch:03d}.pt"
+def training_record_key(source: str, training: str, name: str) -> str:
+    """``identity.json``, ``owner.json`` or ``done.json`` of a training."""
+    return f"{training_prefix(source, training)}{name}"
+
+
+def checkpoints_prefix(source: str, training: str) -> str:
+    return f"{training_prefix(source, training)}checkpoints/"
+
+
+def checkpoint_key(source: str, training: str, epoch: int) -> str:
+    return f"{checkpoints_prefix(source, training)}epoch-{epoch:03d}.pt"
+
+
+def best_checkpoints_prefix(source: str, training: str) -> str:
+    return f"{training_prefix(source, training)}best-"
+
+
+def best_checkpoint_key(source: str, training: str, epoch: int) -> str:
+    return f"{best_checkpoints_prefix(source, training)}epoch-{epoch:03d}.pt"
 
 
 def checkpoint_epoch(key: str) -> int | None:
@@ -152,6 +184,24 @@ def report_prefix(run_id: str) -> str:
 
 def report_key(run_id: str, name: str) -> str:
     return f"{report_prefix(run_id)}{name}"
+
+
+def prepared_prefix(run_id: str) -> str:
+    """The run's prepared dataset, which its steps hand each other by this key (cxrtl.artifacts)."""
+    return f"{_PREPARED}/{run_id}/"
+
+
+def models_prefix() -> str:
+    return f"{_MODELS}/"
+
+
+def reports_prefix() -> str:
+    return f"{_REPORTS}/"
+
+
+def champion_prefix() -> str:
+    """Everything the champion keeps (its versions, pointer and history): never pruned."""
+    return f"{_CHAMPION}/"
 
 
 def champion_key(name: str) -> str:

@@ -35,20 +35,21 @@ def test_bad_run_ids_are_refused_before_any_work(tmp_path: Path, run_id: str, ca
 
 def test_a_second_claim_with_other_settings_gets_the_first(tmp_path: Path):
     store = LocalStore(tmp_path / "store")
-    first = CheckpointStore(store, "run-1", "imagenet")
-    assert first.claim({"settings": {"learning_rate": 0.001}}) == {"settings": {"learning_rate": 0.001}}
-    second = CheckpointStore(store, "run-1", "imagenet")
-    assert second.claim({"settings": {"learning_rate": 0.1}}) == {"settings": {"learning_rate": 0.001}}
+    first = CheckpointStore(store, "run-1", "imagenet", {"settings": {"learning_rate": 0.001}})
+    assert first.claim() == {"settings": {"learning_rate": 0.001}}
+    second = CheckpointStore(store, "run-1", "imagenet", {"settings": {"learning_rate": 0.1}})
+    assert second.claim() == {"settings": {"learning_rate": 0.001}}
+    assert not store.list(keys.training_prefix("imagenet", second.training))  # nor is its training claimed
 
 
 def test_a_run_that_lost_its_claim_in_a_race_stops_at_its_first_save(tmp_path: Path):
     store = LocalStore(tmp_path / "store")
-    mine = CheckpointStore(store, "run-1", "imagenet")
-    mine.claim({"settings": {"learning_rate": 0.001}})
+    mine = CheckpointStore(store, "run-1", "imagenet", {"settings": {"learning_rate": 0.001}})
+    mine.claim()
     store.put_json(keys.run_identity_key("run-1", "imagenet"), {"settings": {"learning_rate": 0.1}})  # the other
     with pytest.raises(CxrtlError, match=r"^run run-1: another run of imagenet with other settings took this run id"):
         mine.save(1, {"best": {"epoch": 1}})
-    assert not store.list(keys.checkpoints_prefix("run-1", "imagenet"))
+    assert not store.list(keys.checkpoints_prefix("imagenet", mine.training))
 
 
 @pytest.mark.slow  # trains

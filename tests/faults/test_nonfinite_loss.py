@@ -6,6 +6,7 @@ import pytest
 import torch
 from refusal import one_error_line
 
+from cxrtl.checkpoints import run_training_prefix
 from cxrtl.cli import main
 from cxrtl.store import LocalStore
 from cxrtl.weights import put_weights, write_stand_in
@@ -42,3 +43,4 @@ def test_a_non_finite_loss_stops_training_at_its_step_and_writes_nothing(overflo
     assert overflowing_store.list("models/imagenet/nan-loss/") == []
     # the epoch never ended: nothing to checkpoint (the run's identity was claimed before it began)
     assert overflowing_store.list("runs/nan-loss/") == ["runs/nan-loss/imagenet/identity.json"]
+    assert not overflowing_store.list(f"{run_training_prefix(overflowing_store, 'nan-loss', 'imagenet')}checkpoints/")

@@ -16,7 +16,7 @@ import pytest
 import signal_at_log
 import torch
 
-from cxrtl.checkpoints import get_payload
+from cxrtl.checkpoints import get_payload, run_training_prefix
 from cxrtl.recipes import TrainConfig
 from cxrtl.signals import EXIT_CODE, Terminated, deferred
 from cxrtl.store import LocalStore, open_store
@@ -54,19 +54,21 @@ def test_sigterm_mid_epoch_checkpoints_that_step_and_the_rerun_resumes_exactly(p
     assert stopped.returncode == EXIT_CODE, stopped.stderr[-3000:]
     assert stopped.stderr.strip().splitlines()[-1] == "cxrtl: terminated (SIGTERM)"
     assert not out.exists() and store.list("models/") == []
-    checkpoints = store.list(f"runs/{RUN_ID}/imagenet/checkpoints/")
-    assert checkpoints == [f"runs/{RUN_ID}/imagenet/checkpoints/epoch-002.pt"]
+    training = run_training_prefix(store, RUN_ID, "imagenet")
+    checkpoints = store.list(f"{training}checkpoints/")
+    assert checkpoints == [f"{training}checkpoints/epoch-002.pt"]
     saved = get_payload(store, checkpoints[0])
     assert saved["epoch"] == 1 and saved["partial"]["tally"]["steps"] >= 1
-    assert store.list(f"runs/{RUN_ID}/imagenet/best-") == [f"runs/{RUN_ID}/imagenet/best-epoch-001.pt"]
+    assert store.list(f"{training}best-") == [f"{training}best-epoch-001.pt"]
 
     rerun = subprocess.run([sys.executable, "-m", "cxrtl", *args], capture_output=True, text=True, timeout=WAIT_S)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     steps = saved["partial"]["tally"]["steps"]
     assert f"from the checkpoint of epoch 1 and {steps} steps of the next" in rerun.stderr
     assert "epoch 1/2" not in rerun.stderr and f"epoch 2/2 [{steps}/" not in rerun.stderr
-    # done: the checkpoints deleted (no --keep-checkpoints); the run's identity stays
+    # done: the checkpoints deleted (no --keep-checkpoints); the training's records and the run's identity stay
     assert store.list(f"runs/{RUN_ID}/") == [f"runs/{RUN_ID}/imagenet/identity.json"]
+    assert store.list(training) == [f"{training}{name}" for name in ("done.json", "identity.json", "owner.json")]
 
     # An uninterrupted run in a process of its own (CPU kernels are bit-exact for the same thread set-up).
     straight_store = LocalStore(tmp_path / "straight-store")
@@ -168,15 +170,17 @@ def test_sigterm_in_the_first_epoch_checkpoints_before_any_best_model_and_resume
         engine_logger.removeHandler(handler)
         engine_logger.setLevel(level)
     assert handler.sent and not (tmp_path / "model").exists()
-    assert stand_in_store.list("runs/sigterm-first/") == [
-        "runs/sigterm-first/imagenet/checkpoints/epoch-001.pt",
-        "runs/sigterm-first/imagenet/identity.json",
+    training = run_training_prefix(stand_in_store, "sigterm-first", "imagenet")
+    assert stand_in_store.list(training) == [
+        f"{training}checkpoints/epoch-001.pt",
+        f"{training}identity.json",
+        f"{training}owner.json",
     ]
-    saved = get_payload(stand_in_store, "runs/sigterm-first/imagenet/checkpoints/epoch-001.pt")
+    saved = get_payload(stand_in_store, f"{training}checkpoints/epoch-001.pt")
     assert saved["epoch"] == 0 and saved["best"]["epoch"] == 0 and saved["partial"]["tally"]["steps"] >= 1
 
     result = train(prepared["paper"], "imagenet", tmp_path / "model", config, stand_in_store, "sigterm-first")
     assert result.metadata.resumed_from_epoch == 0 and len(result.metadata.history["train_loss"]) == 2
-    assert stand_in_store.list("runs/sigterm-first/") == ["runs/sigterm-first/imagenet/identity.json"]
-    for key in stand_in_store.list("models/imagenet/sigterm-first/"):
+    assert not stand_in_store.list(f"{training}checkpoints/")
+    for key in stand_in_store.list("models/imagenet/sigterm-first/") + stand_in_store.list(training):
         stand_in_store.delete(key)
