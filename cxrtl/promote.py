@@ -11,9 +11,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from cxrtl.compare import ALPHA, delong, mcnemar_exact
 from cxrtl.data import PreparedData
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, score_images
@@ -21,6 +18,7 @@ from cxrtl.metrics import binary_metrics, json_safe
 from cxrtl.records import ChampionCard, Promotion
 from cxrtl.repeats import champion_candidate
 from cxrtl.seen import SEEN_FILE, Seen, seen_in
+from cxrtl.selection import decide, first_champion_floor, paired_test, promotion_level
 from cxrtl.settings import check_setting
 from cxrtl.store import Store, keys
 from cxrtl.train import METADATA_FILE, MODEL_FILE
@@ -71,8 +69,9 @@ def promote(
 ) -> Decision:
     """Make the run's best model the champion if it is better than the current one on test images neither has
     seen: by more than ``margin`` on ``metric`` (a minimum practical difference) and by a paired test at
-    :data:`cxrtl.compare.ALPHA` (McNemar's exact test; DeLong's for ROC AUC). Fewer than ``min_images`` such
-    images: no decision, the champion stays.
+    :data:`cxrtl.compare.ALPHA` divided by the number of candidates (McNemar's exact test; DeLong's for ROC AUC;
+    :mod:`cxrtl.selection` says why). Fewer than ``min_images`` such images: no decision, the champion stays.
+    With no champion, the best becomes the first only above :func:`cxrtl.selection.first_champion_floor`.
 
     The run's best is the best seed of the first source of :func:`cxrtl.compare.ranking` by its mean over the
     training seeds (:mod:`cxrtl.repeats`; ties broken explicitly, never by the order given). Only metrics where
@@ -94,12 +93,12 @@ def promote(
 
     card_key = keys.champion_key(CARD_FILE)
     if not store.exists(card_key):  # the card is written last: without it there is no complete champion
-        decision = Decision(
-            True, f"there was no champion; {metric} {challenger['score']:.4f}", metric, margin, challenger, None
-        )
+        promoted, floor = first_champion_floor(best.result.intervals_95)
+        reason = f"there was no champion; {metric} {challenger['score']:.4f}; {floor}"
+        decision = Decision(promoted, reason, metric, margin, challenger, None)
     else:
         card = ChampionCard.from_dict(store.get_json(card_key), f"{store.url}: {card_key}")
-        decision = _compare(store, data_dir, best, card, metric, margin, min_images, challenger)
+        decision = _compare(store, data_dir, best, card, metric, margin, min_images, challenger, len(candidates))
     if decision.promoted:
         _install(store, best, decision)
     logger.info("%s", decision.note())
@@ -115,6 +114,7 @@ def _compare(
     margin: float,
     min_images: int,
     challenger: dict[str, Any],
+    candidates: int,
 ) -> Decision:
     """Score champion and challenger on the test images neither has seen, and decide."""
     model = best.result.model
@@ -155,10 +155,11 @@ def _compare(
     scores = {who: binary_metrics(y, p[who])["metrics"][metric] for who in p}
     champion["score"], challenger_score = scores["champion"], scores["challenger"]
     test_result = paired_test(metric, y, p["challenger"], p["champion"])
-    decision = decide(metric, margin, challenger_score, champion["score"], test_result)
+    level = promotion_level(candidates)
+    decision = decide(metric, margin, challenger_score, champion["score"], test_result, level)
     where = (
         f"on the {len(unseen)} test images neither has seen ({test_result['name']} p = {test_result['p_value']:.3g}, "
-        f"level {ALPHA})"
+        f"level {level:.3g} for the best of {candidates} candidates)"
     )
     promoted, reason = decision
     return Decision(
@@ -169,28 +170,8 @@ def _compare(
         margin,
         challenger,
         champion,
-        {**test_result, "alpha": ALPHA, "images": len(unseen)},
+        {**test_result, "alpha": level, "images": len(unseen)},
     )
-
-
-def paired_test(metric: str, y: np.ndarray, p_challenger: np.ndarray, p_champion: np.ndarray) -> dict[str, Any]:
-    """The paired test of two models on the same images: DeLong's for ROC AUC, McNemar's exact test on which
-    images each gets right (at the 0.5 threshold) for every other metric."""
-    if metric == "roc_auc":
-        return {"name": "DeLong", "p_value": delong(y, p_challenger, p_champion)[1]}
-    correct = [(p >= 0.5).astype(int) == y for p in (p_challenger, p_champion)]
-    return {"name": "McNemar exact", "p_value": mcnemar_exact(*correct)}
-
-
-def decide(metric: str, margin: float, challenger: float, champion: float, test: dict[str, Any]) -> tuple[bool, str]:
-    """Better by more than ``margin`` and by the paired test at :data:`ALPHA`, or the champion stays."""
-    if math.isnan(challenger) or math.isnan(champion):
-        return False, f"{metric} is undefined for one of them; the champion stays"
-    if not challenger > champion + margin:
-        return False, f"not better by more than the margin {margin}; the champion stays"
-    if not test["p_value"] < ALPHA:  # NaN: no test possible, no evidence
-        return False, f"better by more than {margin}, but the paired test does not tell them apart; the champion stays"
-    return True, f"better by more than {margin} and by the paired test; promoted"
 
 
 def _install(store: Store, best: Evaluation, decision: Decision) -> None:

@@ -11,7 +11,7 @@ from cxrtl import __version__, signals
 from cxrtl.errors import CxrtlError
 
 # Each module adds its sub-commands with register(subparsers) and sets ``func`` on them.
-_COMMAND_MODULES = ("steps", "weights", "store")
+_COMMAND_MODULES = ("steps", "weights", "store", "simulate")
 
 
 class _Parser(argparse.ArgumentParser):
