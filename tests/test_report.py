@@ -144,7 +144,7 @@ def test_markdown_has_every_metric_with_its_interval_and_the_tied_marks(ten):
     t = next(t for t in report.tests if {t.a, t.b} == {report.rows[0].source, report.rows[1].source})
     assert pairs[0][2] == f"{t.mcnemar_holm:.3f} / {t.delong_holm:.3f}"
     summary = _table_rows(md, "Ranking")
-    assert [r[0] for r in summary] == [r.source for r in report.rows] and summary[1][2] == "stand-in"
+    assert [r[0] for r in summary] == [r.source for r in report.rows] and summary[0][2] == "stand-in"
     assert "Tied for best" in md and "Best:" not in md
 
 
