@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -18,9 +19,11 @@ from cxrtl.demo_data import write_demo_dataset
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
 from cxrtl.ingest import ingest
+from cxrtl.metrics import binary_metrics
 from cxrtl.preprocess import preprocess
 from cxrtl.promote import Challenger, ChampionScore, Decision, decide, paired_test, promote
 from cxrtl.recipes import TrainConfig
+from cxrtl.selection import first_champion_floor, promotion_level
 from cxrtl.store import LocalStore
 from cxrtl.train import train
 from cxrtl.weights import put_weights, write_stand_in
@@ -307,3 +310,40 @@ def test_a_lead_beyond_the_margin_that_the_paired_test_does_not_confirm_is_refus
     promoted, reason = decide("accuracy", 0.005, challenger.mean(), champion.mean(), test)
     assert not promoted and "paired test does not tell them apart" in reason
     assert decide("accuracy", 0.005, 0.96, 0.95, {"name": "McNemar exact", "p_value": 0.01})[0]
+
+
+def _hopeless_result(result):
+    """``result`` as if on 8 test images (4 COVID) every one were called COVID, the Normal ones most surely:
+    accuracy 0.5, specificity 0, ROC AUC 0.125."""
+    y = np.r_[np.ones(4, int), np.zeros(4, int)]
+    p = np.array([0.6, 0.76, 0.8, 0.55, 0.9, 0.95, 0.85, 0.75])
+    m = binary_metrics(y, p)
+    assert (m["metrics"]["accuracy"], m["metrics"]["specificity"], m["metrics"]["roc_auc"]) == (0.5, 0.0, 0.125)
+    return dataclasses.replace(result, n=8, metrics=m["metrics"], intervals_95=m["intervals_95"])
+
+
+def test_a_hopeless_first_model_is_not_made_the_first_champion(fresh):
+    hopeless = dataclasses.replace(fresh.good, result=_hopeless_result(fresh.good.result))
+    decision = promote(fresh.store, fresh.data_dir, [hopeless])
+    assert not decision.promoted and decision.champion is None
+    assert "there was no champion" in decision.reason and "no champion: the first champion must have" in decision.reason
+    assert "balanced_accuracy 95 % interval" in decision.reason
+    assert fresh.store.list("champion/") == []
+
+
+def test_the_first_champion_floor_needs_both_lower_bounds_above_chance():
+    ok, why = first_champion_floor({"balanced_accuracy": [0.51, 0.9], "roc_auc": [0.6, 0.99]})
+    assert ok and "above the floor" in why
+    assert not first_champion_floor({"balanced_accuracy": [0.51, 0.9], "roc_auc": [0.5, 0.99]})[0]
+    assert not first_champion_floor({"balanced_accuracy": [0.49, 0.9], "roc_auc": [0.9, 0.99]})[0]
+    nan = float("nan")
+    assert not first_champion_floor({"balanced_accuracy": [nan, nan], "roc_auc": [0.9, 0.99]})[0]
+
+
+def test_the_challenger_chosen_from_many_is_tested_at_a_lower_level():
+    """Chosen as the best of 10, a challenger needs p < 0.005 where one alone needs p < 0.05."""
+    test = {"name": "McNemar exact", "p_value": 0.01}
+    assert promotion_level(1) == 0.05 and promotion_level(10) == pytest.approx(0.005)
+    assert decide("accuracy", 0.005, 0.96, 0.95, test, promotion_level(1))[0]
+    promoted, reason = decide("accuracy", 0.005, 0.96, 0.95, test, promotion_level(10))
+    assert not promoted and "at level 0.005" in reason
