@@ -119,7 +119,7 @@ def training_identity(source: str, config: TrainConfig, data: PreparedData, weig
         "weights_sha256": weights_sha256,
         "recipe": config.recipe,
         "settings": settings,
-        "dataset": dataclasses.asdict(DatasetRef.of(data.info.get("dataset"))),
+        "dataset": dataclasses.asdict(DatasetRef.of(data.info.dataset)),
         "image_size": data.image_size,
         "images_sha256": _images_digest(data),
         "cxrtl_version": __version__,

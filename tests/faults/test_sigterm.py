@@ -96,7 +96,7 @@ def test_ctrl_c_to_the_process_group_mid_epoch_checkpoints_like_sigterm(prepared
     assert stopped.returncode == EXIT_CODE, stopped.stderr[-3000:]
     assert stopped.stderr.strip().splitlines()[-1] == "cxrtl: terminated (SIGINT)"
     assert "KeyboardInterrupt" not in stopped.stderr and not out.exists()
-    [checkpoint] = store.list(f"runs/{RUN_ID}/imagenet/checkpoints/")
+    [checkpoint] = store.list(f"{run_training_prefix(store, RUN_ID, 'imagenet')}checkpoints/")
     saved = get_payload(store, checkpoint)
     assert saved["epoch"] == 1 and saved["partial"]["tally"]["steps"] >= 1
 
