@@ -58,6 +58,11 @@ class Figure:
     def uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
+    @property
+    def file_name(self) -> str:
+        """The figure's file name where Markdown links it (from its alt text, which is unique on a page)."""
+        return f"{_anchor(self.alt)}.png"
+
 
 @dataclass(frozen=True)
 class Notes:
@@ -116,14 +121,21 @@ class Page:
         parts.append("</body></html>")
         return "\n".join(parts) + "\n"
 
-    def markdown(self) -> str:
-        """The page in Markdown (figures as data: URIs too); a row with a CSS class is written in bold."""
-        parts = [f"# {_md(self.title)}", *(_markdown_block(b) for b in self.intro)]
+    def markdown(self, figures_folder: str | None = None) -> str:
+        """The page in Markdown; a row with a CSS class is written in bold. Figures link to
+        ``figures_folder/<Figure.file_name>`` (relative to the Markdown file, which code-hosting sites render,
+        unlike megabytes of data: URIs), or are data: URIs when no folder is given."""
+        parts = [f"# {_md(self.title)}", *(_markdown_block(b, figures_folder) for b in self.intro)]
         parts.append("\n".join(f"- [{_md(s.heading)}](#{_anchor(s.heading)})" for s in self.sections))
         for section in self.sections:
             parts.append(f"## {_md(section.heading)}")
-            parts.extend(_markdown_block(b) for b in section.blocks)
+            parts.extend(_markdown_block(b, figures_folder) for b in section.blocks)
         return "\n\n".join(parts) + "\n"
+
+    def figures(self) -> list[Figure]:
+        """Every figure on the page, in order."""
+        blocks = [*self.intro, *(b for s in self.sections for b in s.blocks)]
+        return [b for b in blocks if isinstance(b, Figure)]
 
 
 def _anchor(heading: str) -> str:
@@ -169,7 +181,7 @@ def _md(text: str) -> str:
     return out
 
 
-def _markdown_block(block: Block) -> str:
+def _markdown_block(block: Block, figures_folder: str | None = None) -> str:
     if isinstance(block, str):
         return _md(block)
     if isinstance(block, Notes):
@@ -179,7 +191,8 @@ def _markdown_block(block: Block) -> str:
     if isinstance(block, Facts):
         return "\n".join(f"- **{_md(name)}**: {_md(value)}" for name, value in block.items)
     if isinstance(block, Figure):
-        image = f"![{_md(block.alt)}]({block.uri})"
+        target = block.uri if figures_folder is None else f"{figures_folder}/{block.file_name}"
+        image = f"![{_md(block.alt)}]({target})"
         return f"{image}\n\n*{_md(block.caption)}*" if block.caption else image
     classes = block.row_classes or [None] * len(block.rows)
     lines = [f"*{_md(block.caption)}*", ""] if block.caption else []

@@ -67,6 +67,7 @@ REPORT_FILES = {
     "csv": "results.csv",
     "pairs": "pairs.csv",
 }
+FIGURES_FOLDER = "figures"  # beside report.md, which links its figures there
 
 
 @dataclass(frozen=True)
@@ -354,8 +355,10 @@ class Report:
         confusions = {s: r.confusion for s, r in results.items()}
         return figure_sections(scores, confusions, intervals, histories, cams)
 
-    def markdown(self) -> str:
-        return self.page().markdown()
+    def markdown(self, embed: bool = False) -> str:
+        """report.md: its figures linked as files in :data:`FIGURES_FOLDER` beside it, or embedded (``embed``,
+        for a viewer that shows one file alone, such as the KFP UI)."""
+        return self.page().markdown(None if embed else FIGURES_FOLDER)
 
     def html(self) -> str:
         return self.page().html()
@@ -364,8 +367,12 @@ class Report:
         names = REPORT_FILES
         with staged_folder(out_dir, marker=names["md"]) as staged:
             (staged / names["txt"]).write_text(self.text() + "\n")
-            (staged / names["md"]).write_text(self.markdown())
-            (staged / names["html"]).write_text(self.html())
+            page = self.page()
+            (staged / names["md"]).write_text(page.markdown(FIGURES_FOLDER))
+            (staged / names["html"]).write_text(page.html())
+            (staged / FIGURES_FOLDER).mkdir()
+            for figure in page.figures():
+                (staged / FIGURES_FOLDER / figure.file_name).write_bytes(figure.png)
             _write_csv(staged / names["csv"], *self.csv_rows())
             head, rows = self.pairs_table()
             _write_csv(staged / names["pairs"], head, rows)
@@ -466,6 +473,8 @@ def report_from_folders(
     if store is not None and run_id:
         for path in paths.values():
             store.put_file(keys.report_key(run_id, path.name), path)
+        for path in sorted((out_dir / FIGURES_FOLDER).glob("*.png")):  # report.md links them
+            store.put_file(keys.report_key(run_id, f"{FIGURES_FOLDER}/{path.name}"), path)
     return report
 
 

@@ -54,8 +54,18 @@ def test_html_escapes_text_embeds_figures_and_marks_rows():
 
 def test_markdown_has_the_same_content_escaped_with_the_figure_embedded():
     text = PAGE.markdown()
-    assert text.startswith("# Sources \\<compared\\>\n\nFirst paragraph.\n\n## Results\n\n*All \\*ten\\*.*\n\n")
+    contents = "- [Results](#results)\n- [Figures](#figures)"
+    assert text.startswith(
+        f"# Sources \\<compared\\>\n\nFirst paragraph.\n\n{contents}\n\n## Results\n\n*All \\*ten\\*.*\n\n"
+    )
     assert "| Source | F1 \\| AUC |\n|---|---|\n| **moco-v2** | **0.9** |\n| imagenet | - |" in text
     assert "- x \\< y & z\n- a \\[link\\](http://example.com)" in text
     uri = "data:image/png;base64," + base64.b64encode(PNG).decode()
     assert f'![ROC "curves"]({uri})\n\n*Caption.*' in text
+
+
+def test_markdown_links_figures_as_files_in_the_folder_given():
+    [figure] = PAGE.figures()
+    assert figure.file_name == "roc-curves.png"
+    text = PAGE.markdown("figures")
+    assert '![ROC "curves"](figures/roc-curves.png)\n\n*Caption.*' in text and "data:" not in text

@@ -24,7 +24,7 @@ from cxrtl.metrics import METRIC_NAMES, roc_points
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import DatasetRef, ModelSummary
 from cxrtl.repeats import champion_candidate
-from cxrtl.report import TEXT_METRICS, build_report, skipped_sources_note
+from cxrtl.report import FIGURES_FOLDER, TEXT_METRICS, build_report, skipped_sources_note
 from cxrtl.weights import SOURCE_NAMES, PublishedMetrics, get_source
 
 N_TEST = 20
@@ -277,8 +277,17 @@ def test_write_gives_txt_md_html_and_csv(ten, tmp_path):
     report = build_report(ten)
     paths = report.write(tmp_path / "out")
     assert {p.name for p in paths.values()} == {"report.txt", "report.md", "report.html", "results.csv", "pairs.csv"}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths.values())
-    assert paths["md"].read_text() == report.markdown()
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted([FIGURES_FOLDER, *(p.name for p in paths.values())])
+    md = paths["md"].read_text()
+    assert md == report.markdown() and "data:" not in md  # figures linked as files, which code hosts render
+    linked = re.findall(rf"\]\(({FIGURES_FOLDER}/[^)]+)\)", md)
+    assert linked and sorted(linked) == sorted(
+        f"{FIGURES_FOLDER}/{p.name}" for p in (tmp_path / "out" / FIGURES_FOLDER).iterdir()
+    )
+    assert all((tmp_path / "out" / name).read_bytes().startswith(b"\x89PNG") for name in linked)
+    assert len(md.encode()) < 50_000
+    assert "data:image/png;base64," in report.markdown(embed=True)  # the KFP UI's one-file Markdown
     assert paths["html"].read_text() == report.html()
     with open(paths["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
