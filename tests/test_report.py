@@ -374,6 +374,7 @@ def test_cli_report_prints_the_table_and_writes_the_files(tmp_path, capsys):
     first = next(line for line in printed.splitlines() if "<- tied for best" in line)
     assert first.startswith("imagenet ")
     assert sorted(p.name for p in out.iterdir()) == [
+        FIGURES_FOLDER,
         "pairs.csv",
         "report.html",
         "report.md",

@@ -96,8 +96,10 @@ def demo_like_report() -> str:
 @pytest.mark.parametrize("width", [1400, 800])
 def test_the_banner_and_provenance_are_in_the_first_screen(demo_like_report, width):
     layout = load(demo_like_report.html(), width=width, height=900).layout
-    assert layout["window"] == [width, 900]
-    assert 0 < layout["bottoms"]["banner"] < layout["bottoms"]["provenance"] <= 900, layout
+    # Some headless Chromium builds take the window's frame off the 900 px: the first screen is what it shows.
+    shown_width, shown_height = layout["window"]
+    assert shown_width == width and 700 <= shown_height <= 900, layout
+    assert 0 < layout["bottoms"]["banner"] < layout["bottoms"]["provenance"] <= shown_height, layout
 
 
 def test_the_first_table_fits_1400_px_with_its_weights_column(demo_like_report):
