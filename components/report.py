@@ -38,7 +38,7 @@ def report(
         written = report_from_folders(finished, Path(table.path), target, run_id, notes)
         print(written.text())
         shutil.copyfile(Path(table.path) / REPORT_FILES["html"], html.path)
-        shutil.copyfile(Path(table.path) / REPORT_FILES["md"], markdown.path)
+        Path(markdown.path).write_text(written.markdown(embed=True))  # the KFP UI shows this one file alone
     else:  # nothing to compare: the outputs say why
         Path(table.path).mkdir(parents=True, exist_ok=True)
         Path(markdown.path).write_text("\n\n".join(notes) + "\n")

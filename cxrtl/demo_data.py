@@ -28,7 +28,7 @@ from PIL import Image
 
 from cxrtl.data import check_image_size
 from cxrtl.errors import CxrtlError
-from cxrtl.ingest import ARCHIVE_NAME, CLASSES, DATASET_DIR, write_deterministic_zip
+from cxrtl.ingest import ARCHIVE_NAME, CLASSES, DATASET_DIR, DEMO_FIRST_LINE, write_deterministic_zip
 from cxrtl.metadata import MASKS_FOLDER, METADATA_SUFFIX, NAME_COLUMN, URL_COLUMN
 from cxrtl.xlsx import workbook_bytes
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 # Lung fields in coordinates where the image spans [-1, 1] on both axes: centre x, centre y, semi-axes.
 _LUNGS = ((-0.40, -0.02, 0.26, 0.56), (0.40, -0.02, 0.24, 0.56))
-_README = f"""Synthetic demo data in the layout of the Kaggle COVID-19 Radiography Database
+_README = f"""{DEMO_FIRST_LINE}
 (tawsifurrahman/covid19-radiography-database), written by cxrtl.demo_data.
 
 These are not chest X-rays. Each class carries a coarse, made-up pattern inside two lung-shaped

@@ -17,11 +17,19 @@ CONTENT_SECURITY_POLICY = (
 )
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 80em; }
+body { font-family: system-ui, sans-serif; margin: 1em 2em; color: #222; max-width: 84em; }
+h1 { font-size: 1.5em; margin: .3em 0; }
+.banner { border: 3px solid #b00020; background: #fdecea; color: #5f0010; padding: .4em .8em; margin: .5em 0; }
+.banner p { margin: .2em 0; font-weight: bold; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .1em 1em; margin: .5em 0; }
+dl.facts dt { font-weight: bold; } dl.facts dd { margin: 0; }
+nav ul { columns: 3; margin: .3em 0; }
 h2 { margin-top: 1.6em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: .6em 0; display: block; overflow-x: auto; max-width: 100%; }
 caption { text-align: left; font-style: italic; padding-bottom: .3em; }
-th, td { padding: .3em .6em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
+th, td { padding: .3em .6em; border-bottom: 1px solid #ddd; text-align: right; }
+th { vertical-align: bottom; }
+td:first-child { white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 tr.best { background: #e6f4ea; font-weight: bold; }
 tr.tied { background: #f1f8f3; }
@@ -50,13 +58,32 @@ class Figure:
     def uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
+    @property
+    def file_name(self) -> str:
+        """The figure's file name where Markdown links it (from its alt text, which is unique on a page)."""
+        return f"{_anchor(self.alt)}.png"
+
 
 @dataclass(frozen=True)
 class Notes:
     items: Sequence[str]
 
 
-Block = str | Table | Figure | Notes  # a str is a paragraph
+@dataclass(frozen=True)
+class Banner:
+    """Warnings no reader may miss: first on the page, each line in bold in a red box."""
+
+    lines: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Named facts (provenance), one per line."""
+
+    items: Sequence[tuple[str, str]]
+
+
+Block = str | Table | Figure | Notes | Banner | Facts  # a str is a paragraph
 
 
 @dataclass(frozen=True)
@@ -83,21 +110,38 @@ class Page:
             "</head><body>",
             f"<h1>{_e(self.title)}</h1>",
             *(_html_block(b) for b in self.intro),
+            '<nav id="contents"><strong>Contents</strong><ul>'
+            + "".join(f'<li><a href="#{_anchor(s.heading)}">{_e(s.heading)}</a></li>' for s in self.sections)
+            + "</ul></nav>",
         ]
         for section in self.sections:
-            parts.append(f"<section><h2>{_e(section.heading)}</h2>")
+            parts.append(f'<section id="{_anchor(section.heading)}"><h2>{_e(section.heading)}</h2>')
             parts.extend(_html_block(b) for b in section.blocks)
             parts.append("</section>")
         parts.append("</body></html>")
         return "\n".join(parts) + "\n"
 
-    def markdown(self) -> str:
-        """The page in Markdown (figures as data: URIs too); a row with a CSS class is written in bold."""
-        parts = [f"# {_md(self.title)}", *(_markdown_block(b) for b in self.intro)]
+    def markdown(self, figures_folder: str | None = None) -> str:
+        """The page in Markdown; a row with a CSS class is written in bold. Figures link to
+        ``figures_folder/<Figure.file_name>`` (relative to the Markdown file, which code-hosting sites render,
+        unlike megabytes of data: URIs), or are data: URIs when no folder is given."""
+        parts = [f"# {_md(self.title)}", *(_markdown_block(b, figures_folder) for b in self.intro)]
+        parts.append("\n".join(f"- [{_md(s.heading)}](#{_anchor(s.heading)})" for s in self.sections))
         for section in self.sections:
             parts.append(f"## {_md(section.heading)}")
-            parts.extend(_markdown_block(b) for b in section.blocks)
+            parts.extend(_markdown_block(b, figures_folder) for b in section.blocks)
         return "\n\n".join(parts) + "\n"
+
+    def figures(self) -> list[Figure]:
+        """Every figure on the page, in order."""
+        blocks = [*self.intro, *(b for s in self.sections for b in s.blocks)]
+        return [b for b in blocks if isinstance(b, Figure)]
+
+
+def _anchor(heading: str) -> str:
+    """The heading's anchor as GitHub makes it: lower case, spaces to hyphens, other punctuation dropped."""
+    kept = "".join(c for c in heading.lower() if c.isalnum() or c in " -_")
+    return kept.replace(" ", "-")
 
 
 def _e(text: str) -> str:
@@ -109,6 +153,13 @@ def _html_block(block: Block) -> str:
         return f"<p>{_e(block)}</p>"
     if isinstance(block, Notes):
         return "<ul>" + "".join(f"<li>{_e(item)}</li>" for item in block.items) + "</ul>"
+    if isinstance(block, Banner):
+        return (
+            '<div class="banner" id="banner" role="alert">' + "".join(f"<p>{_e(x)}</p>" for x in block.lines) + "</div>"
+        )
+    if isinstance(block, Facts):
+        items = "".join(f"<dt>{_e(name)}</dt><dd>{_e(value)}</dd>" for name, value in block.items)
+        return f'<dl class="facts" id="provenance">{items}</dl>'
     if isinstance(block, Figure):
         caption = f"<figcaption>{_e(block.caption)}</figcaption>" if block.caption else ""
         return f'<figure><img alt="{_e(block.alt)}" src="{block.uri}">{caption}</figure>'
@@ -130,13 +181,18 @@ def _md(text: str) -> str:
     return out
 
 
-def _markdown_block(block: Block) -> str:
+def _markdown_block(block: Block, figures_folder: str | None = None) -> str:
     if isinstance(block, str):
         return _md(block)
     if isinstance(block, Notes):
         return "\n".join(f"- {_md(item)}" for item in block.items)
+    if isinstance(block, Banner):
+        return "\n>\n".join(f"> **{_md(line)}**" for line in block.lines)
+    if isinstance(block, Facts):
+        return "\n".join(f"- **{_md(name)}**: {_md(value)}" for name, value in block.items)
     if isinstance(block, Figure):
-        image = f"![{_md(block.alt)}]({block.uri})"
+        target = block.uri if figures_folder is None else f"{figures_folder}/{block.file_name}"
+        image = f"![{_md(block.alt)}]({target})"
         return f"{image}\n\n*{_md(block.caption)}*" if block.caption else image
     classes = block.row_classes or [None] * len(block.rows)
     lines = [f"*{_md(block.caption)}*", ""] if block.caption else []

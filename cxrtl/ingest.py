@@ -42,6 +42,11 @@ from cxrtl.store.base import sha256_file
 logger = logging.getLogger(__name__)
 
 SLUG = "tawsifurrahman/covid19-radiography-database"
+# cxrtl.demo_data's synthetic images are recorded under their own name, so that no card or report calls them by
+# the Kaggle dataset's: its README (in the dataset folder) starts with DEMO_FIRST_LINE.
+DEMO_SLUG = "cxrtl-demo-data (synthetic, not chest X-rays)"
+DEMO_README = "README.md.txt"
+DEMO_FIRST_LINE = "Synthetic demo data in the layout of the Kaggle COVID-19 Radiography Database"
 ARCHIVE_NAME = "covid19-radiography-database.zip"  # the name Kaggle serves the download under
 DATASET_DIR = "COVID-19_Radiography_Dataset"
 CLASSES = ("COVID", "Normal", "Lung_Opacity", "Viral Pneumonia")
@@ -444,8 +449,10 @@ def list_images(folder: Path) -> list[Path]:
 def _result(staged: Path, version: str, digest: str, kind: str) -> IngestResult:
     root = staged / DATASET_DIR
     readable = {name: [_readable(p) for p in list_images(root / name / "images")] for name in CLASSES}
+    readme = root / DEMO_README
+    demo = readme.is_file() and readme.read_text(errors="replace").startswith(DEMO_FIRST_LINE)
     return IngestResult(
-        slug=SLUG,
+        slug=DEMO_SLUG if demo else SLUG,
         version=version,
         sha256=digest,
         counts={name: sum(readable[name]) for name in CLASSES},

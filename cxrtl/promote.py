@@ -11,11 +11,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from cxrtl import champion as champions
 from cxrtl.champion import MODEL_FILES, Champion
-from cxrtl.compare import ALPHA, delong, mcnemar_exact
 from cxrtl.data import PreparedData
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, score_images
@@ -23,6 +20,7 @@ from cxrtl.metrics import binary_metrics
 from cxrtl.records import ChampionCard, Promotion, Record, _nan
 from cxrtl.repeats import champion_candidate
 from cxrtl.seen import SEEN_FILE, Seen, seen_in
+from cxrtl.selection import decide, first_champion_floor, paired_test, promotion_level
 from cxrtl.settings import check_setting
 from cxrtl.store import Store, keys
 from cxrtl.train import MODEL_FILE
@@ -123,8 +121,9 @@ def promote(
 ) -> Decision:
     """Make the run's best model the champion if it is better than the current one on test images neither has
     seen: by more than ``margin`` on ``metric`` (a minimum practical difference) and by a paired test at
-    :data:`cxrtl.compare.ALPHA` (McNemar's exact test; DeLong's for ROC AUC). Fewer than ``min_images`` such
-    images: no decision, the champion stays.
+    :data:`cxrtl.compare.ALPHA` divided by the number of candidates (McNemar's exact test; DeLong's for ROC AUC;
+    :mod:`cxrtl.selection` says why). Fewer than ``min_images`` such images: no decision, the champion stays.
+    With no champion, the best becomes the first only above :func:`cxrtl.selection.first_champion_floor`.
 
     The run's best is the best seed of the first source of :func:`cxrtl.compare.ranking` by its mean over the
     training seeds (:mod:`cxrtl.repeats`; ties broken explicitly, never by the order given). Only metrics where
@@ -149,12 +148,14 @@ def promote(
 
     champion = champions.current_for_update(store)
     if champion is None:
-        decision = Decision(
-            True, f"there was no champion; {metric} {challenger.score:.4f}", metric, margin, challenger, None
-        )
+        promoted, floor = first_champion_floor(best.result.intervals_95)
+        reason = f"there was no champion; {metric} {challenger.score:.4f}; {floor}"
+        decision = Decision(promoted, reason, metric, margin, challenger, None)
     else:
         card = champions.read_card(store, champion)
-        decision = _compare(store, data_dir, best, champion, card, metric, margin, min_images, challenger)
+        decision = _compare(
+            store, data_dir, best, champion, card, metric, margin, min_images, challenger, len(candidates)
+        )
     if decision.promoted:
         decision = _install(store, best, decision, champion)
     champions.record_decision(store, model.run_id, decision.to_dict())
@@ -172,6 +173,7 @@ def _compare(
     margin: float,
     min_images: int,
     challenger: Challenger,
+    candidates: int,
 ) -> Decision:
     """Score champion and challenger on the test images neither has seen, and decide."""
     model = best.result.model
@@ -213,10 +215,11 @@ def _compare(
     champion = replace(champion, score=scores["champion"])
     challenger_score = scores["challenger"]
     test_result = paired_test(metric, y, p["challenger"], p["champion"])
-    decision = decide(metric, margin, challenger_score, champion.score, test_result)
+    level = promotion_level(candidates)
+    decision = decide(metric, margin, challenger_score, champion.score, test_result, level)
     where = (
         f"on the {len(unseen)} test images neither has seen ({test_result['name']} p = {test_result['p_value']:.3g}, "
-        f"level {ALPHA})"
+        f"level {level:.3g} for the best of {candidates} candidates)"
     )
     promoted, reason = decision
     return Decision(
@@ -227,28 +230,8 @@ def _compare(
         margin,
         challenger,
         champion,
-        PairedTest(test_result["name"], test_result["p_value"], ALPHA, len(unseen)),
+        PairedTest(test_result["name"], test_result["p_value"], level, len(unseen)),
     )
-
-
-def paired_test(metric: str, y: np.ndarray, p_challenger: np.ndarray, p_champion: np.ndarray) -> dict[str, Any]:
-    """The paired test of two models on the same images: DeLong's for ROC AUC, McNemar's exact test on which
-    images each gets right (at the 0.5 threshold) for every other metric."""
-    if metric == "roc_auc":
-        return {"name": "DeLong", "p_value": delong(y, p_challenger, p_champion)[1]}
-    correct = [(p >= 0.5).astype(int) == y for p in (p_challenger, p_champion)]
-    return {"name": "McNemar exact", "p_value": mcnemar_exact(*correct)}
-
-
-def decide(metric: str, margin: float, challenger: float, champion: float, test: dict[str, Any]) -> tuple[bool, str]:
-    """Better by more than ``margin`` and by the paired test at :data:`ALPHA`, or the champion stays."""
-    if math.isnan(challenger) or math.isnan(champion):
-        return False, f"{metric} is undefined for one of them; the champion stays"
-    if not challenger > champion + margin:
-        return False, f"not better by more than the margin {margin}; the champion stays"
-    if not test["p_value"] < ALPHA:  # NaN: no test possible, no evidence
-        return False, f"better by more than {margin}, but the paired test does not tell them apart; the champion stays"
-    return True, f"better by more than {margin} and by the paired test; promoted"
 
 
 def _install(store: Store, best: Evaluation, decision: Decision, expected: Champion | None) -> Decision:

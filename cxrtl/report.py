@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, load_evaluation
 from cxrtl.files import staged_folder
 from cxrtl.gradcam import GradCamSet
-from cxrtl.html_page import Notes, Page, Section, Table
+from cxrtl.html_page import Banner, Facts, Notes, Page, Section, Table
+from cxrtl.ingest import DEMO_SLUG
 from cxrtl.metrics import METRIC_NAMES, THRESHOLD_METRICS
 from cxrtl.recipes import get_recipe
 from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
@@ -49,6 +51,11 @@ _HEADERS = {
     "specificity_at_95_sensitivity": "Specificity at 95% sensitivity",
 }
 TEXT_METRICS = ("accuracy", "precision", "sensitivity", "specificity", "f1", "roc_auc")
+# The first table: narrow enough for a 1,400 px window with the Weights column in view; every metric follows.
+SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
+# Below this many test images the banner says the split is small: an interval then spans tens of points.
+SMALL_TEST_SPLIT = 200
+RESEARCH_ONLY = "Research use only, not a medical device: nothing here may guide the care of a patient."
 PUBLISHED = ("accuracy", "precision", "sensitivity", "f1")  # the study's four published metrics, and n
 TIED = "tied for best"
 
@@ -60,6 +67,31 @@ REPORT_FILES = {
     "csv": "results.csv",
     "pairs": "pairs.csv",
 }
+FIGURES_FOLDER = "figures"  # beside report.md, which links its figures there
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the report's numbers come from: shown under the banner."""
+
+    run_ids: tuple[str, ...]
+    date: str  # UTC, when the report was made
+    code_version: str
+    datasets: tuple[str, ...]  # "slug version V"
+    demo: bool  # the demo's synthetic images
+    covid: int  # test images of each class
+    normal: int
+    kfp_run: str | None = None  # the KFP run's page, when known
+    image: str | None = None  # the container image reference, when known
+
+    def items(self) -> list[tuple[str, str]]:
+        dataset = ", ".join(self.datasets) + (" (DEMO: synthetic images, not chest X-rays)" if self.demo else "")
+        return [
+            ("Run", ", ".join(self.run_ids) + (f" ({self.kfp_run})" if self.kfp_run else " (no KFP run link)")),
+            ("Made", f"{self.date}; code cxrtl {self.code_version}; image {self.image or 'not recorded'}"),
+            ("Dataset", dataset),
+            ("Test images", f"{self.covid + self.normal} ({self.covid} COVID, {self.normal} Normal)"),
+        ]
 
 
 @dataclass
@@ -108,6 +140,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by source: what the figures draw
     cams: dict[str, GradCamSet] = field(default_factory=dict)  # by source: Grad-CAM of evaluate's chosen images
+    provenance: Provenance | None = None
 
     @property
     def top(self) -> Row:
@@ -133,13 +166,37 @@ class Report:
             "COVID is the positive class."
         )
 
+    def banner(self) -> list[str]:
+        """What no reader may miss, worst first; the research-only line always."""
+        lines = []
+        stand_ins = [r.source for r in self.rows if r.model.weights_stand_in]
+        if stand_ins:
+            lines.append(
+                f"STAND-IN WEIGHTS: {len(stand_ins)} of {len(self.rows)} sources were trained from random stand-in "
+                "weights, not the published ones; their numbers say nothing about those sources."
+            )
+        p = self.provenance
+        if p is not None and p.demo:
+            lines.append("DEMO DATA: the images are synthetic (cxrtl's demo data), not chest X-rays.")
+        if self.top.n < SMALL_TEST_SPLIT:
+            by_class = f" ({p.covid} COVID, {p.normal} Normal)" if p is not None else ""
+            lines.append(
+                f"SMALL TEST SPLIT: {self.top.n} test images{by_class}; every interval is wide, and a difference "
+                "of a few images is noise."
+            )
+        return [*lines, RESEARCH_ONLY]
+
+    def title(self) -> str:
+        runs = ", ".join(self.provenance.run_ids) if self.provenance else ""
+        return f"Weight sources compared: run {runs}" if runs else "Weight sources compared"
+
     def text(self) -> str:
         """The terminal's summary: the study's metrics and ROC AUC, points only (the other formats hold them all)."""
         header = ["source", *TEXT_METRICS, "epoch", "weights"]
         out = _columns(
             [header]
             + [
-                [r.source, *(_fmt(r.metrics[m]) for m in TEXT_METRICS), str(r.model.best_epoch or "-"), r.weights()]
+                [r.source, *(_fmt3(r.metrics[m]) for m in TEXT_METRICS), str(r.model.best_epoch or "-"), r.weights()]
                 for r in self.rows
             ]
         )
@@ -149,7 +206,9 @@ class Report:
         table = data_checks.collection_table(self.top.evaluation)
         by_collection = ["", "By collection (test split):", *_columns([table[0], *table[1]])] if table else []
         more = f"Every metric with its 95 % interval, the paired tests and the figures: {REPORT_FILES['html']}."
-        return "\n".join([*out, "", self.summary(), more, *self.notes, *by_collection])
+        banner = [f"!! {line}" for line in self.banner()]
+        facts = [f"{name}: {value}" for name, value in self.provenance.items()] if self.provenance else []
+        return "\n".join([*banner, *facts, "", *out, "", self.summary(), more, *self.notes, *by_collection])
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """The header and the rows (ranked) of the Markdown and HTML results tables."""
@@ -168,6 +227,67 @@ class Report:
                 cells += [f"{getattr(r.published, m):.4f}" for m in PUBLISHED] + [f"{PublishedMetrics.TEST_IMAGES:,}"]
             rows.append(cells)
         return head, rows
+
+    def summary_table(self) -> tuple[list[str], list[list[str]]]:
+        """The first table: rank, weights and the main metrics with their intervals (all of them follow)."""
+        head = ["Source", "Rank", "Weights", *(f"{_HEADERS[m]} (95% CI)" for m in SUMMARY_METRICS), "Best epoch"]
+        if self.repeated:
+            head[3:3] = [f"{_HEADERS[self.rank_metric]}: mean ± SD over seeds"]
+        rows = []
+        for i, r in enumerate(self.rows, start=1):
+            cells = [r.source, f"{i} ({TIED})" if r.tied_for_best else str(i), r.weights()]
+            cells += [r.cell(m) for m in SUMMARY_METRICS] + [str(r.model.best_epoch or "-")]
+            if self.repeated:
+                seeds = r.seeds
+                cells[3:3] = [
+                    "-"
+                    if seeds is None
+                    else f"{_fmt(seeds.mean()[self.rank_metric])} ± {_fmt(seeds.sd(self.rank_metric))}"
+                ]
+            rows.append(cells)
+        return head, rows
+
+    def per_class_table(self) -> tuple[list[str], list[list[str]]]:
+        """Each source's precision, recall, F1 and support per class (scikit-learn's classification report)."""
+        head = ["Source", "Class", "Precision", "Recall", "F1", "Support"]
+        rows = []
+        for r in self.rows:
+            c = r.evaluation.result.confusion
+            for name, tp, fp, fn in (("COVID", c["tp"], c["fp"], c["fn"]), ("Normal", c["tn"], c["fn"], c["fp"])):
+                rows.append(
+                    [
+                        r.source,
+                        name,
+                        _ratio(tp, tp + fp),
+                        _ratio(tp, tp + fn),
+                        _ratio(2 * tp, 2 * tp + fp + fn),
+                        str(tp + fn),
+                    ]
+                )
+        return head, rows
+
+    def settings_table(self) -> tuple[list[str], list[list[str]]]:
+        """Each source's recipe, its settings that differ from the recipe's, and its training seeds."""
+        head = ["Source", "Recipe", "Overridden settings", "Seeds", "Best epoch chosen on"]
+        rows = []
+        for r in self.rows:
+            changed = ", ".join(f"{k}={v!r}" for k, (v, _) in overrides(r.model).items()) or "none"
+            seeds = ", ".join(map(str, r.seeds.seeds)) if r.seeds else str(r.model.config.seed)
+            rows.append([r.source, r.model.config.recipe, changed, seeds, r.model.selection_split])
+        return head, rows
+
+    def pairs_matrix(self) -> tuple[list[str], list[list[str]]]:
+        """The Holm-adjusted p of every pair, McNemar / DeLong, sources in ranked order."""
+        order = [r.source for r in self.rows]
+        by_pair = {frozenset((t.a, t.b)): t for t in self.tests}
+        rows = []
+        for a in order:
+            cells = [a]
+            for b in order:
+                t = by_pair.get(frozenset((a, b)))
+                cells.append("" if t is None else f"{_p3(t.mcnemar_holm)} / {_p3(t.delong_holm)}")
+            rows.append(cells)
+        return ["McNemar / DeLong (Holm)", *order], rows
 
     def threshold_table(self) -> tuple[list[str], list[list[str]]] | None:
         """The threshold metrics at each model's validation threshold, beside 0.5; None when no model has one."""
@@ -192,10 +312,12 @@ class Report:
     def page(self) -> Page:
         """The report as one self-contained page: the ranking and its notes, the figures (where overlap shows at
         a glance), then the tables that back them up, the paired tests last (one row per pair: long)."""
-        head, rows = self.table()
-        classes = ["best" if r.tied_for_best else None for r in self.rows]  # no single "best": all tied look alike
-        ranking = Section("Ranking", [self.summary(), Table(head, rows, classes), Notes(self.notes)])
-        sections = [ranking, *self.figure_sections()]
+        classes = ["tied" if r.tied_for_best else None for r in self.rows]  # no single "best": all tied look alike
+        ranking = Section("Ranking", [self.summary(), Table(*self.summary_table(), classes), Notes(self.notes)])
+        every = Section("Every metric", ["Each value with its 95 % interval.", Table(*self.table(), classes)])
+        per_class = Section("Per class", [Table(*self.per_class_table())])
+        settings = Section("Settings by source", [Table(*self.settings_table())])
+        sections = [ranking, every, per_class, settings, *self.figure_sections()]
         threshold = self.threshold_table()
         if threshold:
             about = (
@@ -212,11 +334,15 @@ class Report:
             sections.append(Section("Test images by collection", [about, Table(*collections)]))
         if self.tests:
             about = (
-                "McNemar's exact test on which images each source gets right (at 0.5), DeLong's test of the "
-                "ROC AUC difference; Holm-adjusted over all pairs, each test a family."
+                "Holm-adjusted p of McNemar's exact test on which images each source gets right (at 0.5) / of "
+                "DeLong's test of the ROC AUC difference, over all pairs, each test a family; unadjusted values "
+                f"and AUC differences are in {REPORT_FILES['pairs']}."
             )
-            sections.append(Section("Paired tests", [about, Table(*self.pairs_table())]))
-        return Page("Weight sources compared", sections)
+            sections.append(Section("Paired tests", [about, Table(*self.pairs_matrix())]))
+        intro = [Banner(self.banner())]
+        if self.provenance:
+            intro.append(Facts(self.provenance.items()))
+        return Page(self.title(), sections, intro)
 
     def figure_sections(self) -> list[Section]:
         order = [r.source for r in self.rows]  # colours follow the ranking
@@ -229,8 +355,10 @@ class Report:
         confusions = {s: r.confusion for s, r in results.items()}
         return figure_sections(scores, confusions, intervals, histories, cams)
 
-    def markdown(self) -> str:
-        return self.page().markdown()
+    def markdown(self, embed: bool = False) -> str:
+        """report.md: its figures linked as files in :data:`FIGURES_FOLDER` beside it, or embedded (``embed``,
+        for a viewer that shows one file alone, such as the KFP UI)."""
+        return self.page().markdown(None if embed else FIGURES_FOLDER)
 
     def html(self) -> str:
         return self.page().html()
@@ -239,8 +367,12 @@ class Report:
         names = REPORT_FILES
         with staged_folder(out_dir, marker=names["md"]) as staged:
             (staged / names["txt"]).write_text(self.text() + "\n")
-            (staged / names["md"]).write_text(self.markdown())
-            (staged / names["html"]).write_text(self.html())
+            page = self.page()
+            (staged / names["md"]).write_text(page.markdown(FIGURES_FOLDER))
+            (staged / names["html"]).write_text(page.html())
+            (staged / FIGURES_FOLDER).mkdir()
+            for figure in page.figures():
+                (staged / FIGURES_FOLDER / figure.file_name).write_bytes(figure.png)
             _write_csv(staged / names["csv"], *self.csv_rows())
             head, rows = self.pairs_table()
             _write_csv(staged / names["pairs"], head, rows)
@@ -266,11 +398,31 @@ class Report:
         return head, rows
 
 
+def provenance_of(evaluations: list[Evaluation], kfp_run: str | None = None, image: str | None = None) -> Provenance:
+    """The report's provenance from its models' records (run ids, datasets) and this code."""
+    from cxrtl.retrain import code_fingerprint
+
+    models = [ev.result.model for ev in evaluations]
+    y = evaluations[0].predictions.y_true
+    return Provenance(
+        run_ids=tuple(sorted({m.run_id for m in models})),
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        code_version=code_fingerprint(),
+        datasets=tuple(sorted({f"{m.dataset.slug or '?'} version {m.dataset.version or '?'}" for m in models})),
+        demo=any(m.dataset.slug == DEMO_SLUG for m in models),
+        covid=int((y == 1).sum()),
+        normal=int((y == 0).sum()),
+        kfp_run=kfp_run,
+        image=image,
+    )
+
+
 def build_report(
     evaluations: list[Evaluation],
     extra_notes: list[str] | None = None,
     rank_metric: str = RANK_METRIC,
     cams: dict[str, GradCamSet] | None = None,
+    provenance: Provenance | None = None,
 ) -> Report:
     if not evaluations:
         raise CxrtlError("no evaluation results to report")
@@ -297,7 +449,7 @@ def build_report(
         for s in order
     ]
     notes = _notes(evaluations, reasons) + data_checks.notes(best_of) + list(extra_notes or [])
-    return Report(rows, tests, rank_metric, notes, best_of, dict(cams or {}))
+    return Report(rows, tests, rank_metric, notes, best_of, dict(cams or {}), provenance or provenance_of(evaluations))
 
 
 def report_from_folders(
@@ -321,6 +473,8 @@ def report_from_folders(
     if store is not None and run_id:
         for path in paths.values():
             store.put_file(keys.report_key(run_id, path.name), path)
+        for path in sorted((out_dir / FIGURES_FOLDER).glob("*.png")):  # report.md links them
+            store.put_file(keys.report_key(run_id, f"{FIGURES_FOLDER}/{path.name}"), path)
     return report
 
 
@@ -401,21 +555,49 @@ def _notes(evaluations: list[Evaluation], not_comparable: list[str]) -> list[str
     bootstrap = next((ev.result.bootstrap for ev in evaluations if ev.result.bootstrap), None)
     if bootstrap:
         notes.append(
-            f"Intervals: Wilson for accuracy, precision, sensitivity and specificity; otherwise percentile bootstrap, "
-            f"{bootstrap['resamples']:,} resamples stratified by class (seed {bootstrap['seed']}). "
-            f"ECE over {bootstrap['ece_bins']} equal-width bins."
+            "Intervals (95 %, their coverage checked by simulation, `cxrtl coverage`): exact Clopper-Pearson for "
+            "accuracy, sensitivity and specificity; balanced accuracy, precision and F1 from joint bounds of "
+            "sensitivity and specificity; Newcombe's score interval for ROC AUC; a percentile bootstrap "
+            f"({bootstrap['resamples']:,} resamples stratified by class, seed {bootstrap['seed']}) for PR AUC, "
+            'Brier score and the operating points only with enough images of each class, else none ("-"); '
+            f"none for ECE (over {bootstrap['ece_bins']} equal-width bins), which is biased at every size."
         )
     versions = {str(m.dataset.version) for m in models}
     notes.append(f"Dataset version: {', '.join(sorted(versions))}.")
     return notes
 
 
+def _counts(confusion: dict[str, int], metric: str) -> str:
+    """A proportion's count, "22/23", for the metrics that are one; "" for the others."""
+    c = confusion
+    fractions = {
+        "accuracy": (c["tp"] + c["tn"], sum(c.values())),
+        "sensitivity": (c["tp"], c["tp"] + c["fn"]),
+        "specificity": (c["tn"], c["tn"] + c["fp"]),
+        "precision": (c["tp"], c["tp"] + c["fp"]),
+    }
+    return f" {fractions[metric][0]}/{fractions[metric][1]}" if metric in fractions else ""
+
+
 def _cell(result: EvaluationResult | AtThreshold, metric: str) -> str:
-    """The value and its interval, or why it is undefined."""
+    """The value (three decimals; a proportion's count beside it) and its interval, or why it is undefined."""
     value, (low, high) = result.metrics[metric], result.intervals_95[metric]
     if math.isnan(value):
         return f"undefined ({result.undefined.get(metric, 'not computable')})"
-    return f"{value:.4f} ({'-' if math.isnan(low) or math.isnan(high) else f'{low:.3f}-{high:.3f}'})"
+    interval = "-" if math.isnan(low) or math.isnan(high) else f"{low:.3f}-{high:.3f}"
+    return f"{value:.3f}{_counts(result.confusion, metric)} ({interval})"
+
+
+def _fmt3(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
+
+
+def _ratio(numerator: int, denominator: int) -> str:
+    return f"{numerator / denominator:.3f}" if denominator else "-"
+
+
+def _p3(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
 
 
 def _columns(lines: list[list[str]]) -> list[str]:

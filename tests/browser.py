@@ -2,7 +2,7 @@
 
 A screenshot of a report for the README::
 
-    python tests/browser.py REPORT.html SHOT.png [WIDTH HEIGHT]
+    python tests/browser.py REPORT.html SHOT.png [WIDTH HEIGHT [SCALE]]
 """
 
 from __future__ import annotations
@@ -34,6 +34,15 @@ window.addEventListener("load", () => setTimeout(() => {
                                              width: i.naturalWidth})),
     requests: performance.getEntriesByType("resource").map((r) => r.name),
     refused: cxrtlViolations,
+    layout: {
+      window: [window.innerWidth, window.innerHeight],
+      pageWidth: document.documentElement.scrollWidth,
+      bottoms: Object.fromEntries(["banner", "provenance"].filter((id) => document.getElementById(id))
+        .map((id) => [id, document.getElementById(id).getBoundingClientRect().bottom])),
+      firstTable: (() => { const t = document.querySelector("table");
+        return t ? {scrollWidth: t.scrollWidth, clientWidth: t.clientWidth,
+                    lastHeaderRight: t.querySelector("th:last-child").getBoundingClientRect().right} : null; })(),
+    },
   });
   document.body.appendChild(out);
 }, 100));
@@ -77,14 +86,17 @@ class Loaded:
     images: list[dict]  # src (its first 60 characters), complete, width (naturalWidth)
     requests: list[str]  # every resource the page asked for
     refused: list[str]  # what its Content-Security-Policy blocked
+    # The window's size, the page's width, the bottom edge of #banner and #provenance, the first table's widths
+    layout: dict
 
     @property
     def broken(self) -> list[str]:
         return [i["src"] for i in self.images if not (i["complete"] and i["width"] > 0)]
 
 
-def load(page: str) -> Loaded:
-    """Open the HTML text ``page`` from a file and report what happened (the probe goes into a copy)."""
+def load(page: str, width: int = 1400, height: int = 900) -> Loaded:
+    """Open the HTML text ``page`` from a file in a ``width`` x ``height`` window and report what happened (the
+    probe goes into a copy)."""
     head = page.lower().find("<head>")
     if head < 0:
         raise ValueError("the page has no <head>")
@@ -92,7 +104,7 @@ def load(page: str) -> Loaded:
     with tempfile.TemporaryDirectory(prefix="cxrtl-page-") as folder:
         path = Path(folder) / "page.html"
         path.write_text(probed)
-        dom = _run(path.as_uri(), "--dump-dom").stdout
+        dom = _run(path.as_uri(), "--dump-dom", f"--window-size={width},{height}").stdout
     start = dom.find(f'<pre id="{PROBE_ID}">')
     if start < 0:
         raise RuntimeError(f"the probe wrote nothing: {dom[-1000:]}")
@@ -100,15 +112,17 @@ def load(page: str) -> Loaded:
     return Loaded(**json.loads(html.unescape(text)))
 
 
-def screenshot(page: Path, out: Path, width: int = 1280, height: int = 2400) -> Path:
-    """A PNG of the page as a ``width`` x ``height`` window shows it (the page's top ``height`` pixels)."""
+def screenshot(page: Path, out: Path, width: int = 1280, height: int = 2400, scale: float = 1) -> Path:
+    """A PNG of the page as a ``width`` x ``height`` window shows it (the page's top ``height`` pixels), at
+    device scale factor ``scale``."""
     out = Path(out).resolve()
-    _run(Path(page).resolve().as_uri(), f"--screenshot={out}", f"--window-size={width},{height}", "--hide-scrollbars")
+    window = (f"--window-size={width},{height}", f"--force-device-scale-factor={scale}", "--hide-scrollbars")
+    _run(Path(page).resolve().as_uri(), f"--screenshot={out}", *window)
     return out
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 5):
+    if len(sys.argv) not in (3, 5, 6):
         sys.exit(__doc__.strip().splitlines()[-1].strip())
-    size = [int(v) for v in sys.argv[3:5]]
+    size = [int(v) for v in sys.argv[3:5]] + [float(v) for v in sys.argv[5:6]]
     print(screenshot(Path(sys.argv[1]), Path(sys.argv[2]), *size))

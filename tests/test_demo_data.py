@@ -76,3 +76,10 @@ def test_cli(tmp_path, capsys):
     assert (tmp_path / "covid19-radiography-database.zip").is_file()
     other = tmp_path / "other"
     refused(capsys, ["demo-data", str(other), "--per-class", "0"], naming=["--per-class"], nothing_at=[other])
+
+
+def test_ingested_demo_data_is_recorded_as_synthetic_not_under_the_kaggle_name(tmp_path):
+    from cxrtl.ingest import DEMO_SLUG, ingest
+
+    result = ingest(str(write_demo_dataset(tmp_path / "demo", per_class=2, image_size=32)), tmp_path / "raw")
+    assert result.slug == DEMO_SLUG and "synthetic" in result.summary()

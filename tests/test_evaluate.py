@@ -21,7 +21,7 @@ from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate, evaluation_result, load_evaluation, read_predictions
 from cxrtl.gradcam import GRADCAM_FILE, GradCamSet, fixed_images
 from cxrtl.ingest import ingest
-from cxrtl.metrics import METRIC_NAMES, binary_metrics, json_safe, roc_points, wilson_interval
+from cxrtl.metrics import METRIC_NAMES, binary_metrics, clopper_pearson, json_safe, roc_points
 from cxrtl.preprocess import preprocess
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import EvaluationResult
@@ -77,18 +77,18 @@ def test_binary_metrics_match_hand_computed_values():
     assert m["f1"] == pytest.approx(0.75)
     assert m["roc_auc"] == pytest.approx(19 / 24)
     intervals = result["intervals_95"]
-    assert intervals["accuracy"] == pytest.approx([0.4902, 0.9433], abs=5e-4)  # Wilson, 8 of 10
-    assert intervals["specificity"] == pytest.approx(list(wilson_interval(5, 6)))
-    assert intervals["sensitivity"] == pytest.approx(list(wilson_interval(3, 4)))
-    json.dumps(result, allow_nan=False)  # what metrics.json holds must be plain JSON
+    assert intervals["accuracy"] == pytest.approx([0.4439, 0.9748], abs=5e-4)  # Clopper-Pearson, 8 of 10
+    assert intervals["specificity"] == pytest.approx([float(v) for v in clopper_pearson(5, 6)])
+    assert intervals["sensitivity"] == pytest.approx([float(v) for v in clopper_pearson(3, 4)])
+    json.dumps(json_safe(result), allow_nan=False)  # what metrics.json holds must be plain JSON
 
 
-def test_wilson_interval_known_values_and_edges():
-    assert wilson_interval(8, 10) == pytest.approx((0.490, 0.943), abs=1e-3)
-    low, high = wilson_interval(10, 10)
-    assert high == 1.0 and low == pytest.approx(0.7225, abs=1e-3)
-    assert wilson_interval(0, 10)[0] == 0.0
-    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+def test_clopper_pearson_known_values_and_edges():
+    assert clopper_pearson(8, 10) == pytest.approx((0.4439, 0.9748), abs=1e-3)
+    low, high = clopper_pearson(10, 10)
+    assert high == 1.0 and low == pytest.approx(0.025 ** (1 / 10), abs=1e-9)  # the exact bound at n of n
+    assert clopper_pearson(0, 10)[0] == 0.0
+    assert all(math.isnan(v) for v in clopper_pearson(0, 0))
 
 
 def test_one_class_only_gives_no_auc_and_no_curve():

@@ -37,7 +37,9 @@ def test_the_policy_is_the_first_thing_in_head_and_allows_only_inline_style_and_
         "form-action": "'none'",
     }
     assert "<script" not in text and "<link" not in text
-    assert all(url.startswith("data:image/png;base64,") for url in re.findall(r'(?:src|href)="([^"]*)"', text))
+    assert all(url.startswith("data:image/png;base64,") for url in re.findall(r'src="([^"]*)"', text))
+    # Links only within the page (the table of contents) or relative to it (artefacts beside the report).
+    assert all("://" not in url and not url.startswith("/") for url in re.findall(r'href="([^"]*)"', text))
 
 
 def test_html_escapes_text_embeds_figures_and_marks_rows():
@@ -52,8 +54,18 @@ def test_html_escapes_text_embeds_figures_and_marks_rows():
 
 def test_markdown_has_the_same_content_escaped_with_the_figure_embedded():
     text = PAGE.markdown()
-    assert text.startswith("# Sources \\<compared\\>\n\nFirst paragraph.\n\n## Results\n\n*All \\*ten\\*.*\n\n")
+    contents = "- [Results](#results)\n- [Figures](#figures)"
+    assert text.startswith(
+        f"# Sources \\<compared\\>\n\nFirst paragraph.\n\n{contents}\n\n## Results\n\n*All \\*ten\\*.*\n\n"
+    )
     assert "| Source | F1 \\| AUC |\n|---|---|\n| **moco-v2** | **0.9** |\n| imagenet | - |" in text
     assert "- x \\< y & z\n- a \\[link\\](http://example.com)" in text
     uri = "data:image/png;base64," + base64.b64encode(PNG).decode()
     assert f'![ROC "curves"]({uri})\n\n*Caption.*' in text
+
+
+def test_markdown_links_figures_as_files_in_the_folder_given():
+    [figure] = PAGE.figures()
+    assert figure.file_name == "roc-curves.png"
+    text = PAGE.markdown("figures")
+    assert '![ROC "curves"](figures/roc-curves.png)\n\n*Caption.*' in text and "data:" not in text

@@ -16,7 +16,7 @@ from cxrtl import ingest as ingest_module
 from cxrtl.cli import main
 from cxrtl.demo_data import write_demo_dataset
 from cxrtl.errors import CxrtlError
-from cxrtl.ingest import DATASET_DIR, SLUG, ingest
+from cxrtl.ingest import DATASET_DIR, DEMO_SLUG, SLUG, ingest
 from cxrtl.store import LocalStore
 
 PER_CLASS = 3
@@ -60,7 +60,7 @@ def test_ingest_zip(demo_zip, tmp_path):
     result = ingest(str(demo_zip), out)
 
     digest = _sha256(demo_zip)
-    assert (result.slug, result.source, result.sha256) == (SLUG, "zip", digest)
+    assert (result.slug, result.source, result.sha256) == (DEMO_SLUG, "zip", digest)  # the demo says so
     assert result.version == f"sha256:{digest[:12]}"
     assert result.counts == COUNTS
     assert "3 COVID" in result.summary() and result.version in result.summary()

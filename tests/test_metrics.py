@@ -8,20 +8,23 @@ import math
 import numpy as np
 import pytest
 from scipy.stats import binomtest
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 from cxrtl.metrics import (
+    BOOTSTRAP_MIN_PER_CLASS,
     BOOTSTRAP_RESAMPLES,
     ECE_BINS,
     METRIC_NAMES,
     NO_PREDICTED_COVID,
+    NOT_ESTIMABLE,
     ONE_CLASS,
+    _hanley_mcneil_variance,
     binary_metrics,
+    clopper_pearson,
     json_safe,
+    newcombe_auc_interval,
     stratified_resamples,
     weighted_probability_metrics,
-    weighted_threshold_metrics,
-    wilson_interval,
     youden_threshold,
 )
 
@@ -67,18 +70,53 @@ def test_point_values_match_the_hand_built_confusion_matrix():
     assert m["specificity_at_95_sensitivity"] == pytest.approx(2 / 6)
 
 
-def test_wilson_intervals_match_scipy_and_the_rest_are_bootstrap():
+def test_exact_intervals_match_scipy_and_every_interval_holds_its_value():
     r = binary_metrics(Y, P)
-    counts = {"accuracy": (8, 10), "precision": (3, 4), "sensitivity": (3, 4), "specificity": (5, 6)}
+    counts = {"accuracy": (8, 10), "sensitivity": (3, 4), "specificity": (5, 6)}
     for name, (k, n) in counts.items():
-        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
         assert r["intervals_95"][name] == pytest.approx([ci.low, ci.high], abs=1e-9), name
-        assert r["interval_methods"][name] == "wilson"
-    assert {m for m, how in r["interval_methods"].items() if how == "bootstrap"} == set(METRIC_NAMES) - set(counts)
-    assert wilson_interval(10, 10)[1] == 1.0 and all(math.isnan(v) for v in wilson_interval(0, 0))
+        assert r["interval_methods"][name] == "clopper-pearson"
+    assert clopper_pearson(10, 10)[1] == 1.0 and all(math.isnan(v) for v in clopper_pearson(0, 0))
     for name in METRIC_NAMES:
         low, high = r["intervals_95"][name]
-        assert low <= r["metrics"][name] <= high, name
+        assert math.isnan(low) or low <= r["metrics"][name] <= high, name
+
+
+def test_balanced_accuracy_precision_and_f1_bound_at_the_bounds_of_sensitivity_and_specificity():
+    """At 97.5 % each, so that both hold together 95 % of the time; at the split's class mix (4 of 10 COVID)."""
+    r = binary_metrics(Y, P)
+    s = binomtest(3, 4).proportion_ci(confidence_level=0.975, method="exact")
+    c = binomtest(5, 6).proportion_ci(confidence_level=0.975, method="exact")
+    assert r["intervals_95"]["balanced_accuracy"] == pytest.approx([(s.low + c.low) / 2, (s.high + c.high) / 2])
+    assert r["intervals_95"]["precision"] == pytest.approx(
+        [0.4 * b[0] / (0.4 * b[0] + 0.6 * (1 - b[1])) for b in ((s.low, c.low), (s.high, c.high))]
+    )
+    f1 = [2 * 0.4 * b[0] / (0.4 * b[0] + 0.4 + 0.6 * (1 - b[1])) for b in ((s.low, c.low), (s.high, c.high))]
+    assert r["intervals_95"]["f1"] == pytest.approx(f1)
+    assert {r["interval_methods"][m] for m in ("balanced_accuracy", "precision", "f1")} == {"clopper-pearson sens/spec"}
+
+
+def test_roc_auc_interval_is_the_set_of_aucs_within_1_96_standard_errors_and_never_a_point():
+    auc = np.array([19 / 24, 1.0, 0.5])
+    low, high = newcombe_auc_interval(auc, 4, 6)
+    assert (low < auc).all() and (auc <= high).all()
+    for bound in (low, high):  # each bound is where the score statistic equals 1.96
+        inner = bound[bound < 1]
+        z = np.abs(auc[bound < 1] - inner) / np.sqrt(_hanley_mcneil_variance(inner, 4, 6))
+        assert z == pytest.approx(1.959964, abs=1e-6)
+    assert high[1] == 1.0 and low[1] < 0.9  # perfect separation of 10 images is no proof of an AUC of 1
+    assert newcombe_auc_interval(np.array([1.0]), 13, 10)[0][0] < newcombe_auc_interval(np.array([1.0]), 130, 100)[0][0]
+    r = binary_metrics(Y, P)
+    assert r["intervals_95"]["roc_auc"] == pytest.approx([low[0], high[0]])
+    assert r["interval_methods"]["roc_auc"] == "newcombe score"
+
+
+def test_small_splits_have_no_bootstrap_interval_and_ece_never_has_one():
+    r = binary_metrics(Y, P)
+    for name in ("pr_auc", "brier", "ece", "sensitivity_at_95_specificity", "specificity_at_95_sensitivity"):
+        assert r["interval_methods"][name] == NOT_ESTIMABLE, name
+        assert all(math.isnan(v) for v in r["intervals_95"][name]), name
 
 
 def test_resamples_are_seeded_and_keep_each_class_count():
@@ -91,28 +129,16 @@ def test_resamples_are_seeded_and_keep_each_class_count():
 
 def test_vectorised_resampled_metrics_equal_sklearn_on_each_resample():
     from sklearn.metrics import (
-        accuracy_score,
         average_precision_score,
-        balanced_accuracy_score,
         brier_score_loss,
-        precision_score,
-        recall_score,
     )
 
     w = stratified_resamples(Y, 100, seed=3)
-    pred = (P >= 0.5).astype(int)
-    at = weighted_threshold_metrics(w, Y, pred)
     prob = weighted_probability_metrics(w, Y, P)
     for b in range(len(w)):
         idx = np.repeat(np.arange(10), w[b])
-        y, p, yp = Y[idx], P[idx], pred[idx]
+        y, p = Y[idx], P[idx]
         expected = {
-            "accuracy": accuracy_score(y, yp),
-            "precision": precision_score(y, yp, zero_division=np.nan),
-            "sensitivity": recall_score(y, yp),
-            "specificity": recall_score(y, yp, pos_label=0),
-            "f1": f1_score(y, yp),
-            "balanced_accuracy": balanced_accuracy_score(y, yp),
             "roc_auc": roc_auc_score(y, p),
             "pr_auc": average_precision_score(y, p),
             "brier": brier_score_loss(y, p),
@@ -120,17 +146,22 @@ def test_vectorised_resampled_metrics_equal_sklearn_on_each_resample():
             "sensitivity_at_95_specificity": binary_metrics(y, p)["metrics"]["sensitivity_at_95_specificity"],
             "specificity_at_95_sensitivity": binary_metrics(y, p)["metrics"]["specificity_at_95_sensitivity"],
         }
-        got = {name: values[b] for name, values in (at | prob).items()}
+        got = {name: values[b] for name, values in prob.items()}
         for name, value in expected.items():
             assert got[name] == pytest.approx(value, nan_ok=True, abs=1e-12), (b, name)
 
 
 def test_bootstrap_interval_is_the_percentile_interval_of_the_seeded_resamples():
-    r = binary_metrics(Y, P)
-    w = stratified_resamples(Y)
+    """With enough images of each class; the Brier score's resamples recomputed one by one."""
+    y = np.r_[np.ones(BOOTSTRAP_MIN_PER_CLASS, int), np.zeros(BOOTSTRAP_MIN_PER_CLASS, int)]
+    p = np.random.default_rng(5).uniform(size=len(y)) * 0.5 + 0.5 * y
+    r = binary_metrics(y, p)
+    w = stratified_resamples(y)
     assert len(w) == BOOTSTRAP_RESAMPLES == r["bootstrap"]["resamples"]
-    aucs = [roc_auc_score(Y[idx], P[idx]) for idx in (np.repeat(np.arange(10), row) for row in w)]
-    assert r["intervals_95"]["roc_auc"] == pytest.approx(list(np.percentile(aucs, [2.5, 97.5])))
+    briers = [np.mean((p[idx] - y[idx]) ** 2) for idx in (np.repeat(np.arange(len(y)), row) for row in w)]
+    assert r["intervals_95"]["brier"] == pytest.approx(list(np.percentile(briers, [2.5, 97.5])))
+    assert r["interval_methods"]["brier"] == "bootstrap"
+    assert binary_metrics(y[1:], p[1:])["interval_methods"]["brier"] == NOT_ESTIMABLE  # one COVID image short
 
 
 def test_no_predicted_covid_leaves_precision_undefined_with_its_reason_not_zero():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -13,15 +14,18 @@ import numpy as np
 import pytest
 
 from cxrtl import __version__, champion
+from cxrtl.champion import MODEL_FILES
 from cxrtl.data import PreparedData
 from cxrtl.demo_data import write_demo_dataset
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluate
 from cxrtl.ingest import ingest
+from cxrtl.metrics import binary_metrics, json_safe
 from cxrtl.preprocess import preprocess
-from cxrtl.promote import Challenger, ChampionScore, Decision, decide, paired_test, promote
+from cxrtl.promote import Challenger, ChampionScore, Decision, card_markdown, decide, model_card, paired_test, promote
 from cxrtl.recipes import TrainConfig
-from cxrtl.store import LocalStore
+from cxrtl.selection import first_champion_floor, promotion_level
+from cxrtl.store import LocalStore, keys
 from cxrtl.train import train
 from cxrtl.weights import put_weights, write_stand_in
 
@@ -53,6 +57,20 @@ class Models:
 
     def model_sha256(self, run_id: str) -> str:
         return self.store.sha256(f"models/imagenet/{run_id}/model.pt")
+
+    def install_without_floor(self, evaluation: Evaluation) -> None:
+        """Make ``evaluation``'s model the first champion as promotion installs one, without the first-champion
+        floor (which a near-chance model rightly fails): the champion a better challenger must beat."""
+        model = evaluation.result.model
+        challenger = Challenger(model.source, model.run_id, model.config.seed, evaluation.metrics["accuracy"])
+        decision = Decision(True, "installed by the test without the floor", "accuracy", 0.005, challenger, None)
+        files = {name: keys.model_key(model.source, model.run_id, name) for name in MODEL_FILES}
+        files = {name: key for name, key in files.items() if self.store.exists(key)}
+        card = model_card(evaluation, decision)
+        champion.install(
+            self.store, model.run_id, model.source, files, card, card_markdown(card), decision.to_dict(), None
+        )
+        assert self.champion_run() == model.run_id
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +147,7 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(fresh):
 
 
 def test_a_better_challenger_replaces_the_champion(fresh):
-    assert promote(fresh.store, fresh.data_dir, [fresh.poor]).promoted
+    fresh.install_without_floor(fresh.poor)
     assert fresh.champion_run() == POOR
 
     decision = promote(fresh.store, fresh.data_dir, [fresh.good])
@@ -143,7 +161,7 @@ def test_a_better_challenger_replaces_the_champion(fresh):
 
 
 def test_the_margin_is_respected(fresh):
-    assert promote(fresh.store, fresh.data_dir, [fresh.poor]).promoted
+    fresh.install_without_floor(fresh.poor)
     gain = fresh.good.metrics["accuracy"] - fresh.poor.metrics["accuracy"]
 
     refused = promote(fresh.store, fresh.data_dir, [fresh.good], margin=gain + 0.01)
@@ -179,7 +197,7 @@ def test_model_card_records_what_the_model_is(fresh):
     assert card["weights_stand_in"] is True
     assert card["dataset"] == {k: dataset[k] for k in ("slug", "version", "sha256")}
     assert card["metrics"] == fresh.good.metrics
-    assert card["intervals_95"] == fresh.good.result.intervals_95
+    assert card["intervals_95"] == json_safe(fresh.good.result.intervals_95)  # not estimable: null
     assert card["test_images"] == fresh.good.result.n
     assert card["recipe"] == "recommended" and card["selection_split"] == "val"
     assert card["code_version"] == __version__
@@ -213,7 +231,7 @@ def test_model_card_records_what_the_model_is(fresh):
 
 
 def test_a_champion_that_cannot_be_scored_on_the_new_split_is_kept(fresh):
-    assert promote(fresh.store, fresh.data_dir, [fresh.poor]).promoted
+    fresh.install_without_floor(fresh.poor)
     bigger = fresh.root / "data-64"
     if not bigger.exists():
         preprocess(fresh.root / "raw", bigger, recipe="recommended", image_size=64)
@@ -238,7 +256,7 @@ def test_card_json_is_plain_json(fresh):
 
 
 def test_the_card_records_the_paired_test_and_the_images(fresh):
-    assert promote(fresh.store, fresh.data_dir, [fresh.poor]).promoted
+    fresh.install_without_floor(fresh.poor)
     decision = promote(fresh.store, fresh.data_dir, [fresh.good])
     promotion = fresh.store.get_json(fresh.champion_key("card.json"))["promotion"]
     assert promotion["test"] == "McNemar exact" and promotion["images"] == fresh.good.result.n
@@ -249,7 +267,7 @@ def test_the_card_records_the_paired_test_and_the_images(fresh):
 
 
 def test_below_the_minimum_of_unseen_images_there_is_no_decision(fresh):
-    assert promote(fresh.store, fresh.data_dir, [fresh.poor]).promoted
+    fresh.install_without_floor(fresh.poor)
     n = fresh.good.result.n
     decision = promote(fresh.store, fresh.data_dir, [fresh.good], min_images=n + 1)
     assert not decision.promoted and decision.test is None
@@ -267,7 +285,7 @@ def test_a_champion_is_never_scored_on_images_it_trained_or_chose_its_epoch_on(f
     config = TrainConfig.from_recipe("paper", epochs=1, batch_size=16, device="cpu")
     train(paper, "imagenet", tmp_path / "model", config, fresh.store, "test-promote-paper")
     paper_eval = evaluate(paper, tmp_path / "model", tmp_path / "eval", store=fresh.store, device="cpu")
-    assert promote(fresh.store, paper, [paper_eval]).promoted
+    fresh.install_without_floor(paper_eval)  # one epoch of the paper recipe: near chance, below the floor
 
     test = PreparedData.load(fresh.data_dir)
     seen = json.loads(fresh.store.get_bytes(fresh.champion_key("seen.json")))
@@ -307,3 +325,41 @@ def test_a_lead_beyond_the_margin_that_the_paired_test_does_not_confirm_is_refus
     promoted, reason = decide("accuracy", 0.005, challenger.mean(), champion.mean(), test)
     assert not promoted and "paired test does not tell them apart" in reason
     assert decide("accuracy", 0.005, 0.96, 0.95, {"name": "McNemar exact", "p_value": 0.01})[0]
+
+
+def _hopeless_result(result):
+    """``result`` as if on 8 test images (4 COVID) every one were called COVID, the Normal ones most surely:
+    accuracy 0.5, specificity 0, ROC AUC 0.125."""
+    y = np.r_[np.ones(4, int), np.zeros(4, int)]
+    p = np.array([0.6, 0.76, 0.8, 0.55, 0.9, 0.95, 0.85, 0.75])
+    m = binary_metrics(y, p)
+    assert (m["metrics"]["accuracy"], m["metrics"]["specificity"], m["metrics"]["roc_auc"]) == (0.5, 0.0, 0.125)
+    return dataclasses.replace(result, n=8, metrics=m["metrics"], intervals_95=m["intervals_95"])
+
+
+def test_a_hopeless_first_model_is_not_made_the_first_champion(fresh):
+    hopeless = dataclasses.replace(fresh.good, result=_hopeless_result(fresh.good.result))
+    decision = promote(fresh.store, fresh.data_dir, [hopeless])
+    assert not decision.promoted and decision.champion is None
+    assert "there was no champion" in decision.reason and "no champion: the first champion must have" in decision.reason
+    assert "balanced_accuracy 95 % interval" in decision.reason
+    assert champion.current(fresh.store) is None  # only the decision is recorded, so that a retry gives it again
+    assert fresh.store.list("champion/") == [f"champion/decisions/{GOOD}.json"]
+
+
+def test_the_first_champion_floor_needs_both_lower_bounds_above_chance():
+    ok, why = first_champion_floor({"balanced_accuracy": [0.51, 0.9], "roc_auc": [0.6, 0.99]})
+    assert ok and "above the floor" in why
+    assert not first_champion_floor({"balanced_accuracy": [0.51, 0.9], "roc_auc": [0.5, 0.99]})[0]
+    assert not first_champion_floor({"balanced_accuracy": [0.49, 0.9], "roc_auc": [0.9, 0.99]})[0]
+    nan = float("nan")
+    assert not first_champion_floor({"balanced_accuracy": [nan, nan], "roc_auc": [0.9, 0.99]})[0]
+
+
+def test_the_challenger_chosen_from_many_is_tested_at_a_lower_level():
+    """Chosen as the best of 10, a challenger needs p < 0.005 where one alone needs p < 0.05."""
+    test = {"name": "McNemar exact", "p_value": 0.01}
+    assert promotion_level(1) == 0.05 and promotion_level(10) == pytest.approx(0.005)
+    assert decide("accuracy", 0.005, 0.96, 0.95, test, promotion_level(1))[0]
+    promoted, reason = decide("accuracy", 0.005, 0.96, 0.95, test, promotion_level(10))
+    assert not promoted and "at level 0.005" in reason

@@ -4,6 +4,7 @@ every format."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import html
 import json
@@ -18,11 +19,12 @@ from cxrtl.cli import main
 from cxrtl.compare import Predictions
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluation_result, write_predictions
+from cxrtl.ingest import DEMO_SLUG
 from cxrtl.metrics import METRIC_NAMES, roc_points
 from cxrtl.recipes import TrainConfig
 from cxrtl.records import DatasetRef, ModelSummary
 from cxrtl.repeats import champion_candidate
-from cxrtl.report import TEXT_METRICS, build_report, skipped_sources_note
+from cxrtl.report import FIGURES_FOLDER, TEXT_METRICS, build_report, skipped_sources_note
 from cxrtl.weights import SOURCE_NAMES, PublishedMetrics, get_source
 
 N_TEST = 20
@@ -119,9 +121,9 @@ def test_six_perfect_sources_are_all_tied_for_best_and_ordered_by_name_not_posit
 def test_markdown_has_every_metric_with_its_interval_and_the_tied_marks(ten):
     report = build_report(ten)
     md = report.markdown()
-    rows = _table_rows(md, "Weight sources compared")
+    rows = _table_rows(md, "Every metric")
     assert len(rows) == 10
-    header = next(line for line in md.splitlines() if line.startswith("| Source |"))
+    header = next(line for line in md.splitlines() if line.startswith("| Source |") and "PR AUC" in line)
     for name in ("Accuracy", "ROC AUC", "PR AUC", "Brier", "ECE", "Sensitivity at 95% specificity"):
         assert f"| {name} (95% CI) |" in header
     assert "Published" not in header  # a recommended run with stand-ins is not the study's
@@ -131,12 +133,18 @@ def test_markdown_has_every_metric_with_its_interval_and_the_tied_marks(ten):
         cells = by_source[row.source]
         assert cells[1] == (f"{i} (tied for best)" if row.tied_for_best else str(i))
         low, high = row.evaluation.result.intervals_95["accuracy"]
-        assert cells[2] == f"{row.metrics['accuracy']:.4f} ({low:.3f}-{high:.3f})"
+        right = round(row.metrics["accuracy"] * N_TEST)
+        assert cells[2] == f"{row.metrics['accuracy']:.3f} {right}/{N_TEST} ({low:.3f}-{high:.3f})"
         assert len(cells) == 2 + len(METRIC_NAMES) + 2
     assert by_source["moco-v1"][-1] == report.evaluations["moco-v1"].result.model.weights_sha256[:12]
     assert by_source["imagenet"][-1] == "stand-in"
-    pairs = _table_rows(md, "Paired tests")
-    assert len(pairs) == 45 and all(len(p) == 7 for p in pairs)
+    pairs = _table_rows(md, "Paired tests")  # a matrix of Holm-adjusted p, McNemar / DeLong
+    assert len(pairs) == 10 and all(len(p) == 11 for p in pairs)
+    assert pairs[0][0] == report.rows[0].source and pairs[0][1] == ""
+    t = next(t for t in report.tests if {t.a, t.b} == {report.rows[0].source, report.rows[1].source})
+    assert pairs[0][2] == f"{t.mcnemar_holm:.3f} / {t.delong_holm:.3f}"
+    summary = _table_rows(md, "Ranking")
+    assert [r[0] for r in summary] == [r.source for r in report.rows] and summary[0][2] == "stand-in"
     assert "Tied for best" in md and "Best:" not in md
 
 
@@ -199,7 +207,8 @@ def test_the_validation_threshold_is_reported_beside_05():
     assert [r[:2] for r in rows] == [["chexpert", "0.6500"], ["imagenet", "0.6500"]]
     at = report.evaluations["chexpert"].result.at_validation_threshold
     low, high = at.intervals_95["accuracy"]
-    assert rows[0][2] == f"{at.metrics['accuracy']:.4f} ({low:.3f}-{high:.3f})"
+    right = at.confusion["tp"] + at.confusion["tn"]
+    assert rows[0][2] == f"{at.metrics['accuracy']:.3f} {right}/20 ({low:.3f}-{high:.3f})"
     assert "At the threshold chosen" not in build_report([_evaluation("imagenet", 15)]).markdown()
 
 
@@ -234,12 +243,12 @@ def test_paper_selection_on_test_is_called_optimistic():
 def test_html_highlights_the_rows_tied_for_best_and_embeds_the_roc_plot(ten):
     report = build_report(ten)
     html = report.html()
-    assert html.count('<tr class="best">') == len(report.tied) >= 1
-    assert re.search(r'<tr class="best"><td>moco-v2</td>', html)
+    assert html.count('<tr class="tied">') == 2 * len(report.tied) >= 2  # the ranking and every metric
+    assert re.search(r'<tr class="tied"><td>moco-v2</td>', html)
     for source in SOURCE_NAMES:
         assert f"<td>{source}</td>" in html
     results_table = html.split("<h2>")[1]
-    assert results_table.count("<tr>") + results_table.count('<tr class="best">') == 11  # header and ten rows
+    assert results_table.count("<tr>") + results_table.count('<tr class="tied">') == 11  # header and ten rows
     assert "<h2>Paired tests</h2>" in html
     assert '<img alt="ROC curves of all sources" src="data:image/png;base64,' in html
 
@@ -247,7 +256,8 @@ def test_html_highlights_the_rows_tied_for_best_and_embeds_the_roc_plot(ten):
 def test_text_marks_the_lines_tied_for_best(ten):
     report = build_report(ten)
     text = report.text()
-    assert text.splitlines()[0].split() == ["source", *TEXT_METRICS, "epoch", "weights"]  # a terminal's width
+    header = next(line for line in text.splitlines() if line.startswith("source "))
+    assert header.split() == ["source", *TEXT_METRICS, "epoch", "weights"]  # a terminal's width
     marked = [line.split()[0] for line in text.splitlines() if line.endswith("<- tied for best")]
     assert marked == report.tied and marked[0] == "moco-v2"
     for source in SOURCE_NAMES:
@@ -267,8 +277,17 @@ def test_write_gives_txt_md_html_and_csv(ten, tmp_path):
     report = build_report(ten)
     paths = report.write(tmp_path / "out")
     assert {p.name for p in paths.values()} == {"report.txt", "report.md", "report.html", "results.csv", "pairs.csv"}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths.values())
-    assert paths["md"].read_text() == report.markdown()
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted([FIGURES_FOLDER, *(p.name for p in paths.values())])
+    md = paths["md"].read_text()
+    assert md == report.markdown() and "data:" not in md  # figures linked as files, which code hosts render
+    linked = re.findall(rf"\]\(({FIGURES_FOLDER}/[^)]+)\)", md)
+    assert linked and sorted(linked) == sorted(
+        f"{FIGURES_FOLDER}/{p.name}" for p in (tmp_path / "out" / FIGURES_FOLDER).iterdir()
+    )
+    assert all((tmp_path / "out" / name).read_bytes().startswith(b"\x89PNG") for name in linked)
+    assert len(md.encode()) < 50_000
+    assert "data:image/png;base64," in report.markdown(embed=True)  # the KFP UI's one-file Markdown
     assert paths["html"].read_text() == report.html()
     with open(paths["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
@@ -276,7 +295,7 @@ def test_write_gives_txt_md_html_and_csv(ten, tmp_path):
     top = report.top.evaluation.result
     assert float(rows[0]["accuracy"]) == top.metrics["accuracy"]  # full precision
     assert [float(rows[0]["roc_auc_low"]), float(rows[0]["roc_auc_high"])] == top.intervals_95["roc_auc"]
-    assert rows[0]["accuracy_interval"] == "wilson" and rows[0]["f1_interval"] == "bootstrap"
+    assert rows[0]["accuracy_interval"] == "clopper-pearson" and rows[0]["f1_interval"] == "clopper-pearson sens/spec"
     assert rows[0]["n"] == str(N_TEST) and rows[0]["tied_for_best"] == "True" and rows[0]["rank"] == "1"
     assert {r["source"]: r["stand_in"] for r in rows}["moco-v1"] == "False"
     with open(paths["pairs"], newline="") as f:
@@ -313,7 +332,7 @@ def test_repeats_rank_sources_by_their_mean_and_show_the_spread_and_each_seeds_i
     assert best.seeds.sd("accuracy") == pytest.approx(np.std([0.85, 0.85, 0.80], ddof=1))
     head, rows = report.table()
     column = head.index("Accuracy across seeds: mean ± SD [each seed (95% CI)]")
-    assert rows[0][column].startswith("0.8333 ± 0.0289 over 3 seeds [seed 3: 0.8500 (0.640-0.948); seed 4:")
+    assert rows[0][column].startswith("0.8333 ± 0.0289 over 3 seeds [seed 3: 0.850 17/20 (0.621-0.968); seed 4:")
     assert any("several seeds on one shared split" in note for note in report.notes)
     assert "Ranked by accuracy (the mean over the training seeds)" in report.summary()
     # The champion candidate is one model: the best seed of the best source, not moco-v2's lucky seed.
@@ -355,6 +374,7 @@ def test_cli_report_prints_the_table_and_writes_the_files(tmp_path, capsys):
     first = next(line for line in printed.splitlines() if "<- tied for best" in line)
     assert first.startswith("imagenet ")
     assert sorted(p.name for p in out.iterdir()) == [
+        FIGURES_FOLDER,
         "pairs.csv",
         "report.html",
         "report.md",
@@ -372,3 +392,29 @@ def test_cli_report_on_a_folder_without_results_is_one_error_line(tmp_path, caps
     refused(
         capsys, ["report", "--results", str(good), str(empty), "--out", str(out)], naming=[str(empty)], nothing_at=[out]
     )
+
+
+def test_banner_and_provenance_come_first_in_every_format(ten):
+    """Stand-ins, a small test split and research use only, before anything else; then where it all came from."""
+    report = build_report(ten)
+    banner = report.banner()
+    assert banner[0].startswith("STAND-IN WEIGHTS: 9 of 10 sources")
+    assert banner[1].startswith("SMALL TEST SPLIT: 20 test images (10 COVID, 10 Normal)")
+    assert banner[-1].startswith("Research use only, not a medical device")
+    text, md, html = report.text(), report.markdown(), report.html()
+    assert text.splitlines()[0] == f"!! {banner[0]}" and "Run: r1 (no KFP run link)" in text
+    assert md.splitlines()[0] == "# Weight sources compared: run r1" and md.splitlines()[2] == f"> **{banner[0]}**"
+    assert "<title>Weight sources compared: run r1</title>" in html
+    assert html.index('id="banner"') < html.index('id="provenance"') < html.index("<table")
+    assert "tawsifurrahman/covid19-radiography-database version v5" in html and "DEMO" not in html
+
+
+def test_demo_data_are_named_as_demo_data(ten):
+    demo = DatasetRef(DEMO_SLUG, "sha256:5bd68f5b6e21", "cd" * 32)
+    evaluations = []
+    for ev in ten:
+        model = dataclasses.replace(ev.result.model, dataset=demo)
+        evaluations.append(dataclasses.replace(ev, result=dataclasses.replace(ev.result, model=model)))
+    report = build_report(evaluations)
+    assert any(line.startswith("DEMO DATA: the images are synthetic") for line in report.banner())
+    assert "(DEMO: synthetic images, not chest X-rays)" in report.markdown()

@@ -80,3 +80,31 @@ def test_screenshot_is_a_png_of_the_window(page, tmp_path):
     with Image.open(shot) as image:
         assert image.format == "PNG" and image.size == (900, 700)
         assert len(np.unique(np.asarray(image.convert("L")))) > 10  # something was drawn, not a blank window
+
+
+@pytest.fixture(scope="module")
+def demo_like_report() -> str:
+    """A whole report like the demo's: ten sources, nine of them stand-ins, 23 test images (12 COVID here)."""
+    from test_report import _evaluation
+
+    from cxrtl.report import build_report
+    from cxrtl.weights import SOURCE_NAMES
+
+    return build_report([_evaluation(s, 12 + i, n=23, stand_in=s != "moco-v1") for i, s in enumerate(SOURCE_NAMES)])
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_the_banner_and_provenance_are_in_the_first_screen(demo_like_report, width):
+    layout = load(demo_like_report.html(), width=width, height=900).layout
+    # Some headless Chromium builds take the window's frame off the 900 px: the first screen is what it shows.
+    shown_width, shown_height = layout["window"]
+    assert shown_width == width and 700 <= shown_height <= 900, layout
+    assert 0 < layout["bottoms"]["banner"] < layout["bottoms"]["provenance"] <= shown_height, layout
+
+
+def test_the_first_table_fits_1400_px_with_its_weights_column(demo_like_report):
+    layout = load(demo_like_report.html(), width=1400, height=900).layout
+    table = layout["firstTable"]
+    assert table["scrollWidth"] <= table["clientWidth"], layout  # no sideways scroll inside the table
+    assert layout["pageWidth"] <= 1400 and table["lastHeaderRight"] <= 1400, layout
+    assert demo_like_report.summary_table()[0][2] == "Weights"
