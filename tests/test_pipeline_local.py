@@ -210,9 +210,12 @@ def test_demo_models_learn_the_demo_data(demo_run: Run, run_id: str):
     with open(demo_run.store / "reports" / run_id / "results.csv", newline="") as f:
         rows = {row["source"]: row for row in csv.DictReader(f)}
     assert set(rows) == set(SOURCES)
+    # Ranking, not accuracy at 0.5: after 3 epochs of the paper recipe from random stand-ins, a source may still
+    # put every image on one side of 0.5 while ranking them perfectly (seen: moco-v2, accuracy 0.49 at ROC AUC
+    # 1.0: BatchNorm statistics of the fine-tuned first epoch, then frozen), which says nothing about the wiring.
     for source, row in rows.items():
-        assert float(row["accuracy"]) >= 0.9, (source, row)
-        assert int(row["n"]) >= 20, row  # enough test images for 0.9 to mean something
+        assert float(row["roc_auc"]) >= 0.95, (source, row)
+        assert int(row["n"]) >= 20, row  # enough test images for 0.95 to mean something
         assert row["stand_in"] == "True"
 
 
