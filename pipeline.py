@@ -29,8 +29,8 @@ from kfp import compiler, dsl, kubernetes
 from components.placement import KAGGLE_SECRET_KEYS, ClusterOptions, add_cluster_options, cluster_options
 from components.placement import on_cpu as _on_cpu
 from components.placement import on_gpu as _on_gpu
-from cxrtl import __version__, signals
-from cxrtl.cli import Parser, configure_logging
+from cxrtl import __version__
+from cxrtl.cli import Parser, run_command
 from cxrtl.cli.options import add_setting_options, given_settings
 from cxrtl.errors import CxrtlError
 from cxrtl.settings import SETTINGS, TRAIN_RUN_SETTINGS, RunSettings, option, settings_named, value_type
@@ -270,24 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version or a bad option: the status, not an exception, to the caller
-        return int(exc.code or 0)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    configure_logging(logging.INFO)
-    signals.install()  # SIGTERM takes Ctrl-C's way out
-    try:
-        return args.func(args) or 0
-    except CxrtlError as exc:  # runners.kfp_api.ClusterError is one too
-        print(f"pipeline.py: error: {exc}", file=sys.stderr)
-        return 2
-    except signals.Terminated:
-        print("pipeline.py: terminated (SIGTERM)", file=sys.stderr)
-        return signals.EXIT_CODE
+    return run_command(build_parser(), argv, lambda args: logging.INFO)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,6 @@ logger = logging.getLogger(__name__)
 QUEUE_DEPTH = 1
 # A training's key: 80 bits of its identity's SHA-256, short enough to read in a store listing.
 TRAINING_ID_HEX = 20
-IDENTITY_FILE = "identity.json"
-OWNER_FILE = "owner.json"
-DONE_FILE = "done.json"
 
 
 def new_run_id() -> str:
@@ -144,7 +141,7 @@ class CheckpointStore:
             held = self.identity
         if held != self.identity:
             return held
-        training_key = self._record_key(IDENTITY_FILE)
+        training_key = self._record_key(keys.IDENTITY_FILE)
         if not self.store.exists(training_key):
             self.store.put_json(training_key, self.identity)
         elif self.store.get_json(training_key) != self.identity:  # a hash collision, or a hand-edited file
@@ -152,7 +149,7 @@ class CheckpointStore:
                 f"{self.store.url}: {training_key} holds another identity than its key says; "
                 f"remove {keys.training_prefix(self.source, self.training)} (`cxrtl store prune`)"
             )
-        owner_key = self._record_key(OWNER_FILE)
+        owner_key = self._record_key(keys.OWNER_FILE)
         owner = self.store.get_json(owner_key).get("run_id") if self.store.exists(owner_key) else None
         self.previous_owner = owner
         if owner not in (None, self.run_id):
@@ -172,7 +169,7 @@ class CheckpointStore:
                 f"run {self.run_id}: another run of {self.source} with other settings took this run id; "
                 "start a new run id instead"
             )
-        owner = self.store.get_json(self._record_key(OWNER_FILE)).get("run_id")
+        owner = self.store.get_json(self._record_key(keys.OWNER_FILE)).get("run_id")
         if owner != self.run_id:
             raise CxrtlError(
                 f"run {self.run_id}: run {owner} took over the training of {self.source} with the same data, "
@@ -245,21 +242,21 @@ class CheckpointStore:
     def done(self) -> dict[str, Any] | None:
         """The record :meth:`finish` left (the run that published the model, and how it trained); None if the
         training never finished."""
-        key = self._record_key(DONE_FILE)
+        key = self._record_key(keys.DONE_FILE)
         return self.store.get_json(key) if self.store.exists(key) else None
 
     def reset(self) -> None:
         """Drop the training's checkpoints, best models and done record, to start it afresh."""
         self._check_claim()
         for key in self.store.list(keys.training_prefix(self.source, self.training)):
-            if key.rsplit("/", 1)[-1] not in (IDENTITY_FILE, OWNER_FILE):
+            if key.rsplit("/", 1)[-1] not in (keys.IDENTITY_FILE, keys.OWNER_FILE):
                 self.store.delete(key)
 
     def finish(self, done: dict[str, Any]) -> None:
         """Once the final model is published: record ``done`` (where it is), then drop the best-so-far copy
         and the checkpoints beyond ``keep``."""
         self._check_claim()
-        self.store.put_json(self._record_key(DONE_FILE), done)
+        self.store.put_json(self._record_key(keys.DONE_FILE), done)
         for epoch in self._best_epochs():
             self.store.delete(self._best_key(epoch))
         epochs = self.epochs()

@@ -37,10 +37,10 @@ logger = logging.getLogger(__name__)
 # undefined (sensitivity of no positives, ROC AUC of one class). Checked again on the splits themselves.
 MIN_IMAGES_PER_CLASS = 10
 # Test images of a class below which preprocessing warns that the report's figures for it mean little: with
-# fewer than 12, the 95 % Wilson interval of a proportion over that class (sensitivity on COVID, specificity on
-# Normal) can be more than 0.5 wide (at 11 images and half right, 0.25-0.75); even 10 of 11 right reads as
-# 0.62-0.98. With 12 it is at most 0.49 wide.
-MIN_TEST_IMAGES_PER_CLASS = 12
+# fewer than 17, the report's exact (Clopper-Pearson) 95 % interval of a proportion over that class (sensitivity
+# on COVID, specificity on Normal) can be more than 0.5 wide (16 images, half right: 0.25-0.75); with 17 it is
+# at most 0.49 wide.
+MIN_TEST_IMAGES_PER_CLASS = 17
 
 
 def preprocess(

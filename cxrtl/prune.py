@@ -28,7 +28,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from cxrtl.checkpoints import DONE_FILE, OWNER_FILE
 from cxrtl.errors import CxrtlError
 from cxrtl.store import Store, keys
 
@@ -103,7 +102,7 @@ def plan(store: Store, policy: PrunePolicy, now: float | None = None) -> PrunePl
                 result.delete[key] = reason
 
     for records in _trainings(store).values():
-        done, owner = records.get(DONE_FILE), records.get(OWNER_FILE)
+        done, owner = records.get(keys.DONE_FILE), records.get(keys.OWNER_FILE)
         if done is not None:
             model = done.get("model_key", "")
             if not store.exists(model) or model in result.delete:
@@ -170,7 +169,7 @@ def _trainings(store: Store) -> dict[str, dict[str, Any]]:
         name = key.rsplit("/", 1)[1]
         prefix = "/".join(key.split("/")[:3])  # trainings/SOURCE/TRAINING
         trainings[prefix]["keys"].append(key)
-        if key == f"{prefix}/{DONE_FILE}" or key == f"{prefix}/{OWNER_FILE}":
+        if key == f"{prefix}/{keys.DONE_FILE}" or key == f"{prefix}/{keys.OWNER_FILE}":
             trainings[prefix][name] = _json(store, key)
     return trainings
 

@@ -7,7 +7,7 @@ import difflib
 import logging
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cxrtl import __version__, signals
 from cxrtl.errors import CxrtlError
@@ -85,7 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    return run_command(build_parser(), argv, lambda args: logging.WARNING if args.quiet else logging.INFO)
+
+
+def run_command(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, log_level: Callable[[argparse.Namespace], int]
+) -> int:
+    """Parse ``argv`` and run its command, as ``cxrtl`` and ``pipeline.py`` both do: help without a command, a
+    user's mistake as one line naming the program (exit status 2), a signal as its exit status."""
+    program = parser.prog
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version or a bad option: the status, not an exception, to the caller
@@ -93,23 +101,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    configure_logging(logging.WARNING if args.quiet else logging.INFO)
-    signals.install()
+    configure_logging(log_level(args))
+    signals.install()  # SIGTERM takes Ctrl-C's way out
     try:
         return args.func(args) or 0
     except CxrtlError as exc:
-        print(f"cxrtl: error: {exc}", file=sys.stderr)
+        print(f"{program}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         # A full or read-only disk anywhere (TMPDIR, an output folder) is the environment, not a bug.
         problem = disk_problem(exc)
         if problem is None:
             raise
-        print(f"cxrtl: error: {exc.filename or 'a file'}: {problem}", file=sys.stderr)
+        print(f"{program}: error: {exc.filename or 'a file'}: {problem}", file=sys.stderr)
         return 2
     except signals.Terminated as exc:
-        print(f"cxrtl: terminated ({exc.signal_name})", file=sys.stderr)
+        print(f"{program}: terminated ({exc.signal_name})", file=sys.stderr)
         return signals.EXIT_CODE
     except KeyboardInterrupt:
-        print("cxrtl: interrupted", file=sys.stderr)
+        print(f"{program}: interrupted", file=sys.stderr)
         return 130

@@ -58,6 +58,10 @@ _REPORTS = "reports"
 _CHAMPION = "champion"
 _STATE = "state"
 
+# A training's records beside its checkpoints (cxrtl.checkpoints): what it is, which run holds it, its model
+IDENTITY_FILE = "identity.json"
+OWNER_FILE = "owner.json"
+DONE_FILE = "done.json"
 _WEIGHTS_FILE = re.compile(rf"{_WEIGHTS}/([^/]+)/([^/]+)\.pth")
 _CHECKPOINT_FILE = re.compile(r"(?:best-)?epoch-(\d{3,})\.pt")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
