@@ -7,7 +7,7 @@ otherwise, and promotion compares two models only on test images neither has see
 An image counts as seen when its content hash is one the model saw, or its thumbnail correlates with one the
 model saw at ``cxrtl.duplicates.NEAR_DUPLICATE_CORRELATION`` or more: the test that groups near-duplicates,
 so a release that resizes, re-compresses, re-saves at 16 bits or re-brightens every image still finds them
-(measured rates in docs/notes-i27.md). Records made before thumbnails were kept hold content hashes only; with
+(measured rates: docs/method.md). Records made before thumbnails were kept hold content hashes only; with
 them only exact copies are found, and a warning says so.
 """
 

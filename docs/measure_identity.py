@@ -1,6 +1,6 @@
-"""Issue 27's measurements: how well the image identity (content hash, or thumbnails correlating at
+"""How well the image identity (content hash, or thumbnails correlating at
 cxrtl.duplicates.NEAR_DUPLICATE_CORRELATION or more) finds re-encoded copies of the demo images and keeps
-distinct ones apart. Run from the repository root: python docs/measure-i27.py [per_class] [seed]."""
+distinct ones apart. Run from the repository root: python docs/measure_identity.py [per_class] [seed]."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ TRANSFORMS = {
 }
 
 
-def main(per_class: int, seed: int, folder: str = "/tmp/measure-i27") -> None:
+def main(per_class: int, seed: int, folder: str = "/tmp/measure-identity") -> None:
     archive = write_demo_dataset(Path(folder), per_class=per_class, seed=seed)
     with zipfile.ZipFile(archive) as zf:
         names = sorted(n for n in zf.namelist() if "/images/" in n)
