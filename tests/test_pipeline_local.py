@@ -119,7 +119,7 @@ def test_demo_run_prints_the_comparison_of_both_sources(demo_run: Run):
     for source in SOURCES:
         (row,) = [line for line in lines if line.startswith(f"{source} ")]
         values = row.split()[1 : 1 + len(TEXT_METRICS)]
-        assert all(re.fullmatch(r"[01]\.\d{4}", v) for v in values), row
+        assert all(re.fullmatch(r"[01]\.\d{3}", v) for v in values), row  # three decimals, as the report
     assert any(line.endswith("<- tied for best") for line in lines)
     assert any("STAND-IN" in line for line in lines)
     assert any(re.match(r"Promotion: .* promoted to champion: there was no champion", line) for line in lines)
@@ -148,7 +148,7 @@ def test_demo_run_prints_a_line_per_task_event_and_no_task_log(demo_run: Run):
     by_task: dict[str, list[str]] = {}
     for event in events:
         by_task.setdefault(event["task"], []).append(event["event"])
-    tasks = ["ingest", "check-changes", "check-weights", "preprocess", "promote", "report"]
+    tasks = ["ingest", "check-changes", "check-weights", "preprocess", "promote", "report", "run-status"]
     tasks += [f"{task} {source}" for source in SOURCES for task in ("train", "evaluate")]
     assert sorted(by_task) == sorted(tasks)
     for task, seen in by_task.items():
@@ -163,7 +163,7 @@ def test_demo_run_prints_a_line_per_task_event_and_no_task_log(demo_run: Run):
 
 def test_demo_run_keeps_each_tasks_whole_log_in_a_file(demo_run: Run):
     logs = demo_run.out / "logs"
-    names = ["pipeline", "ingest", "check-changes", "check-weights", "preprocess", "promote", "report"]
+    names = ["pipeline", "ingest", "check-changes", "check-weights", "preprocess", "promote", "report", "run-status"]
     names += [f"{task}-{source}" for source in SOURCES for task in ("train", "evaluate")]
     assert sorted(p.name for p in logs.iterdir()) == sorted(f"{name}.log" for name in names)
     for name in names[1:]:
