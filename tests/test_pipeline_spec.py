@@ -454,7 +454,7 @@ def test_no_credential_from_the_environment_reaches_the_compiled_yaml(default_sp
         (["--demo", "--epochs", "-3"], ["--epochs"]),
         (["--demo", "--batch-size", "0"], ["--batch-size"]),
         (["--demo", "--lr", "-0.1"], ["--lr", "must be in (0, 1]"]),
-        (["--demo", "--seed", "-1"], ["--seed", "must be 0 or more"]),
+        (["--demo", "--seed", "-1"], ["--seed", "must be in 0..2147483647"]),
         (["--demo", "--promotion-margin", "1"], ["--promotion-margin", "[0, 1)"]),
         (["--demo", "--per-class", "0"], ["--per-class"]),
         (["--sources", "imagenet"], ["--dataset-source"]),
