@@ -91,7 +91,7 @@ def build_pipeline(options: ClusterOptions | None = None):
             ),
             options,
         )
-        with dsl.If(check.output == True, name="retrain"):  # noqa: E712 (a KFP condition, not a test)
+        with dsl.If(check.outputs["Output"] == True, name="retrain"):  # noqa: E712 (a KFP condition, not a test)
             # The prepared data and the models go from step to step by store key (cxrtl.artifacts): KFP's own
             # object store, shared by the cluster and never cleaned, keeps only small references.
             data = _on_cpu(

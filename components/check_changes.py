@@ -1,4 +1,5 @@
 from kfp import dsl
+from kfp.dsl import Markdown, Output
 
 from components.images import CPU, image
 
@@ -17,9 +18,12 @@ def check_changes(
     seed: int,
     repeats: int,
     force: bool,
+    reason: Output[Markdown],
 ) -> bool:
     """Has the dataset, a source's weights, the code or a setting changed since the last successful run? False ends
-    the run early. A damaged champion fails the run here, before any training."""
+    the run early; ``reason`` says why, in the KFP UI and at the end of a local run (an output parameter would do,
+    but kfp.local cannot resolve a condition on a hyphenated task's named output). A damaged champion fails the run
+    here, before any training."""
     import json
 
     from cxrtl.retrain import check_for_changes, run_fingerprint, weights_fingerprint
@@ -43,4 +47,6 @@ def check_changes(
     fingerprint = run_fingerprint(json.loads(dataset), settings.fingerprint(), weights)
     check = check_for_changes(target, fingerprint, run_id, settings.force)
     print(check.reason)
+    with open(reason.path, "w") as f:
+        f.write(check.reason + "\n")
     return check.changed

@@ -1,4 +1,5 @@
-"""What runners/kfp_api.py needs from the kfp SDK beyond its public API, in one place, for kfp 2.17.
+"""What runners/ needs from the kfp SDK beyond its public API, in one place, for kfp 2.17: the client's retries
+(runners/kfp_api.py) and where kfp.local leaves a run's outputs (runners/local.py).
 
 kfp.Client takes no retry setting, and its constructor sends the first request (the health check, when
 no namespace is given) with urllib3's default of three retries per refused connection, each logged. The
@@ -13,6 +14,8 @@ the installed kfp is another, or when this hook changes shape.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import kfp
@@ -32,3 +35,27 @@ class Client(kfp.Client):
         config = super()._load_config(*args, **kwargs)
         config.retries = NO_RETRIES
         return config
+
+
+# kfp.local keeps a run's outputs as a Vertex-style layout with no public reader: a folder per run,
+# <pipeline_root>/<pipeline name>-<time>/, and in it a folder per task holding the task's ExecutorOutput (proto3 JSON).
+LOCAL_EXECUTOR_OUTPUT = "executor_output.json"
+
+
+def local_run_folders(pipeline_root: Path) -> set[Path]:
+    """The run folders kfp.local has made in ``pipeline_root``."""
+    return {p for p in pipeline_root.iterdir() if p.is_dir()} if pipeline_root.is_dir() else set()
+
+
+def local_task_parameters(run_folder: Path, task: str) -> dict[str, Any] | None:
+    """The output parameters of ``task`` (its name in the pipeline, e.g. ``check-changes``) in a kfp.local run's
+    folder; None where it did not run or did not finish."""
+    path = run_folder / task / LOCAL_EXECUTOR_OUTPUT
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("parameterValues", {})
+
+
+def local_task_artifact(run_folder: Path, task: str, name: str) -> Path:
+    """Where ``task``'s output artifact ``name`` is in a kfp.local run's folder."""
+    return run_folder / task / name

@@ -10,8 +10,12 @@ import argparse
 import builtins
 import contextlib
 import dataclasses
+import fcntl
+import itertools
+import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -26,6 +30,7 @@ from cxrtl.cli.options import add_setting_options, given_settings
 from cxrtl.demo_data import DEMO_PER_CLASS
 from cxrtl.errors import CxrtlError
 from cxrtl.settings import RunSettings, option, settings_named
+from runners import kfp_adapter
 from runners.log import ANSI, TaskLogs, root_logging_to, tail, task_error
 
 # How long a terminated local run waits for its task processes: a train step finishes its step and
@@ -92,9 +97,7 @@ def run(args: argparse.Namespace, pipeline: Callable[[], Callable[..., Any]]) ->
     """Run ``pipeline()``, the pipeline to run (made inside the logged run), as ``args`` say."""
     from kfp import local
 
-    from cxrtl.report import REPORT_FILES
-    from cxrtl.retrain import last_success
-    from cxrtl.store import default_store_url, keys, open_store
+    from cxrtl.store import default_store_url, open_store
     from runners import docker as containers
 
     started = time.time()
@@ -102,13 +105,13 @@ def run(args: argparse.Namespace, pipeline: Callable[[], Callable[..., Any]]) ->
         # The progress is the task events; cxrtl's own INFO lines (demo inputs, stand-ins) are --verbose's.
         logging.getLogger().setLevel(logging.WARNING)
     arguments = local_arguments(args)
-    out = (args.output or Path("runs") / time.strftime(f"{'demo' if args.demo else 'local'}-%Y%m%d-%H%M%S")).resolve()
+    out = args.output.resolve() if args.output else _new_run_folder(args.demo)
     # The demo's stand-in weights stay in a store of its own; any other run uses cxrtl's store, where the weights
     # fetched or put once serve every run.
     arguments["store"] = args.store or (str(out / "store") if args.demo else default_store_url())
     if args.runner == "docker":
         containers.check_docker(arguments["store"], args.dataset_source)
-    with _removed_if_left_empty(out):
+    with _removed_if_left_empty(out), _run_folder_locked(out), _task_temp_folder() as task_temp:
         store = open_store(arguments["store"])
         if args.demo and not arguments["dataset_source"]:
             demo_zip = _demo_inputs(out, store, arguments["sources"], args.per_class, arguments["seed"])
@@ -122,16 +125,79 @@ def run(args: argparse.Namespace, pipeline: Callable[[], Callable[..., Any]]) ->
         else:
             runner = local.SubprocessRunner(use_venv=False)
         local.init(runner=runner, pipeline_root=str(pipeline_root))
-        before = last_success(store)
-    _run_logged(pipeline, arguments, out / "logs", args.verbose, docker_run=out if args.runner == "docker" else None)
-    after = last_success(store)
-    if after is None or after == before:
-        print(f"Nothing changed since run {before['run_id'] if before else '?'}: no retraining (--force retrains).")
-        reports = None
-    else:
-        print(store.get_bytes(keys.report_key(after["run_id"], REPORT_FILES["txt"])).decode())
-        reports = f"{store.url.rstrip('/')}/{keys.report_prefix(after['run_id'])}"
-    _print_ending(out, arguments["store"], reports, started)
+        earlier = kfp_adapter.local_run_folders(pipeline_root)
+        failed = None
+        try:
+            _run_logged(pipeline, arguments, out / "logs", args.verbose, args.runner == "docker", task_temp)
+        except CxrtlError as exc:
+            failed = exc
+        # This run's own outputs, never the store's latest: another run may share the store and end meanwhile.
+        run_folders = kfp_adapter.local_run_folders(pipeline_root) - earlier
+    # A run whose trainings failed in part still reports the others, then fails.
+    reports = _print_outcome(run_folders.pop()) if run_folders else None
+    if reports or not failed:
+        _print_ending(out, arguments["store"], reports, started)
+    if failed:
+        raise failed
+
+
+def _print_outcome(run_folder: Path) -> str | None:
+    """The run's report (the report task's table, as stored) or why it did not retrain; the URL of the run's report
+    folder in the store, ending in /."""
+    from cxrtl.report import REPORT_FILES
+
+    summary = kfp_adapter.local_task_parameters(run_folder, "report")
+    if summary is None:
+        check = kfp_adapter.local_task_parameters(run_folder, "check-changes")
+        if check is not None and not check["Output"]:
+            reason = kfp_adapter.local_task_artifact(run_folder, "check-changes", "reason").read_text().strip()
+            print(f"Nothing changed: {reason} (--force retrains).")
+        return None
+    print((kfp_adapter.local_task_artifact(run_folder, "report", "table") / REPORT_FILES["txt"]).read_text())
+    return json.loads(summary["Output"])["report"].removesuffix(REPORT_FILES["html"])
+
+
+def _new_run_folder(demo: bool) -> Path:
+    """runs/NAME-TIME, made here: two runs started in the same second each get their own (…-2)."""
+    base = Path("runs") / time.strftime(f"{'demo' if demo else 'local'}-%Y%m%d-%H%M%S")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+            return folder.resolve()
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _run_folder_locked(out: Path):
+    """One run at a time in a run folder: its pipeline root tells this run's outputs from the ones before."""
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CxrtlError(f"--output {out}: another run is using this folder; give another") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _task_temp_folder():
+    """TMPDIR for the run's tasks, removed after the run: each kfp.local task writes its component's code into a
+    folder of its own there (``mktemp -d``) and leaves it."""
+    folder = Path(tempfile.mkdtemp(prefix="cxrtl-tasks-"))
+    previous = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if previous is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -149,11 +215,18 @@ def _removed_if_left_empty(out: Path):
 
 
 def _run_logged(
-    pipeline: Callable[[], Callable[..., Any]], arguments: dict, logs: Path, verbose: bool, docker_run: Path | None
+    pipeline: Callable[[], Callable[..., Any]],
+    arguments: dict,
+    logs: Path,
+    verbose: bool,
+    docker: bool,
+    task_temp: Path,
 ) -> None:
-    """Run the pipeline with kfp.local, its output routed to a log per task and a line per task event."""
+    """Run the pipeline with kfp.local, its output routed to a log per task and a line per task event; ``docker``:
+    each task in a container (runners/docker.py, which keeps its bookkeeping in the run's folder)."""
     from runners import docker as containers
 
+    docker_run = logs.parent if docker else None
     task_logs = TaskLogs(logs, sys.stdout, PER_SOURCE_TASKS, verbose=verbose)
     original_print = builtins.print
     started = time.time()
@@ -165,7 +238,7 @@ def _run_logged(
                 warnings.filterwarnings("ignore", message=r"Task '.*': settings \[", category=UserWarning)
                 warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
             try:
-                with _stopped_by_signals(task_logs, docker_run):
+                with _stopped_by_signals(task_logs, docker_run, task_temp):
                     pipeline()(**arguments)
             finally:
                 if docker_run:
@@ -194,13 +267,14 @@ def _run_logged(
 
 
 @contextlib.contextmanager
-def _stopped_by_signals(task_logs: Any, docker_run: Path | None):
+def _stopped_by_signals(task_logs: Any, docker_run: Path | None, task_temp: Path):
     """While kfp.local runs: SIGTERM and Ctrl-C end the run's tasks (``docker_run``: its task containers'
     processes; else the task processes), then this process.
 
     kfp.local's worker threads are joined, never stopped: whatever the main thread does, they go on starting
     the run's remaining tasks. So the signal is passed on to every task (a train step finishes its step and
-    checkpoints), those started meanwhile too, and the process ends once none is left."""
+    checkpoints), those started meanwhile too, and the process ends once none is left, without the tasks' TMPDIR
+    (``task_temp``) unless one still runs."""
     from runners import docker as containers
 
     def stop(signum: int, frame: object) -> None:
@@ -212,6 +286,8 @@ def _stopped_by_signals(task_logs: Any, docker_run: Path | None):
         else:
             running = [str(pid) for pid in signals.stop_descendants(os.getpid(), TASK_STOP_S)]
         task_logs.close()
+        if not running:
+            shutil.rmtree(task_temp, ignore_errors=True)
         left = f"; tasks still running: {' '.join(running)}" if running else ""
         print(f"pipeline.py: stopped by {name}{left}; the tasks' logs: {task_logs.folder}", file=sys.stderr, flush=True)
         os._exit(128 + signum)  # the only way past kfp.local's worker threads

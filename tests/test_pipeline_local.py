@@ -284,6 +284,46 @@ def test_force_retrains_although_nothing_changed(demo_run: Run, tmp_path: Path):
     assert (demo_run.store / "reports" / new_id / "report.txt").is_file()
 
 
+# --- two runs at once on one store ------------------------------------------------------------------------
+
+
+def test_two_runs_at_once_on_one_store_each_print_their_own_report_and_leave_no_temp_folders(
+    stand_in_store, demo_zip: Path, tmp_path: Path
+):
+    """Each run reads its own outputs, not the store's latest (the other run may finish first), and takes the
+    per-task folders kfp.local's tasks make under TMPDIR away with it."""
+    store, temp = tmp_path / "store", tmp_path / "tmp"
+    shutil.copytree(stand_in_store.root, store)
+    temp.mkdir()
+    args = ["--dataset-source", str(demo_zip), "--sources", "imagenet", "--store", str(store), "--epochs", "1"]
+    env = {**os.environ, "CXRTL_STORE": str(store), "TMPDIR": str(temp)}
+    started = [
+        subprocess.Popen(
+            [sys.executable, "pipeline.py", "run", *args, "--image-size", "32", "--seed", str(seed), "--output", out],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed, out in ((1, str(tmp_path / "a")), (2, str(tmp_path / "b")))
+    ]
+    runs = [Run(Path(p.args[-1]), 0, *p.communicate(timeout=_RUN_LIMIT_S)) for p in started]
+    for run, process in zip(runs, started, strict=True):
+        run.returncode = process.returncode
+        run.check()
+    run_ids = []
+    for run in runs:
+        (report,) = re.findall(rf"^Report:  {re.escape(str(store))}/reports/([^/]+)/report.html$", run.stdout, re.M)
+        run_ids.append(report)
+        stored = (store / "reports" / report / "report.txt").read_text()
+        assert "\n".join(_printed_report(run.stdout)).strip().startswith(stored.strip()), run.stdout
+    assert run_ids[0] != run_ids[1]
+    for run, other in zip(runs, reversed(run_ids), strict=True):
+        assert other not in run.stdout
+    assert list(temp.iterdir()) == []
+
+
 # --- a run against S3 -----------------------------------------------------------------------------------
 
 

@@ -238,6 +238,7 @@ def test_retraining_branch_is_conditional_on_check_changes(default_spec: Spec):
     assert {default_spec.parent[t] for t in ("preprocess", "promote", "report")} == {branch}
     check = default_spec.pipeline["components"][default_spec.tasks["check-changes"]["componentRef"]["name"]]
     assert check["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "BOOLEAN"
+    assert check["outputDefinitions"]["artifacts"]["reason"]["artifactType"]["schemaTitle"] == "system.Markdown"
 
 
 def test_the_report_hears_which_sources_were_left_out(default_spec: Spec):

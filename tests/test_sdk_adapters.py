@@ -10,6 +10,8 @@ import inspect
 import io
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import kfp
@@ -116,3 +118,31 @@ def test_kfp_loads_its_configuration_before_its_first_request():
     """The first request (the health check, when no namespace is given) must already go without retries."""
     source = inspect.getsource(kfp.Client.__init__)
     assert source.index("self._load_config(") < source.index("self.get_kfp_healthz(")
+
+
+def test_kfp_local_leaves_each_tasks_output_parameters_where_the_adapter_reads_them(tmp_path: Path):
+    """A real kfp.local run, in a subprocess (kfp.local's configuration is global): one folder per run, in it a
+    folder per task, its parameters read back as they were returned, its artifacts where the adapter says."""
+    script = f"""
+from typing import NamedTuple
+from kfp import dsl, local
+from kfp.dsl import Markdown, Output
+
+@dsl.component
+def answer(why: Output[Markdown]) -> NamedTuple("Answer", [("changed", bool), ("reason", str)]):
+    open(why.path, "w").write("because")
+    return False, "nothing new"
+
+@dsl.pipeline
+def tiny():
+    answer()
+
+local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root={str(tmp_path / "root")!r})
+tiny()
+"""
+    (tmp_path / "tiny.py").write_text(script)  # a file: KFP reads the component's source back from it
+    subprocess.run([sys.executable, str(tmp_path / "tiny.py")], check=True, capture_output=True, timeout=300)
+    (run,) = kfp_adapter.local_run_folders(tmp_path / "root")
+    assert kfp_adapter.local_task_parameters(run, "answer") == {"changed": False, "reason": "nothing new"}
+    assert kfp_adapter.local_task_parameters(run, "never-ran") is None
+    assert kfp_adapter.local_task_artifact(run, "answer", "why").read_text() == "because"
