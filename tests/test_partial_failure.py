@@ -52,6 +52,9 @@ def test_a_failed_training_leaves_a_report_of_the_others_and_the_rerun_trains_on
     assert f"1 training failed: {BROKEN} (seed 0): " in status and "fails its sha256 check" in status
     (run_id,) = [p.name for p in (store.root / "reports").iterdir()]
     assert f"the report of the others: {store.url}/reports/{run_id}/report.html" in status
+    # The terminal shows the others' report and where it is, then the failure last.
+    assert f"Report:  {store.url}/reports/{run_id}/report.html" in first.stdout
+    assert first.stderr.splitlines()[-1].startswith(f"pipeline.py: error: run-status: 1 training failed: {BROKEN}")
     report = (store.root / "reports" / run_id / "report.txt").read_text()
     assert "imagenet" in report and f"Failed, left out of this report: {BROKEN} (seed 0)" in report
     assert "Promotion: none, 1 training failed" in report
