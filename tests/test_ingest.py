@@ -13,11 +13,12 @@ import pytest
 from refusal import refused
 
 from cxrtl import ingest as ingest_module
+from cxrtl.artifacts import StoredFolder
 from cxrtl.cli import main
 from cxrtl.demo_data import write_demo_dataset
 from cxrtl.errors import CxrtlError
-from cxrtl.ingest import DATASET_DIR, DEMO_SLUG, SLUG, ingest
-from cxrtl.store import LocalStore
+from cxrtl.ingest import DATASET_DIR, DEMO_SLUG, SLUG, fetch_ingested, ingest, stored_reference
+from cxrtl.store import LocalStore, open_store
 
 PER_CLASS = 3
 COUNTS = {"COVID": 3, "Normal": 3, "Lung_Opacity": 3, "Viral Pneumonia": 3}
@@ -277,6 +278,30 @@ def test_folder_is_zipped_into_the_store_deterministically(demo_folder, tmp_path
     assert "not storing it again" in caplog.text
 
 
+@pytest.mark.parametrize("kind", ["folder store", "s3 store"])
+def test_the_pipeline_hands_the_dataset_on_by_store_key(kind, demo_folder, tmp_path, request):
+    """ingest's KFP artifact names the cached archive (a few hundred bytes, not the dataset); preprocess rebuilds
+    the very ingested folder from it, and refuses an archive that changed in between."""
+    store = LocalStore(tmp_path / "store") if kind == "folder store" else open_store(request.getfixturevalue("s3_env"))
+    result = ingest(str(demo_folder), tmp_path / "ingested", store=store)
+    ref = stored_reference(store, result)
+    ref.write(tmp_path / "artifact")
+    assert sum(p.stat().st_size for p in (tmp_path / "artifact").iterdir()) < 1000
+    assert ref.size == store.size(ref.prefix + "archive.zip") + store.size(ref.prefix + "ingest.json")
+
+    raw = fetch_ingested(store, StoredFolder.read(tmp_path / "artifact"), tmp_path / "fetched")
+    assert (raw / "ingest.json").read_bytes() == store.get_bytes(ref.prefix + "ingest.json")
+    ingested = tmp_path / "ingested" / DATASET_DIR
+    files = sorted(p.relative_to(ingested) for p in ingested.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(raw / DATASET_DIR) for p in (raw / DATASET_DIR).rglob("*") if p.is_file())
+    assert all((raw / DATASET_DIR / f).read_bytes() == (ingested / f).read_bytes() for f in files)
+
+    # Another run replaced the cached archive of this version after ingest handed it on.
+    store.put_bytes(ref.prefix + "archive.zip", b"another archive")
+    with pytest.raises(CxrtlError, match=r"archive\.zip is not the file this step was handed \(sha256 differs\)"):
+        fetch_ingested(store, ref, tmp_path / "fetched-again")
+
+
 def test_cli(demo_zip, tmp_path, capsys):
     assert main(["ingest", "--source", str(demo_zip), "--out", str(tmp_path / "raw")]) == 0
     assert "3 COVID, 3 Normal" in capsys.readouterr().out
@@ -290,11 +315,14 @@ def test_cli(demo_zip, tmp_path, capsys):
 
 
 def test_a_zip_put_into_an_s3_store_is_ingested_from_its_url(s3_env, demo_zip, tmp_path):
-    from cxrtl.store import open_store
-
     open_store(s3_env).put_file("uploads/covid19.zip", demo_zip)
     result = ingest(f"{s3_env}/uploads/covid19.zip", tmp_path / "out")
     assert result.source == "store"
+    # Kept in the run's store too (here the same bucket), by version, where the pipeline's steps fetch it.
+    kept = stored_reference(
+        open_store(s3_env), ingest(f"{s3_env}/uploads/covid19.zip", tmp_path / "again", open_store(s3_env))
+    )
+    assert kept.files["archive.zip"]["sha256"] == _sha256(demo_zip)
     assert result.sha256 == _sha256(demo_zip) and result.version == f"sha256:{_sha256(demo_zip)[:12]}"
     assert result.counts == COUNTS
     assert (tmp_path / "out" / DATASET_DIR / "COVID" / "images").is_dir()

@@ -26,6 +26,7 @@ import pytest
 from stopped_run import stop_in_training
 
 from cxrtl import champion, signals
+from cxrtl.ingest import DATASET_DIR
 from cxrtl.metrics import METRIC_NAMES
 from cxrtl.report import TEXT_METRICS
 from cxrtl.store import LocalStore, sha256_file
@@ -221,11 +222,12 @@ def test_demo_models_learn_the_demo_data(demo_run: Run, run_id: str):
 
 def test_demo_run_keeps_each_tasks_outputs_in_the_pipeline_root(demo_run: Run):
     root = demo_run.pipeline_run()
-    assert (root / "ingest" / "raw").is_dir()
     assert (root / "check-changes" / "executor_output.json").is_file()
-    # The prepared data and the models are in the store; KFP's artifacts name them (cxrtl.artifacts).
+    # The dataset, the prepared data and the models are in the store; KFP's artifacts name them (cxrtl.artifacts).
+    assert json.loads((root / "ingest" / "raw" / "stored.json").read_text())["prefix"].startswith("datasets/")
     assert json.loads((root / "preprocess" / "data" / "stored.json").read_text())["prefix"].startswith("prepared/")
     assert not list(root.glob("**/*.npy")) and not list(root.glob("**/model.pt"))
+    assert not list(root.glob(f"**/{DATASET_DIR}"))
     models = sorted(root.glob("*/train/model/stored.json"))
     results = sorted(root.glob("*/evaluate/results/predictions.csv"))
     assert len(models) == len(results) == len(SOURCES)

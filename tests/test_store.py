@@ -89,6 +89,7 @@ def test_bytes_and_json_round_trip(backend: Backend) -> None:
     assert digest == hashlib.sha256(b"first").hexdigest()
     assert store.get_bytes("reports/r1/notes.txt") == b"first"
     assert store.sha256("reports/r1/notes.txt") == digest
+    assert store.size("reports/r1/notes.txt") == len(b"first")
 
     store.put_bytes("reports/r1/notes.txt", b"second")
     assert store.get_bytes("reports/r1/notes.txt") == b"second"
@@ -146,6 +147,7 @@ def test_missing_object_is_a_clear_error(backend: Backend, tmp_path: Path) -> No
     for read in (
         backend.store.get_bytes,
         backend.store.sha256,
+        backend.store.size,
         lambda key: backend.store.get_file(key, tmp_path / "x"),
     ):
         with pytest.raises(StoreError, match=r": no object datasets/none/v1/raw\.zip$"):

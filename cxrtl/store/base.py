@@ -115,6 +115,10 @@ class Store(abc.ABC):
         """The sha256 recorded when ``key`` was written."""
 
     @abc.abstractmethod
+    def size(self, key: str) -> int:
+        """``key``'s size in bytes."""
+
+    @abc.abstractmethod
     def read_tagged(self, key: str) -> Tagged | None:
         """``key``'s content, sha256 verified, with the tag of that version; None when there is no ``key``."""
 

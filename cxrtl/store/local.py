@@ -147,6 +147,9 @@ class LocalStore(Store):
     def sha256(self, key: str) -> str:
         return recorded_sha256(self.url, key, self._recorded(key))
 
+    def size(self, key: str) -> int:
+        return self._existing(key).stat().st_size
+
     def _recorded(self, key: str) -> str:
         sidecar = Path(str(self._existing(key)) + _SHA_SUFFIX)
         return sidecar.read_text().strip() if sidecar.is_file() else ""

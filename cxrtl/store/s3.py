@@ -472,11 +472,10 @@ class S3Store(Store):
         return True
 
     def sha256(self, key: str) -> str:
-        try:
-            stat = self._stat(key)
-        except _Missing:
-            raise StoreError(f"{self.url}: no object {key}") from None
-        return recorded_sha256(self.url, key, (stat.metadata or {}).get(_METADATA_HEADER))
+        return recorded_sha256(self.url, key, (self._existing(key).metadata or {}).get(_METADATA_HEADER))
+
+    def size(self, key: str) -> int:
+        return self._existing(key).size
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -494,6 +493,12 @@ class S3Store(Store):
                 if exc.code in _MISSING_CODES:
                     raise _Missing from None
                 raise
+
+    def _existing(self, key: str):
+        try:
+            return self._stat(key)
+        except _Missing:
+            raise StoreError(f"{self.url}: no object {key}") from None
 
     @contextlib.contextmanager
     def _response(self, name: str) -> Iterator[urllib3.BaseHTTPResponse]:

@@ -75,6 +75,9 @@ class Wrapped(Store):
     def sha256(self, key):
         return self.store.sha256(key)
 
+    def size(self, key):
+        return self.store.size(key)
+
 
 def killed_after(store: Store, n: int) -> Wrapped:
     count = [0]
