@@ -8,6 +8,7 @@ them the S3 tests fail, never skip.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -65,6 +66,30 @@ class S3Server:
         return sorted(p.name for p in uploads.iterdir()) if uploads.is_dir() else []
 
 
+@contextlib.contextmanager
+def _serving(name: str, argv: list[str], log_path: Path, **popen) -> Iterator[int]:
+    """Start a server that prints a JSON line with its ``port`` once it listens and stops when its stdin closes;
+    yield the port; stop it (terminate, then kill) however the tests end."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, **popen)
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], _START_LIMIT_S)
+        line = process.stdout.readline() if ready else ""
+        try:
+            port = json.loads(line)["port"]
+        except (ValueError, KeyError):
+            pytest.fail(f"{name} did not start (ready line {line!r}): {log_path.read_text().strip()[-2000:]}")
+        yield port
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     node = shutil.which("node")
@@ -77,63 +102,17 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     log_path = tmp_path_factory.mktemp("s3rver-log") / "stderr.log"
     access_key, secret_key = f"cxrtl-test-{secrets.token_hex(4)}", f"secret-{secrets.token_hex(16)}"
     env = {**os.environ, "S3RVER_ACCESS_KEY": access_key, "S3RVER_SECRET_KEY": secret_key}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [node, "server.js", "--port", "0", "--directory", str(directory), "--stop-on-stdin-eof"],
-            cwd=S3RVER_DIR,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], _START_LIMIT_S)
-        line = process.stdout.readline() if ready else ""
-        try:
-            port = json.loads(line)["port"]
-        except (ValueError, KeyError):
-            pytest.fail(f"s3rver did not start (ready line {line!r}): {log_path.read_text().strip()[-2000:]}")
+    argv = [node, "server.js", "--port", "0", "--directory", str(directory), "--stop-on-stdin-eof"]
+    with _serving("s3rver", argv, log_path, cwd=S3RVER_DIR, env=env) as port:
         yield S3Server(f"127.0.0.1:{port}", access_key, secret_key, directory)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdin.close()
-        process.stdout.close()
 
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     log_path = tmp_path_factory.mktemp("moto-log") / "stderr.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(MOTO_SERVER)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], _START_LIMIT_S)
-        line = process.stdout.readline() if ready else ""
-        try:
-            port = json.loads(line)["port"]
-        except (ValueError, KeyError):
-            pytest.fail(f"moto did not start (ready line {line!r}): {log_path.read_text().strip()[-2000:]}")
+    with _serving("moto", [sys.executable, str(MOTO_SERVER)], log_path) as port:
         # moto accepts any key pair; its folder is unused (it keeps objects in memory).
         yield S3Server(f"127.0.0.1:{port}", "cxrtl-moto", f"secret-{secrets.token_hex(16)}", log_path.parent)
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
 
 
 @pytest.fixture
