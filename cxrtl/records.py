@@ -230,7 +230,7 @@ class AtThreshold:
     threshold: float  # COVID probability at or above which an image counts as COVID
     metrics: dict[str, float]  # NaN where undefined
     intervals_95: dict[str, list[float]]  # [low, high], NaN where undefined
-    interval_methods: dict[str, str]  # metric: its method, a value of cxrtl.metrics.INTERVAL_METHODS (or "not estimable")
+    interval_methods: dict[str, str]  # metric: its method (cxrtl.metrics.INTERVAL_METHODS)
     undefined: dict[str, str]  # metric: why it is undefined
     confusion: dict[str, int]  # tn, fp, fn, tp
 
@@ -254,7 +254,7 @@ class EvaluationResult(Record):
     threshold: float  # COVID probability at or above which an image counts as COVID: 0.5
     metrics: dict[str, float]  # cxrtl.metrics.METRIC_NAMES; NaN where undefined
     intervals_95: dict[str, list[float]]  # [low, high], NaN where undefined
-    interval_methods: dict[str, str]  # metric: its method, a value of cxrtl.metrics.INTERVAL_METHODS (or "not estimable")
+    interval_methods: dict[str, str]  # metric: its method (cxrtl.metrics.INTERVAL_METHODS)
     undefined: dict[str, str]  # metric: why it is undefined
     confusion: dict[str, int]  # tn, fp, fn, tp
     bootstrap: dict[str, Any] | None  # resamples, seed, confidence, ece_bins; None before version 2
