@@ -192,6 +192,7 @@ class EpochResult:
 def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store, run_id: str) -> Session:
     """Check the data against the recipe, then build the network from ``source``'s stored weights."""
     get_source(source)  # an unknown name fails before anything is read
+    device = resolve_device(config.device)  # a missing GPU too
     data = PreparedData.load(data_dir)
     training = config.training
     if len(data.indices("train")) == 0:
@@ -207,7 +208,6 @@ def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store,
             f"{data_dir}: the {training.selection_split!r} split holds one class only; "
             "ROC AUC cannot pick the best epoch there"
         )
-    device = resolve_device(config.device)
     step_settings = StepSettings(resolve_precision(config.precision, device), config.channels_last)
     torch.backends.cudnn.benchmark = config.cudnn_benchmark
     torch.manual_seed(config.seed)  # before the network is built: it draws the head's initial weights
