@@ -132,13 +132,13 @@ def require_cuda(name: str = "cuda") -> None:
 class DeviceInfo:
     """What a model was trained on, as model.json records it: CUDA versions are None on the CPU."""
 
-    name: str  # e.g. "NVIDIA H100 80GB HBM3", or "cpu"
+    device_name: str  # e.g. "NVIDIA H100 80GB HBM3", or "cpu"
     cuda_runtime: str | None
     cuda_driver: str | None  # the newest CUDA the driver supports
 
     @classmethod
     def of(cls, device: torch.device) -> DeviceInfo:
         if device.type != "cuda":
-            return cls(name="cpu", cuda_runtime=None, cuda_driver=None)
+            return cls(device_name="cpu", cuda_runtime=None, cuda_driver=None)
         facts = gather()
         return cls(torch.cuda.get_device_name(device), torch.version.cuda, facts.driver_cuda)

@@ -30,6 +30,7 @@ from torch import nn
 from cxrtl import __version__, signals
 from cxrtl.checkpoints import CheckpointPolicy, CheckpointStore
 from cxrtl.data import POSITIVE_LABEL, PreparedData
+from cxrtl.device import DeviceInfo
 from cxrtl.engine import (
     Batches,
     EpochStats,
@@ -498,6 +499,7 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
         dataset=DatasetRef.of(session.data.info.dataset),
         image_size=session.data.image_size,
         device=str(session.train.device),
+        **dataclasses.asdict(DeviceInfo.of(session.train.device)),
         precision=session.step_settings.precision,
         cxrtl_version=__version__,
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
