@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +127,21 @@ def require_cuda(name: str = "cuda") -> None:
     problem = diagnose(gather())
     if problem:
         raise CxrtlError(f"device {name!r} needs a GPU, but {problem}")
+
+
+# What Triton (building its GPU launcher) and Inductor call a C compiler: $CC, else the first of these found.
+C_COMPILERS = ("cc", "gcc", "clang")
+
+
+def require_c_compiler() -> None:
+    """torch.compile's compilers need a C compiler at run time: without one it would fail minutes into the
+    first step, so a run asking for it is refused before anything is loaded."""
+    candidates = [os.environ["CC"]] if os.environ.get("CC") else list(C_COMPILERS)
+    if not any(shutil.which(c) for c in candidates):
+        raise CxrtlError(
+            f"compile=true needs a C compiler on PATH for torch.compile (Triton, Inductor), and none of "
+            f"{', '.join(candidates)} is there; install one (e.g. gcc) or set compile=false"
+        )
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,19 @@ def test_cxrtl_train_on_cuda_without_a_gpu_fails_in_one_line_before_reading_data
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cxrtl: error: device 'cuda' needs a GPU, but "), done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_compile_without_a_c_compiler_is_refused_before_reading_data(tmp_path: Path) -> None:
+    # PATH holds the Python only: none of cc, gcc, clang is found, as in the slim image.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    env = {k: v for k, v in os.environ.items() if k != "CC"}
+    env |= {"PATH": str(bin_dir), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = ["train", "--data", str(tmp_path / "no-data"), "--recipe", "paper", "--weights", "imagenet"]
+    args += ["--out", str(tmp_path / "out"), "--device", "cpu", "--compile", "--store", str(tmp_path)]
+    done = subprocess.run([sys.executable, "-m", "cxrtl", *args], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cxrtl: error: compile=true needs a C compiler"), done.stderr
+    assert not (tmp_path / "out").exists()
