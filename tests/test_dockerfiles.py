@@ -134,7 +134,7 @@ def test_dockerfile_properties():
 def test_the_build_checks_its_torch_build():
     script = INSTALL_PACKAGES.read_text()
     assert 'download.pytorch.org/whl/$index"' in script and "index=cpu" in script
-    assert "if wanted == \"cuda\" and torch.version.cuda != runtime:" in script
+    assert 'if wanted == "cuda" and torch.version.cuda != runtime:' in script
     assert 'wanted, got = sys.argv[1], "cuda" if torch.version.cuda else "cpu"' in script
     assert "if got != wanted:" in script
 
