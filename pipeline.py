@@ -39,7 +39,9 @@ PIPELINE_NAME = "cxrtl"
 DEFAULT_STORE = "s3://cxrtl"
 
 
-def build_pipeline(options: ClusterOptions | None = None):
+def build_pipeline(options: ClusterOptions | None = None, train_device: str = "cuda"):
+    """``train_device``: "cuda" where train lands on a GPU node (a missing GPU fails the task: cxrtl.device);
+    "auto" for local runs, which train on whatever the machine has."""
     # Imported here: the components read their images from the kustomization, and a broken one is
     # then a one-line error of the command rather than an import traceback.
     from components.check_changes import check_changes
@@ -120,6 +122,7 @@ def build_pipeline(options: ClusterOptions | None = None):
                         store=p.store,
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                         force=p.force,
+                        device=train_device,
                         **training,
                         **{name: getattr(p, name) for name in TRAIN_RUN_SETTINGS},
                     ),
@@ -212,7 +215,7 @@ def _run(args: argparse.Namespace) -> None:
     from runners import local
 
     # Retries exist for pre-empted cluster nodes; locally they would only repeat a failure after a back-off.
-    local.run(args, lambda: build_pipeline(ClusterOptions(retries=0)))
+    local.run(args, lambda: build_pipeline(ClusterOptions(retries=0), train_device="auto"))
 
 
 def _cluster_params(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:

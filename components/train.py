@@ -24,10 +24,13 @@ def train(
     repeats: int,
     force: bool,
     model: Output[Model],
+    device: str = "auto",
 ):
     """Fine-tune ResNet50 from one weight source with one training seed; checkpoints to the store and resumes
     from them, or from another run's with the same data, weights and settings (``force``: only from its own,
     a retry's). ``model``: the model's key in the store (cxrtl.artifacts), or the training's failure.
+    ``device``: "cuda" where the task is placed on a GPU node, so that a missing GPU fails the training at
+    once (cxrtl.device) instead of training on the node's CPU.
 
     SIGTERM (a pre-empted pod) checkpoints after the step under way and exits non-zero, so KFP retries. Any
     other failure of the training is recorded and the task ends successfully, so that the run goes on with
@@ -36,11 +39,19 @@ def train(
     from pathlib import Path
 
     from cxrtl import artifacts, signals
+    from cxrtl.engine import resolve_device
+    from cxrtl.errors import CxrtlError
     from cxrtl.failures import TrainingFailure, clear_failure, record_failure, write_failure
     from cxrtl.settings import RunSettings
     from cxrtl.store import keys, open_store
     from cxrtl.train import config_for_data
     from cxrtl.train import train as train_model
+
+    def fail(exc: Exception) -> None:
+        failure = TrainingFailure.of(source, seed, training_run, exc)
+        record_failure(target, failure)
+        write_failure(Path(model.path), failure)
+        model.metadata.update({"source": source, "seed": seed, "failed": failure.error})
 
     signals.install()
     settings = RunSettings.from_pipeline(
@@ -58,18 +69,20 @@ def train(
     )
     target = open_store(store)
     training_run = keys.training_run_id(run_id, seed, repeats)
+    try:
+        resolve_device(device)  # before fetching the data
+    except CxrtlError as exc:
+        fail(exc)
+        return
     with tempfile.TemporaryDirectory(prefix="cxrtl-train-") as tmp:
         data_dir = artifacts.fetch(target, artifacts.StoredFolder.read(Path(data.path)), Path(tmp) / "data")
-        config = config_for_data(data_dir, **settings.training_overrides())
+        config = config_for_data(data_dir, device=device, **settings.training_overrides())
         try:
             train_model(data_dir, source, Path(tmp) / "model", config, target, training_run, fresh=force)
         except signals.Terminated:
             raise
         except Exception as exc:  # this source's failure, not the run's
-            failure = TrainingFailure.of(source, seed, training_run, exc)
-            record_failure(target, failure)
-            write_failure(Path(model.path), failure)
-            model.metadata.update({"source": source, "seed": seed, "failed": failure.error})
+            fail(exc)
             return
         clear_failure(target, training_run, source)
         # train published the model's files under this prefix; the artifact names them.

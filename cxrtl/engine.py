@@ -17,6 +17,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from cxrtl.data import PreparedData
+from cxrtl.device import require_cuda
 from cxrtl.errors import CxrtlError
 from cxrtl.model import NUM_CLASSES
 from cxrtl.transforms import to_model_input
@@ -32,7 +33,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise CxrtlError(f"device {name!r}: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise CxrtlError(f"device {name!r}: no CUDA GPU is available here; use auto or cpu")
+        require_cuda(name)
     return device
 
 

@@ -155,6 +155,11 @@ class ModelSummary(ModelOrigin):
     validation_threshold: float | None
     history: dict[str, list[float]]  # per epoch: train_loss, train_accuracy, select_accuracy, select_score
     config: TrainConfig
+    # What it trained on (cxrtl.device.DeviceInfo): the GPU's name or "cpu"; the CUDA runtime torch was built
+    # for and the newest CUDA the driver supports, None on the CPU. All None: trained before schema 3.
+    device_name: str | None
+    cuda_runtime: str | None
+    cuda_driver: str | None
 
     @classmethod
     def of(cls, metadata: ModelMetadata) -> ModelSummary:
@@ -167,8 +172,8 @@ class ModelMetadata(ModelSummary, Record):
 
     KIND: ClassVar[str] = "model metadata"
     # 2: the selection metric, score and validation threshold; the config's speed switches and checkpoint
-    # policy, and the precision that ran.
-    SCHEMA_VERSION: ClassVar[int] = 2
+    # policy, and the precision that ran. 3: the device's name, CUDA runtime and driver.
+    SCHEMA_VERSION: ClassVar[int] = 3
 
     backbone_tensors_loaded: int
     resumed_from_epoch: int | None
@@ -193,7 +198,9 @@ class ModelMetadata(ModelSummary, Record):
 
     @classmethod
     def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
-        return {"precision": "fp32", **_config_upgraded(_model_fields_v1(values), version)}
+        if version < 2:
+            values = {"precision": "fp32", **_config_upgraded(_model_fields_v1(values), version)}
+        return _device_upgraded(values)
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +216,11 @@ _CONFIG_BEFORE_2 = {
     "data_on_device": False,
     "checkpoint_minutes": 0.0,
 }
+
+
+def _device_upgraded(model: dict[str, Any]) -> dict[str, Any]:
+    """A model's fields of schema 2 in schema 3: the device it trained on was not recorded."""
+    return {"device_name": None, "cuda_runtime": None, "cuda_driver": None, **model}
 
 
 def _config_upgraded(model: dict[str, Any], version: int) -> dict[str, Any]:
@@ -247,8 +259,8 @@ class EvaluationResult(Record):
 
     KIND: ClassVar[str] = "evaluation results"
     # 2: every metric's interval and its method, undefined reasons, the bootstrap, the validation threshold's
-    # results; the model's summary of schema 2
-    SCHEMA_VERSION: ClassVar[int] = 2
+    # results; the model's summary of schema 2. 3: the model's device (ModelSummary).
+    SCHEMA_VERSION: ClassVar[int] = 3
 
     n: int  # test images
     threshold: float  # COVID probability at or above which an image counts as COVID: 0.5
@@ -263,13 +275,15 @@ class EvaluationResult(Record):
 
     @classmethod
     def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
-        return {
-            **_intervals_v1(values),
-            "bootstrap": None,
-            "at_validation_threshold": None,
-            # Version 1 kept the history in model.json only.
-            "model": {"history": {}, **_config_upgraded(_model_fields_v1(values["model"]), version)},
-        }
+        if version < 2:
+            values = {
+                **_intervals_v1(values),
+                "bootstrap": None,
+                "at_validation_threshold": None,
+                # Version 1 kept the history in model.json only.
+                "model": {"history": {}, **_config_upgraded(_model_fields_v1(values["model"]), version)},
+            }
+        return {**values, "model": _device_upgraded(values["model"])}
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:

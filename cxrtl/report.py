@@ -131,6 +131,14 @@ class Row:
     def weights(self) -> str:
         return "stand-in" if self.model.weights_stand_in else (self.model.weights_sha256[:12] or "?")
 
+    def trained_on(self) -> str:
+        model = self.model
+        if model.device_name is None:
+            return "a device not recorded"
+        if model.cuda_runtime is None:
+            return model.device_name
+        return f"{model.device_name} (CUDA {model.cuda_runtime}, driver up to CUDA {model.cuda_driver or '?'})"
+
 
 @dataclass
 class Report:
@@ -208,7 +216,11 @@ class Report:
         more = f"Every metric with its 95 % interval, the paired tests and the figures: {REPORT_FILES['html']}."
         banner = [f"!! {line}" for line in self.banner()]
         facts = [f"{name}: {value}" for name, value in self.provenance.items()] if self.provenance else []
-        return "\n".join([*banner, *facts, "", *out, "", self.summary(), more, *self.notes, *by_collection])
+        devices: dict[str, list[str]] = {}
+        for row in self.rows:
+            devices.setdefault(row.trained_on(), []).append(row.source)
+        trained = [f"Trained on {device}: {', '.join(sources)}" for device, sources in devices.items()]
+        return "\n".join([*banner, *facts, "", *out, "", self.summary(), *trained, more, *self.notes, *by_collection])
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """The header and the rows (ranked) of the Markdown and HTML results tables."""
@@ -384,6 +396,7 @@ class Report:
         for m in METRIC_NAMES:
             head += [m, f"{m}_low", f"{m}_high", f"{m}_interval", f"{m}_undefined"]
         head += ["n", "best_epoch", "stand_in", "weights_sha256", "validation_threshold"]
+        head += ["device_name", "cuda_runtime", "cuda_driver"]
         rows = []
         for i, r in enumerate(self.rows, start=1):
             result = r.evaluation.result
@@ -394,6 +407,7 @@ class Report:
                 cells.append(result.undefined.get(m, ""))
             model = r.model
             cells += [r.n, model.best_epoch, model.weights_stand_in, model.weights_sha256, model.validation_threshold]
+            cells += [model.device_name, model.cuda_runtime, model.cuda_driver]
             rows.append(cells)
         return head, rows
 

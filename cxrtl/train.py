@@ -30,6 +30,7 @@ from torch import nn
 from cxrtl import __version__, signals
 from cxrtl.checkpoints import CheckpointPolicy, CheckpointStore
 from cxrtl.data import POSITIVE_LABEL, PreparedData
+from cxrtl.device import DeviceInfo, require_c_compiler
 from cxrtl.engine import (
     Batches,
     EpochStats,
@@ -192,6 +193,9 @@ class EpochResult:
 def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store, run_id: str) -> Session:
     """Check the data against the recipe, then build the network from ``source``'s stored weights."""
     get_source(source)  # an unknown name fails before anything is read
+    device = resolve_device(config.device)  # a missing GPU too
+    if config.compile:
+        require_c_compiler()
     data = PreparedData.load(data_dir)
     training = config.training
     if len(data.indices("train")) == 0:
@@ -207,7 +211,6 @@ def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store,
             f"{data_dir}: the {training.selection_split!r} split holds one class only; "
             "ROC AUC cannot pick the best epoch there"
         )
-    device = resolve_device(config.device)
     step_settings = StepSettings(resolve_precision(config.precision, device), config.channels_last)
     torch.backends.cudnn.benchmark = config.cudnn_benchmark
     torch.manual_seed(config.seed)  # before the network is built: it draws the head's initial weights
@@ -498,6 +501,7 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
         dataset=DatasetRef.of(session.data.info.dataset),
         image_size=session.data.image_size,
         device=str(session.train.device),
+        **dataclasses.asdict(DeviceInfo.of(session.train.device)),
         precision=session.step_settings.precision,
         cxrtl_version=__version__,
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

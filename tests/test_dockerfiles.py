@@ -133,7 +133,8 @@ def test_dockerfile_properties():
 
 def test_the_build_checks_its_torch_build():
     script = INSTALL_PACKAGES.read_text()
-    assert "download.pytorch.org/whl/cpu" in script
+    assert 'download.pytorch.org/whl/$index"' in script and "index=cpu" in script
+    assert 'if wanted == "cuda" and torch.version.cuda != runtime:' in script
     assert 'wanted, got = sys.argv[1], "cuda" if torch.version.cuda else "cpu"' in script
     assert "if got != wanted:" in script
 
@@ -198,6 +199,23 @@ def test_install_packages_refuses_an_unknown_torch_build(tmp_path):
     line = one_error_line(result.returncode, result.stderr, "install-packages: ", expected_status=1)
     assert line == "install-packages: TORCH must be cuda or cpu, got 'rocm'"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_install_packages_refuses_a_malformed_cuda_build(tmp_path):
+    result = run_script(INSTALL_PACKAGES, "cuda", "", "12.6", cwd=tmp_path)
+    line = one_error_line(result.returncode, result.stderr, "install-packages: ", expected_status=1)
+    assert line == "install-packages: TORCH_CUDA must be cuXYZ such as cu130 or cu126, got '12.6'"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_cuda_build_has_its_minimum_driver_in_the_one_table():
+    from cxrtl.device import MIN_DRIVER
+
+    default = re.search(r"^ARG TORCH_CUDA=cu([0-9]+)([0-9])$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert default, "docker/Dockerfile sets no default TORCH_CUDA"
+    assert f"{default.group(1)}.{default.group(2)}" in MIN_DRIVER
+    # The image finds GKE's driver mount, where cxrtl.device looks too.
+    assert "LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib " in DOCKERFILE.read_text()
 
 
 def test_requirements_come_from_pyproject():

@@ -268,6 +268,9 @@ def test_train_asks_for_one_gpu_and_its_cpu_and_memory(default_spec: Spec):
     assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert resources["accelerator"]["resourceCount"] == "1"
     assert resources["resourceCpuRequest"] == "4" and resources["resourceMemoryRequest"] == "24Gi"
+    # On its GPU node, train requires the GPU (cxrtl.device): never a silent fallback to the node's CPU.
+    device = default_spec.tasks["train"]["inputs"]["parameters"]["device"]
+    assert device == {"runtimeValue": {"constant": "cuda"}}
 
 
 def test_only_train_gets_a_gpu_and_every_step_has_requests_and_a_memory_limit(default_spec: Spec):

@@ -56,7 +56,7 @@ def test_a_file_from_before_versions_reads_as_the_current_schema_and_round_trips
     assert "schema_version" not in old
     record = RECORDS[name].from_dict(old, name)
     new = record.to_dict()
-    assert new["schema_version"] == RECORDS[name].SCHEMA_VERSION == 2
+    assert new["schema_version"] == RECORDS[name].SCHEMA_VERSION
     # Version 2 renamed one field (selection_accuracy) and added others; every other field keeps its value.
     kept = {k: v for k, v in old.items() if k not in ("selection_accuracy", "config", "model", "promotion")}
     assert {k: new[k] for k in kept} == kept
@@ -114,7 +114,7 @@ def test_old_files_read_as_typed_fields():
     [
         (lambda d: d.pop("history"), r"^model\.json: damaged model metadata \(no history\)$"),
         (lambda d: d.update(epochs=3), r"^model\.json: damaged model metadata \(unknown field\(s\) epochs\)$"),
-        (lambda d: d.update(schema_version=3), r"^model\.json: model metadata of schema version 3; .* upgrade it$"),
+        (lambda d: d.update(schema_version=4), r"^model\.json: model metadata of schema version 4; .* upgrade it$"),
         (lambda d: d["config"].pop("seed"), r"^model\.json: damaged model metadata \(KeyError: 'seed'\)$"),
         (lambda d: d["config"].update(epochs=0), r"^model\.json: damaged model metadata \(.*epochs must be a positive"),
     ],
@@ -204,3 +204,14 @@ def test_a_prepared_folder_of_an_older_cxrtl_loads_and_a_damaged_info_is_one_err
     (tmp_path / "info.json").write_text(json.dumps({**_old("info.json"), "schema_version": 9}))
     with pytest.raises(CxrtlError, match=rf"^{tmp_path / 'info.json'}: prepared dataset's info of schema version 9"):
         PreparedData.load(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["model.json", "metrics.json"])
+def test_a_schema_2_model_reads_with_its_device_unrecorded(name):
+    current = RECORDS[name].from_dict(_old(name), name).to_dict()
+    device = ("device_name", "cuda_runtime", "cuda_driver")
+    model = current if name == "model.json" else current["model"]
+    assert [model[field] for field in device] == [None, None, None]
+    model_2 = {k: v for k, v in model.items() if k not in device}
+    schema_2 = model_2 if name == "model.json" else {**current, "model": model_2}
+    assert RECORDS[name].from_dict({**schema_2, "schema_version": 2}, name).to_dict() == current

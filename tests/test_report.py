@@ -59,6 +59,9 @@ def _evaluation(
         history={"train_loss": [0.5, 0.4, 0.3], "select_score": [0.8, 0.85, 0.9]},
         config=TrainConfig.from_recipe(recipe, **overrides),
         dataset=DatasetRef("tawsifurrahman/covid19-radiography-database", "v5", "ab" * 32),
+        device_name="cpu",
+        cuda_runtime=None,
+        cuda_driver=None,
     )
     predictions = Predictions([f"img{i}.png" for i in range(n)], y, p)
     return Evaluation(evaluation_result(predictions, model), roc_points(y, p), predictions)
@@ -251,6 +254,18 @@ def test_html_highlights_the_rows_tied_for_best_and_embeds_the_roc_plot(ten):
     assert results_table.count("<tr>") + results_table.count('<tr class="tied">') == 11  # header and ten rows
     assert "<h2>Paired tests</h2>" in html
     assert '<img alt="ROC curves of all sources" src="data:image/png;base64,' in html
+
+
+def test_text_and_csv_say_what_each_source_trained_on(ten):
+    gpu = dataclasses.replace(ten[0].result.model, device_name="NVIDIA L4", cuda_runtime="13.0", cuda_driver="13.1")
+    report = build_report([dataclasses.replace(ten[0], result=dataclasses.replace(ten[0].result, model=gpu)), *ten[1:]])
+    lines = report.text().splitlines()
+    assert f"Trained on NVIDIA L4 (CUDA 13.0, driver up to CUDA 13.1): {ten[0].result.model.source}" in lines
+    on_cpu = next(line for line in lines if line.startswith("Trained on cpu: "))
+    assert set(on_cpu.removeprefix("Trained on cpu: ").split(", ")) == {e.result.model.source for e in ten[1:]}
+    head, rows = report.csv_rows()
+    assert head[-3:] == ["device_name", "cuda_runtime", "cuda_driver"]
+    assert sorted(tuple(row[-3:]) for row in rows)[0] == ("NVIDIA L4", "13.0", "13.1")
 
 
 def test_text_marks_the_lines_tied_for_best(ten):

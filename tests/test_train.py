@@ -215,6 +215,7 @@ def test_paper_run_records_what_it_trained_from(paper_run, stand_in_store):
     assert meta.history["train_loss"] and np.isfinite(meta.history["train_loss"]).all()
     assert len(meta.history["select_loss"]) == len(meta.history["train_loss"])
     assert np.isfinite(meta.history["select_loss"]).all()
+    assert (meta.device, meta.device_name, meta.cuda_runtime, meta.cuda_driver) == ("cpu", "cpu", None, None)
     _, saved = load_model(paper_run.out_dir)
     assert saved == meta
 

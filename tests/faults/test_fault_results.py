@@ -35,6 +35,9 @@ def _evaluated(folder: Path, p: np.ndarray) -> Path:
         history={"train_loss": [0.5]},
         config=TrainConfig.from_recipe("recommended"),
         dataset=DatasetRef("tawsifurrahman/covid19-radiography-database", "v5", "cd" * 32),
+        device_name="cpu",
+        cuda_runtime=None,
+        cuda_driver=None,
     )
     predictions = Predictions([f"img{i}.png" for i in range(20)], y, p)
     result = evaluation_result(predictions, model)

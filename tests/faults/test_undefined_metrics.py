@@ -38,6 +38,9 @@ def _evaluation(source: str, y: np.ndarray, p: np.ndarray) -> Evaluation:
         history={},
         config=TrainConfig.from_recipe("recommended"),
         dataset=DatasetRef(None, None, None),
+        device_name="cpu",
+        cuda_runtime=None,
+        cuda_driver=None,
     )
     predictions = Predictions([f"img{i}.png" for i in range(len(y))], y, p)
     return Evaluation(evaluation_result(predictions, model), roc_points(y, p), predictions)
