@@ -26,9 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder for predictions.csv")
     which = p.add_argument_group("the model (default: the store's champion)")
     which.add_argument("--store", metavar="URL", help=STORE_HELP)
-    which.add_argument("--run-id", type=run_id_option, help="a run's model instead (with --source)")
-    which.add_argument("--source", help="the weight source of the run's model (with --run-id)")
-    which.add_argument("--model", type=Path, help="a folder written by 'cxrtl train' instead")
+    which.add_argument(
+        "--run-id", type=run_id_option, help="a run's model instead (with --source; default: the champion)"
+    )
+    which.add_argument("--source", help="the weight source of the run's model (with --run-id; default: none)")
+    which.add_argument("--model", type=Path, help="a folder written by 'cxrtl train' instead (default: the champion)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.set_defaults(func=_predict)
 
