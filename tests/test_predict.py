@@ -158,3 +158,21 @@ def test_bad_inputs_are_refused_in_one_line_each(trained: Trained, tmp_path: Pat
     assert str(compressed) in lines[1] and "JPEG-LS" in lines[1] and JPEGLSLossless in lines[1]
     assert str(missing) in lines[2] and "no such file" in lines[2]
     assert "Traceback" not in err
+
+
+def test_a_runs_model_from_the_store_and_no_champion(trained: Trained, stand_in_store, tmp_path: Path, capsys):
+    store = ["--store", stand_in_store.url, "--device", "cpu"]
+    images = list(map(str, trained.images))  # all of them: a batch of other images may round differently
+    code, rows, _ = _predict(
+        [*store, "--run-id", RUN_ID, "--source", "imagenet", "--out", str(tmp_path / "run"), *images], capsys
+    )
+    assert code == 0
+    assert [r["covid_probability"] for r in rows] == [trained.evaluated[i] for i in trained.ids]
+    assert rows[0]["model"] == f"imagenet from run {RUN_ID}"
+    assert rows[0]["model_sha256"] == sha256_file(trained.model_dir / MODEL_FILE)
+    assert main(["predict", *store, "--out", str(tmp_path / "champion"), images[0]]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"cxrtl: error: no champion in {stand_in_store.url}; give --run-id and --source, or --model"
+    )
+    assert not (tmp_path / "champion").exists()
