@@ -11,16 +11,20 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from champion_models import stored_model
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid
 
+from cxrtl import champion
+from cxrtl.champion import MODEL_FILES
 from cxrtl.cli import main
 from cxrtl.evaluate import PREDICTIONS_FILE, evaluate
 from cxrtl.ingest import find_dataset
 from cxrtl.preprocess import to_gray8
+from cxrtl.promote import promote
 from cxrtl.recipes import TrainConfig
-from cxrtl.store import sha256_file
+from cxrtl.store import LocalStore, keys, sha256_file
 from cxrtl.train import MODEL_FILE, train
 
 pytestmark = pytest.mark.slow  # the tests share a model trained for them
@@ -176,3 +180,26 @@ def test_a_runs_model_from_the_store_and_no_champion(trained: Trained, stand_in_
         == f"cxrtl: error: no champion in {stand_in_store.url}; give --run-id and --source, or --model"
     )
     assert not (tmp_path / "champion").exists()
+
+
+def test_the_champion_is_the_default_and_checked_against_its_pointer(
+    trained: Trained, prepared, tmp_path: Path, capsys
+):
+    """The trained model's files promoted as a clearly good model (tests/champion_models.py: no floor to clear)."""
+    store = LocalStore(tmp_path / "store")
+    evaluation = stored_model(store, "champ-run")
+    for name in MODEL_FILES:
+        store.put_file(keys.model_key("imagenet", "champ-run", name), trained.model_dir / name)
+    assert promote(store, prepared["recommended"], [evaluation]).promoted
+    images = list(map(str, trained.images))
+    code, rows, _ = _predict(["--store", store.url, "--device", "cpu", "--out", str(tmp_path / "out"), *images], capsys)
+    assert code == 0
+    assert [r["covid_probability"] for r in rows] == [trained.evaluated[i] for i in trained.ids]
+    assert rows[0]["model"] == "champion imagenet from run champ-run"
+    current = champion.current(store)
+    # The champion's model.pt changed since its promotion: refused before use, nothing written.
+    store.put_bytes(current.key(MODEL_FILE), b"not the champion's model")
+    assert main(["predict", "--store", store.url, "--out", str(tmp_path / "changed"), images[0]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cxrtl: error:") and "sha256" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "changed").exists()
