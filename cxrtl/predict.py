@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from cxrtl import champion
@@ -23,6 +24,7 @@ from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL
 from cxrtl.engine import Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
+from cxrtl.gradcam import grad_cam
 from cxrtl.preprocess import UNREADABLE, resized, to_gray8
 from cxrtl.records import ModelMetadata
 from cxrtl.store import Store, keys, sha256_file
@@ -31,6 +33,8 @@ from cxrtl.train import METADATA_FILE, MODEL_FILE, load_model
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.csv"
+GRADCAM_FOLDER = "gradcam"  # with --gradcam: one PNG per image, the heat map over the image the model saw
+GRADCAM_ALPHA = 0.4  # the heat map's weight in an overlay, as in the report's Grad-CAM figure
 PREDICTION_COLUMNS = ("file", "covid_probability", "decision", "threshold", "model", "model_sha256")
 # The threshold of a model without a validation threshold (the paper recipe's): what evaluate decides at.
 DEFAULT_THRESHOLD = 0.5
@@ -102,10 +106,16 @@ def _download(store: Store, model_key: str, metadata_key: str, into: Path) -> st
 
 
 def predict_images(
-    model: PredictModel, inputs: list[Path], out: Path, device: str = "auto", batch_size: int = 64
+    model: PredictModel,
+    inputs: list[Path],
+    out: Path,
+    device: str = "auto",
+    batch_size: int = 64,
+    gradcam: bool = False,
 ) -> PredictResult:
     """The COVID probability of every readable image of ``inputs`` (files, folders, zips), in predictions.csv in
-    ``out``; each unreadable image skipped, one line in the result's ``refused``."""
+    ``out``; each unreadable image skipped, one line in the result's ``refused``. ``gradcam``: also a Grad-CAM
+    overlay of the decided class per image, in ``out``/gradcam/."""
     net, metadata = load_model(model.folder)
     threshold = metadata.validation_threshold if metadata.validation_threshold is not None else DEFAULT_THRESHOLD
     names, images, refused = [], [], []
@@ -115,30 +125,52 @@ def predict_images(
             names.append(name)
         except CxrtlError as exc:
             refused.append(str(exc))  # the caller says each in its own line
-    probabilities = _probabilities(net, metadata, images, device, batch_size)
+    batches = _batches(metadata, images, device, batch_size)
+    probabilities = (
+        predict(net.to(batches.device), batches)[:, POSITIVE_LABEL].astype(np.float64)
+        if images
+        else np.empty(0, dtype=np.float64)
+    )
     predictions = [Prediction(n, float(p)) for n, p in zip(names, probabilities, strict=True)]
     result = PredictResult(predictions, refused, threshold, model)
     with staged_folder(Path(out), marker=PREDICTIONS_FILE) as staged:
         write_predictions(staged / PREDICTIONS_FILE, result)
+        if gradcam and images:
+            decided = (probabilities >= threshold).astype(np.int64)
+            _write_overlays(staged / GRADCAM_FOLDER, net, batches, decided, names)
     logger.info("%d image(s) predicted, %d refused; %s", len(predictions), len(refused), Path(out) / PREDICTIONS_FILE)
     return result
 
 
-def _probabilities(net, metadata: ModelMetadata, images: list[np.ndarray], device: str, batch_size: int) -> np.ndarray:
-    if not images:
-        return np.empty(0, dtype=np.float64)
-    torch_device = resolve_device(device)
-    stacked = np.stack(images)
-    batches = Batches(
+def _batches(metadata: ModelMetadata, images: list[np.ndarray], device: str, batch_size: int) -> Batches:
+    """The images in evaluate's batches: the same input transform, batch size and order (float results can
+    depend on a batch's size)."""
+    stacked = np.stack(images) if images else np.empty((0, metadata.image_size, metadata.image_size), np.uint8)
+    return Batches(
         stacked,
         np.zeros(len(images), dtype=np.int64),
         np.arange(len(images)),
         batch_size,
         metadata.config.training.normalize,
-        torch_device,
+        resolve_device(device),
     )
-    # Float64 as evaluate makes it: the same float written the same way.
-    return predict(net.to(torch_device), batches)[:, POSITIVE_LABEL].astype(np.float64)
+
+
+def _write_overlays(folder: Path, net, batches: Batches, decided: np.ndarray, names: list[str]) -> None:
+    """``NNNN-<file name>.png`` per image: its Grad-CAM (cxrtl.gradcam) of the decided class in jet over its grey."""
+    from matplotlib import colormaps
+
+    folder.mkdir()
+    jet = colormaps["jet"]
+    done = 0
+    for x, _ in batches:
+        maps = grad_cam(net, net.layer4, x, torch.from_numpy(decided[done : done + len(x)]).to(x.device))
+        for heat in maps:
+            gray = batches.images[done].astype(np.float64)[..., None]
+            blended = (1 - GRADCAM_ALPHA) * gray + GRADCAM_ALPHA * 255 * jet(heat)[..., :3]
+            name = Path(names[done].replace("!", "/")).stem
+            Image.fromarray(np.rint(blended).astype(np.uint8)).save(folder / f"{done:04d}-{name}.png")
+            done += 1
 
 
 def write_predictions(path: Path, result: PredictResult) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from cxrtl.preprocess import to_gray8
 from cxrtl.promote import promote
 from cxrtl.recipes import TrainConfig
 from cxrtl.store import LocalStore, keys, sha256_file
-from cxrtl.train import MODEL_FILE, train
+from cxrtl.train import METADATA_FILE, MODEL_FILE, train
 
 pytestmark = pytest.mark.slow  # the tests share a model trained for them
 
@@ -203,3 +204,19 @@ def test_the_champion_is_the_default_and_checked_against_its_pointer(
     err = capsys.readouterr().err.strip()
     assert err.startswith("cxrtl: error:") and "sha256" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "changed").exists()
+
+
+def test_gradcam_overlays_one_per_image(trained: Trained, tmp_path: Path, capsys):
+    images = trained.images[:2]
+    args = ["--model", str(trained.model_dir), "--device", "cpu", "--gradcam", "--out", str(tmp_path / "out")]
+    code, rows, _ = _predict([*args, *map(str, images)], capsys)
+    assert code == 0 and len(rows) == 2
+    size = json.loads((trained.model_dir / METADATA_FILE).read_text())["image_size"]
+    overlays = sorted((tmp_path / "out" / "gradcam").iterdir())
+    assert [p.name for p in overlays] == [f"{n:04d}-{p.stem}.png" for n, p in enumerate(images)]
+    for path in overlays:
+        with Image.open(path) as overlay:
+            assert overlay.mode == "RGB" and overlay.size == (size, size)
+            # A heat map over grey: some pixels are coloured.
+            pixels = np.asarray(overlay).astype(int)
+            assert np.ptp(pixels, axis=2).max() > 0

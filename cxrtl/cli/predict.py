@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which.add_argument("--source", help="the weight source of the run's model (with --run-id; default: none)")
     which.add_argument("--model", type=Path, help="a folder written by 'cxrtl train' instead (default: the champion)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--gradcam", action="store_true", help="also a Grad-CAM overlay per image, in OUT/gradcam/")
     p.set_defaults(func=_predict)
 
 
@@ -51,7 +52,7 @@ def _predict(args: argparse.Namespace) -> int:
             model = run_model(open_store(args.store), args.run_id, args.source, Path(tmp))
         else:
             model = champion_model(open_store(args.store), Path(tmp))
-        result = predict_images(model, args.images, args.out, device=args.device)
+        result = predict_images(model, args.images, args.out, device=args.device, gradcam=args.gradcam)
     for line in result.refused:
         print(f"cxrtl predict: refused {line}", file=sys.stderr)
     print(
