@@ -125,6 +125,9 @@ def predict_images(
             names.append(name)
         except CxrtlError as exc:
             refused.append(str(exc))  # the caller says each in its own line
+    if not names and not refused:
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise CxrtlError(f"no images ({suffixes}) in {', '.join(map(str, inputs))}")
     batches = _batches(metadata, images, device, batch_size)
     probabilities = (
         predict(net.to(batches.device), batches)[:, POSITIVE_LABEL].astype(np.float64)

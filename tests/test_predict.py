@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,3 +221,21 @@ def test_gradcam_overlays_one_per_image(trained: Trained, tmp_path: Path, capsys
             # A heat map over grey: some pixels are coloured.
             pixels = np.asarray(overlay).astype(int)
             assert np.ptp(pixels, axis=2).max() > 0
+
+
+def test_a_zip_gives_the_files_probabilities_and_no_images_is_a_mistake(trained: Trained, tmp_path: Path, capsys):
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for n, path in enumerate(trained.images):  # numbered: the zip is read in name order, as evaluate's
+            z.write(path, f"{n:02d}-{path.name}")
+    model = ["--model", str(trained.model_dir), "--device", "cpu"]
+    code, rows, _ = _predict([*model, "--out", str(tmp_path / "out"), str(archive)], capsys)
+    assert code == 0
+    assert [r["file"] for r in rows] == [f"{archive}!{n:02d}-{p.name}" for n, p in enumerate(trained.images)]
+    assert [r["covid_probability"] for r in rows] == [trained.evaluated[i] for i in trained.ids]
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", *model, "--out", str(tmp_path / "none"), str(tmp_path / "empty")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"cxrtl: error: no images (.dcm, .dicom, .jpeg, .jpg, .png) in {tmp_path}"
+    )
+    assert not (tmp_path / "none").exists()
