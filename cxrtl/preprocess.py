@@ -232,14 +232,21 @@ def _load(path: Path, size: int) -> tuple[np.ndarray, Fingerprint] | None:
     try:
         with Image.open(path) as image:
             gray = to_gray8(image)
-            prints = fingerprint(gray)
-            if gray.size != (size, size):
-                gray = gray.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(gray), prints
-    # PIL reports broken files as OSError (truncated, unidentified), SyntaxError (bad PNG chunks) or others.
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+            return resized(gray, size), fingerprint(gray)
+    except UNREADABLE as exc:
         logger.debug("cannot read %s: %s", path, exc)
         return None
+
+
+# PIL reports broken files as OSError (truncated, unidentified), SyntaxError (bad PNG chunks) or others.
+UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def resized(gray: Image.Image, size: int) -> np.ndarray:
+    """An 8-bit grayscale image as the model takes it: uint8 [size, size], bilinear (what training saw)."""
+    if gray.size != (size, size):
+        gray = gray.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(gray)
 
 
 # Modes that hold more than 8 bits per grey pixel: a 16-bit PNG opens as I;16, and convert("L") would clip

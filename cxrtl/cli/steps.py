@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--store", help="store URL for weights and checkpoints (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
     )
-    p.add_argument("--run-id", type=_run_id, help="resume this run's checkpoints; default: a new run id")
+    p.add_argument("--run-id", type=run_id_option, help="resume this run's checkpoints; default: a new run id")
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser("evaluate", help="test-split metrics and predictions of a trained model")
@@ -158,7 +158,7 @@ _seed = _setting("seed", int)
 _per_class = checked(int, _per_class_problem)
 _image_size = checked(int, image_size_problem)
 _positive_int = checked(int, lambda value: None if value > 0 else f"must be positive, got {value}")
-_run_id = checked(str, _run_id_problem)
+run_id_option = checked(str, _run_id_problem)
 
 
 def _epochs_or_never(value: str) -> int | str:

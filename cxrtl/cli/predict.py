@@ -1,0 +1,62 @@
+"""``cxrtl predict``: the champion's (or another model's) COVID probability for new images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from cxrtl.cli.options import STORE_HELP
+from cxrtl.cli.steps import run_id_option
+
+# Exit status when some images were refused and the others predicted (2 is a mistake that stopped the command).
+EXIT_REFUSED = 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="COVID probability of new PNG, JPEG or DICOM images, with the champion or another model",
+        description="Reads PNG and JPEG as preprocess does and DICOM through pydicom, at the image size and "
+        "normalisation the model records. An image that cannot be read is refused in one line and the others are "
+        f"predicted; then the exit status is {EXIT_REFUSED}. Research use, not a medical device.",
+    )
+    p.add_argument("images", type=Path, nargs="+", help="image files, folders (searched recursively) or zips")
+    p.add_argument("--out", required=True, type=Path, help="folder for predictions.csv")
+    which = p.add_argument_group("the model (default: the store's champion)")
+    which.add_argument("--store", metavar="URL", help=STORE_HELP)
+    which.add_argument(
+        "--run-id", type=run_id_option, help="a run's model instead (with --source; default: the champion)"
+    )
+    which.add_argument("--source", help="the weight source of the run's model (with --run-id; default: none)")
+    which.add_argument("--model", type=Path, help="a folder written by 'cxrtl train' instead (default: the champion)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--gradcam", action="store_true", help="also a Grad-CAM overlay per image, in OUT/gradcam/")
+    p.set_defaults(func=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from cxrtl.errors import CxrtlError
+    from cxrtl.predict import champion_model, folder_model, predict_images, run_model
+    from cxrtl.store import open_store
+
+    if (args.run_id is None) != (args.source is None):
+        raise CxrtlError("--run-id and --source go together: the model one source gave in one run")
+    if args.model is not None and args.run_id is not None:
+        raise CxrtlError("give --model or --run-id/--source, not both")
+    with tempfile.TemporaryDirectory(prefix="cxrtl-predict-") as tmp:
+        if args.model is not None:
+            model = folder_model(args.model)
+        elif args.run_id is not None:
+            model = run_model(open_store(args.store), args.run_id, args.source, Path(tmp))
+        else:
+            model = champion_model(open_store(args.store), Path(tmp))
+        result = predict_images(model, args.images, args.out, device=args.device, gradcam=args.gradcam)
+    for line in result.refused:
+        print(f"cxrtl predict: refused {line}", file=sys.stderr)
+    print(
+        f"{len(result.predictions)} image(s) predicted with {model.name} (sha256 {model.sha256[:12]}), "
+        f"{len(result.refused)} refused; {args.out / 'predictions.csv'}"
+    )
+    return EXIT_REFUSED if result.refused else 0

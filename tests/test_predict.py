@@ -1,0 +1,241 @@
+"""``cxrtl predict``: evaluate's probabilities for the same images, from PNG and from DICOM; bad inputs refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from champion_models import stored_model
+from PIL import Image
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid
+
+from cxrtl import champion
+from cxrtl.champion import MODEL_FILES
+from cxrtl.cli import main
+from cxrtl.evaluate import PREDICTIONS_FILE, evaluate
+from cxrtl.ingest import find_dataset
+from cxrtl.preprocess import to_gray8
+from cxrtl.promote import promote
+from cxrtl.recipes import TrainConfig
+from cxrtl.store import LocalStore, keys, sha256_file
+from cxrtl.train import METADATA_FILE, MODEL_FILE, train
+
+pytestmark = pytest.mark.slow  # the tests share a model trained for them
+
+RUN_ID = "test-predict"
+# A few test images keep the DICOM copies cheap; evaluate's batch holds them all, as predict's does.
+N_IMAGES = 4
+
+
+@dataclass
+class Trained:
+    model_dir: Path
+    images: list[Path]  # evaluate's test images, in its order
+    evaluated: dict[str, str]  # image id: covid_probability as predictions.csv writes it
+    ids: list[str]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, stand_in_store, prepared) -> Iterator[Trained]:
+    """One epoch of the recommended recipe (ImageNet normalisation, a validation threshold), evaluated."""
+    root = tmp_path_factory.mktemp("predict")
+    config = TrainConfig.from_recipe("recommended", epochs=1, batch_size=16, device="cpu")
+    train(prepared["recommended"], "imagenet", root / "model", config, stand_in_store, RUN_ID)
+    evaluate(prepared["recommended"], root / "model", root / "eval", device="cpu")
+    with open(root / "eval" / PREDICTIONS_FILE, newline="") as f:
+        rows = list(csv.DictReader(f))
+    raw = find_dataset(prepared["recommended"].parent / "raw", "raw")
+    ids = [row["id"] for row in rows]
+    yield Trained(root / "model", [raw / i for i in ids], {r["id"]: r["covid_probability"] for r in rows}, ids)
+    for key in stand_in_store.list(f"runs/{RUN_ID}/") + stand_in_store.list(f"models/imagenet/{RUN_ID}/"):
+        stand_in_store.delete(key)
+    shutil.rmtree(root)
+
+
+def _predict(args: list[str], capsys) -> tuple[int, list[dict[str, str]], str]:
+    code = main(["predict", *args])
+    err = capsys.readouterr().err
+    out = Path(args[args.index("--out") + 1]) / "predictions.csv"
+    with open(out, newline="") as f:
+        return code, list(csv.DictReader(f)), err
+
+
+def test_predict_reproduces_evaluate_bit_for_bit(trained: Trained, tmp_path: Path, capsys):
+    code, rows, _ = _predict(
+        [
+            "--model",
+            str(trained.model_dir),
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            *map(str, trained.images),
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert [r["file"] for r in rows] == [str(p) for p in trained.images]
+    assert [r["covid_probability"] for r in rows] == [trained.evaluated[i] for i in trained.ids]
+    sha256 = sha256_file(trained.model_dir / MODEL_FILE)
+    assert {r["model_sha256"] for r in rows} == {sha256}
+    threshold = float(rows[0]["threshold"])
+    assert threshold != 0.5  # the recommended recipe's validation threshold, not evaluate's 0.5
+    for r in rows:
+        assert r["decision"] == ("COVID" if float(r["covid_probability"]) >= threshold else "Normal")
+
+
+def _write_dicom(path: Path, pixels: np.ndarray, photometric: str, bits: int, rescale: tuple[float, float] | None):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
+    ds.PixelData = pixels.astype(np.uint8 if bits == 8 else np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _gray(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(to_gray8(image)).astype(np.int64)
+
+
+# name: (photometric, bits, rescale, stored pixels from the 8-bit grey values)
+DICOM_KINDS = {
+    "mono2-8bit": ("MONOCHROME2", 8, None, lambda g: g),
+    "mono2-16bit-rescaled": ("MONOCHROME2", 16, (2.0, -1024.0), lambda g: g * 257),
+    "mono1-8bit": ("MONOCHROME1", 8, None, lambda g: 255 - g),
+}
+
+
+@pytest.mark.parametrize("kind", DICOM_KINDS)
+def test_dicom_copies_give_the_same_probabilities(trained: Trained, tmp_path: Path, capsys, kind: str):
+    photometric, bits, rescale, stored = DICOM_KINDS[kind]
+    images = trained.images[:N_IMAGES]
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for n, png in enumerate(images):
+        _write_dicom(folder / f"{n:02d}.dcm", stored(_gray(png)), photometric, bits, rescale)
+    model = ["--model", str(trained.model_dir), "--device", "cpu"]
+    code, from_dicom, _ = _predict([*model, "--out", str(tmp_path / "dicom-out"), str(folder)], capsys)
+    _, from_png, _ = _predict([*model, "--out", str(tmp_path / "png-out"), *map(str, images)], capsys)
+    assert code == 0
+    assert [r["file"] for r in from_dicom] == [str(folder / f"{n:02d}.dcm") for n in range(len(images))]
+    assert [r["covid_probability"] for r in from_dicom] == [r["covid_probability"] for r in from_png]
+
+
+def test_bad_inputs_are_refused_in_one_line_each(trained: Trained, tmp_path: Path, capsys):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image\n")
+    compressed = tmp_path / "compressed.dcm"
+    _write_dicom(compressed, _gray(trained.images[0]), "MONOCHROME2", 8, None)
+    ds = pydicom.dcmread(compressed)
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8\xff\xf7" + b"\x00" * 64])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(compressed, enforce_file_format=True)
+    missing = tmp_path / "missing.png"
+    args = ["--model", str(trained.model_dir), "--device", "cpu", "--out", str(tmp_path / "out")]
+    code, rows, err = _predict([*args, str(text), str(compressed), str(missing), str(trained.images[0])], capsys)
+    assert code == 1
+    assert [r["file"] for r in rows] == [str(trained.images[0])]
+    lines = [line for line in err.splitlines() if "refused" in line]
+    assert len(lines) == 3, err
+    assert str(text) in lines[0] and "not a readable PNG, JPEG or DICOM image" in lines[0]
+    assert str(compressed) in lines[1] and "JPEG-LS" in lines[1] and JPEGLSLossless in lines[1]
+    assert str(missing) in lines[2] and "no such file" in lines[2]
+    assert "Traceback" not in err
+
+
+def test_a_runs_model_from_the_store_and_no_champion(trained: Trained, stand_in_store, tmp_path: Path, capsys):
+    store = ["--store", stand_in_store.url, "--device", "cpu"]
+    images = list(map(str, trained.images))  # all of them: a batch of other images may round differently
+    code, rows, _ = _predict(
+        [*store, "--run-id", RUN_ID, "--source", "imagenet", "--out", str(tmp_path / "run"), *images], capsys
+    )
+    assert code == 0
+    assert [r["covid_probability"] for r in rows] == [trained.evaluated[i] for i in trained.ids]
+    assert rows[0]["model"] == f"imagenet from run {RUN_ID}"
+    assert rows[0]["model_sha256"] == sha256_file(trained.model_dir / MODEL_FILE)
+    assert main(["predict", *store, "--out", str(tmp_path / "champion"), images[0]]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"cxrtl: error: no champion in {stand_in_store.url}; give --run-id and --source, or --model"
+    )
+    assert not (tmp_path / "champion").exists()
+
+
+def test_the_champion_is_the_default_and_checked_against_its_pointer(
+    trained: Trained, prepared, tmp_path: Path, capsys
+):
+    """The trained model's files promoted as a clearly good model (tests/champion_models.py: no floor to clear)."""
+    store = LocalStore(tmp_path / "store")
+    evaluation = stored_model(store, "champ-run")
+    for name in MODEL_FILES:
+        store.put_file(keys.model_key("imagenet", "champ-run", name), trained.model_dir / name)
+    assert promote(store, prepared["recommended"], [evaluation]).promoted
+    images = list(map(str, trained.images))
+    code, rows, _ = _predict(["--store", store.url, "--device", "cpu", "--out", str(tmp_path / "out"), *images], capsys)
+    assert code == 0
+    assert [r["covid_probability"] for r in rows] == [trained.evaluated[i] for i in trained.ids]
+    assert rows[0]["model"] == "champion imagenet from run champ-run"
+    current = champion.current(store)
+    # The champion's model.pt changed since its promotion: refused before use, nothing written.
+    store.put_bytes(current.key(MODEL_FILE), b"not the champion's model")
+    assert main(["predict", "--store", store.url, "--out", str(tmp_path / "changed"), images[0]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cxrtl: error:") and "sha256" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "changed").exists()
+
+
+def test_gradcam_overlays_one_per_image(trained: Trained, tmp_path: Path, capsys):
+    images = trained.images[:2]
+    args = ["--model", str(trained.model_dir), "--device", "cpu", "--gradcam", "--out", str(tmp_path / "out")]
+    code, rows, _ = _predict([*args, *map(str, images)], capsys)
+    assert code == 0 and len(rows) == 2
+    size = json.loads((trained.model_dir / METADATA_FILE).read_text())["image_size"]
+    overlays = sorted((tmp_path / "out" / "gradcam").iterdir())
+    assert [p.name for p in overlays] == [f"{n:04d}-{p.stem}.png" for n, p in enumerate(images)]
+    for path in overlays:
+        with Image.open(path) as overlay:
+            assert overlay.mode == "RGB" and overlay.size == (size, size)
+            # A heat map over grey: some pixels are coloured.
+            pixels = np.asarray(overlay).astype(int)
+            assert np.ptp(pixels, axis=2).max() > 0
+
+
+def test_a_zip_gives_the_files_probabilities_and_no_images_is_a_mistake(trained: Trained, tmp_path: Path, capsys):
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for n, path in enumerate(trained.images):  # numbered: the zip is read in name order, as evaluate's
+            z.write(path, f"{n:02d}-{path.name}")
+    model = ["--model", str(trained.model_dir), "--device", "cpu"]
+    code, rows, _ = _predict([*model, "--out", str(tmp_path / "out"), str(archive)], capsys)
+    assert code == 0
+    assert [r["file"] for r in rows] == [f"{archive}!{n:02d}-{p.name}" for n, p in enumerate(trained.images)]
+    assert [r["covid_probability"] for r in rows] == [trained.evaluated[i] for i in trained.ids]
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", *model, "--out", str(tmp_path / "none"), str(tmp_path / "empty")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"cxrtl: error: no images (.dcm, .dicom, .jpeg, .jpg, .png) in {tmp_path}"
+    )
+    assert not (tmp_path / "none").exists()
