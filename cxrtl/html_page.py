@@ -53,6 +53,7 @@ class Figure:
     png: bytes
     alt: str
     caption: str = ""
+    width: int | None = None  # CSS pixels it is shown at (narrower windows shrink it); None: the PNG's own
 
     @property
     def uri(self) -> str:
@@ -162,7 +163,8 @@ def _html_block(block: Block) -> str:
         return f'<dl class="facts" id="provenance">{items}</dl>'
     if isinstance(block, Figure):
         caption = f"<figcaption>{_e(block.caption)}</figcaption>" if block.caption else ""
-        return f'<figure><img alt="{_e(block.alt)}" src="{block.uri}">{caption}</figure>'
+        width = f' width="{block.width}"' if block.width else ""
+        return f'<figure><img alt="{_e(block.alt)}"{width} src="{block.uri}">{caption}</figure>'
     classes = block.row_classes or [None] * len(block.rows)
     rows = []
     for cells, css in zip(block.rows, classes, strict=True):
