@@ -328,7 +328,9 @@ def _labelled(source: str, name: str, aucs: Mapping[str, Interval] | None) -> st
     point, low, high = (aucs or {}).get(source, (None, None, None))
     if point is None or not math.isfinite(point):
         return source
-    interval = f" ({low:.3f}-{high:.3f})" if low is not None and high is not None and math.isfinite(low) else ""
+    interval = (
+        f" ({low:.3f}-{high:.3f})" if None not in (low, high) and math.isfinite(low) and math.isfinite(high) else ""
+    )
     return f"{source}: {name} {point:.3f}{interval}"
 
 
