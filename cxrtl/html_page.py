@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+import io
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from PIL import Image
+
+# The characters of Markdown the KFP UI shows (its MarkdownViewer's MAX_MARKDOWN_STR_LENGTH); it cuts the rest.
+EMBEDDED_LIMIT = 400_000
 # The first element of <head>, so that it governs everything after it.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -53,10 +58,22 @@ class Figure:
     png: bytes
     alt: str
     caption: str = ""
+    width: int | None = None  # CSS pixels it is shown at (narrower windows shrink it); None: the PNG's own
 
     @property
     def uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+    def embedded(self) -> str:
+        """A data: URI of a small copy: at its display width and in 256 colours, a sixth of the size or less, for
+        a Markdown file that must carry its figures within :data:`EMBEDDED_LIMIT`."""
+        with Image.open(io.BytesIO(self.png)) as image:
+            if self.width and self.width < image.width:
+                image = image.resize((self.width, round(image.height * self.width / image.width)), Image.LANCZOS)
+            small = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        out = io.BytesIO()
+        small.save(out, format="PNG", optimize=True)
+        return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
     @property
     def file_name(self) -> str:
@@ -124,12 +141,25 @@ class Page:
     def markdown(self, figures_folder: str | None = None) -> str:
         """The page in Markdown; a row with a CSS class is written in bold. Figures link to
         ``figures_folder/<Figure.file_name>`` (relative to the Markdown file, which code-hosting sites render,
-        unlike megabytes of data: URIs), or are data: URIs when no folder is given."""
-        parts = [f"# {_md(self.title)}", *(_markdown_block(b, figures_folder) for b in self.intro)]
+        unlike megabytes of data: URIs). With no folder, for a viewer that shows one file alone, they are
+        embedded as small copies (:meth:`Figure.embedded`), in page order while the whole stays within
+        :data:`EMBEDDED_LIMIT`; a figure past it is named, for the HTML page."""
+        if figures_folder is None:
+            budget = EMBEDDED_LIMIT - len(self._markdown(lambda figure: _figure_markdown(figure, None)))
+            embedded: dict[int, str] = {}
+            for figure in self.figures():
+                uri = figure.embedded()
+                if len(uri) <= budget:
+                    embedded[id(figure)], budget = uri, budget - len(uri)
+            return self._markdown(lambda figure: _figure_markdown(figure, embedded.get(id(figure))))
+        return self._markdown(lambda figure: _figure_markdown(figure, f"{figures_folder}/{figure.file_name}"))
+
+    def _markdown(self, figure_markdown: Callable[[Figure], str]) -> str:
+        parts = [f"# {_md(self.title)}", *(_markdown_block(b, figure_markdown) for b in self.intro)]
         parts.append("\n".join(f"- [{_md(s.heading)}](#{_anchor(s.heading)})" for s in self.sections))
         for section in self.sections:
             parts.append(f"## {_md(section.heading)}")
-            parts.extend(_markdown_block(b, figures_folder) for b in section.blocks)
+            parts.extend(_markdown_block(b, figure_markdown) for b in section.blocks)
         return "\n\n".join(parts) + "\n"
 
     def figures(self) -> list[Figure]:
@@ -162,7 +192,8 @@ def _html_block(block: Block) -> str:
         return f'<dl class="facts" id="provenance">{items}</dl>'
     if isinstance(block, Figure):
         caption = f"<figcaption>{_e(block.caption)}</figcaption>" if block.caption else ""
-        return f'<figure><img alt="{_e(block.alt)}" src="{block.uri}">{caption}</figure>'
+        width = f' width="{block.width}"' if block.width else ""
+        return f'<figure><img alt="{_e(block.alt)}"{width} src="{block.uri}">{caption}</figure>'
     classes = block.row_classes or [None] * len(block.rows)
     rows = []
     for cells, css in zip(block.rows, classes, strict=True):
@@ -181,7 +212,16 @@ def _md(text: str) -> str:
     return out
 
 
-def _markdown_block(block: Block, figures_folder: str | None = None) -> str:
+def _figure_markdown(figure: Figure, target: str | None) -> str:
+    """The figure's image (none where ``target`` is None: a line sends the reader to the HTML page) and caption."""
+    if target is None:
+        image = f'*Figure "{_md(figure.alt)}": in the HTML report (too large to embed here).*'
+    else:
+        image = f"![{_md(figure.alt)}]({target})"
+    return f"{image}\n\n*{_md(figure.caption)}*" if figure.caption else image
+
+
+def _markdown_block(block: Block, figure_markdown: Callable[[Figure], str]) -> str:
     if isinstance(block, str):
         return _md(block)
     if isinstance(block, Notes):
@@ -191,9 +231,7 @@ def _markdown_block(block: Block, figures_folder: str | None = None) -> str:
     if isinstance(block, Facts):
         return "\n".join(f"- **{_md(name)}**: {_md(value)}" for name, value in block.items)
     if isinstance(block, Figure):
-        target = block.uri if figures_folder is None else f"{figures_folder}/{block.file_name}"
-        image = f"![{_md(block.alt)}]({target})"
-        return f"{image}\n\n*{_md(block.caption)}*" if block.caption else image
+        return figure_markdown(block)
     classes = block.row_classes or [None] * len(block.rows)
     lines = [f"*{_md(block.caption)}*", ""] if block.caption else []
     lines += ["| " + " | ".join(_md(h) for h in block.header) + " |", "|" + "---|" * len(block.header)]

@@ -51,6 +51,21 @@ PROBABILITY_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
 # Sensitivity where specificity is at least OPERATING_TARGET, and the converse: the best the ROC curve offers.
 OPERATING_POINTS = ("sensitivity_at_95_specificity", "specificity_at_95_sensitivity")
 METRIC_NAMES = THRESHOLD_METRICS + PROBABILITY_METRICS + OPERATING_POINTS
+# Each metric's name for readers: table headers, figure titles.
+METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "f1": "F1",
+    "balanced_accuracy": "Balanced accuracy",
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "brier": "Brier score",
+    "ece": "ECE",
+    "sensitivity_at_95_specificity": "Sensitivity at 95% specificity",
+    "specificity_at_95_sensitivity": "Specificity at 95% sensitivity",
+}
 LOWER_IS_BETTER = frozenset({"brier", "ece"})
 HIGHER_IS_BETTER = tuple(name for name in METRIC_NAMES if name not in LOWER_IS_BETTER)
 # Each metric's interval method (the module's docstring says why each).

@@ -24,7 +24,7 @@ from cxrtl.files import staged_folder
 from cxrtl.gradcam import GradCamSet
 from cxrtl.html_page import Banner, Facts, Notes, Page, Section, Table
 from cxrtl.ingest import DEMO_SLUG
-from cxrtl.metrics import METRIC_NAMES, THRESHOLD_METRICS
+from cxrtl.metrics import METRIC_LABELS, METRIC_NAMES, THRESHOLD_METRICS
 from cxrtl.recipes import get_recipe
 from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
 from cxrtl.repeats import SourceResults, by_source
@@ -36,20 +36,6 @@ logger = logging.getLogger(__name__)
 
 RANK_METRIC = "accuracy"  # the study's ranking
 
-_HEADERS = {
-    "accuracy": "Accuracy",
-    "precision": "Precision",
-    "sensitivity": "Sensitivity",
-    "specificity": "Specificity",
-    "f1": "F1",
-    "balanced_accuracy": "Balanced accuracy",
-    "roc_auc": "ROC AUC",
-    "pr_auc": "PR AUC",
-    "brier": "Brier",
-    "ece": "ECE",
-    "sensitivity_at_95_specificity": "Sensitivity at 95% specificity",
-    "specificity_at_95_sensitivity": "Specificity at 95% sensitivity",
-}
 TEXT_METRICS = ("accuracy", "precision", "sensitivity", "specificity", "f1", "roc_auc")
 # The first table: narrow enough for a 1,400 px window with the Weights column in view; every metric follows.
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
@@ -224,11 +210,11 @@ class Report:
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """The header and the rows (ranked) of the Markdown and HTML results tables."""
-        head = ["Source", "Rank", *(f"{_HEADERS[m]} (95% CI)" for m in METRIC_NAMES), "Best epoch", "Weights"]
+        head = ["Source", "Rank", *(f"{METRIC_LABELS[m]} (95% CI)" for m in METRIC_NAMES), "Best epoch", "Weights"]
         if self.repeated:
-            head[2:2] = [f"{_HEADERS[self.rank_metric]} across seeds: mean ± SD [each seed (95% CI)]"]
+            head[2:2] = [f"{METRIC_LABELS[self.rank_metric]} across seeds: mean ± SD [each seed (95% CI)]"]
         if self.comparable:
-            head += [f"Published {_HEADERS[m].lower()}" for m in PUBLISHED] + ["Published n"]
+            head += [f"Published {METRIC_LABELS[m].lower()}" for m in PUBLISHED] + ["Published n"]
         rows = []
         for i, r in enumerate(self.rows, start=1):
             cells = [r.source, f"{i} ({TIED})" if r.tied_for_best else str(i), *(r.cell(m) for m in METRIC_NAMES)]
@@ -242,9 +228,9 @@ class Report:
 
     def summary_table(self) -> tuple[list[str], list[list[str]]]:
         """The first table: rank, weights and the main metrics with their intervals (all of them follow)."""
-        head = ["Source", "Rank", "Weights", *(f"{_HEADERS[m]} (95% CI)" for m in SUMMARY_METRICS), "Best epoch"]
+        head = ["Source", "Rank", "Weights", *(f"{METRIC_LABELS[m]} (95% CI)" for m in SUMMARY_METRICS), "Best epoch"]
         if self.repeated:
-            head[3:3] = [f"{_HEADERS[self.rank_metric]}: mean ± SD over seeds"]
+            head[3:3] = [f"{METRIC_LABELS[self.rank_metric]}: mean ± SD over seeds"]
         rows = []
         for i, r in enumerate(self.rows, start=1):
             cells = [r.source, f"{i} ({TIED})" if r.tied_for_best else str(i), r.weights()]
@@ -306,7 +292,7 @@ class Report:
         rows = [r for r in self.rows if r.evaluation.result.at_validation_threshold is not None]
         if not rows:
             return None
-        head = ["Source", "Threshold", *(f"{_HEADERS[m]} (95% CI)" for m in THRESHOLD_METRICS)]
+        head = ["Source", "Threshold", *(f"{METRIC_LABELS[m]} (95% CI)" for m in THRESHOLD_METRICS)]
         body = []
         for r in rows:
             at = r.evaluation.result.at_validation_threshold

@@ -37,7 +37,7 @@ def figure_sections(
     comparison: list[Figure] = []
     if intervals:
         comparison.append(
-            Figure(
+            _figure(
                 figures.forest_figure(intervals),
                 "Forest plot of every metric's 95 % interval per source",
                 "Each metric's point estimate and 95 % interval per source: sources whose intervals overlap "
@@ -46,17 +46,27 @@ def figure_sections(
         )
     if scores:
         comparison += [
-            Figure(figures.roc_figure(scores), "ROC curves of all sources", "ROC curves on the test split."),
-            Figure(figures.pr_figure(scores), "Precision-recall curves", "Precision-recall curves on the test split."),
-            Figure(
+            _figure(
+                figures.roc_figure(scores, intervals.get("roc_auc")),
+                "ROC curves of all sources",
+                "ROC curves on the test split; the legend gives each source's ROC AUC and 95 % interval.",
+            ),
+            _figure(
+                figures.pr_figure(scores, intervals.get("pr_auc")),
+                "Precision-recall curves",
+                "Precision-recall curves on the test split; the legend gives each source's PR AUC and 95 % "
+                "interval where there is one.",
+            ),
+            _figure(
                 figures.reliability_figure(scores),
                 "Reliability diagram",
-                "Observed COVID share against predicted probability in ten equal bins: on the diagonal is calibrated.",
+                "Observed COVID share against the mean predicted probability in ten equal bins, one point per "
+                "filled bin sized by its images (counted below): on the dashed diagonal is calibrated.",
             ),
         ]
     if confusions:
         comparison.append(
-            Figure(
+            _figure(
                 figures.confusion_figure(confusions),
                 "Confusion matrices",
                 "Test-split confusion matrices (rows: true class; shade: share of the row).",
@@ -69,13 +79,19 @@ def figure_sections(
             {s: h["best_epoch"] for s, h in histories.items()},
             "/".join(splits),
         )
-        note = f"Loss and accuracy per epoch on the training and the {' / '.join(splits)} split (the one that "
+        note = "Each source's loss (above) and accuracy (below) per epoch on the training and the "
+        note += f"{' / '.join(splits)} split (the one that "
         note += "picks the best epoch, ringed); the selection loss is unweighted cross-entropy."
-        sections.append(Section("Training", [Figure(history, "Training history", note)]))
+        sections.append(Section("Training", [_figure(history, "Training history", note)]))
     if cams:
         note = (
             "Grad-CAM of the last convolutional block for the class each model predicted: the same test images "
             "(the lowest SHA-256 of the id per class) for every source, then its most confident mistakes."
         )
-        sections.append(Section("Where the models look", [Figure(figures.gradcam_figure(cams), "Grad-CAM", note)]))
+        sections.append(Section("Where the models look", [_figure(figures.gradcam_figure(cams), "Grad-CAM", note)]))
     return sections
+
+
+def _figure(png: bytes, alt: str, caption: str) -> Figure:
+    """A figure shown at the width it was drawn for (its PNG holds figures.SCALE pixels per page pixel)."""
+    return Figure(png, alt, caption, figures.display_width(png))

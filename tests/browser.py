@@ -31,7 +31,7 @@ window.addEventListener("load", () => setTimeout(() => {
   out.id = "__PROBE_ID__";
   out.textContent = JSON.stringify({
     images: [...document.images].map((i) => ({src: i.getAttribute("src").slice(0, 60), complete: i.complete,
-                                             width: i.naturalWidth})),
+                                             width: i.naturalWidth, shown: i.getBoundingClientRect().width})),
     requests: performance.getEntriesByType("resource").map((r) => r.name),
     refused: cxrtlViolations,
     layout: {
@@ -83,7 +83,7 @@ def _run(url: str, *args: str) -> subprocess.CompletedProcess:
 class Loaded:
     """What the browser did with a page."""
 
-    images: list[dict]  # src (its first 60 characters), complete, width (naturalWidth)
+    images: list[dict]  # src (its first 60 characters), complete, width (naturalWidth), shown (on the page)
     requests: list[str]  # every resource the page asked for
     refused: list[str]  # what its Content-Security-Policy blocked
     # The window's size, the page's width, the bottom edge of #banner and #provenance, the first table's widths

@@ -20,14 +20,28 @@ def open_png(data: bytes) -> Image.Image:
     return image
 
 
-def test_ten_sources_give_valid_moderate_pngs_with_distinct_colours():
+def test_ten_sources_give_true_colour_pngs_at_twice_a_page_width_with_distinct_colours():
     assert len(SOURCES) == 10
     for name, png in all_figures().items():
         image = open_png(png)
+        assert image.mode == "RGB", (name, image.mode)  # true colour, not a 256-colour palette
         width, height = image.size
-        assert 200 < width < 2000 and 200 < height < 2000, (name, image.size)
-        assert len(png) < 400_000, (name, len(png))
+        # Drawn for at most 1,300 page pixels (a 1,400 px window), at twice that for sharp text.
+        assert figures.display_width(png) == width // figures.SCALE
+        assert 200 < width // figures.SCALE <= 1300 and height > 200, (name, image.size)
+        # Grad-CAM's tiles are photographs: ten sources' of them take a couple of megabytes.
+        assert len(png) < (2_500_000 if name == "gradcam" else 400_000), (name, len(png))
     assert len(set(figures.colours(SOURCES).values())) == 10
+
+
+def test_the_legend_gives_each_sources_auc_and_interval():
+    scores = dict(list(synthetic_scores().items())[:2])
+    with_aucs = figures.roc_figure(scores, {s: (0.9, 0.8, 0.95) for s in scores})
+    assert with_aucs != figures.roc_figure(scores)
+    assert figures._labelled("moco-v2", "AUC", {"moco-v2": (0.9, 0.8, 0.95)}) == "moco-v2: AUC 0.900 (0.800-0.950)"
+    assert figures._labelled("moco-v2", "PR AUC", {"moco-v2": (0.9, float("nan"), float("nan"))}) == (
+        "moco-v2: PR AUC 0.900"
+    )
 
 
 def test_figures_are_deterministic():

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
 
-from cxrtl.html_page import CONTENT_SECURITY_POLICY, Figure, Notes, Page, Section, Table
+import numpy as np
+from PIL import Image
 
-PNG = b"\x89PNG\r\n\x1a\nnot really"
+from cxrtl.html_page import CONTENT_SECURITY_POLICY, EMBEDDED_LIMIT, Figure, Notes, Page, Section, Table
+
+
+def png(width: int, height: int, seed: int = 0) -> bytes:
+    """A true-colour PNG of noise (which does not compress)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+PNG = png(8, 6)
 PAGE = Page(
     "Sources <compared>",
     [
@@ -60,8 +73,24 @@ def test_markdown_has_the_same_content_escaped_with_the_figure_embedded():
     )
     assert "| Source | F1 \\| AUC |\n|---|---|\n| **moco-v2** | **0.9** |\n| imagenet | - |" in text
     assert "- x \\< y & z\n- a \\[link\\](http://example.com)" in text
-    uri = "data:image/png;base64," + base64.b64encode(PNG).decode()
-    assert f'![ROC "curves"]({uri})\n\n*Caption.*' in text
+    [figure] = PAGE.figures()
+    assert f'![ROC "curves"]({figure.embedded()})\n\n*Caption.*' in text
+
+
+def test_an_embedded_figure_is_a_small_copy_at_its_display_width():
+    figure = Figure(png(400, 300), "Noise", width=200)
+    with Image.open(io.BytesIO(base64.b64decode(figure.embedded().split(",", 1)[1]))) as copy:
+        assert copy.size == (200, 150) and copy.mode == "P"
+
+
+def test_embedded_markdown_stays_within_what_the_kfp_ui_shows_and_names_the_figures_left_out():
+    # Each of these is about 127,000 characters embedded: three fit in 400,000 with the text, the fourth not.
+    figures = [Figure(png(560, 170, seed), f"Noise {seed}", "Its caption.") for seed in range(4)]
+    page = Page("Big", [Section("Figures", figures)])
+    text = page.markdown()
+    assert len(text) <= EMBEDDED_LIMIT
+    assert text.count("data:image/png;base64,") == 3
+    assert '*Figure "Noise 3": in the HTML report (too large to embed here).*\n\n*Its caption.*' in text
 
 
 def test_markdown_links_figures_as_files_in_the_folder_given():

@@ -14,6 +14,7 @@ from cxrtl.metrics import (
     BOOTSTRAP_MIN_PER_CLASS,
     BOOTSTRAP_RESAMPLES,
     ECE_BINS,
+    METRIC_LABELS,
     METRIC_NAMES,
     NO_PREDICTED_COVID,
     NOT_ESTIMABLE,
@@ -52,7 +53,7 @@ def test_point_values_match_the_hand_built_confusion_matrix():
     r = binary_metrics(Y, P)
     assert r["confusion"] == {"tn": 5, "fp": 1, "fn": 1, "tp": 3} and r["n"] == 10 and r["undefined"] == {}
     m = r["metrics"]
-    assert list(m) == list(METRIC_NAMES)
+    assert list(m) == list(METRIC_NAMES) == list(METRIC_LABELS)  # every metric has its readers' name
     assert m["accuracy"] == pytest.approx(8 / 10)
     assert m["precision"] == pytest.approx(3 / 4)
     assert m["sensitivity"] == pytest.approx(3 / 4)

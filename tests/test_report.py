@@ -19,6 +19,7 @@ from cxrtl.cli import main
 from cxrtl.compare import Predictions
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import Evaluation, evaluation_result, write_predictions
+from cxrtl.html_page import EMBEDDED_LIMIT
 from cxrtl.ingest import DEMO_SLUG
 from cxrtl.metrics import METRIC_NAMES, roc_points
 from cxrtl.recipes import TrainConfig
@@ -127,7 +128,7 @@ def test_markdown_has_every_metric_with_its_interval_and_the_tied_marks(ten):
     rows = _table_rows(md, "Every metric")
     assert len(rows) == 10
     header = next(line for line in md.splitlines() if line.startswith("| Source |") and "PR AUC" in line)
-    for name in ("Accuracy", "ROC AUC", "PR AUC", "Brier", "ECE", "Sensitivity at 95% specificity"):
+    for name in ("Accuracy", "ROC AUC", "PR AUC", "Brier score", "ECE", "Sensitivity at 95% specificity"):
         assert f"| {name} (95% CI) |" in header
     assert "Published" not in header  # a recommended run with stand-ins is not the study's
     by_source = {row[0]: row for row in rows}
@@ -253,7 +254,7 @@ def test_html_highlights_the_rows_tied_for_best_and_embeds_the_roc_plot(ten):
     results_table = html.split("<h2>")[1]
     assert results_table.count("<tr>") + results_table.count('<tr class="tied">') == 11  # header and ten rows
     assert "<h2>Paired tests</h2>" in html
-    assert '<img alt="ROC curves of all sources" src="data:image/png;base64,' in html
+    assert re.search(r'<img alt="ROC curves of all sources" width="\d+" src="data:image/png;base64,', html)
 
 
 def test_text_and_csv_say_what_each_source_trained_on(ten):
@@ -302,7 +303,8 @@ def test_write_gives_txt_md_html_and_csv(ten, tmp_path):
     )
     assert all((tmp_path / "out" / name).read_bytes().startswith(b"\x89PNG") for name in linked)
     assert len(md.encode()) < 50_000
-    assert "data:image/png;base64," in report.markdown(embed=True)  # the KFP UI's one-file Markdown
+    kfp_ui = report.markdown(embed=True)  # the KFP UI shows this one file alone, up to EMBEDDED_LIMIT characters
+    assert "data:image/png;base64," in kfp_ui and len(kfp_ui) <= EMBEDDED_LIMIT
     assert paths["html"].read_text() == report.html()
     with open(paths["csv"], newline="") as f:
         rows = list(csv.DictReader(f))

@@ -17,6 +17,7 @@ from figure_inputs import (
 )
 from PIL import Image
 
+from cxrtl import figures
 from cxrtl.html_page import Notes, Page, Section, Table
 from cxrtl.report_figures import figure_sections
 
@@ -108,3 +109,18 @@ def test_the_first_table_fits_1400_px_with_its_weights_column(demo_like_report):
     assert table["scrollWidth"] <= table["clientWidth"], layout  # no sideways scroll inside the table
     assert layout["pageWidth"] <= 1400 and table["lastHeaderRight"] <= 1400, layout
     assert demo_like_report.summary_table()[0][2] == "Weights"
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_the_page_never_scrolls_sideways(demo_like_report, width):
+    # A wide table scrolls inside itself, a figure shrinks to the window: the page keeps the window's width.
+    layout = load(demo_like_report.html(), width=width, height=900).layout
+    assert layout["pageWidth"] <= width, layout
+
+
+def test_every_figure_shows_at_the_width_it_was_drawn_for_at_1400_px(demo_like_report):
+    # Its text is then at the sizes cxrtl.figures sets (10 pt, none below 8 pt: 11 px and more on the page).
+    images = load(demo_like_report.html(), width=1400, height=900).images
+    assert len(images) == 6  # forest, ROC, PR, reliability, confusion, history (no Grad-CAM in this report)
+    for image in images:
+        assert image["shown"] == image["width"] // figures.SCALE, image
