@@ -19,8 +19,8 @@ lint: $(VENV)/.installed
 pytest: $(VENV)/.installed $(S3RVER) browser
 	$(VENV)/bin/pytest
 
-# The inner loop's tier (a few minutes on two cores): every test but those marked slow (they train models, run
-# the pipeline or start a browser) and the container tests. `make test` runs them all.
+# The inner loop's tier (under 3 minutes on two cores): every test but the container tests and those marked
+# slow (pyproject.toml: a test that takes seconds or more is marked). `make test` runs them all.
 test-fast: lint pytest-fast
 
 pytest-fast: $(VENV)/.installed $(S3RVER)
@@ -57,18 +57,21 @@ clean:
 # --- Container images (docker/) -------------------------------------------------------------------
 # Names and tags come from the one place they are configured, the images: block of
 # manifests/base/kustomization.yaml, through components/images.py (which pipeline.py uses too).
-# `make images` builds both images from docker/Dockerfile, `make push` pushes them. `make push
-# REGISTRY=ghcr.io/you [TAG=x]` first points that block at REGISTRY (with `kustomize edit set image`;
-# commit the change, then compile or submit the pipeline again so that its tasks use the pushed images).
+# `make images` builds both images from docker/Dockerfile under the names that block gives. `make push
+# [REGISTRY=ghcr.io/you]` first points the block at REGISTRY (default: the registry it names now) with the
+# checkout's content tag (components/images.py: VERSION-HASH of everything an image is built from, so every
+# change gets a new tag and a node never runs old code under a reused one), then builds and pushes; commit
+# the block, then compile or submit the pipeline again (submit warns when the block's tag is not this code's).
 # `make images-offline` needs no registry (README: "Build the images"); `make test-containers` builds
 # that way and runs the whole pipeline in the images.
 # Recursive (=): read when a recipe runs, so after set-images has changed the kustomization.
 TRAIN_IMAGE = $(shell $(PYTHON) -m components.images cxrtl-train)
 CPU_IMAGE = $(shell $(PYTHON) -m components.images cxrtl-cpu)
-# A registry may carry a port (host:5000/x:tag): the tag is what follows the last colon.
-TAG ?= $(lastword $(subst :, ,$(TRAIN_IMAGE)))
 # Extra `docker build` arguments for both images (the offline build sets BASE_IMAGE and WHEELHOUSE).
 BUILD_ARGS ?=
+TAG ?= $(shell $(PYTHON) -m components.images --content-tag $(BUILD_ARGS))
+# What precedes the image's own name (its last path component) in the block now.
+REGISTRY ?= $(patsubst %/,%,$(dir $(TRAIN_IMAGE)))
 # The torch build of the CPU image (images-offline says when it is cuda).
 CPU_TORCH ?= cpu
 WHEELHOUSE := build/wheelhouse
@@ -85,8 +88,8 @@ image-names: $(VENV)/.installed
 	@test -n "$(TRAIN_IMAGE)" && test -n "$(CPU_IMAGE)" || { echo "make: cannot read the image names (see the error above)" >&2; exit 1; }
 
 images: docker-engine image-names
-	docker build -f docker/Dockerfile --build-arg TORCH=cuda $(BUILD_ARGS) -t $(TRAIN_IMAGE) .
-	docker build -f docker/Dockerfile --build-arg TORCH=$(CPU_TORCH) $(BUILD_ARGS) -t $(CPU_IMAGE) .
+	docker build -f docker/Dockerfile --build-arg TORCH=cuda $(BUILD_ARGS) --build-arg IMAGE=$(TRAIN_IMAGE) -t $(TRAIN_IMAGE) .
+	docker build -f docker/Dockerfile --build-arg TORCH=$(CPU_TORCH) $(BUILD_ARGS) --build-arg IMAGE=$(CPU_IMAGE) -t $(CPU_IMAGE) .
 	@$(MAKE) --no-print-directory image-sizes
 
 # Each name with its size (the two names can tag one image: the offline build makes them identical).
@@ -95,12 +98,12 @@ image-sizes: image-names
 		echo "$$ref $$(docker image inspect --format '{{.Size}}' $$ref | numfmt --to=iec --suffix=B)"; \
 	done | column -t
 
-push: $(if $(REGISTRY),set-images) images
+push: set-images images
 	docker push $(TRAIN_IMAGE)
 	docker push $(CPU_IMAGE)
 
 set-images:
-	@test -n "$(REGISTRY)" || { echo "make: set REGISTRY=HOST/NAMESPACE (and TAG=... to change the tag)" >&2; exit 2; }
+	@test -n "$(REGISTRY)" && test -n "$(TAG)" || { echo "make: set REGISTRY=HOST/NAMESPACE (and TAG=..., where this is no git checkout)" >&2; exit 2; }
 	@command -v kustomize >/dev/null 2>&1 || { echo "make: kustomize is not installed: edit the images: block of manifests/base/kustomization.yaml by hand" >&2; exit 1; }
 	cd manifests/base && kustomize edit set image cxrtl-train=$(REGISTRY)/cxrtl-train:$(TAG) cxrtl-cpu=$(REGISTRY)/cxrtl-cpu:$(TAG)
 

@@ -4,4 +4,14 @@ The library does the work (data, weights, model, training, metrics, storage, rep
 the Kubeflow components in ``components/`` only call into it.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# Set by docker/Dockerfile to the reference the image was built under (make images: its content tag).
+IMAGE_ENV = "CXRTL_IMAGE"
+
+
+def running_image() -> str | None:
+    """The container image this process runs in, as its build named it; None outside one of ours."""
+    return os.environ.get(IMAGE_ENV) or None

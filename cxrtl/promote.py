@@ -283,6 +283,7 @@ def card_markdown(card: ChampionCard) -> str:
         f"- Data: {json.dumps(asdict(card.dataset), sort_keys=True)}",
         f"- Recipe: {card.recipe}; best epoch {card.best_epoch} chosen on the {card.selection_split} split",
         f"- Run: {card.run_id}; code cxrtl {card.code_version}; promoted {card.promoted_at}",
+        *([f"- Trained in image {card.image}"] if card.image else []),
         f"- Promotion: {card.promotion.reason}",
         "",
         f"| metric (n = {card.test_images}) | value | 95% CI | interval |",

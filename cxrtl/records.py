@@ -144,6 +144,9 @@ class ModelOrigin:
     dataset: DatasetRef
     best_epoch: int
     selection_split: str
+    # The container image it trained in (cxrtl.running_image): None outside one, and in records older than
+    # the model's schema 3 and the card's 3.
+    image: str | None
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ class ModelMetadata(ModelSummary, Record):
 
     KIND: ClassVar[str] = "model metadata"
     # 2: the selection metric, score and validation threshold; the config's speed switches and checkpoint
-    # policy, and the precision that ran. 3: the device's name, CUDA runtime and driver.
+    # policy, and the precision that ran. 3: the device's name, CUDA runtime and driver, the image.
     SCHEMA_VERSION: ClassVar[int] = 3
 
     backbone_tensors_loaded: int
@@ -219,8 +222,8 @@ _CONFIG_BEFORE_2 = {
 
 
 def _device_upgraded(model: dict[str, Any]) -> dict[str, Any]:
-    """A model's fields of schema 2 in schema 3: the device it trained on was not recorded."""
-    return {"device_name": None, "cuda_runtime": None, "cuda_driver": None, **model}
+    """A model's fields of schema 2 in schema 3: the device and image it trained on were not recorded."""
+    return {"device_name": None, "cuda_runtime": None, "cuda_driver": None, "image": None, **model}
 
 
 def _config_upgraded(model: dict[str, Any], version: int) -> dict[str, Any]:
@@ -259,7 +262,7 @@ class EvaluationResult(Record):
 
     KIND: ClassVar[str] = "evaluation results"
     # 2: every metric's interval and its method, undefined reasons, the bootstrap, the validation threshold's
-    # results; the model's summary of schema 2. 3: the model's device (ModelSummary).
+    # results; the model's summary of schema 2. 3: the model's device and image (ModelSummary).
     SCHEMA_VERSION: ClassVar[int] = 3
 
     n: int  # test images
@@ -313,7 +316,8 @@ class Promotion:
 class ChampionCard(ModelOrigin, Record):
     """What the champion is and why it was promoted: the champion's ``card.json`` (and ``card.md``)."""
 
-    SCHEMA_VERSION: ClassVar[int] = 2
+    # 2: every metric's interval method and undefined reasons. 3: the image the model trained in.
+    SCHEMA_VERSION: ClassVar[int] = 3
     KIND: ClassVar[str] = "champion card"
 
     recipe: str
@@ -345,7 +349,7 @@ class ChampionCard(ModelOrigin, Record):
 
     @classmethod
     def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
-        return _intervals_v1(values)
+        return {"image": None, **(_intervals_v1(values) if version < 2 else values)}
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:

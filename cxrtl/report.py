@@ -68,13 +68,13 @@ class Provenance:
     covid: int  # test images of each class
     normal: int
     kfp_run: str | None = None  # the KFP run's page, when known
-    image: str | None = None  # the container image reference, when known
+    image: str | None = None  # the images the models trained in (ModelSummary.image), when recorded
 
     def items(self) -> list[tuple[str, str]]:
         dataset = ", ".join(self.datasets) + (" (DEMO: synthetic images, not chest X-rays)" if self.demo else "")
         return [
             ("Run", ", ".join(self.run_ids) + (f" ({self.kfp_run})" if self.kfp_run else " (no KFP run link)")),
-            ("Made", f"{self.date}; code cxrtl {self.code_version}; image {self.image or 'not recorded'}"),
+            ("Made", f"{self.date}; code cxrtl {self.code_version}; trained in image {self.image or 'not recorded'}"),
             ("Dataset", dataset),
             ("Test images", f"{self.covid + self.normal} ({self.covid} COVID, {self.normal} Normal)"),
         ]
@@ -120,10 +120,12 @@ class Row:
     def trained_on(self) -> str:
         model = self.model
         if model.device_name is None:
-            return "a device not recorded"
-        if model.cuda_runtime is None:
-            return model.device_name
-        return f"{model.device_name} (CUDA {model.cuda_runtime}, driver up to CUDA {model.cuda_driver or '?'})"
+            device = "a device not recorded"
+        elif model.cuda_runtime is None:
+            device = model.device_name
+        else:
+            device = f"{model.device_name} (CUDA {model.cuda_runtime}, driver up to CUDA {model.cuda_driver or '?'})"
+        return f"{device} in image {model.image}" if model.image else device
 
 
 @dataclass
@@ -382,7 +384,7 @@ class Report:
         for m in METRIC_NAMES:
             head += [m, f"{m}_low", f"{m}_high", f"{m}_interval", f"{m}_undefined"]
         head += ["n", "best_epoch", "stand_in", "weights_sha256", "validation_threshold"]
-        head += ["device_name", "cuda_runtime", "cuda_driver"]
+        head += ["device_name", "cuda_runtime", "cuda_driver", "image"]
         rows = []
         for i, r in enumerate(self.rows, start=1):
             result = r.evaluation.result
@@ -393,13 +395,13 @@ class Report:
                 cells.append(result.undefined.get(m, ""))
             model = r.model
             cells += [r.n, model.best_epoch, model.weights_stand_in, model.weights_sha256, model.validation_threshold]
-            cells += [model.device_name, model.cuda_runtime, model.cuda_driver]
+            cells += [model.device_name, model.cuda_runtime, model.cuda_driver, model.image]
             rows.append(cells)
         return head, rows
 
 
-def provenance_of(evaluations: list[Evaluation], kfp_run: str | None = None, image: str | None = None) -> Provenance:
-    """The report's provenance from its models' records (run ids, datasets) and this code."""
+def provenance_of(evaluations: list[Evaluation], kfp_run: str | None = None) -> Provenance:
+    """The report's provenance from its models' records (run ids, datasets, images) and this code."""
     from cxrtl.retrain import code_fingerprint
 
     models = [ev.result.model for ev in evaluations]
@@ -413,7 +415,7 @@ def provenance_of(evaluations: list[Evaluation], kfp_run: str | None = None, ima
         covid=int((y == 1).sum()),
         normal=int((y == 0).sum()),
         kfp_run=kfp_run,
-        image=image,
+        image=", ".join(sorted({m.image for m in models if m.image})) or None,
     )
 
 

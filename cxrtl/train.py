@@ -27,7 +27,7 @@ import torch
 from sklearn.metrics import log_loss
 from torch import nn
 
-from cxrtl import __version__, signals
+from cxrtl import __version__, running_image, signals
 from cxrtl.checkpoints import CheckpointPolicy, CheckpointStore
 from cxrtl.data import POSITIVE_LABEL, PreparedData
 from cxrtl.device import DeviceInfo, require_c_compiler
@@ -502,6 +502,7 @@ def finish(session: Session, progress: Progress, out_dir: Path) -> TrainResult:
         image_size=session.data.image_size,
         device=str(session.train.device),
         **dataclasses.asdict(DeviceInfo.of(session.train.device)),
+        image=running_image(),
         precision=session.step_settings.precision,
         cxrtl_version=__version__,
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

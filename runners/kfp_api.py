@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ import urllib3
 import yaml
 from kfp_server_api import ApiException
 
+from components.images import stale_warning
 from cxrtl.errors import CxrtlError
 from runners import kfp_adapter
 
@@ -545,6 +547,8 @@ def _prepare(args: argparse.Namespace, compile_package: CompilePackage, run_para
     if not args.skip_version_check:
         check_server_version(host, info)
     pipeline_name = args.pipeline_name or spec["pipelineInfo"]["name"]
+    if warning := stale_warning():
+        print(warning, file=sys.stderr)
     return _Prepared(host, client, namespace, package, pipeline_name, params, _ui_url(args, host, info))
 
 

@@ -20,6 +20,7 @@ from kfp_api_stub import KfpApiStub
 # pipeline.py and runners/ sit at the repo root, outside the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pipeline
+from components import images
 from runners import kfp_api
 
 TOKEN = "tok-3f9a1c-do-not-print"
@@ -80,6 +81,15 @@ def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.delenv(kfp_api.SA_TOKEN_PATH_ENV, raising=False)
     monkeypatch.delenv(kfp_api.UI_URL_ENV, raising=False)
     monkeypatch.setattr(kfp_api, "SA_TOKEN_PATHS", (str(tmp_path / "kfp-token"), str(tmp_path / "sa-token")))
+
+
+@pytest.fixture(autouse=True)
+def images_of_this_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The images: block as make push leaves it (this checkout's content tag): submit has no warning to give."""
+    tag = images.content_tag()
+    monkeypatch.setattr(
+        images, "images", lambda: {name: f"r.example/{name}:{tag}" for name in (images.TRAIN, images.CPU)}
+    )
 
 
 @pytest.fixture
@@ -147,6 +157,17 @@ def test_submit_uploads_the_package_and_starts_a_run_with_typed_parameters(
     assert out.splitlines()[-1] == f"{stub.url}/#/runs/details/{run_id}"
     assert err == ""
     assert TOKEN not in out
+
+
+def test_submit_warns_in_one_line_when_the_images_are_not_this_codes(
+    stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.setattr(images, "images", lambda: {images.TRAIN: "r.example/cxrtl-train:0.1.0"})
+    assert pipeline.main(["submit", "--host", stub.url, *REQUIRED]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: r.example/cxrtl-train:0.1.0 in manifests/base/")
+    assert f"would be tagged {images.content_tag()}): run make push" in err[0]
+    assert stub.runs  # a warning, not a refusal: the user may have pushed these images from this code by hand
 
 
 def test_a_changed_package_becomes_a_new_version_and_an_unchanged_one_is_reused(

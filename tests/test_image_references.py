@@ -162,3 +162,72 @@ def test_every_dockerfile_base_image_is_hosted_and_pinned(dockerfile: Path):
     for base in bases:
         assert "$" not in base, f"{dockerfile.name}: FROM {base}: an ARG without a default"
         assert reference_problem(base) is None, f"{dockerfile.name}: FROM {base}: {reference_problem(base)}"
+
+
+def _image_inputs_copy(root: Path) -> Path:
+    """A git checkout holding the files the content tag reads, and a file it must not."""
+    import shutil
+    import subprocess
+
+    for name in (".dockerignore", ".gitignore", "docker/Dockerfile", "pyproject.toml", "README.md"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, root / name)
+    (root / "cxrtl").mkdir()
+    (root / "cxrtl" / "train.py").write_text("EPOCHS = 10\n")
+    (root / "manifests").mkdir()
+    (root / "manifests" / "kustomization.yaml").write_text("images: []\n")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    return root
+
+
+def test_the_content_tag_changes_with_what_the_image_is_built_from_and_only_that(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from components.images import content_tag
+
+    root = _image_inputs_copy(tmp_path)
+    first = content_tag(root=root)
+    assert re.fullmatch(r"\d+\.\d+\.\d+-[0-9a-f]{12}", first) and content_tag(root=root) == first
+    # Not in the image: the kustomization make push edits, and a cache the build context leaves out.
+    (root / "manifests" / "kustomization.yaml").write_text("images: [{name: cxrtl-cpu, newTag: x}]\n")
+    (root / "cxrtl" / "__pycache__").mkdir()
+    (root / "cxrtl" / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0")
+    assert content_tag(root=root) == first
+    cuda126 = content_tag("--build-arg TORCH_CUDA=cu126", root=root)
+    assert cuda126.startswith(f"{first}-") and cuda126 != first
+    (root / "cxrtl" / "train.py").write_text("EPOCHS = 11\n")
+    edited = content_tag(root=root)
+    (root / "cxrtl" / "new.py").write_text("")  # not yet added to git, but in the build context
+    added = content_tag(root=root)
+    assert len({first, edited, added}) == 3
+
+
+def test_submit_is_warned_of_images_that_are_not_this_code(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    import components.images as module
+
+    tag = module.content_tag()
+    # The repository's own block names the release's tag, which is not a content tag.
+    assert "kustomization.yaml" in (module.stale_warning() or "") and tag in (module.stale_warning() or "")
+    monkeypatch.setattr(module, "images", lambda: {"cxrtl-train": f"r.io/t:{tag}", "cxrtl-cpu": "r.io/c@sha256:0"})
+    assert module.stale_warning() is None
+
+
+def test_make_push_points_the_images_at_the_content_tag(monkeypatch: pytest.MonkeyPatch):
+    import subprocess
+    import sys
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    from components.images import content_tag
+
+    dry = subprocess.run(
+        ["make", "-n", "push", "REGISTRY=r.example/me", f"PYTHON={sys.executable}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert f"cxrtl-train=r.example/me/cxrtl-train:{content_tag()}" in dry.stdout

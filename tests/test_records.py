@@ -107,6 +107,9 @@ def test_old_files_read_as_typed_fields():
     # The table gained a column saying how each interval was made; every line above it is as it was.
     assert new_md.split("| metric")[0] == old_md.split("| metric")[0]
     assert "| accuracy | 0.6000 | 0.231-0.882 | wilson |" in new_md
+    assert card.image is None and "Trained in image" not in new_md
+    in_image = card_markdown(dataclasses.replace(card, image="r.io/cxrtl-train:0.1.0-cd99c347dcfd"))
+    assert "- Trained in image r.io/cxrtl-train:0.1.0-cd99c347dcfd\n" in in_image
 
 
 @pytest.mark.parametrize(
@@ -209,9 +212,9 @@ def test_a_prepared_folder_of_an_older_cxrtl_loads_and_a_damaged_info_is_one_err
 @pytest.mark.parametrize("name", ["model.json", "metrics.json"])
 def test_a_schema_2_model_reads_with_its_device_unrecorded(name):
     current = RECORDS[name].from_dict(_old(name), name).to_dict()
-    device = ("device_name", "cuda_runtime", "cuda_driver")
+    device = ("device_name", "cuda_runtime", "cuda_driver", "image")
     model = current if name == "model.json" else current["model"]
-    assert [model[field] for field in device] == [None, None, None]
+    assert [model[field] for field in device] == [None, None, None, None]
     model_2 = {k: v for k, v in model.items() if k not in device}
     schema_2 = model_2 if name == "model.json" else {**current, "model": model_2}
     assert RECORDS[name].from_dict({**schema_2, "schema_version": 2}, name).to_dict() == current

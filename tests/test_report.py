@@ -63,6 +63,7 @@ def _evaluation(
         device_name="cpu",
         cuda_runtime=None,
         cuda_driver=None,
+        image=None,
     )
     predictions = Predictions([f"img{i}.png" for i in range(n)], y, p)
     return Evaluation(evaluation_result(predictions, model), roc_points(y, p), predictions)
@@ -122,6 +123,7 @@ def test_six_perfect_sources_are_all_tied_for_best_and_ordered_by_name_not_posit
     assert all(t.mcnemar_p == 1.0 and t.delong_p == 1.0 for t in report.tests if "moco-v2" not in (t.a, t.b))
 
 
+@pytest.mark.slow
 def test_markdown_has_every_metric_with_its_interval_and_the_tied_marks(ten):
     report = build_report(ten)
     md = report.markdown()
@@ -235,6 +237,7 @@ def test_sources_left_out_for_want_of_weights_are_named_in_every_format():
     assert html.escape(note) in report.html()
 
 
+@pytest.mark.slow
 def test_paper_selection_on_test_is_called_optimistic():
     report = build_report([_evaluation("imagenet", 18, split="test", recipe="paper", stand_in=False)])
     note = next(n for n in report.notes if "optimistic" in n)
@@ -258,15 +261,20 @@ def test_html_highlights_the_rows_tied_for_best_and_embeds_the_roc_plot(ten):
 
 
 def test_text_and_csv_say_what_each_source_trained_on(ten):
-    gpu = dataclasses.replace(ten[0].result.model, device_name="NVIDIA L4", cuda_runtime="13.0", cuda_driver="13.1")
+    image = "r.io/cxrtl-train:0.1.0-cd99c347dcfd"
+    gpu = dataclasses.replace(
+        ten[0].result.model, device_name="NVIDIA L4", cuda_runtime="13.0", cuda_driver="13.1", image=image
+    )
     report = build_report([dataclasses.replace(ten[0], result=dataclasses.replace(ten[0].result, model=gpu)), *ten[1:]])
     lines = report.text().splitlines()
-    assert f"Trained on NVIDIA L4 (CUDA 13.0, driver up to CUDA 13.1): {ten[0].result.model.source}" in lines
+    gpu = f"NVIDIA L4 (CUDA 13.0, driver up to CUDA 13.1) in image {image}"
+    assert f"Trained on {gpu}: {ten[0].result.model.source}" in lines
+    assert f"trained in image {image}" in report.text()  # the provenance's, under the banner
     on_cpu = next(line for line in lines if line.startswith("Trained on cpu: "))
     assert set(on_cpu.removeprefix("Trained on cpu: ").split(", ")) == {e.result.model.source for e in ten[1:]}
     head, rows = report.csv_rows()
-    assert head[-3:] == ["device_name", "cuda_runtime", "cuda_driver"]
-    assert sorted(tuple(row[-3:]) for row in rows)[0] == ("NVIDIA L4", "13.0", "13.1")
+    assert head[-4:] == ["device_name", "cuda_runtime", "cuda_driver", "image"]
+    assert sorted(tuple(row[-4:]) for row in rows)[0] == ("NVIDIA L4", "13.0", "13.1", image)
 
 
 def test_text_marks_the_lines_tied_for_best(ten):
@@ -411,6 +419,7 @@ def test_cli_report_on_a_folder_without_results_is_one_error_line(tmp_path, caps
     )
 
 
+@pytest.mark.slow
 def test_banner_and_provenance_come_first_in_every_format(ten):
     """Stand-ins, a small test split and research use only, before anything else; then where it all came from."""
     report = build_report(ten)
@@ -426,6 +435,7 @@ def test_banner_and_provenance_come_first_in_every_format(ten):
     assert "tawsifurrahman/covid19-radiography-database version v5" in html and "DEMO" not in html
 
 
+@pytest.mark.slow
 def test_demo_data_are_named_as_demo_data(ten):
     demo = DatasetRef(DEMO_SLUG, "sha256:5bd68f5b6e21", "cd" * 32)
     evaluations = []

@@ -216,6 +216,7 @@ def test_paper_run_records_what_it_trained_from(paper_run, stand_in_store):
     assert len(meta.history["select_loss"]) == len(meta.history["train_loss"])
     assert np.isfinite(meta.history["select_loss"]).all()
     assert (meta.device, meta.device_name, meta.cuda_runtime, meta.cuda_driver) == ("cpu", "cpu", None, None)
+    assert meta.image is None  # no CXRTL_IMAGE outside our images
     _, saved = load_model(paper_run.out_dir)
     assert saved == meta
 

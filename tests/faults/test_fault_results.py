@@ -38,6 +38,7 @@ def _evaluated(folder: Path, p: np.ndarray) -> Path:
         device_name="cpu",
         cuda_runtime=None,
         cuda_driver=None,
+        image=None,
     )
     predictions = Predictions([f"img{i}.png" for i in range(20)], y, p)
     result = evaluation_result(predictions, model)

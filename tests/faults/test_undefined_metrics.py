@@ -41,6 +41,7 @@ def _evaluation(source: str, y: np.ndarray, p: np.ndarray) -> Evaluation:
         device_name="cpu",
         cuda_runtime=None,
         cuda_driver=None,
+        image=None,
     )
     predictions = Predictions([f"img{i}.png" for i in range(len(y))], y, p)
     return Evaluation(evaluation_result(predictions, model), roc_points(y, p), predictions)
@@ -78,6 +79,7 @@ def test_promotion_never_picks_an_undefined_score_over_a_defined_one(tmp_path):
         assert champion.current(store) is None
 
 
+@pytest.mark.slow
 def test_a_report_never_ranks_or_ties_an_undefined_value():
     y = np.array([1, 0] * 4)
     defined = _evaluation("imagenet", y, np.where(y == 1, 0.8, 0.3))
