@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from cxrtl.cli import main
 from cxrtl.store import LocalStore
 
 
+@pytest.mark.slow
 def test_bench_prints_a_table_and_a_json_line_and_leaves_no_checkpoint(tmp_path, capsys):
     store = tmp_path / "store"
     main(["bench", "--image-size", "32", "--batch-size", "4", "--batches", "1", "--store", str(store)])

@@ -83,6 +83,7 @@ def test_auto_is_the_cpu_and_cuda_is_refused_here() -> None:
     assert diagnose(gather()) is not None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure where no GPU is visible")
 def test_cxrtl_train_on_cuda_without_a_gpu_fails_in_one_line_before_reading_data(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -103,6 +104,7 @@ def test_cxrtl_train_on_cuda_without_a_gpu_fails_in_one_line_before_reading_data
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_compile_without_a_c_compiler_is_refused_before_reading_data(tmp_path: Path) -> None:
     # PATH holds the Python only: none of cc, gcc, clang is found, as in the slim image.
     bin_dir = tmp_path / "bin"

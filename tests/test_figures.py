@@ -20,6 +20,7 @@ def open_png(data: bytes) -> Image.Image:
     return image
 
 
+@pytest.mark.slow
 def test_ten_sources_give_true_colour_pngs_at_twice_a_page_width_with_distinct_colours():
     assert len(SOURCES) == 10
     for name, png in all_figures().items():
@@ -44,10 +45,12 @@ def test_the_legend_gives_each_sources_auc_and_interval():
     )
 
 
+@pytest.mark.slow
 def test_figures_are_deterministic():
     assert all_figures() == all_figures()
 
 
+@pytest.mark.slow
 def test_one_class_and_undefined_metrics_are_drawn_not_fatal():
     only_normal = {s: (np.zeros(10, dtype=int), np.linspace(0, 1, 10)) for s in SOURCES[:3]}
     only_covid = {s: (np.ones(10, dtype=int), np.linspace(0, 1, 10)) for s in SOURCES[3:5]}
@@ -61,12 +64,14 @@ def test_one_class_and_undefined_metrics_are_drawn_not_fatal():
     open_png(figures.confusion_figure({"imagenet": {"tn": 0, "fp": 0, "fn": 0, "tp": 5}}))
 
 
+@pytest.mark.slow
 def test_history_without_selection_loss_plots_what_there_is():
     old = {s: {k: v for k, v in h.items() if k != "select_loss"} for s, h in synthetic_histories().items()}
     old["imagenet"]["train_loss"][1] = float("nan")
     assert open_png(figures.history_figure(old)) is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("count", [1, 10])
 def test_gradcam_grid_fits_any_number_of_sources(count):
     sets = {s: synthetic_gradcam(i) for i, s in enumerate(SOURCES[:count])}

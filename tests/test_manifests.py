@@ -117,6 +117,7 @@ def test_there_are_the_overlays_the_readme_names():
     assert {"dev", "gpu-cloud", "external-minio"} <= {p.name for p in OVERLAYS}
 
 
+@pytest.mark.slow
 def test_overlay_renders_and_passes_strict_validation(overlay):
     _, rendered, docs = overlay
     assert docs, "the overlay rendered no objects"

@@ -128,6 +128,7 @@ def test_resamples_are_seeded_and_keep_each_class_count():
     assert not np.array_equal(w, stratified_resamples(Y, 300, seed=8))
 
 
+@pytest.mark.slow
 def test_vectorised_resampled_metrics_equal_sklearn_on_each_resample():
     from sklearn.metrics import (
         average_precision_score,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from test_pipeline_local import run_pipeline
 
 from cxrtl.demo_data import write_demo_dataset
@@ -35,6 +36,7 @@ def _log(out: Path, task: str) -> str:
     return (out / "logs" / f"{task}.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_failed_training_leaves_a_report_of_the_others_and_the_rerun_trains_only_it(tmp_path: Path):
     data = write_demo_dataset(tmp_path / "data", per_class=20, seed=0)
     store = LocalStore(tmp_path / "store")

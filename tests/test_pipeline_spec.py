@@ -292,6 +292,7 @@ def test_trains_memory_limit_makes_room_for_its_memory_backed_shm(default_spec: 
     assert ClusterOptions(train_memory="1G", shm_size="1Gi").train_memory_limit == str(10**9 + 2**30)
 
 
+@pytest.mark.slow
 def test_step_sizes_follow_the_options(tmp_path: Path):
     spec = _compile_cli(tmp_path, "--step-cpu", "500m", "--step-memory", "2Gi", "--train-timeout", "2h")
     for task in set(CONTAINER_TASKS) - {"train"}:
@@ -405,6 +406,7 @@ def test_cluster_options_set_node_selector_tolerations_and_names(tmp_path: Path)
     assert set(_secret_env(spec.platform("ingest"))) == {"my-minio", "my-kaggle"}
 
 
+@pytest.mark.slow
 def test_cli_compile_writes_the_same_pipeline_with_the_cluster_options(tmp_path: Path):
     spec = _compile_cli(
         tmp_path,
@@ -432,6 +434,7 @@ def test_cli_compile_writes_the_same_pipeline_with_the_cluster_options(tmp_path:
     assert spec.executor("train")["resources"]["accelerator"]["resourceCount"] == "1"
 
 
+@pytest.mark.slow
 def test_cli_compile_defaults_match_the_library_defaults(tmp_path: Path, default_spec: Spec):
     cli = _compile_cli(tmp_path)
     assert cli.pipeline["root"] == default_spec.pipeline["root"]
@@ -439,6 +442,7 @@ def test_cli_compile_defaults_match_the_library_defaults(tmp_path: Path, default
     assert cli.pipeline["deploymentSpec"] == default_spec.pipeline["deploymentSpec"]
 
 
+@pytest.mark.slow
 def test_no_credential_from_the_environment_reaches_the_compiled_yaml(default_spec: Spec, tmp_path: Path):
     cli = _compile_cli(tmp_path, "--gpu-toleration", "key=value:NoExecute")
     for text in (default_spec.text, cli.text):

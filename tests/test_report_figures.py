@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from figure_inputs import synthetic_confusions, synthetic_intervals, synthetic_scores, synthetic_training
 from PIL import Image
 
@@ -15,6 +16,7 @@ def figures_of(sections):
     return {s.heading: [b.alt for b in s.blocks] for s in sections}
 
 
+@pytest.mark.slow
 def test_all_inputs_give_every_figure_as_a_png():
     scores = synthetic_scores()
     sections = figure_sections(scores, synthetic_confusions(scores), synthetic_intervals(), *synthetic_training())

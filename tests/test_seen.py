@@ -41,6 +41,7 @@ def _keys(data: PreparedData, split: str) -> set[str]:
     return {image_key(data.ids[i]) for i in data.indices(split)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", sorted(RE_ENCODINGS))
 def test_a_re_encoded_release_keeps_every_split_and_its_seen_images_are_found(trained, tmp_path, how):
     first = PreparedData.load(trained / "data")

@@ -288,6 +288,7 @@ def test_wrong_secret_is_a_clear_error_that_hides_it(
         assert wrong not in text and s3_server.secret_key not in text
 
 
+@pytest.mark.slow
 def test_endpoint_down_is_retried_then_named(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -55,6 +55,7 @@ def _stopped_after_epoch_1(data: Path, store: Store, run_id: str) -> dict[str, t
     return {k: v.clone() for k, v in session.model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_a_second_run_id_resumes_the_training_a_stopped_run_left(prepared, store, caplog):
     saved = _stopped_after_epoch_1(prepared["paper"], store, "run-a")
 
@@ -85,6 +86,7 @@ def test_the_run_a_training_was_taken_from_stops_at_its_next_save(prepared, stor
     assert not store.list(f"{first.checkpoints.training}/checkpoints/")
 
 
+@pytest.mark.slow
 def test_another_dataset_is_another_training_and_never_resumes_this_one(prepared, other_dataset, store):
     _stopped_after_epoch_1(prepared["paper"], store, "run-a")
 
@@ -121,6 +123,7 @@ def test_a_training_whose_identity_file_disagrees_with_its_key_is_refused(prepar
         resume(session)
 
 
+@pytest.mark.slow
 def test_a_finished_training_gives_its_model_to_the_next_run_without_training_again(prepared, store, tmp_path, caplog):
     config = TrainConfig.from_recipe("paper", epochs=1, batch_size=16, device="cpu", checkpoint_minutes=0)
     first = train(prepared["paper"], "imagenet", tmp_path / "first", config, store, "run-a")

@@ -127,6 +127,7 @@ def test_unknown_source_names_the_valid_ones(tmp_path):
 # --- each source's native format, through its adapter ---------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", SOURCE_NAMES)
 def test_stand_in_has_the_native_format_and_loads_back_bit_identical(source, stand_in, expected):
     path = stand_in(source)
@@ -466,6 +467,7 @@ def test_an_interrupted_download_leaves_nothing(tmp_path, mirror, monkeypatch):
 # --- the CLI --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_exit_codes(tmp_path, stand_in, mirror, capsys):
     store = str(tmp_path / "store")
     chexpert, moco = str(stand_in("chexpert")), str(stand_in("moco-v1"))

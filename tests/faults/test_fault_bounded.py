@@ -53,6 +53,7 @@ def test_preprocess_goes_on_without_collections_when_a_sheet_is_bloated(clean_ra
     assert str(sheet) in warning and "expands to more than" in warning
 
 
+@pytest.mark.slow
 def test_a_zip_of_900_members_of_1_mib_of_zeros_is_refused_before_extracting(tmp_path, capsys):
     bomb = tmp_path / "bomb.zip"
     zeros = bytes(2**20)  # each member exactly at the per-member threshold: only the whole gives it away

@@ -31,6 +31,7 @@ TRAIN = ["train", "--data", "no-such-data", "--weights", "imagenet", "--out"]
         (["--seed", str(2**64)], f"--seed: must be in 0..{MAX_SEED}, got {2**64}"),  # issue 25: was 20 s in
     ],
 )
+@pytest.mark.slow
 def test_cxrtl_train_refuses_bad_parameters_before_torch_loads(tmp_path: Path, options, named):
     out = tmp_path / "model"
     code = (

@@ -114,6 +114,7 @@ def assert_one_complete_champion(store: Store, *allowed: str) -> champion.Champi
     return current
 
 
+@pytest.mark.slow
 def test_a_first_promotion_killed_after_any_write_is_finished_by_its_retry(new_store, tmp_path):
     reference = new_store()
     decision = promote(reference, tmp_path, [stored_model(reference, "run-a")])
@@ -138,6 +139,7 @@ def test_a_first_promotion_killed_after_any_write_is_finished_by_its_retry(new_s
         assert writes_of(lambda s, model=model: promote(s, tmp_path, [model]), store) == 0
 
 
+@pytest.mark.slow
 def test_a_promotion_over_a_champion_killed_after_any_write_leaves_one_of_them(new_store):
     def prepared() -> tuple[Store, champion.Champion, object]:
         store = new_store()

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.faults
 RUN_ID = "rerun-other-data"
 
 
+@pytest.mark.slow
 def test_a_finished_run_id_is_not_retrained_on_another_dataset(stand_in_store, prepared, tmp_path):
     config = TrainConfig.from_recipe("paper", epochs=1, batch_size=8, checkpoint_minutes=60, device="cpu")
     train(prepared["paper"], "imagenet", tmp_path / "first", config, stand_in_store, RUN_ID)

@@ -59,6 +59,7 @@ def dripping(request) -> Iterator[tuple[str, float]]:
     server.close()
 
 
+@pytest.mark.slow
 def test_a_dripping_server_fails_within_the_timeout_naming_it(dripping):
     endpoint, _ = dripping
     settings = S3Settings(endpoint=endpoint, secure=False, access_key="k", secret_key="s", timeout_s=TIMEOUT_S)

@@ -46,6 +46,7 @@ def hung_endpoint() -> Iterator[str]:
     server.close()
 
 
+@pytest.mark.slow
 def test_a_hung_endpoint_fails_within_the_limit_in_one_line(hung_endpoint: str):
     env = {
         **os.environ,

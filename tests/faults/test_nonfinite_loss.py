@@ -26,6 +26,7 @@ def overflowing_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     return store
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_training_at_its_step_and_writes_nothing(overflowing_store, prepared, tmp_path, capsys):
     out = tmp_path / "model"
     argv = [
