@@ -106,6 +106,7 @@ set-images:
 	@test -n "$(REGISTRY)" && test -n "$(TAG)" || { echo "make: set REGISTRY=HOST/NAMESPACE (and TAG=..., where this is no git checkout)" >&2; exit 2; }
 	@command -v kustomize >/dev/null 2>&1 || { echo "make: kustomize is not installed: edit the images: block of manifests/base/kustomization.yaml by hand" >&2; exit 1; }
 	cd manifests/base && kustomize edit set image cxrtl-train=$(REGISTRY)/cxrtl-train:$(TAG) cxrtl-cpu=$(REGISTRY)/cxrtl-cpu:$(TAG)
+	cd manifests/serving && kustomize edit set image cxrtl-cpu=$(REGISTRY)/cxrtl-cpu:$(TAG)
 
 # Every wheel the images install, built or downloaded by this machine's pip (Linux x86_64, Python 3.11,
 # like the images) from the indexes pip is configured with; copy build/wheelhouse to an air-gapped machine.
@@ -113,7 +114,7 @@ wheelhouse: $(WHEELHOUSE)/.complete
 
 $(WHEELHOUSE)/.complete: pyproject.toml docker/pyproject_requirements.py $(VENV)/.installed
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
-	$(PYTHON) docker/pyproject_requirements.py pipeline < pyproject.toml > build/requirements.txt
+	$(PYTHON) docker/pyproject_requirements.py pipeline serve < pyproject.toml > build/requirements.txt
 	$(PYTHON) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) -r build/requirements.txt
 	touch $@
 

@@ -117,7 +117,7 @@ def predict_images(
     ``out``; each unreadable image skipped, one line in the result's ``refused``. ``gradcam``: also a Grad-CAM
     overlay of the decided class per image, in ``out``/gradcam/."""
     net, metadata = load_model(model.folder)
-    threshold = metadata.validation_threshold if metadata.validation_threshold is not None else DEFAULT_THRESHOLD
+    threshold = threshold_of(metadata)
     names, images, refused = [], [], []
     for name, read in _images(inputs):
         try:
@@ -128,12 +128,8 @@ def predict_images(
     if not names and not refused:
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
         raise CxrtlError(f"no images ({suffixes}) in {', '.join(map(str, inputs))}")
-    batches = _batches(metadata, images, device, batch_size)
-    probabilities = (
-        predict(net.to(batches.device), batches)[:, POSITIVE_LABEL].astype(np.float64)
-        if images
-        else np.empty(0, dtype=np.float64)
-    )
+    batches = batches_of(metadata, images, device, batch_size)
+    probabilities = covid_probabilities(net, batches)
     predictions = [Prediction(n, float(p)) for n, p in zip(names, probabilities, strict=True)]
     result = PredictResult(predictions, refused, threshold, model)
     with staged_folder(Path(out), marker=PREDICTIONS_FILE) as staged:
@@ -145,7 +141,19 @@ def predict_images(
     return result
 
 
-def _batches(metadata: ModelMetadata, images: list[np.ndarray], device: str, batch_size: int) -> Batches:
+def threshold_of(metadata: ModelMetadata) -> float:
+    """The COVID probability at or above which the model decides COVID: its validation threshold, else 0.5."""
+    return metadata.validation_threshold if metadata.validation_threshold is not None else DEFAULT_THRESHOLD
+
+
+def covid_probabilities(net: torch.nn.Module, batches: Batches) -> np.ndarray:
+    """float64 [n]: the COVID probability of each image of ``batches``, as evaluate computes it."""
+    if not len(batches.images):
+        return np.empty(0, dtype=np.float64)
+    return predict(net.to(batches.device), batches)[:, POSITIVE_LABEL].astype(np.float64)
+
+
+def batches_of(metadata: ModelMetadata, images: list[np.ndarray], device: str, batch_size: int = 64) -> Batches:
     """The images in evaluate's batches: the same input transform, batch size and order (float results can
     depend on a batch's size)."""
     stacked = np.stack(images) if images else np.empty((0, metadata.image_size, metadata.image_size), np.uint8)

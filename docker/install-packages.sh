@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run in the image build (docker/Dockerfile, stage `packages`): creates /opt/venv with what pyproject.toml
-# asks for (the build requirements, the dependencies and the [pipeline] extra) and checks the torch build.
+# asks for (the build requirements, the dependencies, the [pipeline] and [serve] extras) and checks the
+# torch build.
 #   sh install-packages.sh TORCH WHEELHOUSE [TORCH_CUDA]
 # TORCH is cuda or cpu. WHEELHOUSE is empty for the package indexes, or the name of the wheelhouse in the
 # build context, whose wheels the Dockerfile copied into ./wheelhouse. TORCH_CUDA (cuda only, default
@@ -24,7 +25,7 @@ if [ -n "$wheelhouse" ] && ! ls wheelhouse/*.whl >/dev/null 2>&1; then
 fi
 
 python3 -m venv /opt/venv
-python3 pyproject_requirements.py pipeline <pyproject.toml >requirements.txt
+python3 pyproject_requirements.py pipeline serve <pyproject.toml >requirements.txt
 if [ -n "$wheelhouse" ]; then
     pip install --no-cache-dir --no-index --find-links wheelhouse -r requirements.txt
 else

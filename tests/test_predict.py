@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -239,3 +246,63 @@ def test_a_zip_gives_the_files_probabilities_and_no_images_is_a_mistake(trained:
         f"cxrtl: error: no images (.dcm, .dicom, .jpeg, .jpg, .png) in {tmp_path}"
     )
     assert not (tmp_path / "none").exists()
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture(scope="module")
+def served(trained: Trained, tmp_path_factory) -> Iterator[str]:
+    """``cxrtl serve`` of the trained model as its own process on a free loopback port: its /v2 URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    argv = [sys.executable, "-m", "cxrtl", "serve", "--model", str(trained.model_dir), "--device", "cpu"]
+    with open(log, "wb") as out:
+        server = subprocess.Popen([*argv, "--http-port", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v2"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, f"cxrtl serve exited {server.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"cxrtl serve not ready in 120 s:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(f"{url}/models/cxrtl/ready", timeout=5) as ready:
+                    if ready.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def test_serve_answers_a_v2_request_with_evaluates_probabilities(trained: Trained, served: str):
+    images = [base64.b64encode(p.read_bytes()).decode() for p in trained.images]
+    body = {"id": "r1", "inputs": [{"name": "image", "shape": [len(images)], "datatype": "BYTES", "data": images}]}
+    status, answer = _post(f"{served}/models/cxrtl/infer", body)
+    assert status == 200, answer
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    probabilities = outputs["covid_probability"]["data"]
+    assert [repr(p) for p in probabilities] == [trained.evaluated[i] for i in trained.ids]  # bit for bit
+    threshold = answer["parameters"]["threshold"]
+    assert outputs["decision"]["data"] == ["COVID" if p >= threshold else "Normal" for p in probabilities]
+    assert answer["parameters"]["model_sha256"] == sha256_file(trained.model_dir / MODEL_FILE)
+    assert answer["id"] == "r1" and "not a medical device" in answer["parameters"]["note"]
+
+
+def test_serve_refuses_an_unreadable_image_naming_it(served: str):
+    data = [base64.b64encode(b"not an image").decode()]
+    body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": data}]}
+    status, answer = _post(f"{served}/models/cxrtl/infer", body)
+    assert status == 400 and "image[0]: not a readable PNG, JPEG or DICOM image" in answer["error"]
+    status, answer = _post(f"{served}/models/cxrtl/infer", {"inputs": [{**body["inputs"][0], "name": "x"}]})
+    assert status == 400 and "expected one BYTES input named 'image'" in answer["error"]

@@ -14,7 +14,7 @@ from cxrtl.errors import CxrtlError
 from cxrtl.files import disk_problem
 
 # Each module adds its sub-commands with register(subparsers) and sets ``func`` on them.
-_COMMAND_MODULES = ("steps", "predict", "weights", "store", "champion", "simulate")
+_COMMAND_MODULES = ("steps", "predict", "serve", "weights", "store", "champion", "simulate")
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -6,9 +6,13 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cxrtl.cli.options import STORE_HELP
 from cxrtl.cli.steps import run_id_option
+
+if TYPE_CHECKING:
+    from cxrtl.predict import PredictModel
 
 # Exit status when some images were refused and the others predicted (2 is a mistake that stopped the command).
 EXIT_REFUSED = 1
@@ -24,6 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", type=Path, nargs="+", help="image files, folders (searched recursively) or zips")
     p.add_argument("--out", required=True, type=Path, help="folder for predictions.csv")
+    add_model_options(p)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--gradcam", action="store_true", help="also a Grad-CAM overlay per image, in OUT/gradcam/")
+    p.set_defaults(func=_predict)
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Which model: the store's champion, a run's, or a folder's (``cxrtl predict`` and ``cxrtl serve``)."""
     which = p.add_argument_group("the model (default: the store's champion)")
     which.add_argument("--store", metavar="URL", help=STORE_HELP)
     which.add_argument(
@@ -31,27 +43,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     which.add_argument("--source", help="the weight source of the run's model (with --run-id; default: none)")
     which.add_argument("--model", type=Path, help="a folder written by 'cxrtl train' instead (default: the champion)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--gradcam", action="store_true", help="also a Grad-CAM overlay per image, in OUT/gradcam/")
-    p.set_defaults(func=_predict)
 
 
-def _predict(args: argparse.Namespace) -> int:
+def chosen_model(args: argparse.Namespace, into: Path) -> PredictModel:
+    """The model :func:`add_model_options`' options name, downloaded into ``into`` if it is in a store."""
     from cxrtl.errors import CxrtlError
-    from cxrtl.predict import champion_model, folder_model, predict_images, run_model
+    from cxrtl.predict import champion_model, folder_model, run_model
     from cxrtl.store import open_store
 
     if (args.run_id is None) != (args.source is None):
         raise CxrtlError("--run-id and --source go together: the model one source gave in one run")
     if args.model is not None and args.run_id is not None:
         raise CxrtlError("give --model or --run-id/--source, not both")
+    if args.model is not None:
+        return folder_model(args.model)
+    if args.run_id is not None:
+        return run_model(open_store(args.store), args.run_id, args.source, into)
+    return champion_model(open_store(args.store), into)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from cxrtl.predict import predict_images
+
     with tempfile.TemporaryDirectory(prefix="cxrtl-predict-") as tmp:
-        if args.model is not None:
-            model = folder_model(args.model)
-        elif args.run_id is not None:
-            model = run_model(open_store(args.store), args.run_id, args.source, Path(tmp))
-        else:
-            model = champion_model(open_store(args.store), Path(tmp))
+        model = chosen_model(args, Path(tmp))
         result = predict_images(model, args.images, args.out, device=args.device, gradcam=args.gradcam)
     for line in result.refused:
         print(f"cxrtl predict: refused {line}", file=sys.stderr)
