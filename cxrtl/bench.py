@@ -33,7 +33,7 @@ from torchvision import datasets, transforms
 
 from cxrtl.checkpoints import CheckpointStore
 from cxrtl.data import check_image_size
-from cxrtl.device import require_c_compiler
+from cxrtl.device import require_compiler
 from cxrtl.engine import Batches, StepSettings, resolve_device, resolve_precision, train_one_epoch
 from cxrtl.errors import CxrtlError
 from cxrtl.model import build_model
@@ -117,7 +117,7 @@ def bench(
     config = config or TrainConfig.from_recipe("recommended")
     torch_device = resolve_device(device)
     if config.compile:
-        require_c_compiler()
+        require_compiler(torch_device)
     settings = StepSettings(resolve_precision(config.precision, torch_device), config.channels_last)
     torch.backends.cudnn.benchmark = config.cudnn_benchmark
     n = batch_size * (batches + 1)  # one warm-up batch

@@ -8,6 +8,7 @@ back to hours of training on the node's CPU. The diagnosis is a pure function of
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
@@ -133,14 +134,19 @@ def require_cuda(name: str = "cuda") -> None:
 C_COMPILERS = ("cc", "gcc", "clang")
 
 
-def require_c_compiler() -> None:
-    """torch.compile's compilers need a C compiler at run time: without one it would fail minutes into the
-    first step, so a run asking for it is refused before anything is loaded."""
+def require_compiler(device: torch.device) -> None:
+    """torch.compile's compilers need a C compiler at run time, and Triton on a GPU: without them it would
+    fail minutes into the first step, so a run asking for it is refused before anything is loaded. Our
+    images have neither (docker/install-packages.sh removes Triton)."""
     candidates = [os.environ["CC"]] if os.environ.get("CC") else list(C_COMPILERS)
     if not any(shutil.which(c) for c in candidates):
         raise CxrtlError(
             f"compile=true needs a C compiler on PATH for torch.compile (Triton, Inductor), and none of "
             f"{', '.join(candidates)} is there; install one (e.g. gcc) or set compile=false"
+        )
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        raise CxrtlError(
+            "compile=true on a GPU needs Triton for torch.compile, which is not installed; set compile=false"
         )
 
 

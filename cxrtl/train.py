@@ -30,7 +30,7 @@ from torch import nn
 from cxrtl import __version__, running_image, signals
 from cxrtl.checkpoints import CheckpointPolicy, CheckpointStore
 from cxrtl.data import POSITIVE_LABEL, PreparedData
-from cxrtl.device import DeviceInfo, require_c_compiler
+from cxrtl.device import DeviceInfo, require_compiler
 from cxrtl.engine import (
     Batches,
     EpochStats,
@@ -195,7 +195,7 @@ def open_session(data_dir: Path, source: str, config: TrainConfig, store: Store,
     get_source(source)  # an unknown name fails before anything is read
     device = resolve_device(config.device)  # a missing GPU too
     if config.compile:
-        require_c_compiler()
+        require_compiler(device)
     data = PreparedData.load(data_dir)
     training = config.training
     if len(data.indices("train")) == 0:

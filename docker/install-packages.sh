@@ -44,6 +44,11 @@ else
     pip install --no-cache-dir -r requirements.txt
 fi
 
+# Triton (0.9 GB of the CUDA build's 6 GB) serves torch.compile only, which also needs a C compiler that the
+# image does not have: training refuses compile=true up front (cxrtl/device.py require_compiler), so Triton
+# would never run here. The CPU build has none to remove.
+pip uninstall --yes --quiet triton
+
 python - "$torch" "$torch_cuda" <<'PY'
 import sys
 
