@@ -19,6 +19,7 @@ import io
 import itertools
 import logging
 import math
+import resource
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -66,6 +67,10 @@ class BenchResult:
     study_data_images_per_second: float
     checkpoint_seconds: float
     checkpoint_mib: float
+    # Of ours and the compute bound, before the study's loader and model: the process's peak resident memory,
+    # and on a GPU the peak that torch allocated there (None on the CPU, whose activations are host memory).
+    peak_host_mib: float
+    peak_gpu_mib: float | None
     store: str
 
     @property
@@ -88,6 +93,11 @@ class BenchResult:
             ("data path alone, ours", f"{self.ours_data_images_per_second:.1f} img/s"),
             ("data path alone, study's", f"{self.study_data_images_per_second:.1f} img/s"),
             ("checkpoint write to the store", f"{self.checkpoint_seconds:.2f} s, {self.checkpoint_mib:.0f} MiB"),
+            ("peak memory of ours: host (process RSS)", f"{self.peak_host_mib:.0f} MiB"),
+            (
+                "peak memory of ours: GPU (torch allocated)",
+                "-" if self.peak_gpu_mib is None else f"{self.peak_gpu_mib:.0f} MiB",
+            ),
             ("ours / compute bound", f"{self.ratios['ours_over_compute_bound']:.2f}"),
             ("ours / study (end to end)", f"{self.ratios['ours_over_study']:.2f}"),
             ("data path ours / study", f"{self.ratios['data_ours_over_study']:.1f}"),
@@ -155,6 +165,8 @@ def bench(
     compute, ours = n / compute_s, n / ours_s
     ours_data = _rate(torch_device, batch_size, batches, lambda: (x for x, _ in ours_batches))
     checkpoint_s, checkpoint_mib = _checkpoint(store, model, optimizer)
+    peak_host_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak_gpu_mib = torch.cuda.max_memory_allocated(torch_device) / 2**20 if torch_device.type == "cuda" else None
 
     with tempfile.TemporaryDirectory(prefix="cxrtl-bench-") as tmp:
         loader = _study_loader(Path(tmp), images, classes, image_size, batch_size)
@@ -181,6 +193,8 @@ def bench(
         study_data_images_per_second=study_data,
         checkpoint_seconds=checkpoint_s,
         checkpoint_mib=checkpoint_mib,
+        peak_host_mib=peak_host_mib,
+        peak_gpu_mib=peak_gpu_mib,
         store=store.url,
     )
 

@@ -23,6 +23,7 @@ def test_bench_prints_a_table_and_a_json_line_and_leaves_no_checkpoint(tmp_path,
     rates = [k for k in result if k.endswith("_per_second")]
     assert len(rates) == 5 and all(result[k] > 0 for k in rates)
     assert result["ours_first_epoch_seconds"] > 0 and result["checkpoint_mib"] > 300  # model + Adam state
+    assert result["peak_host_mib"] > result["checkpoint_mib"] and result["peak_gpu_mib"] is None  # on the CPU
     assert math.isclose(
         result["ours_over_compute_bound"],
         result["ours_images_per_second"] / result["compute_bound_images_per_second"],

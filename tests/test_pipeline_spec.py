@@ -267,7 +267,8 @@ def test_train_asks_for_one_gpu_and_its_cpu_and_memory(default_spec: Spec):
     resources = default_spec.executor("train")["resources"]
     assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert resources["accelerator"]["resourceCount"] == "1"
-    assert resources["resourceCpuRequest"] == "4" and resources["resourceMemoryRequest"] == "24Gi"
+    # The defaults fit a 4-vCPU, 16 GiB single-GPU node (allocatable CPU under 4; docs/cluster.md).
+    assert resources["resourceCpuRequest"] == "3" and resources["resourceMemoryRequest"] == "8Gi"
     # On its GPU node, train requires the GPU (cxrtl.device): never a silent fallback to the node's CPU.
     device = default_spec.tasks["train"]["inputs"]["parameters"]["device"]
     assert device == {"runtimeValue": {"constant": "cuda"}}
@@ -286,7 +287,7 @@ def test_only_train_gets_a_gpu_and_every_step_has_requests_and_a_memory_limit(de
 
 def test_trains_memory_limit_makes_room_for_its_memory_backed_shm(default_spec: Spec, tmp_path: Path):
     # /dev/shm (medium: Memory) is charged to the pod's memory: the limit is training's memory plus it.
-    assert default_spec.executor("train")["resources"]["resourceMemoryLimit"] == "32Gi"
+    assert default_spec.executor("train")["resources"]["resourceMemoryLimit"] == "9Gi"
     odd = ClusterOptions(train_memory="1536Mi", shm_size="1Gi")
     assert odd.train_memory_limit == "2560Mi"
     assert ClusterOptions(train_memory="1G", shm_size="1Gi").train_memory_limit == str(10**9 + 2**30)
@@ -379,7 +380,7 @@ def test_train_tolerates_the_gpu_taint_and_gets_a_memory_backed_shm(default_spec
     train = default_spec.platform("train")
     assert train["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert train["emptyDirMounts"] == [
-        {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": "8Gi"}
+        {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": "1Gi"}
     ]
     assert "nodeSelector" not in train  # none unless asked for
     for task in set(CONTAINER_TASKS) - {"train"}:
