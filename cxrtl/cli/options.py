@@ -10,6 +10,11 @@ from typing import Any
 STORE_HELP = "s3://BUCKET[/PREFIX], file:///PATH or a path (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
 
 
+def add_device_option(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """``--device``; a ``default`` of None leaves it to the caller (train: the recipe's, which is auto)."""
+    p.add_argument("--device", default=default, help="auto (default), cpu, cuda, cuda:1 ...")
+
+
 def add_store_option(group: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``--store`` on a command group, and a parent parser that accepts it after the sub-command too.
 

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cxrtl.cli.options import STORE_HELP
+from cxrtl.cli.options import STORE_HELP, add_device_option
 from cxrtl.cli.steps import run_id_option
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("images", type=Path, nargs="+", help="image files, folders (searched recursively) or zips")
     p.add_argument("--out", required=True, type=Path, help="folder for predictions.csv")
     add_model_options(p)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add_device_option(p)
     p.add_argument("--gradcam", action="store_true", help="also a Grad-CAM overlay per image, in OUT/gradcam/")
     p.set_defaults(func=_predict)
 

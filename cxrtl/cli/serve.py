@@ -6,6 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from cxrtl.cli.options import add_device_option
 from cxrtl.cli.predict import add_model_options, chosen_model
 
 DEFAULT_PORT = 8080  # KServe's, which its InferenceService sends requests to
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.add_argument("--name", default="cxrtl", help="the model's name in the URL (default: %(default)s)")
     p.add_argument("--http-port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add_device_option(p)
     p.set_defaults(func=_serve)
 
 

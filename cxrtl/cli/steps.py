@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cxrtl.cli.options import add_setting_options, checked, given_settings
+from cxrtl.cli.options import add_device_option, add_setting_options, checked, given_settings
 from cxrtl.data import image_size_problem
 from cxrtl.demo_data import DEMO_PER_CLASS
 from cxrtl.ingest import IngestLimits
@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="recompute BatchNorm statistics over the training split before each evaluation (default: the recipe's)",
     )
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    add_device_option(p, default=None)
     p.add_argument(
         "--store", help="store URL for weights and checkpoints (default: $CXRTL_STORE, else ~/.cache/cxrtl/store)"
     )
@@ -95,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="a preprocessed folder")
     p.add_argument("--model", required=True, type=Path, help="a folder written by 'cxrtl train'")
     p.add_argument("--out", required=True, type=Path, help="folder for metrics.json, predictions.csv and figures")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add_device_option(p)
     p.add_argument(
         "--masked", action="store_true", help="also evaluate with the lungs blacked out (needs the dataset's masks)"
     )
@@ -122,7 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"default {PAPER.training.batch_size}, as the study (16 with --quick)",
     )
     p.add_argument("--batches", type=_positive_int, help="timed batches after a warm-up (default 5; 3 with --quick)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add_device_option(p)
     p.add_argument("--precision", choices=PRECISIONS, help="auto (default), fp32, bf16, fp16")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default on")
     p.add_argument(
