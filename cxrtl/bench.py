@@ -35,7 +35,15 @@ from torchvision import datasets, transforms
 from cxrtl.checkpoints import CheckpointStore
 from cxrtl.data import check_image_size
 from cxrtl.device import require_compiler
-from cxrtl.engine import Batches, StepSettings, resolve_device, resolve_precision, train_one_epoch
+from cxrtl.engine import (
+    PREDICT_BATCH_SIZE,
+    Batches,
+    StepSettings,
+    predict,
+    resolve_device,
+    resolve_precision,
+    train_one_epoch,
+)
 from cxrtl.errors import CxrtlError
 from cxrtl.model import build_model
 from cxrtl.recipes import PAPER, TrainConfig
@@ -71,6 +79,8 @@ class BenchResult:
     # and on a GPU the peak that torch allocated there (None on the CPU, whose activations are host memory).
     peak_host_mib: float
     peak_gpu_mib: float | None
+    # cxrtl predict's (and evaluate's) pass over the same images: eval mode, fp32, batches of PREDICT_BATCH_SIZE.
+    predict_images_per_second: float
     store: str
 
     @property
@@ -167,6 +177,8 @@ def bench(
     checkpoint_s, checkpoint_mib = _checkpoint(store, model, optimizer)
     peak_host_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     peak_gpu_mib = torch.cuda.max_memory_allocated(torch_device) / 2**20 if torch_device.type == "cuda" else None
+    predict_batches = Batches(images, classes, np.arange(n), PREDICT_BATCH_SIZE, True, torch_device)
+    predict_rate = n / _seconds(torch_device, lambda: [predict(model, predict_batches)])
 
     with tempfile.TemporaryDirectory(prefix="cxrtl-bench-") as tmp:
         loader = _study_loader(Path(tmp), images, classes, image_size, batch_size)
@@ -195,6 +207,7 @@ def bench(
         checkpoint_mib=checkpoint_mib,
         peak_host_mib=peak_host_mib,
         peak_gpu_mib=peak_gpu_mib,
+        predict_images_per_second=predict_rate,
         store=store.url,
     )
 

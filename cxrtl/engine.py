@@ -229,6 +229,11 @@ def recalibrate_batchnorm(model: nn.Module, batches: Batches) -> None:
     update_bn((x for x, _ in batches), model, device=batches.device)
 
 
+# Evaluate's batch size, which cxrtl predict and cxrtl serve keep: on a CPU another batch size can round a
+# probability's last bits differently, and their probabilities are evaluate's bit for bit.
+PREDICT_BATCH_SIZE = 64
+
+
 @torch.no_grad()
 def predict(model: nn.Module, batches: Batches, step_settings: StepSettings = StepSettings()) -> np.ndarray:
     """Softmax probabilities [images, classes] in the order of ``batches``."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from cxrtl.compare import Predictions
 from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData
-from cxrtl.engine import Batches, predict, resolve_device
+from cxrtl.engine import PREDICT_BATCH_SIZE, Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.gradcam import GRADCAM_FILE, explain
@@ -61,7 +61,7 @@ def evaluate(
     out_dir: Path,
     store: Store | None = None,
     device: str = "auto",
-    batch_size: int = 64,
+    batch_size: int = PREDICT_BATCH_SIZE,
     masked: bool = False,
     allow_seen: bool = False,
 ) -> Evaluation:
@@ -142,7 +142,7 @@ def evaluate(
 
 
 def score_images(
-    model_dir: Path, data: PreparedData, indices: np.ndarray, device: str = "auto", batch_size: int = 64
+    model_dir: Path, data: PreparedData, indices: np.ndarray, device: str = "auto", batch_size: int = PREDICT_BATCH_SIZE
 ) -> np.ndarray:
     """The model's COVID probability for the images ``indices`` of ``data``."""
     model, metadata = load_model(model_dir)

@@ -21,7 +21,7 @@ from PIL import Image
 
 from cxrtl import champion
 from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL
-from cxrtl.engine import Batches, predict, resolve_device
+from cxrtl.engine import PREDICT_BATCH_SIZE, Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.gradcam import grad_cam
@@ -110,7 +110,7 @@ def predict_images(
     inputs: list[Path],
     out: Path,
     device: str = "auto",
-    batch_size: int = 64,
+    batch_size: int = PREDICT_BATCH_SIZE,
     gradcam: bool = False,
 ) -> PredictResult:
     """The COVID probability of every readable image of ``inputs`` (files, folders, zips), in predictions.csv in
@@ -153,7 +153,9 @@ def covid_probabilities(net: torch.nn.Module, batches: Batches) -> np.ndarray:
     return predict(net.to(batches.device), batches)[:, POSITIVE_LABEL].astype(np.float64)
 
 
-def batches_of(metadata: ModelMetadata, images: list[np.ndarray], device: str, batch_size: int = 64) -> Batches:
+def batches_of(
+    metadata: ModelMetadata, images: list[np.ndarray], device: str, batch_size: int = PREDICT_BATCH_SIZE
+) -> Batches:
     """The images in evaluate's batches: the same input transform, batch size and order (float results can
     depend on a batch's size)."""
     stacked = np.stack(images) if images else np.empty((0, metadata.image_size, metadata.image_size), np.uint8)

@@ -21,7 +21,7 @@ def test_bench_prints_a_table_and_a_json_line_and_leaves_no_checkpoint(tmp_path,
 
     assert result["device"] == "cpu" and result["compile"] is False and result["image_size"] == 32
     rates = [k for k in result if k.endswith("_per_second")]
-    assert len(rates) == 5 and all(result[k] > 0 for k in rates)
+    assert len(rates) == 6 and all(result[k] > 0 for k in rates)  # predict's among them
     assert result["ours_first_epoch_seconds"] > 0 and result["checkpoint_mib"] > 300  # model + Adam state
     assert result["peak_host_mib"] > result["checkpoint_mib"] and result["peak_gpu_mib"] is None  # on the CPU
     assert math.isclose(
