@@ -115,6 +115,7 @@ def evaluate(
         collections=_by_collection(data, test_idx, y_true, p_covid),
         masked=masked,
         **seen_counts,
+        split_counts=data.info.counts,
     )
 
     with staged_folder(out_dir, marker=METRICS_FILE) as staged:

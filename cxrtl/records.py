@@ -439,7 +439,8 @@ class DataChecks(Record):
     KIND: ClassVar[str] = "data checks"
     # 2: the version recorded; version 1's oldest files lack trained_on_test_images
     # 3: seen_test_images and seen_test_images_changed (cxrtl.seen: copies re-encoded or resized count too)
-    SCHEMA_VERSION: ClassVar[int] = 3
+    # 4: split_counts
+    SCHEMA_VERSION: ClassVar[int] = 4
 
     duplicates: DuplicateSummary | None  # the prepared data's; None where it recorded none
     # Per collection of the test images: images per class (cxrtl.data.CLASS_NAMES), n, correct and accuracy
@@ -450,10 +451,13 @@ class DataChecks(Record):
     # Trained on, or chose the epoch on where that was not the test split; of them, copies that differ in content
     seen_test_images: int | None
     seen_test_images_changed: int | None
+    # The prepared data's images per class in each split (PreparedInfo.counts); None before schema 4
+    split_counts: dict[str, dict[str, int]] | None
 
     @classmethod
     def _upgrade(cls, values: dict[str, Any], version: int) -> dict[str, Any]:
-        return {"trained_on_test_images": None, "seen_test_images": None, "seen_test_images_changed": None, **values}
+        unrecorded = ("trained_on_test_images", "seen_test_images", "seen_test_images_changed", "split_counts")
+        return {**dict.fromkeys(unrecorded), **values}
 
     @classmethod
     def _from_fields(cls, values: dict[str, Any]) -> dict[str, Any]:

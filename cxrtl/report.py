@@ -266,6 +266,16 @@ class Report:
                 )
         return head, rows
 
+    def split_table(self) -> tuple[list[str], list[list[str]]] | None:
+        """The prepared data's images per class in each split, as evaluate recorded them; None where it did not."""
+        checks = self.top.evaluation.checks
+        counts = checks.split_counts if checks else None
+        if not counts:
+            return None
+        classes = list(next(iter(counts.values())))
+        head = ["Split", *classes, "Total"]
+        return head, [[split, *(str(n[c]) for c in classes), str(sum(n.values()))] for split, n in counts.items()]
+
     def settings_table(self) -> tuple[list[str], list[list[str]]]:
         """Each source's recipe, its settings that differ from the recipe's, and its training seeds."""
         head = ["Source", "Recipe", "Overridden settings", "Seeds", "Best epoch chosen on"]
@@ -317,7 +327,9 @@ class Report:
         every = Section("Every metric", ["Each value with its 95 % interval.", Table(*self.table(), classes)])
         per_class = Section("Per class", [Table(*self.per_class_table())])
         settings = Section("Settings by source", [Table(*self.settings_table())])
-        sections = [ranking, every, per_class, settings, *self.figure_sections()]
+        splits = self.split_table()
+        by_split = [Section("Split sizes by class", [Table(*splits)])] if splits else []
+        sections = [ranking, every, per_class, *by_split, settings, *self.figure_sections()]
         threshold = self.threshold_table()
         if threshold:
             about = (

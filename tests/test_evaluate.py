@@ -236,6 +236,7 @@ def test_checks_carry_duplicates_and_collections_from_the_data_into_the_report(e
     checks = json.loads((evaluated.out_dir / "checks.json").read_text())
     data = PreparedData.load(evaluated.data_dir)
     assert checks["duplicates"] == dataclasses.asdict(data.info.duplicates) and checks["masked"] is None
+    assert checks["split_counts"] == data.info.counts  # the report's split sizes by class
     assert load_evaluation(evaluated.out_dir).checks == evaluated.evaluation.checks
     test = data.indices("test")
     table = checks["collections"]

@@ -23,7 +23,7 @@ from cxrtl.html_page import EMBEDDED_LIMIT
 from cxrtl.ingest import DEMO_SLUG
 from cxrtl.metrics import METRIC_NAMES, roc_points
 from cxrtl.recipes import TrainConfig
-from cxrtl.records import DatasetRef, ModelSummary
+from cxrtl.records import DataChecks, DatasetRef, ModelSummary
 from cxrtl.repeats import champion_candidate
 from cxrtl.report import FIGURES_FOLDER, TEXT_METRICS, build_report, skipped_sources_note
 from cxrtl.weights import SOURCE_NAMES, PublishedMetrics, get_source
@@ -445,3 +445,15 @@ def test_demo_data_are_named_as_demo_data(ten):
     report = build_report(evaluations)
     assert any(line.startswith("DEMO DATA: the images are synthetic") for line in report.banner())
     assert "(DEMO: synthetic images, not chest X-rays)" in report.markdown()
+
+
+def test_split_sizes_by_class_come_from_evaluates_checks(ten):
+    assert build_report(ten).split_table() is None  # evaluations without checks.json: no table, no guess
+    counts = {"train": {"Normal": 28, "COVID": 27}, "val": {"Normal": 6, "COVID": 6}, "test": {"Normal": 7, "COVID": 6}}
+    checks = DataChecks(None, None, None, None, None, None, split_counts=counts)
+    report = build_report([dataclasses.replace(e, checks=checks) for e in ten])
+    assert report.split_table() == (
+        ["Split", "Normal", "COVID", "Total"],
+        [["train", "28", "27", "55"], ["val", "6", "6", "12"], ["test", "7", "6", "13"]],
+    )
+    assert "Split sizes by class" in [section.heading for section in report.page().sections]
