@@ -46,9 +46,17 @@ figcaption { font-size: .9em; color: #555; }
 
 
 @dataclass(frozen=True)
+class Link:
+    """A table cell that links to ``href`` (relative to the page, so a folder of them can move)."""
+
+    text: str
+    href: str
+
+
+@dataclass(frozen=True)
 class Table:
     header: Sequence[str]
-    rows: Sequence[Sequence[str]]
+    rows: Sequence[Sequence[str | Link]]
     row_classes: Sequence[str | None] | None = None  # CSS class per row (STYLE has best, tied, muted)
     caption: str = ""
 
@@ -198,10 +206,18 @@ def _html_block(block: Block) -> str:
     rows = []
     for cells, css in zip(block.rows, classes, strict=True):
         attribute = f' class="{_e(css)}"' if css else ""
-        rows.append(f"<tr{attribute}>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+        rows.append(f"<tr{attribute}>" + "".join(f"<td>{_html_cell(c)}</td>" for c in cells) + "</tr>")
     caption = f"<caption>{_e(block.caption)}</caption>" if block.caption else ""
     head = "".join(f"<th>{_e(h)}</th>" for h in block.header)
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _html_cell(cell: str | Link) -> str:
+    return f'<a href="{_e(cell.href)}">{_e(cell.text)}</a>' if isinstance(cell, Link) else _e(cell)
+
+
+def _md_cell(cell: str | Link) -> str:
+    return f"[{_md(cell.text)}](<{cell.href}>)" if isinstance(cell, Link) else _md(cell)
 
 
 def _md(text: str) -> str:
@@ -236,6 +252,6 @@ def _markdown_block(block: Block, figure_markdown: Callable[[Figure], str]) -> s
     lines = [f"*{_md(block.caption)}*", ""] if block.caption else []
     lines += ["| " + " | ".join(_md(h) for h in block.header) + " |", "|" + "---|" * len(block.header)]
     for cells, css in zip(block.rows, classes, strict=True):
-        shown = [f"**{_md(c)}**" if css and _md(c) else _md(c) for c in cells]
+        shown = [f"**{_md_cell(c)}**" if css and _md_cell(c) else _md_cell(c) for c in cells]
         lines.append("| " + " | ".join(shown) + " |")
     return "\n".join(lines)

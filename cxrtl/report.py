@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import logging
 import math
+import posixpath
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,10 @@ from pathlib import Path
 from cxrtl import data_checks
 from cxrtl.compare import ALPHA, PairTest, pair_tests, ranking, tied_for_best
 from cxrtl.errors import CxrtlError
-from cxrtl.evaluate import Evaluation, load_evaluation
+from cxrtl.evaluate import METRICS_FILE, PREDICTIONS_FILE, Evaluation, load_evaluation
 from cxrtl.files import staged_folder
 from cxrtl.gradcam import GradCamSet
-from cxrtl.html_page import Banner, Facts, Notes, Page, Section, Table
+from cxrtl.html_page import Banner, Facts, Link, Notes, Page, Section, Table
 from cxrtl.ingest import DEMO_SLUG
 from cxrtl.metrics import METRIC_LABELS, METRIC_NAMES, THRESHOLD_METRICS
 from cxrtl.recipes import get_recipe
@@ -30,11 +31,14 @@ from cxrtl.records import AtThreshold, EvaluationResult, ModelSummary
 from cxrtl.repeats import SourceResults, by_source
 from cxrtl.report_figures import figure_sections, read_gradcam
 from cxrtl.store import Store, keys
+from cxrtl.train import METADATA_FILE, MODEL_FILE
 from cxrtl.weights import PublishedMetrics, get_source
 
 logger = logging.getLogger(__name__)
 
 RANK_METRIC = "accuracy"  # the study's ranking
+# Each source's files the report links to, as the store keeps them beside the model (cxrtl.store.keys.model_key).
+ARTEFACT_FILES = (METADATA_FILE, METRICS_FILE, PREDICTIONS_FILE, MODEL_FILE)
 
 TEXT_METRICS = ("accuracy", "precision", "sensitivity", "specificity", "f1", "roc_auc")
 # The first table: narrow enough for a 1,400 px window with the Weights column in view; every metric follows.
@@ -276,6 +280,22 @@ class Report:
         head = ["Split", *classes, "Total"]
         return head, [[split, *(str(n[c]) for c in classes), str(sum(n.values()))] for split, n in counts.items()]
 
+    def artefacts_table(self) -> tuple[list[str], list[list[str | Link]]] | None:
+        """Each source's files in the store, linked relative to where the report is kept (``reports/RUN_ID/``),
+        so that the store's folder can move; None where the report is not one run's."""
+        if not self.provenance or len(self.provenance.run_ids) != 1:
+            return None
+        here = posixpath.dirname(keys.report_key(self.provenance.run_ids[0], REPORT_FILES["html"]))
+        head = ["Source", *ARTEFACT_FILES]
+        rows: list[list[str | Link]] = []
+        for r in self.rows:
+            links = [
+                Link(name, posixpath.relpath(keys.model_key(r.source, r.model.run_id, name), here))
+                for name in ARTEFACT_FILES
+            ]
+            rows.append([r.source, *links])
+        return head, rows
+
     def settings_table(self) -> tuple[list[str], list[list[str]]]:
         """Each source's recipe, its settings that differ from the recipe's, and its training seeds."""
         head = ["Source", "Recipe", "Overridden settings", "Seeds", "Best epoch chosen on"]
@@ -329,7 +349,10 @@ class Report:
         settings = Section("Settings by source", [Table(*self.settings_table())])
         splits = self.split_table()
         by_split = [Section("Split sizes by class", [Table(*splits)])] if splits else []
-        sections = [ranking, every, per_class, *by_split, settings, *self.figure_sections()]
+        artefacts = self.artefacts_table()
+        about_artefacts = "Each source's files in the store, linked from this report's place there (reports/RUN_ID/)."
+        files = [Section("Files", [about_artefacts, Table(*artefacts)])] if artefacts else []
+        sections = [ranking, every, per_class, *by_split, settings, *files, *self.figure_sections()]
         threshold = self.threshold_table()
         if threshold:
             about = (

@@ -293,7 +293,12 @@ def test_html_is_self_contained_for_the_kfp_ui(ten):
     # The KFP UI shows an HTML artifact in a sandboxed iframe (srcdoc, allow-scripts only): anything fetched
     # from elsewhere (a stylesheet, a script, an image URL) would not load there.
     html = build_report(ten).html()
-    assert not re.search(r"<(link|script)\b|\b(src|href)=\"(?!data:|#)", html), html
+    assert not re.search(r"<(link|script)\b|\bsrc=\"(?!data:)", html), html
+    # Links are followed only when clicked, never fetched to show the page: the Files table's relative ones
+    # (to the store's files beside the report) are the only ones that leave the page.
+    outside = re.findall(r'<a href="(?!#)([^"]*)"', html)
+    assert outside and all(href.startswith("../../models/") for href in outside)
+    assert len(re.findall(r"\bhref=", html)) == len(re.findall(r'<a href="', html))
 
 
 @pytest.mark.slow  # writes the whole report, its figures included
@@ -457,3 +462,21 @@ def test_split_sizes_by_class_come_from_evaluates_checks(ten):
         [["train", "28", "27", "55"], ["val", "6", "6", "12"], ["test", "7", "6", "13"]],
     )
     assert "Split sizes by class" in [section.heading for section in report.page().sections]
+
+
+@pytest.mark.slow  # renders the page, its figures included
+def test_each_sources_files_are_linked_relative_to_the_reports_place_in_the_store(ten, tmp_path):
+    from cxrtl.store import LocalStore, keys
+
+    report = build_report(ten)
+    head, rows = report.artefacts_table()
+    assert head == ["Source", "model.json", "metrics.json", "predictions.csv", "model.pt"]
+    source = rows[0][0]
+    model_json = rows[0][1]
+    # Resolved from the report's folder in a store, the link lands on the model's own key.
+    store = LocalStore(tmp_path)
+    page = store.root / keys.report_key("r1", "report.html")
+    target = (page.parent / model_json.href).resolve()
+    assert target == (store.root / keys.model_key(source, "r1", "model.json")).resolve()
+    assert f'<a href="{model_json.href}">model.json</a>' in report.page().html()
+    assert f"[model.json](<{model_json.href}>)" in report.page().markdown("figures")
