@@ -98,8 +98,8 @@ def test_each_task_ran_in_a_container_of_its_own_from_its_components_image(demo)
     _, starts = demo
     images = [event["Actor"]["Attributes"]["image"] for event in starts]
     # train once per source on the training image; ingest, check-weights, check-changes, preprocess,
-    # promote, report and evaluate once per source on the CPU image.
-    assert sorted(images) == sorted([image(TRAIN)] * len(SOURCE_NAMES) + [image(CPU)] * (6 + len(SOURCE_NAMES)))
+    # promote, report, run-status and evaluate once per source on the CPU image.
+    assert sorted(images) == sorted([image(TRAIN)] * len(SOURCE_NAMES) + [image(CPU)] * (7 + len(SOURCE_NAMES)))
     assert len({event["id"] for event in starts}) == len(starts)
 
 
@@ -196,7 +196,8 @@ def test_an_empty_wheelhouse_fails_the_build_in_one_line(base_image: str, tmp_pa
 
 
 def test_a_task_failing_in_its_container_fails_the_run_in_one_line(engine, stand_in_store, tmp_path: Path):
-    """kfp.local 2.17 takes a removed container's failure for a success; `run` asks the engine instead."""
+    """kfp.local 2.17 takes a removed container's failure for a success; `run` asks the engine instead, and
+    ends with the task's own error."""
     archive = tmp_path / "wrong.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("something/else.txt", "not the dataset")
@@ -211,11 +212,12 @@ def test_a_task_failing_in_its_container_fails_the_run_in_one_line(engine, stand
         timeout=_RUN_LIMIT_S,
     )
     assert done.returncode == 2
-    assert done.stderr.splitlines()[-1] == (
-        "pipeline.py: error: local run failed: 1 task container(s) failed "
-        f"({image(CPU)} exited with code 1); their logs are above"
-    )
-    # The task's own log, streamed from its container, says why: its end is shown, the whole is on disk.
+    # The engine's record says the container failed (kfp.local took it for a success); the task's own one-line
+    # error, read from its log, comes last.
     log = tmp_path / "out" / "logs" / "ingest.log"
-    assert f"ingest failed. The end of its log ({log}):" in done.stderr.splitlines()
-    assert "CxrtlError" in log.read_text() and "images/ folder" in done.stderr
+    assert f"ingest failed; its log: {log}" in done.stderr.splitlines()
+    assert done.stderr.splitlines()[-1] == (
+        "pipeline.py: error: ingest: wrong.zip: no COVID-19_Radiography_Dataset/COVID/images/ folder; "
+        "is this the Kaggle COVID-19 Radiography Database?"
+    )
+    assert "CxrtlError" in log.read_text()
