@@ -24,6 +24,7 @@ def test_bench_prints_a_table_and_a_json_line_and_leaves_no_checkpoint(tmp_path,
     assert len(rates) == 6 and all(result[k] > 0 for k in rates)  # predict's among them
     assert result["ours_first_epoch_seconds"] > 0 and result["checkpoint_mib"] > 300  # model + Adam state
     assert result["peak_host_mib"] > result["checkpoint_mib"] and result["peak_gpu_mib"] is None  # on the CPU
+    assert 0 < result["predict_peak_host_mib"] <= result["peak_host_mib"]  # measured first
     assert math.isclose(
         result["ours_over_compute_bound"],
         result["ours_images_per_second"] / result["compute_bound_images_per_second"],
