@@ -143,7 +143,7 @@ class ClusterOptions:
     )
     config_map: str = field(default="cxrtl-config", metadata=_about("ConfigMap with MINIO_ENDPOINT and MINIO_SECURE"))
     # Sized to fit the common single-GPU nodes of 4 vCPUs and 16 GiB (g4dn.xlarge, g5.xlarge, g2-standard-4),
-    # whose allocatable CPU is under 4: cxrtl bench's peak of training at 224 px, batch 32 is 5.3 GiB of host
+    # whose allocatable CPU is under 4: cxrtl bench's peak of training at 224 px, batch 32 is 4.4 GiB of host
     # memory on a CPU (docs/performance.md), where the activations are host memory too; on a GPU they are not.
     train_cpu: str = field(default="3", metadata=_about("CPU request per train task (%(default)s)", check=_cpu))
     # For training itself; the memory-backed /dev/shm comes on top, in the limit.

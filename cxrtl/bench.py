@@ -105,6 +105,8 @@ class BenchResult:
             ("data path alone, ours", f"{self.ours_data_images_per_second:.1f} img/s"),
             ("data path alone, study's", f"{self.study_data_images_per_second:.1f} img/s"),
             ("checkpoint write to the store", f"{self.checkpoint_seconds:.2f} s, {self.checkpoint_mib:.0f} MiB"),
+            ("predict: cxrtl predict's and evaluate's pass", f"{self.predict_images_per_second:.1f} img/s"),
+            ("peak memory of predict: host (process RSS)", f"{self.predict_peak_host_mib:.0f} MiB"),
             ("peak memory of ours: host (process RSS)", f"{self.peak_host_mib:.0f} MiB"),
             (
                 "peak memory of ours: GPU (torch allocated)",

@@ -31,4 +31,7 @@ def test_bench_prints_a_table_and_a_json_line_and_leaves_no_checkpoint(tmp_path,
     )
     assert table[0].startswith("cpu, fp32, channels-last on, compile off, 32 px, batch 4, 1 timed batches")
     assert any("ours / study (end to end)" in line for line in table)
+    # Every figure of the JSON line is in the table: predict's, the checkpoint and the host memory peaks (the
+    # GPU's is "-" on the CPU).
+    assert sum("img/s" in line for line in table) == len(rates) and sum("MiB" in line for line in table) == 3
     assert LocalStore(store).list() == []  # the checkpoint written to time it is removed
