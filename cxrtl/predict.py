@@ -35,7 +35,14 @@ logger = logging.getLogger(__name__)
 PREDICTIONS_FILE = "predictions.csv"
 GRADCAM_FOLDER = "gradcam"  # with --gradcam: one PNG per image, the heat map over the image the model saw
 GRADCAM_ALPHA = 0.4  # the heat map's weight in an overlay, as in the report's Grad-CAM figure
-PREDICTION_COLUMNS = ("file", "covid_probability", "decision", "threshold", "model", "model_sha256")
+PREDICTION_COLUMNS = ("file", "covid_probability", "decision", "threshold", "flags", "model", "model_sha256")
+# What flags an image as one the model (trained on frontal chest radiographs) may not speak to: it is still
+# predicted, and each rule that it breaks is named in the output. Not a validation of the image: a plausibility check.
+MIN_SIDE = 128  # px: smaller than any radiograph worth reading
+MAX_ASPECT = 2.0  # the longer side over the shorter
+COLOUR_LEVELS = 8.0  # grey levels by which a pixel's channels differ on average in a colour picture
+RADIOGRAPHY = frozenset({"CR", "DX"})  # DICOM Modality: computed and digital radiography
+LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"})  # DICOM ViewPosition
 # The threshold of a model without a validation threshold (the paper recipe's): what evaluate decides at.
 DEFAULT_THRESHOLD = 0.5
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
@@ -56,6 +63,13 @@ class PredictModel:
 class Prediction:
     file: str
     covid_probability: float
+    flags: tuple[str, ...] = ()  # the plausibility rules the image breaks (MIN_SIDE ...)
+
+
+@dataclass(frozen=True)
+class ReadImage:
+    pixels: np.ndarray  # uint8 [size, size], as the model sees it
+    flags: tuple[str, ...]  # the plausibility rules it breaks
 
 
 @dataclass
@@ -118,11 +132,13 @@ def predict_images(
     overlay of the decided class per image, in ``out``/gradcam/."""
     net, metadata = load_model(model.folder)
     threshold = threshold_of(metadata)
-    names, images, refused = [], [], []
+    names, images, flags, refused = [], [], [], []
     for name, read in _images(inputs):
         try:
-            images.append(read_image(read(), name, metadata.image_size))
+            image = read_image(read(), name, metadata.image_size)
             names.append(name)
+            images.append(image.pixels)
+            flags.append(image.flags)
         except CxrtlError as exc:
             refused.append(str(exc))  # the caller says each in its own line
     if not names and not refused:
@@ -130,7 +146,7 @@ def predict_images(
         raise CxrtlError(f"no images ({suffixes}) in {', '.join(map(str, inputs))}")
     batches = batches_of(metadata, images, device, batch_size)
     probabilities = covid_probabilities(net, batches)
-    predictions = [Prediction(n, float(p)) for n, p in zip(names, probabilities, strict=True)]
+    predictions = [Prediction(*row) for row in zip(names, map(float, probabilities), flags, strict=True)]
     result = PredictResult(predictions, refused, threshold, model)
     with staged_folder(Path(out), marker=PREDICTIONS_FILE) as staged:
         write_predictions(staged / PREDICTIONS_FILE, result)
@@ -199,6 +215,7 @@ def write_predictions(path: Path, result: PredictResult) -> None:
                     repr(p.covid_probability),
                     decision,
                     repr(result.threshold),
+                    "; ".join(p.flags),
                     result.model.name,
                     result.model.sha256,
                 ]
@@ -239,16 +256,49 @@ def _read_file(path: Path) -> bytes:
         raise CxrtlError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
-def read_image(content: bytes, name: str, size: int) -> np.ndarray:
+def read_image(content: bytes, name: str, size: int) -> ReadImage:
     """uint8 [size, size]: a PNG or JPEG through preprocess's decode and resize, a DICOM through
-    :func:`dicom_gray8` first. CxrtlError naming ``name`` if it cannot be read."""
+    :func:`dicom_gray8` first; with the plausibility rules it breaks. CxrtlError naming ``name`` if it cannot
+    be read."""
     if content[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM" or Path(name).suffix.lower() in DICOM_SUFFIXES:
-        return resized(dicom_gray8(content, name), size)
+        gray = dicom_gray8(content, name)
+        return ReadImage(resized(gray, size), (*_shape_flags(gray.size), *_dicom_flags(content)))
     try:
         with Image.open(io.BytesIO(content)) as image:
-            return resized(to_gray8(image), size)
+            flags = (*_shape_flags(image.size), *_colour_flags(image))
+            return ReadImage(resized(to_gray8(image), size), flags)
     except UNREADABLE as exc:
         raise CxrtlError(f"{name}: not a readable PNG, JPEG or DICOM image ({type(exc).__name__})") from None
+
+
+def _shape_flags(size: tuple[int, int]) -> list[str]:
+    width, height = size
+    flags = [f"smaller than {MIN_SIDE} px ({width}x{height})"] if min(width, height) < MIN_SIDE else []
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        flags.append(f"aspect ratio beyond {MAX_ASPECT:g}:1 ({width}x{height})")
+    return flags
+
+
+def _colour_flags(image: Image.Image) -> list[str]:
+    """A colour picture, not a radiograph saved in colour (whose channels are equal)."""
+    if image.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV"):
+        return []
+    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+    spread = np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean()
+    return (
+        [f"a colour picture (channels differ by {spread:.0f} grey levels on average)"] if spread > COLOUR_LEVELS else []
+    )
+
+
+def _dicom_flags(content: bytes) -> list[str]:
+    """DICOM tags that say this is not a frontal radiograph: the modality, a lateral view."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(content), force=True, stop_before_pixels=True)
+    modality = str(ds.get("Modality", "")).strip()
+    view = str(ds.get("ViewPosition", "")).strip().upper()
+    flags = [] if not modality or modality in RADIOGRAPHY else [f"DICOM modality {modality}, not CR or DX"]
+    return flags + ([f"DICOM view position {view} (lateral)"] if view in LATERAL_VIEWS else [])
 
 
 def dicom_gray8(content: bytes, name: str) -> Image.Image:

@@ -20,7 +20,7 @@ from kserve.errors import InvalidInput
 
 from cxrtl.data import CLASS_NAMES
 from cxrtl.errors import CxrtlError
-from cxrtl.predict import PredictModel, batches_of, covid_probabilities, read_image, threshold_of
+from cxrtl.predict import PredictModel, ReadImage, batches_of, covid_probabilities, read_image, threshold_of
 from cxrtl.train import load_model
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 INPUT = "image"  # one BYTES tensor of shape [n]: the files' bytes, base64-encoded
 PROBABILITY_OUTPUT = "covid_probability"  # FP64 [n]
 DECISION_OUTPUT = "decision"  # BYTES [n]: "COVID" or "Normal" at the model's threshold
+FLAGS_OUTPUT = "flags"  # BYTES [n]: the plausibility rules each image breaks (cxrtl.predict), "; "-joined
 RESEARCH_ONLY = "research use, not a medical device"
 
 
@@ -52,7 +53,8 @@ class ChestXrayModel(kserve.Model):
         if not isinstance(payload, InferRequest):
             raise InvalidInput("this server speaks the open inference protocol (v2): POST /v2/models/NAME/infer")
         images = [self._read(i, item) for i, item in enumerate(self._encoded(payload))]
-        probabilities = covid_probabilities(self.net, batches_of(self.metadata, images, self.device))
+        pixels = [image.pixels for image in images]
+        probabilities = covid_probabilities(self.net, batches_of(self.metadata, pixels, self.device))
         decisions = [CLASS_NAMES[int(p >= self.threshold)] for p in probabilities]
         return InferResponse(
             response_id=payload.id,
@@ -60,6 +62,7 @@ class ChestXrayModel(kserve.Model):
             infer_outputs=[
                 InferOutput(PROBABILITY_OUTPUT, [len(images)], "FP64", data=[float(p) for p in probabilities]),
                 InferOutput(DECISION_OUTPUT, [len(images)], "BYTES", data=decisions),
+                InferOutput(FLAGS_OUTPUT, [len(images)], "BYTES", data=["; ".join(i.flags) for i in images]),
             ],
             parameters={
                 "model": self.model.name,
@@ -79,7 +82,7 @@ class ChestXrayModel(kserve.Model):
             raise InvalidInput(f"input {INPUT!r} holds no image")
         return data
 
-    def _read(self, index: int, item: str | bytes):
+    def _read(self, index: int, item: str | bytes) -> ReadImage:
         try:
             content = base64.b64decode(item, validate=True)
         except (binascii.Error, ValueError, TypeError):

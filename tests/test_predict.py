@@ -297,6 +297,7 @@ def test_serve_answers_a_v2_request_with_evaluates_probabilities(trained: Traine
     assert outputs["decision"]["data"] == ["COVID" if p >= threshold else "Normal" for p in probabilities]
     assert answer["parameters"]["model_sha256"] == sha256_file(trained.model_dir / MODEL_FILE)
     assert answer["id"] == "r1" and "not a medical device" in answer["parameters"]["note"]
+    assert outputs["flags"]["data"] == [""] * len(images)  # the demo's images are plausible radiographs
 
 
 def test_serve_refuses_an_unreadable_image_naming_it(served: str):
@@ -306,3 +307,29 @@ def test_serve_refuses_an_unreadable_image_naming_it(served: str):
     assert status == 400 and "image[0]: not a readable PNG, JPEG or DICOM image" in answer["error"]
     status, answer = _post(f"{served}/models/cxrtl/infer", {"inputs": [{**body["inputs"][0], "name": "x"}]})
     assert status == 400 and "expected one BYTES input named 'image'" in answer["error"]
+
+
+def test_implausible_images_are_predicted_and_flagged_with_the_rule_they_break(
+    trained: Trained, tmp_path: Path, capsys
+):
+    gray = _gray(trained.images[0]).astype(np.uint8)
+    Image.fromarray(np.repeat(gray[..., None], 3, axis=2)).save(tmp_path / "grey-in-rgb.png")  # equal channels
+    Image.fromarray(gray).resize((64, 64)).save(tmp_path / "tiny.png")
+    Image.fromarray(gray).resize((600, 200)).save(tmp_path / "wide.png")
+    photo = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.jpg")
+    _write_dicom(tmp_path / "ct.dcm", gray, "MONOCHROME2", 8, None)
+    ct = pydicom.dcmread(tmp_path / "ct.dcm")
+    ct.Modality, ct.ViewPosition = "CT", "LL"
+    ct.save_as(tmp_path / "ct.dcm")
+    names = ["grey-in-rgb.png", "tiny.png", "wide.png", "photo.jpg", "ct.dcm"]
+    args = ["--model", str(trained.model_dir), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    code, rows, _ = _predict([*args, *(str(tmp_path / n) for n in names)], capsys)
+    assert code == 0  # flagged, not refused: each still has its probability
+    flags = {Path(r["file"]).name: r["flags"] for r in rows}
+    assert flags["grey-in-rgb.png"] == ""
+    assert flags["tiny.png"] == "smaller than 128 px (64x64)"
+    assert flags["wide.png"] == "aspect ratio beyond 2:1 (600x200)"
+    assert flags["photo.jpg"].startswith("a colour picture (channels differ by ")
+    assert flags["ct.dcm"] == "DICOM modality CT, not CR or DX; DICOM view position LL (lateral)"
+    assert all(0 <= float(r["covid_probability"]) <= 1 for r in rows)
