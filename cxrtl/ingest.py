@@ -39,7 +39,7 @@ from PIL import Image
 from cxrtl import artifacts
 from cxrtl.errors import CxrtlError
 from cxrtl.files import atomic_file, staged_folder
-from cxrtl.store import Store, keys
+from cxrtl.store import S3_SCHEME, Store, keys
 from cxrtl.store.base import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def ingest(source: str, out: Path, store: Store | None = None, limits: IngestLim
         scratch = staged.parent
         if source == "kaggle":
             result = _ingest_kaggle(staged, scratch, store, limits)
-        elif source.startswith("s3://"):
+        elif source.startswith(S3_SCHEME):
             result = _ingest_stored_zip(source, staged, scratch, store, limits)
         else:
             path = Path(source).expanduser()
@@ -186,7 +186,7 @@ def _ingest_stored_zip(
     """
     from cxrtl.store import open_store
 
-    bucket, _, key = url.removeprefix("s3://").partition("/")
+    bucket, _, key = url.removeprefix(S3_SCHEME).partition("/")
     if not bucket or not key or key.endswith("/"):
         raise CxrtlError(f"ingest source {url}: give s3://BUCKET/KEY of a zip put there with `cxrtl store put`")
     source = open_store(f"s3://{bucket}")

@@ -27,7 +27,7 @@ from cxrtl.files import staged_folder
 from cxrtl.gradcam import grad_cam
 from cxrtl.preprocess import UNREADABLE, resized, to_gray8
 from cxrtl.records import ModelMetadata
-from cxrtl.store import Store, keys, sha256_file
+from cxrtl.store import S3_SCHEME, Store, keys, open_store, sha256_file
 from cxrtl.train import METADATA_FILE, MODEL_FILE, load_model
 
 logger = logging.getLogger(__name__)
@@ -121,15 +121,15 @@ def _download(store: Store, model_key: str, metadata_key: str, into: Path) -> st
 
 def predict_images(
     model: PredictModel,
-    inputs: list[Path],
+    inputs: list[Path | str],
     out: Path,
     device: str = "auto",
     batch_size: int = PREDICT_BATCH_SIZE,
     gradcam: bool = False,
 ) -> PredictResult:
-    """The COVID probability of every readable image of ``inputs`` (files, folders, zips), in predictions.csv in
-    ``out``; each unreadable image skipped, one line in the result's ``refused``. ``gradcam``: also a Grad-CAM
-    overlay of the decided class per image, in ``out``/gradcam/."""
+    """The COVID probability of every readable image of ``inputs`` (files, folders, zips, s3:// prefixes), in
+    predictions.csv in ``out``; each unreadable image skipped, one line in the result's ``refused``.
+    ``gradcam``: also a Grad-CAM overlay of the decided class per image, in ``out``/gradcam/."""
     net, metadata = load_model(model.folder)
     threshold = threshold_of(metadata)
     names, images, flags, refused = [], [], [], []
@@ -222,10 +222,13 @@ def write_predictions(path: Path, result: PredictResult) -> None:
             )
 
 
-def _images(inputs: list[Path]) -> Iterator[tuple[str, Callable[[], bytes]]]:
+def _images(inputs: list[Path | str]) -> Iterator[tuple[str, Callable[[], bytes]]]:
     """(name, a function returning the file's bytes) for each image of ``inputs``, in a stable order; a
     missing input is an image that cannot be read, refused like one."""
     for given in inputs:
+        if str(given).startswith(S3_SCHEME):
+            yield from _s3_images(str(given))
+            continue
         path = Path(given)
         if path.is_dir():
             for found in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
@@ -234,6 +237,13 @@ def _images(inputs: list[Path]) -> Iterator[tuple[str, Callable[[], bytes]]]:
             yield from _zip_images(path)
         else:
             yield str(path), lambda path=path: _read_file(path)
+
+
+def _s3_images(url: str) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """The images under an ``s3://BUCKET/PREFIX`` (the MINIO_* settings of the store), by key."""
+    bucket = open_store(url)
+    for key in sorted(k for k in bucket.list() if Path(k).suffix.lower() in IMAGE_SUFFIXES):
+        yield f"{url.rstrip('/')}/{key}", lambda key=key: bucket.get_bytes(key)
 
 
 def _zip_images(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:

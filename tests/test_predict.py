@@ -33,7 +33,7 @@ from cxrtl.ingest import find_dataset
 from cxrtl.preprocess import to_gray8
 from cxrtl.promote import promote
 from cxrtl.recipes import TrainConfig
-from cxrtl.store import LocalStore, keys, sha256_file
+from cxrtl.store import LocalStore, keys, open_store, sha256_file
 from cxrtl.train import METADATA_FILE, MODEL_FILE, train
 
 pytestmark = pytest.mark.slow  # the tests share a model trained for them
@@ -333,3 +333,19 @@ def test_implausible_images_are_predicted_and_flagged_with_the_rule_they_break(
     assert flags["photo.jpg"].startswith("a colour picture (channels differ by ")
     assert flags["ct.dcm"] == "DICOM modality CT, not CR or DX; DICOM view position LL (lateral)"
     assert all(0 <= float(r["covid_probability"]) <= 1 for r in rows)
+
+
+def test_images_under_an_s3_prefix_are_read_from_the_bucket(trained: Trained, s3_env: str, tmp_path: Path, capsys):
+    prefix = f"{s3_env}/incoming"
+    uploads = open_store(prefix)
+    for path in trained.images:
+        uploads.put_file(f"batch-1/{path.name}", path)
+    uploads.put_bytes("batch-1/notes.txt", b"not an image, not listed")
+    args = ["--model", str(trained.model_dir), "--out", str(tmp_path / "out"), "--device", "cpu", prefix]
+    code, rows, _ = _predict(args, capsys)
+    assert code == 0
+    assert [r["file"] for r in rows] == sorted(f"{prefix}/batch-1/{p.name}" for p in trained.images)
+    by_name = {Path(r["file"]).name: r["covid_probability"] for r in rows}
+    # The same images as from files; evaluate's order is another, so the batch's float rounding may differ.
+    for path, image_id in zip(trained.images, trained.ids, strict=True):
+        assert float(by_name[path.name]) == pytest.approx(float(trained.evaluated[image_id]), abs=1e-6)

@@ -26,12 +26,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "normalisation the model records. An image that cannot be read is refused in one line and the others are "
         f"predicted; then the exit status is {EXIT_REFUSED}. Research use, not a medical device.",
     )
-    p.add_argument("images", type=Path, nargs="+", help="image files, folders (searched recursively) or zips")
+    p.add_argument(
+        "images",
+        type=_image_input,
+        nargs="+",
+        help="image files, folders (searched recursively), zips, or s3://BUCKET/PREFIX (the store's MINIO_* settings)",
+    )
     p.add_argument("--out", required=True, type=Path, help="folder for predictions.csv")
     add_model_options(p)
     add_device_option(p)
     p.add_argument("--gradcam", action="store_true", help="also a Grad-CAM overlay per image, in OUT/gradcam/")
     p.set_defaults(func=_predict)
+
+
+def _image_input(value: str) -> Path | str:
+    """A path, or an s3:// URL kept as written (a Path would fold its "//")."""
+    from cxrtl.store import S3_SCHEME
+
+    return value if value.startswith(S3_SCHEME) else Path(value)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:

@@ -17,7 +17,9 @@ from pathlib import Path
 from cxrtl.store.base import Store, StoreError, sha256_file
 from cxrtl.store.local import LocalStore
 
-__all__ = ["LocalStore", "Store", "StoreError", "default_store_url", "open_store", "sha256_file"]
+__all__ = ["S3_SCHEME", "LocalStore", "Store", "StoreError", "default_store_url", "open_store", "sha256_file"]
+
+S3_SCHEME = "s3://"  # a URL of a bucket (and a prefix in it), reached with the MINIO_* settings
 
 
 def default_store_url() -> str:
@@ -29,7 +31,7 @@ def open_store(url: str | None = None) -> Store:
     if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
         # Not echoed: the value holds credentials.
         raise StoreError("the store URL carries credentials: set MINIO_ACCESS_KEY and MINIO_SECRET_KEY instead")
-    if url.startswith("s3://"):
+    if url.startswith(S3_SCHEME):
         from cxrtl.store.s3 import S3Store
 
         return S3Store.from_url(url)
