@@ -8,6 +8,9 @@ import os
 
 __version__ = "0.1.0"
 
+# On every report, prediction and answer this project gives.
+RESEARCH_ONLY = "Research use only, not a medical device: nothing here may guide the care of a patient."
+
 # Set by docker/Dockerfile to the reference the image was built under (make images: its content tag).
 IMAGE_ENV = "CXRTL_IMAGE"
 

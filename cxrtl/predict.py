@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cxrtl import champion
+from cxrtl import RESEARCH_ONLY, champion
 from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL
 from cxrtl.engine import PREDICT_BATCH_SIZE, Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
 from cxrtl.gradcam import grad_cam
+from cxrtl.html_page import Banner, Facts, Notes, Page, Section, Table
 from cxrtl.preprocess import UNREADABLE, resized, to_gray8
 from cxrtl.records import ModelMetadata
 from cxrtl.store import S3_SCHEME, Store, keys, open_store, sha256_file
@@ -33,6 +34,7 @@ from cxrtl.train import METADATA_FILE, MODEL_FILE, load_model
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.csv"
+PAGE_FILE = "predictions.html"  # the same predictions as a page, for the KFP UI or a browser
 GRADCAM_FOLDER = "gradcam"  # with --gradcam: one PNG per image, the heat map over the image the model saw
 GRADCAM_ALPHA = 0.4  # the heat map's weight in an overlay, as in the report's Grad-CAM figure
 PREDICTION_COLUMNS = ("file", "covid_probability", "decision", "threshold", "flags", "model", "model_sha256")
@@ -150,6 +152,7 @@ def predict_images(
     result = PredictResult(predictions, refused, threshold, model)
     with staged_folder(Path(out), marker=PREDICTIONS_FILE) as staged:
         write_predictions(staged / PREDICTIONS_FILE, result)
+        (staged / PAGE_FILE).write_text(predictions_page(result).html())
         if gradcam and images:
             decided = (probabilities >= threshold).astype(np.int64)
             _write_overlays(staged / GRADCAM_FOLDER, net, batches, decided, names)
@@ -200,6 +203,30 @@ def _write_overlays(folder: Path, net, batches: Batches, decided: np.ndarray, na
             name = Path(names[done].replace("!", "/")).stem
             Image.fromarray(np.rint(blended).astype(np.uint8)).save(folder / f"{done:04d}-{name}.png")
             done += 1
+
+
+def predictions_page(result: PredictResult) -> Page:
+    """predictions.html: self-contained (the KFP UI shows it in a sandbox), the research-use banner first."""
+    flagged = sum(bool(p.flags) for p in result.predictions)
+    warnings = [f"{flagged} image(s) flagged as ones the model may not speak to: see Flags."] if flagged else []
+    facts = [
+        ("Model", f"{result.model.name}, sha256 {result.model.sha256}"),
+        ("Decision", f"COVID at a probability of {result.threshold:.3f} or more (the model's threshold)"),
+        ("Images", f"{len(result.predictions)} predicted, {len(result.refused)} refused"),
+    ]
+    rows = [
+        [
+            p.file,
+            f"{p.covid_probability:.3f}",
+            CLASS_NAMES[int(p.covid_probability >= result.threshold)],
+            "; ".join(p.flags),
+        ]
+        for p in result.predictions
+    ]
+    sections = [Section("Predictions", [Table(["File", "COVID probability", "Decision", "Flags"], rows)])]
+    if result.refused:
+        sections.append(Section("Refused", [Notes(result.refused)]))
+    return Page("COVID-19 predictions", sections, [Banner([RESEARCH_ONLY, *warnings]), Facts(facts)])
 
 
 def write_predictions(path: Path, result: PredictResult) -> None:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxrtl import data_checks
+from cxrtl import RESEARCH_ONLY, data_checks
 from cxrtl.compare import ALPHA, PairTest, pair_tests, ranking, tied_for_best
 from cxrtl.errors import CxrtlError
 from cxrtl.evaluate import METRICS_FILE, PREDICTIONS_FILE, Evaluation, load_evaluation
@@ -45,7 +45,6 @@ TEXT_METRICS = ("accuracy", "precision", "sensitivity", "specificity", "f1", "ro
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
 # Below this many test images the banner says the split is small: an interval then spans tens of points.
 SMALL_TEST_SPLIT = 200
-RESEARCH_ONLY = "Research use only, not a medical device: nothing here may guide the care of a patient."
 PUBLISHED = ("accuracy", "precision", "sensitivity", "f1")  # the study's four published metrics, and n
 TIED = "tied for best"
 

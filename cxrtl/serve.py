@@ -18,6 +18,7 @@ import kserve
 from kserve import InferOutput, InferRequest, InferResponse
 from kserve.errors import InvalidInput
 
+from cxrtl import RESEARCH_ONLY
 from cxrtl.data import CLASS_NAMES
 from cxrtl.errors import CxrtlError
 from cxrtl.predict import PredictModel, ReadImage, batches_of, covid_probabilities, read_image, threshold_of
@@ -29,7 +30,6 @@ INPUT = "image"  # one BYTES tensor of shape [n]: the files' bytes, base64-encod
 PROBABILITY_OUTPUT = "covid_probability"  # FP64 [n]
 DECISION_OUTPUT = "decision"  # BYTES [n]: "COVID" or "Normal" at the model's threshold
 FLAGS_OUTPUT = "flags"  # BYTES [n]: the plausibility rules each image breaks (cxrtl.predict), "; "-joined
-RESEARCH_ONLY = "research use, not a medical device"
 
 
 class ChestXrayModel(kserve.Model):

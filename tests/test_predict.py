@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid
 
-from cxrtl import champion
+from cxrtl import RESEARCH_ONLY, champion
 from cxrtl.champion import MODEL_FILES
 from cxrtl.cli import main
 from cxrtl.evaluate import PREDICTIONS_FILE, evaluate
@@ -98,6 +99,10 @@ def test_predict_reproduces_evaluate_bit_for_bit(trained: Trained, tmp_path: Pat
     assert threshold != 0.5  # the recommended recipe's validation threshold, not evaluate's 0.5
     for r in rows:
         assert r["decision"] == ("COVID" if float(r["covid_probability"]) >= threshold else "Normal")
+    page = (tmp_path / "out" / "predictions.html").read_text()
+    assert page.index(RESEARCH_ONLY) < page.index("<table>")  # the banner first
+    assert all(f"<td>{p}</td>" in page for p in trained.images) and sha256 in page
+    assert not re.search(r"<(link|script)\b|\bsrc=", page)  # self-contained, for the KFP UI's sandbox
 
 
 def _write_dicom(path: Path, pixels: np.ndarray, photometric: str, bits: int, rescale: tuple[float, float] | None):
