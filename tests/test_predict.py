@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 import re
 import shutil
@@ -21,11 +22,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import yaml
 from champion_models import stored_model
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid
 
+from components.images import CPU, image
 from cxrtl import RESEARCH_ONLY, champion
 from cxrtl.champion import MODEL_FILES
 from cxrtl.cli import main
@@ -40,6 +43,7 @@ from cxrtl.train import METADATA_FILE, MODEL_FILE, train
 pytestmark = pytest.mark.slow  # the tests share a model trained for them
 
 RUN_ID = "test-predict"
+ROOT = Path(__file__).resolve().parents[1]
 # A few test images keep the DICOM copies cheap; evaluate's batch holds them all, as predict's does.
 N_IMAGES = 4
 
@@ -354,3 +358,61 @@ def test_images_under_an_s3_prefix_are_read_from_the_bucket(trained: Trained, s3
     # The same images as from files; evaluate's order is another, so the batch's float rounding may differ.
     for path, image_id in zip(trained.images, trained.ids, strict=True):
         assert float(by_name[path.name]) == pytest.approx(float(trained.evaluated[image_id]), abs=1e-6)
+
+
+# --- predict_pipeline.py: the same on a cluster, compiled, and run through kfp.local against S3 (moto: promotion's
+# compare-and-swap needs its conditional writes) -------------------------------------------------------------
+
+
+def test_the_compiled_pipeline_runs_predict_on_the_cpu_image_with_the_store_settings(tmp_path: Path):
+    out = tmp_path / "predict.yaml"
+    done = subprocess.run(
+        [sys.executable, "predict_pipeline.py", "compile", "-o", str(out), "--minio-secret", "my-minio"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    spec, platform = list(yaml.safe_load_all(out.read_text()))
+    assert spec["root"]["inputDefinitions"]["parameters"]["images"]["parameterType"] == "STRING"
+    assert "defaultValue" not in spec["root"]["inputDefinitions"]["parameters"]["images"]  # must be given
+    [executor] = spec["deploymentSpec"]["executors"].values()
+    assert executor["container"]["image"] == image(CPU)
+    outputs = spec["components"]["comp-predict"]["outputDefinitions"]["artifacts"]
+    assert outputs["page"]["artifactType"]["schemaTitle"] == "system.HTML"
+    [task] = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
+    assert task["secretAsEnv"][0]["secretName"] == "my-minio"
+    assert task["configMapAsEnv"][0]["configMapName"] == "cxrtl-config"
+
+
+def test_a_local_run_predicts_every_image_under_the_prefix_and_keeps_the_outputs_in_the_store(
+    trained: Trained,
+    prepared,
+    moto_env: str,
+    tmp_path: Path,
+):
+    store = open_store(moto_env)
+    evaluation = stored_model(store, "champ-run")
+    for name in MODEL_FILES:
+        store.put_file(keys.model_key("imagenet", "champ-run", name), trained.model_dir / name)
+    assert promote(store, prepared["recommended"], [evaluation]).promoted
+    for path in trained.images:
+        store.put_file(f"incoming/{path.name}", path)
+    script = (
+        "from kfp import local; from predict_pipeline import build_predict_pipeline; "
+        f"local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root={str(tmp_path / 'root')!r}); "
+        f"build_predict_pipeline()(images={moto_env + '/incoming'!r}, store={moto_env!r})"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [kept] = [k for k in store.list("predictions/") if k.endswith("/predictions.csv")]
+    assert store.exists(kept.replace("predictions.csv", "predictions.html"))
+    rows = list(csv.DictReader(io.StringIO(store.get_bytes(kept).decode())))
+    by_name = {Path(r["file"]).name: r for r in rows}
+    assert sorted(by_name) == sorted(p.name for p in trained.images)
+    assert {r["model"] for r in rows} == {"champion imagenet from run champ-run"}
+    for path, image_id in zip(trained.images, trained.ids, strict=True):
+        assert float(by_name[path.name]["covid_probability"]) == pytest.approx(
+            float(trained.evaluated[image_id]), abs=1e-6
+        )

@@ -22,6 +22,8 @@ Keys are ``/``-separated paths inside the store (an ``s3://BUCKET/PREFIX`` store
     models/SOURCE/RUN_ID/NAME                     model.pt, model.json (cxrtl.records.ModelMetadata) and the
                                                   evaluation: metrics.json, predictions.csv, roc.json
     reports/RUN_ID/NAME                           report.txt, report.md, report.html, results.csv, pairs.csv
+    predictions/RUN_ID/NAME                       a batch prediction run's predictions.csv and predictions.html
+                                                  (predict_pipeline.py); never pruned
     champion/current.json                         the pointer: which version is the champion (cxrtl.champion),
                                                   only ever replaced by a compare-and-swap
     champion/versions/RUN_ID/SOURCE/NAME          a champion version, never changed once the pointer names it:
@@ -55,6 +57,7 @@ _TRAININGS = "trainings"
 _MODELS = "models"
 _PREPARED = "prepared"
 _REPORTS = "reports"
+_PREDICTIONS = "predictions"
 _CHAMPION = "champion"
 _STATE = "state"
 
@@ -180,6 +183,10 @@ def model_prefix(source: str, run_id: str) -> str:
 def model_key(source: str, run_id: str, name: str) -> str:
     """A file of the model ``source`` gave in ``run_id``: the model, its metadata or its evaluation."""
     return f"{model_prefix(source, run_id)}{name}"
+
+
+def predictions_key(run_id: str, name: str) -> str:
+    return f"{_PREDICTIONS}/{run_id}/{name}"
 
 
 def report_prefix(run_id: str) -> str:
