@@ -8,7 +8,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,9 +235,18 @@ PREDICT_BATCH_SIZE = 64
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: Batches, step_settings: StepSettings = StepSettings()) -> np.ndarray:
-    """Softmax probabilities [images, classes] in the order of ``batches``."""
+def predict(
+    model: nn.Module,
+    batches: Batches,
+    step_settings: StepSettings = StepSettings(),
+    done: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Softmax probabilities [images, classes] in the order of ``batches``; ``done`` is told each batch's size."""
     model.eval()
+    chunks = []
     with step_settings.autocast(batches.device):
-        chunks = [torch.softmax(model(step_settings.input(x)).float(), dim=1).cpu().numpy() for x, _ in batches]
+        for x, _ in batches:
+            chunks.append(torch.softmax(model(step_settings.input(x)).float(), dim=1).cpu().numpy())
+            if done is not None:
+                done(len(x))
     return np.concatenate(chunks) if chunks else np.empty((0, NUM_CLASSES), dtype=np.float32)

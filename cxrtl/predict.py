@@ -27,6 +27,7 @@ from cxrtl.files import staged_folder
 from cxrtl.gradcam import grad_cam
 from cxrtl.html_page import Banner, Facts, Notes, Page, Section, Table
 from cxrtl.preprocess import UNREADABLE, resized, to_gray8
+from cxrtl.progress import Progress
 from cxrtl.records import ModelMetadata
 from cxrtl.store import S3_SCHEME, Store, keys, open_store, sha256_file
 from cxrtl.train import METADATA_FILE, MODEL_FILE, load_model
@@ -47,6 +48,7 @@ RADIOGRAPHY = frozenset({"CR", "DX"})  # DICOM Modality: computed and digital ra
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"})  # DICOM ViewPosition
 # The threshold of a model without a validation threshold (the paper recipe's): what evaluate decides at.
 DEFAULT_THRESHOLD = 0.5
+PROGRESS_FROM = 100  # images: fewer are predicted in seconds, and show no progress
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 _DICOM_MAGIC_OFFSET = 128  # the preamble before "DICM" in a DICOM file (PS3.10 7.1)
@@ -147,7 +149,8 @@ def predict_images(
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
         raise CxrtlError(f"no images ({suffixes}) in {', '.join(map(str, inputs))}")
     batches = batches_of(metadata, images, device, batch_size)
-    probabilities = covid_probabilities(net, batches)
+    with Progress(len(images), "predicting", logger, shown_from=PROGRESS_FROM) as progress:
+        probabilities = covid_probabilities(net, batches, progress)
     predictions = [Prediction(*row) for row in zip(names, map(float, probabilities), flags, strict=True)]
     result = PredictResult(predictions, refused, threshold, model)
     with staged_folder(Path(out), marker=PREDICTIONS_FILE) as staged:
@@ -165,11 +168,12 @@ def threshold_of(metadata: ModelMetadata) -> float:
     return metadata.validation_threshold if metadata.validation_threshold is not None else DEFAULT_THRESHOLD
 
 
-def covid_probabilities(net: torch.nn.Module, batches: Batches) -> np.ndarray:
+def covid_probabilities(net: torch.nn.Module, batches: Batches, progress: Progress | None = None) -> np.ndarray:
     """float64 [n]: the COVID probability of each image of ``batches``, as evaluate computes it."""
     if not len(batches.images):
         return np.empty(0, dtype=np.float64)
-    return predict(net.to(batches.device), batches)[:, POSITIVE_LABEL].astype(np.float64)
+    done = progress.update if progress is not None else None
+    return predict(net.to(batches.device), batches, done=done)[:, POSITIVE_LABEL].astype(np.float64)
 
 
 def batches_of(

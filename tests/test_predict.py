@@ -34,6 +34,7 @@ from cxrtl.champion import MODEL_FILES
 from cxrtl.cli import main
 from cxrtl.evaluate import PREDICTIONS_FILE, evaluate
 from cxrtl.ingest import find_dataset
+from cxrtl.predict import PROGRESS_FROM, folder_model, predict_images
 from cxrtl.preprocess import to_gray8
 from cxrtl.promote import promote
 from cxrtl.recipes import TrainConfig
@@ -416,3 +417,15 @@ def test_a_local_run_predicts_every_image_under_the_prefix_and_keeps_the_outputs
         assert float(by_name[path.name]["covid_probability"]) == pytest.approx(
             float(trained.evaluated[image_id]), abs=1e-6
         )
+
+
+def test_a_long_prediction_shows_its_progress(trained: Trained, tmp_path: Path, caplog):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(PROGRESS_FROM):
+        shutil.copy(trained.images[0], folder / f"copy-{i:03d}.png")
+    model = folder_model(trained.model_dir)
+    with caplog.at_level("INFO", logger="cxrtl.predict"):
+        predict_images(model, [folder], tmp_path / "out", device="cpu")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("predicting: ")]
+    assert lines[-1] == f"predicting: {PROGRESS_FROM} of {PROGRESS_FROM} images (100%)"  # not a terminal: lines
