@@ -9,12 +9,14 @@ import json
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,3 +431,30 @@ def test_a_long_prediction_shows_its_progress(trained: Trained, tmp_path: Path, 
         predict_images(model, [folder], tmp_path / "out", device="cpu")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("predicting: ")]
     assert lines[-1] == f"predicting: {PROGRESS_FROM} of {PROGRESS_FROM} images (100%)"  # not a terminal: lines
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG declaring ``width`` x ``height`` in its IHDR chunk, with an empty IDAT: no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+def test_a_truncated_dicom_and_a_huge_declared_image_are_refused_in_one_line_each(
+    trained: Trained, tmp_path: Path, capsys
+):
+    truncated = tmp_path / "truncated.dcm"
+    _write_dicom(truncated, _gray(trained.images[0]), "MONOCHROME2", 16, None)
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_header_only(100_000, 100_000))  # 10^10 pixels: never decoded
+    args = ["--model", str(trained.model_dir), "--device", "cpu", "--out", str(tmp_path / "out")]
+    code, rows, err = _predict([*args, str(truncated), str(huge), str(trained.images[0])], capsys)
+    assert code == 1 and [r["file"] for r in rows] == [str(trained.images[0])]
+    lines = [line for line in err.splitlines() if "refused" in line]
+    assert len(lines) == 2 and "Traceback" not in err, err
+    assert str(truncated) in lines[0] and "DICOM" in lines[0]
+    assert str(huge) in lines[1] and "DecompressionBombError" in lines[1]
