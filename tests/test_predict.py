@@ -28,7 +28,15 @@ import yaml
 from champion_models import stored_model
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 
 from components.images import CPU, image
 from cxrtl import RESEARCH_ONLY, champion
@@ -168,8 +176,9 @@ def test_bad_inputs_are_refused_in_one_line_each(trained: Trained, tmp_path: Pat
     compressed = tmp_path / "compressed.dcm"
     _write_dicom(compressed, _gray(trained.images[0]), "MONOCHROME2", 8, None)
     ds = pydicom.dcmread(compressed)
-    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
-    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8\xff\xf7" + b"\x00" * 64])
+    # High-throughput JPEG 2000: no decoder installed here (pylibjpeg-openjpeg would be one)
+    ds.file_meta.TransferSyntaxUID = HTJ2KLossless
+    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 64])
     ds["PixelData"].VR = "OB"
     ds.save_as(compressed, enforce_file_format=True)
     missing = tmp_path / "missing.png"
@@ -180,7 +189,7 @@ def test_bad_inputs_are_refused_in_one_line_each(trained: Trained, tmp_path: Pat
     lines = [line for line in err.splitlines() if "refused" in line]
     assert len(lines) == 3, err
     assert str(text) in lines[0] and "not a readable PNG, JPEG or DICOM image" in lines[0]
-    assert str(compressed) in lines[1] and "JPEG-LS" in lines[1] and JPEGLSLossless in lines[1]
+    assert str(compressed) in lines[1] and "High-Throughput JPEG 2000" in lines[1] and HTJ2KLossless in lines[1]
     assert str(missing) in lines[2] and "no such file" in lines[2]
     assert "Traceback" not in err
 
@@ -458,3 +467,26 @@ def test_a_truncated_dicom_and_a_huge_declared_image_are_refused_in_one_line_eac
     assert len(lines) == 2 and "Traceback" not in err, err
     assert str(truncated) in lines[0] and "DICOM" in lines[0]
     assert str(huge) in lines[1] and "DecompressionBombError" in lines[1]
+
+
+def test_an_rle_compressed_copy_gives_the_same_probabilities_and_jpeg_decoders_are_installed(
+    trained: Trained, tmp_path: Path, capsys
+):
+    images = trained.images[:N_IMAGES]
+    copies = []
+    for i, path in enumerate(images):
+        copy = tmp_path / f"{i}.dcm"
+        _write_dicom(copy, _gray(path), "MONOCHROME2", 8, None)
+        ds = pydicom.dcmread(copy)
+        ds.compress(RLELossless)  # pydicom's own encoder; its decoder needs no plugin
+        ds.save_as(copy, enforce_file_format=True)
+        copies.append(str(copy))
+    args = ["--model", str(trained.model_dir), "--device", "cpu"]
+    _, from_png, _ = _predict([*args, "--out", str(tmp_path / "png"), *map(str, images)], capsys)
+    code, from_rle, _ = _predict([*args, "--out", str(tmp_path / "rle"), *copies], capsys)
+    assert code == 0
+    assert [r["covid_probability"] for r in from_rle] == [r["covid_probability"] for r in from_png]
+    # The JPEG syntaxes of CR and DX archives (lossless process 14, JPEG-LS) decode through pylibjpeg-libjpeg.
+    from pydicom.pixels import get_decoder
+
+    assert get_decoder(JPEGLosslessSV1).is_available and get_decoder(JPEGLSLossless).is_available
