@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import logging
 import math
 import posixpath
@@ -131,6 +132,32 @@ class Row:
         return f"{device} in image {model.image}" if model.image else device
 
 
+# What the table against the previous run shows of each source, the ranking metric first.
+PREVIOUS_METRICS = (RANK_METRIC, "roc_auc")
+
+
+@dataclass(frozen=True)
+class PreviousRun:
+    """The last successful run's figures (its results.csv in the store), to set beside this run's."""
+
+    run_id: str
+    metrics: dict[str, dict[str, float]]  # source: PREVIOUS_METRICS' values (NaN where undefined)
+
+
+def previous_run(store: Store, run_id: str) -> PreviousRun | None:
+    """The run recorded as the last success before ``run_id``, with its results; None without one (or without
+    its report, which a store prune may have removed)."""
+    from cxrtl.retrain import last_success
+
+    last = last_success(store)
+    key = keys.report_key(last["run_id"], REPORT_FILES["csv"]) if last and last.get("run_id") != run_id else None
+    if key is None or not store.exists(key):
+        return None
+    rows = csv.DictReader(io.StringIO(store.get_bytes(key).decode()))
+    metrics = {r["source"]: {m: float(r[m]) if r[m] else math.nan for m in PREVIOUS_METRICS} for r in rows}
+    return PreviousRun(last["run_id"], metrics)
+
+
 @dataclass
 class Report:
     rows: list[Row]  # ranked: RANK_METRIC, then ROC AUC, then Brier, then name (cxrtl.compare.ranking)
@@ -140,6 +167,7 @@ class Report:
     evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by source: what the figures draw
     cams: dict[str, GradCamSet] = field(default_factory=dict)  # by source: Grad-CAM of evaluate's chosen images
     provenance: Provenance | None = None
+    previous: PreviousRun | None = None  # the last successful run before this one, where the store has it
 
     @property
     def top(self) -> Row:
@@ -269,6 +297,22 @@ class Report:
                 )
         return head, rows
 
+    def previous_table(self) -> tuple[list[str], list[list[str]]] | None:
+        """Each source's figures now and in the previous run; sources in either run."""
+        if self.previous is None:
+            return None
+        now = {r.source: r.metrics for r in self.rows}
+        head = ["Source"]
+        for m in PREVIOUS_METRICS:
+            head += [f"{METRIC_LABELS[m]} now", f"{METRIC_LABELS[m]} before"]
+        rows = []
+        for source in [*now, *sorted(set(self.previous.metrics) - set(now))]:
+            cells = [source]
+            for m in PREVIOUS_METRICS:
+                cells += [_fmt(now.get(source, {}).get(m)), _fmt(self.previous.metrics.get(source, {}).get(m))]
+            rows.append(cells)
+        return head, rows
+
     def split_table(self) -> tuple[list[str], list[list[str]]] | None:
         """The prepared data's images per class in each split, as evaluate recorded them; None where it did not."""
         checks = self.top.evaluation.checks
@@ -351,7 +395,15 @@ class Report:
         artefacts = self.artefacts_table()
         about_artefacts = "Each source's files in the store, linked from this report's place there (reports/RUN_ID/)."
         files = [Section("Files", [about_artefacts, Table(*artefacts)])] if artefacts else []
-        sections = [ranking, every, per_class, *by_split, settings, *files, *self.figure_sections()]
+        against = self.previous_table()
+        before = []
+        if against:
+            about = (
+                f"The last successful run before this one, {self.previous.run_id}, on its own test split: not a "
+                "paired comparison, and a change within the 95 % intervals above says nothing."
+            )
+            before = [Section("Against the previous run", [about, Table(*against)])]
+        sections = [ranking, every, per_class, *before, *by_split, settings, *files, *self.figure_sections()]
         threshold = self.threshold_table()
         if threshold:
             about = (
@@ -459,6 +511,7 @@ def build_report(
     rank_metric: str = RANK_METRIC,
     cams: dict[str, GradCamSet] | None = None,
     provenance: Provenance | None = None,
+    previous: PreviousRun | None = None,
 ) -> Report:
     if not evaluations:
         raise CxrtlError("no evaluation results to report")
@@ -485,7 +538,8 @@ def build_report(
         for s in order
     ]
     notes = _notes(evaluations, reasons) + data_checks.notes(best_of) + list(extra_notes or [])
-    return Report(rows, tests, rank_metric, notes, best_of, dict(cams or {}), provenance or provenance_of(evaluations))
+    provenance = provenance or provenance_of(evaluations)
+    return Report(rows, tests, rank_metric, notes, best_of, dict(cams or {}), provenance, previous)
 
 
 def report_from_folders(
@@ -504,7 +558,9 @@ def report_from_folders(
         for ev, f in zip(evaluations, folders, strict=True)
         if any(ev is b for b in best)
     }
-    report = build_report(evaluations, extra_notes, cams={s: c for s, c in cams.items() if c is not None})
+    previous = previous_run(store, run_id) if store is not None and run_id else None
+    kept = {s: c for s, c in cams.items() if c is not None}
+    report = build_report(evaluations, extra_notes, cams=kept, previous=previous)
     paths = report.write(out_dir)
     if store is not None and run_id:
         for path in paths.values():

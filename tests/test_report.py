@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import hashlib
 import html
+import io
 import json
 import re
 from pathlib import Path
@@ -480,3 +481,26 @@ def test_each_sources_files_are_linked_relative_to_the_reports_place_in_the_stor
     assert target == (store.root / keys.model_key(source, "r1", "model.json")).resolve()
     assert f'<a href="{model_json.href}">model.json</a>' in report.page().html()
     assert f"[model.json](<{model_json.href}>)" in report.page().markdown("figures")
+
+
+@pytest.mark.slow  # renders the page, its figures included
+def test_the_previous_runs_figures_are_set_beside_this_runs(ten, tmp_path):
+    from cxrtl.report import PreviousRun, previous_run
+    from cxrtl.store import LocalStore, keys
+
+    store = LocalStore(tmp_path / "store")
+    assert previous_run(store, "r1") is None  # no run before this one
+    head, rows = build_report(ten[:2]).csv_rows()  # the run before: two sources
+    text = io.StringIO()
+    csv.writer(text).writerows([head, *rows])
+    store.put_bytes(keys.report_key("r0", "results.csv"), text.getvalue().encode())
+    store.put_json(keys.last_success_key(), {"run_id": "r0", "finished_at": "2026-12-01T00:00:00Z", "fingerprint": {}})
+    previous = previous_run(store, "r1")
+    before = {e.result.model.source: e.result.metrics for e in ten[:2]}
+    assert previous == PreviousRun("r0", {s: {m: before[s][m] for m in ("accuracy", "roc_auc")} for s in before})
+    assert previous_run(store, "r0") is None  # a retried report of the last success itself: no "before"
+    report = build_report(ten, previous=previous)
+    head, rows = report.previous_table()
+    assert head == ["Source", "Accuracy now", "Accuracy before", "ROC AUC now", "ROC AUC before"]
+    assert len(rows) == len(ten) and sum(row[2] != "-" for row in rows) == 2  # the others had no run before
+    assert "Against the previous run" in [section.heading for section in report.page().sections]
