@@ -20,6 +20,7 @@ import logging
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -195,14 +196,26 @@ def compile_pipeline(output: Path, options: ClusterOptions | None = None) -> Pat
 # Command line
 
 
-def _compile(args: argparse.Namespace) -> None:
+def add_compile_command(
+    sub: argparse._SubParsersAction, build: Callable[[ClusterOptions], Any], default: Path, about: str
+) -> None:
+    """``compile [-o FILE] [cluster options]``: the IR YAML of ``build(options)`` (this pipeline's, and
+    predict_pipeline.py's)."""
+    p = sub.add_parser("compile", help=about)
+    p.add_argument("-o", "--output", type=Path, default=default, help="the file to write")
+    add_cluster_options(p)
+    p.set_defaults(func=lambda args: _compile(args, build))
+
+
+def _compile(args: argparse.Namespace, build: Callable[[ClusterOptions], Any]) -> None:
     options = cluster_options(args)
     if not args.output.parent.is_dir():
         raise CxrtlError(f"-o {args.output}: there is no folder {args.output.parent}")
     try:
-        print(compile_pipeline(args.output, options))
+        compiler.Compiler().compile(build(options), str(args.output))
     except OSError as exc:  # unwritable, a folder of that name, a full disk
         raise CxrtlError(f"-o {args.output}: cannot write it ({exc.strerror or exc})") from None
+    print(args.output)
 
 
 def _compile_to_temp(args: argparse.Namespace) -> Path:
@@ -254,10 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pipeline.py (cxrtl {__version__})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("compile", help="write the pipeline's IR YAML")
-    p.add_argument("-o", "--output", type=Path, default=Path("cxrtl.yaml"), help="the file to write")
-    add_cluster_options(p)
-    p.set_defaults(func=_compile)
+    add_compile_command(sub, build_pipeline, Path("cxrtl.yaml"), "write the pipeline's IR YAML")
     p = sub.add_parser("run", help="run the pipeline locally with kfp.local")
     add_run_options(p)
     p.set_defaults(func=_run)

@@ -14,13 +14,12 @@ import logging
 import sys
 from pathlib import Path
 
-from kfp import compiler, dsl
+from kfp import dsl
 
-from components.placement import ClusterOptions, add_cluster_options, cluster_options, on_cpu
+from components.placement import ClusterOptions, on_cpu
 from cxrtl import __version__
 from cxrtl.cli import Parser, run_command
-from cxrtl.errors import CxrtlError
-from pipeline import DEFAULT_STORE
+from pipeline import DEFAULT_STORE, add_compile_command
 
 PIPELINE_NAME = "cxrtl-predict"
 
@@ -40,24 +39,14 @@ def build_predict_pipeline(options: ClusterOptions | None = None):
     return cxrtl_predict
 
 
-def _compile(args: argparse.Namespace) -> None:
-    options = cluster_options(args)
-    if not args.output.parent.is_dir():
-        raise CxrtlError(f"-o {args.output}: there is no folder {args.output.parent}")
-    compiler.Compiler().compile(build_predict_pipeline(options), str(args.output))
-    print(args.output)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(
         prog="predict_pipeline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"predict_pipeline.py (cxrtl {__version__})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("compile", help="write the batch-prediction pipeline's IR YAML")
-    p.add_argument("-o", "--output", type=Path, default=Path("cxrtl-predict.yaml"), help="the file to write")
-    add_cluster_options(p)
-    p.set_defaults(func=_compile)
+    about = "write the batch-prediction pipeline's IR YAML"
+    add_compile_command(sub, build_predict_pipeline, Path("cxrtl-predict.yaml"), about)
     return run_command(parser, argv, lambda args: logging.INFO)
 
 
