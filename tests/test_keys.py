@@ -28,6 +28,7 @@ LAYOUT = {
     "prepared/RUN_ID/NAME": keys.prepared_prefix("RUN_ID") + "NAME",
     "models/SOURCE/RUN_ID/NAME": keys.model_key("SOURCE", "RUN_ID", "NAME"),
     "reports/RUN_ID/NAME": keys.report_key("RUN_ID", "NAME"),
+    "predictions/RUN_ID/NAME": keys.predictions_key("RUN_ID", "NAME"),
     "champion/current.json": keys.champion_pointer_key(),
     "champion/versions/RUN_ID/SOURCE/NAME": keys.champion_version_key("RUN_ID", "SOURCE", "NAME"),
     "champion/decisions/RUN_ID.json": keys.champion_decision_key("RUN_ID"),
