@@ -33,8 +33,6 @@ from cxrtl.errors import CxrtlError
 ROOT = Path(__file__).resolve().parents[1]
 KUSTOMIZATION = ROOT / "manifests" / "base" / "kustomization.yaml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
-# Its "!" lines are the build context: what the Dockerfile can copy into an image.
-DOCKERIGNORE = ROOT / ".dockerignore"
 TRAIN = "cxrtl-train"
 CPU = "cxrtl-cpu"
 
@@ -73,6 +71,7 @@ def image(name: str) -> str:
 def build_inputs(root: Path = ROOT) -> list[str]:
     """The files an image is built from: the Dockerfile and the build context's files that git tracks or
     would track (the wheelhouse is git-ignored; its wheels are named by pyproject.toml's pins)."""
+    # .dockerignore's "!" lines are the build context: what the Dockerfile can copy into an image.
     allowed = [line[1:].strip() for line in (root / ".dockerignore").read_text().splitlines() if line.startswith("!")]
     try:
         listed = subprocess.run(

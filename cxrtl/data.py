@@ -33,6 +33,13 @@ if TYPE_CHECKING:  # cxrtl.records needs this module (through cxrtl.recipes): im
 
 CLASS_NAMES = ("Normal", "COVID")  # index = label; COVID is the positive class
 POSITIVE_LABEL = 1
+
+
+def decided(covid_probability: float, threshold: float) -> str:
+    """The class decided for an image: COVID at ``threshold`` or above, else Normal."""
+    return CLASS_NAMES[int(covid_probability >= threshold)]
+
+
 SPLITS = ("train", "val", "test")
 MIN_IMAGE_SIZE = 32  # ResNet50 halves an image five times: 32 px leaves a 1x1 map at the end
 # Kaggle's images are 299 px and the study used 224; at 1024 px the prepared array of the whole dataset

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cxrtl.compare import Predictions
-from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData
+from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL, PreparedData, decided
 from cxrtl.engine import PREDICT_BATCH_SIZE, Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
@@ -294,7 +294,7 @@ def write_predictions(path: Path, predictions: Predictions, threshold: float) ->
         writer = csv.writer(f)
         writer.writerow(PREDICTION_COLUMNS)
         for image_id, label, p in zip(predictions.ids, predictions.y_true, predictions.p_covid, strict=True):
-            writer.writerow([image_id, CLASS_NAMES[label], CLASS_NAMES[int(p >= threshold)], repr(float(p))])
+            writer.writerow([image_id, CLASS_NAMES[label], decided(p, threshold), repr(float(p))])
 
 
 def read_predictions(path: Path) -> Predictions:

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from cxrtl import RESEARCH_ONLY, champion
-from cxrtl.data import CLASS_NAMES, POSITIVE_LABEL
+from cxrtl.data import POSITIVE_LABEL, decided
 from cxrtl.engine import PREDICT_BATCH_SIZE, Batches, predict, resolve_device
 from cxrtl.errors import CxrtlError
 from cxrtl.files import staged_folder
@@ -222,7 +222,7 @@ def predictions_page(result: PredictResult) -> Page:
         [
             p.file,
             f"{p.covid_probability:.3f}",
-            CLASS_NAMES[int(p.covid_probability >= result.threshold)],
+            decided(p.covid_probability, result.threshold),
             "; ".join(p.flags),
         ]
         for p in result.predictions
@@ -239,12 +239,11 @@ def write_predictions(path: Path, result: PredictResult) -> None:
         writer = csv.writer(f)
         writer.writerow(PREDICTION_COLUMNS)
         for p in result.predictions:
-            decision = CLASS_NAMES[int(p.covid_probability >= result.threshold)]
             writer.writerow(
                 [
                     p.file,
                     repr(p.covid_probability),
-                    decision,
+                    decided(p.covid_probability, result.threshold),
                     repr(result.threshold),
                     "; ".join(p.flags),
                     result.model.name,
@@ -302,8 +301,9 @@ def read_image(content: bytes, name: str, size: int) -> ReadImage:
     :func:`dicom_gray8` first; with the plausibility rules it breaks. CxrtlError naming ``name`` if it cannot
     be read."""
     if content[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM" or Path(name).suffix.lower() in DICOM_SUFFIXES:
-        gray = dicom_gray8(content, name)
-        return ReadImage(resized(gray, size), (*_shape_flags(gray.size), *_dicom_flags(content)))
+        ds = read_dicom(content, name)
+        gray = dicom_gray8(ds, name)
+        return ReadImage(resized(gray, size), (*_shape_flags(gray.size), *_dicom_flags(ds)))
     try:
         with Image.open(io.BytesIO(content)) as image:
             flags = (*_shape_flags(image.size), *_colour_flags(image))
@@ -331,31 +331,33 @@ def _colour_flags(image: Image.Image) -> list[str]:
     )
 
 
-def _dicom_flags(content: bytes) -> list[str]:
+def _dicom_flags(ds) -> list[str]:
     """DICOM tags that say this is not a frontal radiograph: the modality, a lateral view."""
-    import pydicom
-
-    ds = pydicom.dcmread(io.BytesIO(content), force=True, stop_before_pixels=True)
     modality = str(ds.get("Modality", "")).strip()
     view = str(ds.get("ViewPosition", "")).strip().upper()
     flags = [] if not modality or modality in RADIOGRAPHY else [f"DICOM modality {modality}, not CR or DX"]
     return flags + ([f"DICOM view position {view} (lateral)"] if view in LATERAL_VIEWS else [])
 
 
-def dicom_gray8(content: bytes, name: str) -> Image.Image:
+def read_dicom(content: bytes, name: str):
+    """The DICOM dataset of ``content`` (pydicom's); CxrtlError naming ``name`` if it cannot be parsed."""
+    import pydicom
+
+    try:
+        return pydicom.dcmread(io.BytesIO(content), force=True)
+    except Exception as exc:  # pydicom raises many kinds for a damaged file
+        raise CxrtlError(f"{name}: not a readable DICOM file ({type(exc).__name__})") from None
+
+
+def dicom_gray8(ds, name: str) -> Image.Image:
     """A DICOM image as 8-bit grayscale on the scale a PNG of it would have.
 
     The modality LUT (rescale slope and intercept) first; then the VOI LUT or window where the file has one, whose
     output range maps to 0..255; without one, the stored bit depth's full range (0..2^BitsStored-1, after the
     modality LUT) maps to 0..255, as a 16-bit PNG's 0..65535 does. MONOCHROME1 (white is 0) is inverted last.
     """
-    import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    try:
-        ds = pydicom.dcmread(io.BytesIO(content), force=True)
-    except Exception as exc:  # pydicom raises many kinds for a damaged file
-        raise CxrtlError(f"{name}: not a readable DICOM file ({type(exc).__name__})") from None
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if "PixelData" not in ds:
         raise CxrtlError(f"{name}: a DICOM file without pixel data")

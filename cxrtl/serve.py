@@ -19,7 +19,7 @@ from kserve import InferOutput, InferRequest, InferResponse
 from kserve.errors import InvalidInput
 
 from cxrtl import RESEARCH_ONLY
-from cxrtl.data import CLASS_NAMES
+from cxrtl.data import decided
 from cxrtl.errors import CxrtlError
 from cxrtl.predict import PredictModel, ReadImage, batches_of, covid_probabilities, read_image, threshold_of
 from cxrtl.train import load_model
@@ -55,7 +55,7 @@ class ChestXrayModel(kserve.Model):
         images = [self._read(i, item) for i, item in enumerate(self._encoded(payload))]
         pixels = [image.pixels for image in images]
         probabilities = covid_probabilities(self.net, batches_of(self.metadata, pixels, self.device))
-        decisions = [CLASS_NAMES[int(p >= self.threshold)] for p in probabilities]
+        decisions = [decided(p, self.threshold) for p in probabilities]
         return InferResponse(
             response_id=payload.id,
             model_name=self.name,
