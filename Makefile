@@ -5,7 +5,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 S3RVER := tests/s3rver/node_modules/.installed
 
-.PHONY: demo test test-fast lint pytest pytest-fast install compile clean browser
+.PHONY: demo test test-fast lint pytest pytest-fast install compile clean test-packages
 
 demo: $(VENV)/.installed
 	$(PYTHON) pipeline.py run --demo
@@ -16,23 +16,27 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-pytest: $(VENV)/.installed $(S3RVER) browser
+pytest: $(VENV)/.installed $(S3RVER) test-packages
 	$(VENV)/bin/pytest
 
 # The inner loop's tier (under 3 minutes on two cores): every test but the container tests and those marked
 # slow (pyproject.toml: a test that takes seconds or more is marked). `make test` runs them all.
 test-fast: lint pytest-fast
 
-pytest-fast: $(VENV)/.installed $(S3RVER)
+pytest-fast: $(VENV)/.installed $(S3RVER) test-packages
 	$(VENV)/bin/pytest -m "not slow and not containers"
 
-# Debian's chromium, for the report's browser test (tests/test_report_browser.py): installed as root with apt,
-# as on CI; elsewhere one line says so and that test is skipped.
-browser:
-	@if command -v chromium >/dev/null 2>&1; then :; \
+# Debian packages the tests run for real: chromium (the report's browser test, tests/test_report_browser.py) and
+# docker-registry (the registry submit asks whether images were pushed, tests/oci_registry.py). Installed as
+# root with apt, as on CI; elsewhere one line names what is missing (the browser test is then skipped, the
+# registry's tests fail).
+TEST_PACKAGES := chromium docker-registry
+test-packages:
+	@missing=""; for p in $(TEST_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		{ apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null; \
-	else echo "make: chromium is not installed and this is not root with apt: the report's browser test is skipped"; fi
+		{ apt-get install -y -qq $$missing || { apt-get update -qq && apt-get install -y -qq $$missing; }; } >/dev/null; \
+	else echo "make: not installed, and this is not root with apt:$$missing"; fi
 
 compile: $(VENV)/.installed
 	$(PYTHON) pipeline.py compile -o cxrtl.yaml

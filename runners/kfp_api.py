@@ -34,7 +34,7 @@ from kfp_server_api import ApiException
 
 from components.images import stale_warning
 from cxrtl.errors import CxrtlError
-from runners import kfp_adapter
+from runners import kfp_adapter, registry
 
 CompilePackage = Callable[[argparse.Namespace], Path]
 # The run's parameters from the parsed arguments and the typed --param values; a CxrtlError refuses them.
@@ -534,7 +534,8 @@ def _ui_url(args: argparse.Namespace, host: str, info: ServerInfo) -> str | None
 
 
 def _prepare(args: argparse.Namespace, compile_package: CompilePackage, run_params: RunParams | None) -> _Prepared:
-    """Offline checks first, then compile, then the first request and the server's version."""
+    """Offline checks first, then compile, then whether the images were pushed, then the first request and the
+    server's version."""
     host = check_host(host_of(args))
     if args.ui_url:
         check_host(args.ui_url, "--ui-url")
@@ -543,6 +544,9 @@ def _prepare(args: argparse.Namespace, compile_package: CompilePackage, run_para
     params = parse_params(args.param, spec)
     if run_params:
         params = run_params(args, params)
+    if not args.skip_image_check:
+        for warning in registry.check_images(registry.images_of(spec)):
+            print(warning, file=sys.stderr)
     client, namespace, info = connect(host, find_token(args.token), args.namespace)
     if not args.skip_version_check:
         check_server_version(host, info)
@@ -784,6 +788,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip-version-check",
         action="store_true",
         help=f"upload even if KFP does not report a version >= {'.'.join(map(str, MIN_KFP_VERSION))}",
+    )
+    parser.add_argument(
+        "--skip-image-check",
+        action="store_true",
+        help="upload without asking the images' registries whether they were pushed (for a registry only the "
+        "cluster reaches)",
     )
 
 

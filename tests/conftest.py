@@ -1,6 +1,7 @@
 """Shared fixtures. ``s3_server``: a real S3 server (s3rver, SigV4, checks keys) on loopback.
 ``moto_server``: moto's S3 in server mode on loopback (tests/moto_server.py), which, unlike s3rver, honours
 conditional writes (If-Match / If-None-Match on PUT), for the champion pointer's compare-and-swap.
+``image_registry``: a real OCI registry on loopback (tests/oci_registry.py) for submit's image check.
 
 ``make test`` installs s3rver (``npm ci --prefix tests/s3rver``), and moto comes with the test extra; without
 them the S3 tests fail, never skip.
@@ -113,6 +114,17 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     with _serving("moto", [sys.executable, str(MOTO_SERVER)], log_path) as port:
         # moto accepts any key pair; its folder is unused (it keeps objects in memory).
         yield S3Server(f"127.0.0.1:{port}", "cxrtl-moto", f"secret-{secrets.token_hex(16)}", log_path.parent)
+
+
+@pytest.fixture(scope="session")
+def image_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An open registry's ``127.0.0.1:PORT``; push to it with oci_registry.push."""
+    from oci_registry import registry
+
+    storage = tmp_path_factory.mktemp("registry") / "storage"
+    storage.mkdir()
+    with registry(storage) as address:
+        yield address
 
 
 @pytest.fixture

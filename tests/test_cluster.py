@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from kfp import compiler, dsl
 from kfp_api_stub import KfpApiStub
+from oci_registry import push
 
 # pipeline.py and runners/ sit at the repo root, outside the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,7 +31,7 @@ REQUIRED = ["--param", "store_url=s3://models"]
 def compile_tiny(path: Path, gpu_type: str) -> None:
     """A small real pipeline with one parameter of each type; gpu_type changes the compiled bytes."""
 
-    @dsl.component(base_image="python:3.11-slim")
+    @dsl.component(base_image=images.image(images.CPU))
     def train(store_url: str, epochs: int, lr: float, sources: list, dry_run: bool, options: dict) -> str:
         return store_url
 
@@ -84,12 +85,14 @@ def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 @pytest.fixture(autouse=True)
-def images_of_this_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The images: block as make push leaves it (this checkout's content tag): submit has no warning to give."""
+def images_of_this_code(monkeypatch: pytest.MonkeyPatch, image_registry: str) -> None:
+    """The images: block as make push leaves it (this checkout's content tag, pushed to a registry): submit has
+    no warning to give."""
     tag = images.content_tag()
-    monkeypatch.setattr(
-        images, "images", lambda: {name: f"r.example/{name}:{tag}" for name in (images.TRAIN, images.CPU)}
-    )
+    refs = {name: f"{image_registry}/{name}:{tag}" for name in (images.TRAIN, images.CPU)}
+    for name in refs:
+        push(image_registry, name, tag)
+    monkeypatch.setattr(images, "images", lambda: refs)
 
 
 @pytest.fixture
@@ -114,6 +117,28 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def test_submit_refuses_an_image_that_was_never_pushed_before_any_request(
+    stub: KfpApiStub,
+    compile_package: CompilePackage,
+    image_registry: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    unpushed = f"{image_registry}/cxrtl-cpu:0.0.0-never"
+    monkeypatch.setattr(images, "images", lambda: {images.TRAIN: unpushed, images.CPU: unpushed})
+    argv = ["submit", "--host", stub.url, *REQUIRED]
+
+    assert pipeline.main(argv) == 2
+    line = one_error_line(capsys, caplog)
+    assert line.startswith(f"pipeline.py: error: image {unpushed} is not in its registry ({image_registry} has no")
+    assert stub.requests == []
+
+    # A registry only the cluster reaches: the user says so, and the images are not asked for.
+    assert pipeline.main([*argv, "--skip-image-check"]) == 0
+    assert len(stub.runs) == 1
 
 
 def test_submit_uploads_the_package_and_starts_a_run_with_typed_parameters(
@@ -160,12 +185,19 @@ def test_submit_uploads_the_package_and_starts_a_run_with_typed_parameters(
 
 
 def test_submit_warns_in_one_line_when_the_images_are_not_this_codes(
-    stub: KfpApiStub, compile_package: CompilePackage, capsys: pytest.CaptureFixture[str], monkeypatch
+    stub: KfpApiStub,
+    compile_package: CompilePackage,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    image_registry: str,
 ) -> None:
-    monkeypatch.setattr(images, "images", lambda: {images.TRAIN: "r.example/cxrtl-train:0.1.0"})
+    old = {name: f"{image_registry}/{name}:0.1.0" for name in (images.TRAIN, images.CPU)}
+    for name in old:
+        push(image_registry, name, "0.1.0")
+    monkeypatch.setattr(images, "images", lambda: old)
     assert pipeline.main(["submit", "--host", stub.url, *REQUIRED]) == 0
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("warning: r.example/cxrtl-train:0.1.0 in manifests/base/")
+    assert len(err) == 1 and err[0].startswith(f"warning: {old[images.TRAIN]}, {old[images.CPU]} in manifests/base/")
     assert f"would be tagged {images.content_tag()}): run make push" in err[0]
     assert stub.runs  # a warning, not a refusal: the user may have pushed these images from this code by hand
 

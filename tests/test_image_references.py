@@ -209,10 +209,44 @@ def test_submit_is_warned_of_images_that_are_not_this_code(monkeypatch: pytest.M
     import components.images as module
 
     tag = module.content_tag()
-    # The repository's own block names the release's tag, which is not a content tag.
+    monkeypatch.setattr(module, "images", lambda: {"cxrtl-train": "r.io/t:0.1.0", "cxrtl-cpu": "r.io/c@sha256:0"})
     assert "kustomization.yaml" in (module.stale_warning() or "") and tag in (module.stale_warning() or "")
     monkeypatch.setattr(module, "images", lambda: {"cxrtl-train": f"r.io/t:{tag}", "cxrtl-cpu": "r.io/c@sha256:0"})
     assert module.stale_warning() is None
+
+
+def test_the_checked_in_images_are_this_checkouts_content_tag(monkeypatch: pytest.MonkeyPatch):
+    """So that a pipeline compiled from any commit names images of that commit's code, under a tag no other
+    content gets. A change to what the images are built from fails here until `make set-images` (or an edit
+    of both kustomizations' newTag) gives them the new tag."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from components.images import content_tag, images
+
+    tag = content_tag()
+    named = {name: ref.rpartition(":")[2] for name, ref in images().items()}
+    assert named == dict.fromkeys(named, tag), (
+        f"manifests/base/kustomization.yaml names tags {sorted(set(named.values()))}, but this checkout's content "
+        f"tag is {tag}: run make set-images (it sets manifests/serving's too)"
+    )
+
+
+def test_the_compiled_pipelines_name_every_image_by_its_content_tag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import yaml
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    from kfp import compiler
+
+    from components.images import content_tag
+    from components.placement import ClusterOptions
+    from pipeline import build_pipeline
+    from predict_pipeline import build_predict_pipeline
+
+    for build in (build_pipeline, build_predict_pipeline):
+        out = tmp_path / f"{build.__name__}.yaml"
+        compiler.Compiler().compile(build(ClusterOptions()), str(out))
+        spec = next(yaml.safe_load_all(out.read_text()))
+        refs = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+        assert refs and all(ref.endswith(f":{content_tag()}") for ref in refs), refs
 
 
 def test_make_push_points_the_images_at_the_content_tag(monkeypatch: pytest.MonkeyPatch):
