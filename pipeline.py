@@ -41,8 +41,8 @@ DEFAULT_STORE = "s3://cxrtl"
 
 
 def build_pipeline(options: ClusterOptions | None = None, train_device: str = "cuda"):
-    """``train_device``: "cuda" where train lands on a GPU node (a missing GPU fails the task: cxrtl.device);
-    "auto" for local runs, which train on whatever the machine has."""
+    """``train_device``: "cuda" where train lands on a GPU node (without a usable GPU that source fails in one
+    line: cxrtl.device); "auto" for local runs, which train on whatever the machine has."""
     # Imported here: the components read their images from the kustomization, and a broken one is
     # then a one-line error of the command rather than an import traceback.
     from components.check_changes import check_changes

@@ -39,6 +39,7 @@ def train(
     from pathlib import Path
 
     from cxrtl import artifacts, signals
+    from cxrtl.device import require_compiler
     from cxrtl.engine import resolve_device
     from cxrtl.errors import CxrtlError
     from cxrtl.failures import TrainingFailure, clear_failure, record_failure, write_failure
@@ -69,8 +70,10 @@ def train(
     )
     target = open_store(store)
     training_run = keys.training_run_id(run_id, seed, repeats)
-    try:
-        resolve_device(device)  # before fetching the data
+    try:  # before fetching the data
+        resolved = resolve_device(device)
+        if settings.compile:
+            require_compiler(resolved)
     except CxrtlError as exc:
         fail(exc)
         return

@@ -143,3 +143,28 @@ def test_the_train_component_on_cuda_without_a_gpu_records_the_one_line_before_f
     assert model.metadata["failed"].startswith("device 'cuda' needs a GPU, but ")
     assert "\n" not in model.metadata["failed"]
     assert (tmp_path / "model" / "failed.json").exists()
+
+
+def test_the_train_component_refuses_compile_without_a_compiler_before_fetching_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kfp.dsl import Dataset, Model
+
+    from components.train import train
+
+    monkeypatch.setenv("PATH", str(tmp_path / "no-compilers"))  # as in our images: no cc, gcc or clang
+    monkeypatch.delenv("CC", raising=False)
+    model = Model(uri=str(tmp_path / "model"))
+    settings = {"epochs": 0, "batch_size": 0, "learning_rate": 0.0, "seed": 0, "precision": "auto"}
+    settings |= {"channels_last": True, "cudnn_benchmark": True, "compile": True, "data_on_device": True}
+    settings |= {"checkpoint_minutes": 10.0, "keep_checkpoints": 0, "repeats": 1, "force": False}
+    train.python_func(
+        data=Dataset(uri=str(tmp_path / "no-data")),  # never read: the check comes first
+        source="imagenet",
+        store=str(tmp_path / "store"),
+        run_id="r1",
+        model=model,
+        device="cpu",
+        **settings,
+    )
+    assert model.metadata["failed"].startswith("compile=true needs a C compiler on PATH")
