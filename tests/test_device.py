@@ -121,25 +121,25 @@ def test_compile_without_a_c_compiler_is_refused_before_reading_data(tmp_path: P
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure where no GPU is visible")
-def test_the_train_component_on_cuda_without_a_gpu_records_the_one_line_before_fetching_data(tmp_path: Path) -> None:
+def train_component_without_data(tmp_path: Path, device: str, compile: bool = False):
+    """The train component's Model after a call whose data does not exist: the checks must come first."""
     from kfp.dsl import Dataset, Model
 
     from components.train import train
 
     model = Model(uri=str(tmp_path / "model"))
     settings = {"epochs": 0, "batch_size": 0, "learning_rate": 0.0, "seed": 0, "precision": "auto"}
-    settings |= {"channels_last": True, "cudnn_benchmark": True, "compile": False, "data_on_device": True}
+    settings |= {"channels_last": True, "cudnn_benchmark": True, "compile": compile, "data_on_device": True}
     settings |= {"checkpoint_minutes": 10.0, "keep_checkpoints": 0, "repeats": 1, "force": False}
-    train.python_func(
-        data=Dataset(uri=str(tmp_path / "no-data")),  # never read: the check comes first
-        source="imagenet",
-        store=str(tmp_path / "store"),
-        run_id="r1",
-        model=model,
-        device="cuda",
-        **settings,
-    )
+    data = Dataset(uri=str(tmp_path / "no-data"))
+    train.python_func(data=data, source="imagenet", store=str(tmp_path / "store"), run_id="r1", model=model,
+                      device=device, **settings)  # fmt: skip
+    return model
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure where no GPU is visible")
+def test_the_train_component_on_cuda_without_a_gpu_records_the_one_line_before_fetching_data(tmp_path: Path) -> None:
+    model = train_component_without_data(tmp_path, "cuda")
     assert model.metadata["failed"].startswith("device 'cuda' needs a GPU, but ")
     assert "\n" not in model.metadata["failed"]
     assert (tmp_path / "model" / "failed.json").exists()
@@ -148,23 +148,7 @@ def test_the_train_component_on_cuda_without_a_gpu_records_the_one_line_before_f
 def test_the_train_component_refuses_compile_without_a_compiler_before_fetching_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kfp.dsl import Dataset, Model
-
-    from components.train import train
-
     monkeypatch.setenv("PATH", str(tmp_path / "no-compilers"))  # as in our images: no cc, gcc or clang
     monkeypatch.delenv("CC", raising=False)
-    model = Model(uri=str(tmp_path / "model"))
-    settings = {"epochs": 0, "batch_size": 0, "learning_rate": 0.0, "seed": 0, "precision": "auto"}
-    settings |= {"channels_last": True, "cudnn_benchmark": True, "compile": True, "data_on_device": True}
-    settings |= {"checkpoint_minutes": 10.0, "keep_checkpoints": 0, "repeats": 1, "force": False}
-    train.python_func(
-        data=Dataset(uri=str(tmp_path / "no-data")),  # never read: the check comes first
-        source="imagenet",
-        store=str(tmp_path / "store"),
-        run_id="r1",
-        model=model,
-        device="cpu",
-        **settings,
-    )
+    model = train_component_without_data(tmp_path, "cpu", compile=True)
     assert model.metadata["failed"].startswith("compile=true needs a C compiler on PATH")
