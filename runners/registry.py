@@ -1,17 +1,20 @@
 """Whether the images a compiled pipeline names were pushed: asked of their registries before a submit uploads it.
 
 An image that was never pushed shows up on the cluster only as a pod in ErrImagePull, after the pipeline was
-uploaded and the run started; the registry can say so in a second. This asks the way ``docker pull`` would: the
-OCI distribution API's manifest ``HEAD``, with the registry's token or Basic challenge answered from docker's own
-credentials (``~/.docker/config.json``, or ``$DOCKER_CONFIG``: inline ``auths``, ``credHelpers`` and
-``credsStore`` through their ``docker-credential-*`` programs). Only a registry's clear "no such manifest"
-refuses the submit; a registry this machine cannot ask (unreachable, or no credentials that it accepts) gets
-one line saying the image was not checked. Credentials go to the registry and its token service only.
+uploaded and the run started; the registry can say so in a second. This asks the way ``docker pull`` does:
+``GET /v2/`` for the registry's challenge, answered (a token, or Basic) with docker's own credentials
+(``~/.docker/config.json``, or ``$DOCKER_CONFIG``: inline ``auths``, ``credHelpers`` and ``credsStore``
+through their ``docker-credential-*`` programs), then the OCI distribution API's manifest ``HEAD``. Only a
+registry's "no such manifest", given to a client that showed the credentials it has, refuses the submit
+(registries such as Nexus and Artifactory hide from anonymous clients behind a 404 what exists); a registry
+this machine cannot ask (unreachable, not a registry, no credentials that it accepts) gets one line saying the
+image was not checked. Credentials go to the registry and its token service only, and into no message.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import ipaddress
 import json
@@ -27,18 +30,30 @@ from cxrtl.errors import CxrtlError
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
-# The keys `docker login` has used for Docker Hub's credentials.
-DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io")
+# The key `docker login` files Docker Hub's credentials under (and the older names it still reads).
+DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
+# What containerd and docker accept, in their order.
 ACCEPT = ", ".join(
     (
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
         "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+        "*/*",
     )
 )
 TIMEOUT_S = 10.0
+# Followed like docker (registry.k8s.io redirects); urllib3 drops Authorization on a redirect to another host.
+RETRIES = urllib3.Retry(total=5, connect=0, read=0, status=0, other=0, redirect=5, raise_on_redirect=False)
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+# distribution/reference's grammar (reference/regexp.go): what docker and containerd accept as a reference.
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]{{1,5}})?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(
+    rf"(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,151 +62,187 @@ class Reference:
 
     registry: str
     repository: str
-    reference: str  # a tag, or a digest
+    reference: str  # a digest where there is one (it names the content), else the tag
 
     @classmethod
     def parse(cls, ref: str) -> Reference:
-        name, at, digest = ref.partition("@")
-        first, slash, rest = name.partition("/")
-        if slash and ("." in first or ":" in first or first == "localhost"):
-            registry, path = first, rest
-        else:
-            registry, path = DOCKER_HUB, name
-        repository, colon, tag = path.rpartition(":")
-        if not colon or "/" in tag:
-            repository, tag = path, "latest"
-        if registry == DOCKER_HUB and "/" not in repository:
-            repository = f"library/{repository}"
-        return cls(registry, repository, digest if at else tag)
+        match = _REFERENCE.fullmatch(ref)
+        if match is None:
+            raise CxrtlError(f"image {ref!r} is not a valid image reference (the cluster would refuse it too)")
+        domain, path = match["domain"], match["path"]
+        # Docker's rule: the first component is a registry only with a dot, a port or as localhost.
+        if domain and not ("." in domain or ":" in domain or domain == "localhost" or domain != domain.lower()):
+            domain, path = None, f"{domain}/{path}"
+        registry = DOCKER_HUB if domain in (None, "index.docker.io") else domain
+        if registry == DOCKER_HUB and "/" not in path:
+            path = f"library/{path}"
+        return cls(registry, path, match["digest"] or match["tag"] or "latest")
+
+    @property
+    def base_url(self) -> str:
+        host = DOCKER_HUB_ENDPOINT if self.registry == DOCKER_HUB else self.registry
+        # Docker itself speaks plain HTTP to a loopback registry (a port-forward, a local test registry).
+        return f"{'http' if _loopback(host) else 'https'}://{host}"
 
     @property
     def manifest_url(self) -> str:
-        host = DOCKER_HUB_ENDPOINT if self.registry == DOCKER_HUB else self.registry
-        # Docker itself speaks plain HTTP to a loopback registry (a port-forward, a local test registry).
-        scheme = "http" if _loopback(host) else "https"
-        return f"{scheme}://{host}/v2/{self.repository}/manifests/{self.reference}"
+        return f"{self.base_url}/v2/{self.repository}/manifests/{self.reference}"
 
 
 def _loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = host[1 : host.find("]")] if host.startswith("[") else host.partition(":")[0]
     if name == "localhost":
         return True
     try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def credentials(registry: str) -> tuple[str, str] | None:
-    """(user, secret) for ``registry`` from docker's configuration, found as the docker CLI finds them."""
-    path = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    keys = DOCKER_HUB_KEYS if registry == DOCKER_HUB else (registry, f"https://{registry}")
-    helper = (config.get("credHelpers") or {}).get(registry)
-    if helper:
-        return _from_helper(helper, keys[0])
-    for key in keys:
-        inline = ((config.get("auths") or {}).get(key) or {}).get("auth")
-        if inline:
-            user, _, secret = base64.b64decode(inline).decode(errors="replace").partition(":")
-            return user, secret
-    return _from_helper(config["credsStore"], keys[0]) if config.get("credsStore") else None
-
-
-def _from_helper(helper: str, key: str) -> tuple[str, str] | None:
-    """docker's credential-helper protocol: the registry on stdin, ``{"Username", "Secret"}`` on stdout."""
-    try:
-        done = subprocess.run(
-            [f"docker-credential-{helper}", "get"], input=key, capture_output=True, text=True, timeout=TIMEOUT_S
-        )
-        found = json.loads(done.stdout) if done.returncode == 0 else {}
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return None
-    return (found["Username"], found["Secret"]) if found.get("Secret") else None
-
-
-def _basic(user_secret: tuple[str, str]) -> str:
-    return "Basic " + base64.b64encode(":".join(user_secret).encode()).decode()
 
 
 class _Unanswered(Exception):
     """The registry could not be asked; the message says why, naming no credential."""
 
 
+def credentials(registry: str) -> tuple[str, str] | None:
+    """(user, secret) for ``registry`` from docker's configuration, looked up as the docker CLI looks."""
+    path = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise _Unanswered(f"cannot read {path} ({type(exc).__name__})") from None
+    try:
+        return _lookup(config, registry)
+    except (AttributeError, TypeError, ValueError, binascii.Error):
+        # The type only: the value may be a credential.
+        raise _Unanswered(f"{path} is not in docker's form where it names {registry}'s credentials") from None
+
+
+def _lookup(config: dict[str, Any], registry: str) -> tuple[str, str] | None:
+    keys = DOCKER_HUB_KEYS if registry == DOCKER_HUB else (registry,)
+    helpers, auths = config.get("credHelpers") or {}, config.get("auths") or {}
+    if not isinstance(helpers, dict) or not isinstance(auths, dict):
+        raise TypeError("credHelpers and auths are objects")
+    helper = next((helpers[key] for key in keys if key in helpers), None)
+    if helper:
+        return _from_helper(helper, keys[0])
+    # docker reduces each key to its host name ("https://host/v1/" -> "host") before comparing.
+    for key, entry in auths.items():
+        if _hostname(key) in {_hostname(k) for k in keys} and (entry or {}).get("auth"):
+            user, colon, secret = base64.b64decode(entry["auth"], validate=True).decode(errors="replace").partition(":")
+            if not colon:
+                raise ValueError("no colon")
+            return user, secret
+    store = config.get("credsStore")
+    return _from_helper(store, keys[0]) if store else None
+
+
+def _hostname(key: str) -> str:
+    return key.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
+
+
+def _from_helper(helper: str, key: str) -> tuple[str, str] | None:
+    """docker's credential-helper protocol: the server on stdin, ``{"Username", "Secret"}`` on stdout."""
+    try:
+        done = subprocess.run(
+            [f"docker-credential-{helper}", "get"], input=key, capture_output=True, text=True, timeout=TIMEOUT_S
+        )
+        found = json.loads(done.stdout) if done.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    if isinstance(found, dict) and isinstance(found.get("Username"), str) and isinstance(found.get("Secret"), str):
+        return found["Username"], found["Secret"]
+    return None
+
+
+def _basic(user_secret: tuple[str, str]) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(":".join(user_secret).encode()).decode()}
+
+
 def pushed(ref: str, http: urllib3.PoolManager | None = None) -> bool:
     """Whether the registry has ``ref``'s manifest. Raises ``_Unanswered`` where it cannot say."""
-    http = http or urllib3.PoolManager(timeout=TIMEOUT_S, retries=False)
+    http = http or urllib3.PoolManager(timeout=TIMEOUT_S, retries=RETRIES)
     target = Reference.parse(ref)
-    status, challenge = _head(http, target.manifest_url, {})
-    secret = None
-    if status == 401:
-        secret = credentials(target.registry)
-        scheme, _, params = challenge.partition(" ")
-        if scheme.lower() == "bearer":
-            token = _token(http, target, dict(_CHALLENGE_PARAM.findall(params)), secret)
-            status, _ = _head(http, target.manifest_url, {"Authorization": f"Bearer {token}"})
-        elif scheme.lower() == "basic" and secret:
-            status, _ = _head(http, target.manifest_url, {"Authorization": _basic(secret)})
+    secret = credentials(target.registry)
+    status, challenge = _request(http, "GET", f"{target.base_url}/v2/", {})
+    if status not in (200, 401):
+        raise _Unanswered(f"{target.registry} does not answer as a registry does (GET /v2/: HTTP {status})")
+    auth = _authorization(http, target, challenge, secret) if status == 401 else {}
+    status, challenge = _request(http, "HEAD", target.manifest_url, auth)
+    if status == 401 and not auth:  # an open /v2/, a repository that is not
+        auth = _authorization(http, target, challenge, secret)
+        status, _ = _request(http, "HEAD", target.manifest_url, auth)
+    if status == 404 and not auth and secret:  # a 404 may only hide from anonymous clients what exists
+        auth = _basic(secret)
+        status, _ = _request(http, "HEAD", target.manifest_url, auth)
     if status == 200:
         return True
     if status == 404:
         return False
-    raise _Unanswered(_refused(target, status, secret))
+    if status in (401, 403):
+        raise _Unanswered(_refused(target, status, secret))
+    raise _Unanswered(f"{target.registry} answered HTTP {status}")
 
 
 def _refused(target: Reference, status: int, secret: tuple[str, str] | None) -> str:
-    if status in (401, 403) and secret is None:
+    if secret is None:
         return f"{target.registry} wants credentials this machine has not got (docker login {target.registry})"
-    if status in (401, 403):
-        return f"{target.registry} refused the credentials of docker login {target.registry} (HTTP {status})"
-    return f"{target.registry} answered HTTP {status}"
+    return f"{target.registry} refused the credentials of docker login {target.registry} (HTTP {status})"
 
 
-def _head(http: urllib3.PoolManager, url: str, headers: dict[str, str]) -> tuple[int, str]:
+def _request(http: urllib3.PoolManager, method: str, url: str, headers: dict[str, str]) -> tuple[int, str]:
     try:
-        response = http.request("HEAD", url, headers={"Accept": ACCEPT, **headers})
+        response = http.request(method, url, headers={"Accept": ACCEPT, **headers})
     except urllib3.exceptions.HTTPError as exc:
-        raise _Unanswered(f"cannot reach {urllib3.util.parse_url(url).netloc} ({_why(exc)})") from None
+        raise _Unanswered(f"cannot reach {_hostname(url)} ({_why(exc)})") from None
     return response.status, response.headers.get("WWW-Authenticate", "")
 
 
 def _why(exc: urllib3.exceptions.HTTPError) -> str:
     """The socket's reason under urllib3's wrapping: "Connection refused", "Name or service not known"."""
-    cause = exc.__cause__ or exc.__context__
-    return str(getattr(cause, "strerror", None) or cause or type(exc).__name__)
+    reason = getattr(exc, "reason", None) or exc  # MaxRetryError wraps the connection's error
+    cause = reason.__cause__ or reason.__context__ or reason
+    return str(getattr(cause, "strerror", None) or cause)
 
 
-def _token(
-    http: urllib3.PoolManager, target: Reference, challenge: dict[str, str], secret: tuple[str, str] | None
-) -> str:
-    """A pull token from the realm the registry's challenge names; anonymous without credentials."""
-    realm = challenge.get("realm")
+def _authorization(
+    http: urllib3.PoolManager, target: Reference, challenge: str, secret: tuple[str, str] | None
+) -> dict[str, str]:
+    """The header that answers the registry's challenge: a pull token for Bearer, the credentials for Basic."""
+    scheme, _, params = challenge.partition(" ")
+    if scheme.lower() == "basic":
+        if secret is None:
+            raise _Unanswered(_refused(target, 401, None))
+        return _basic(secret)
+    if scheme.lower() != "bearer":
+        raise _Unanswered(
+            f"{target.registry} asks for {scheme or 'an unnamed'} authentication, which is not asked here"
+        )
+    fields = dict(_CHALLENGE_PARAM.findall(params))
+    realm = fields.pop("realm", None)
     if not realm:
         raise _Unanswered(f"{target.registry} asked for a token without naming where to get it")
-    fields = {"scope": challenge.get("scope") or f"repository:{target.repository}:pull"}
-    if challenge.get("service"):
-        fields["service"] = challenge["service"]
-    headers = {"Authorization": _basic(secret)} if secret else {}
+    query = {"scope": f"repository:{target.repository}:pull", **fields}
     try:
-        response = http.request("GET", realm, fields=fields, headers=headers)
-    except urllib3.exceptions.HTTPError as exc:
-        raise _Unanswered(f"cannot reach {target.registry}'s token service ({_why(exc)})") from None
+        response = http.request("GET", realm, fields=query, headers=_basic(secret) if secret else {})
+    except (urllib3.exceptions.HTTPError, ValueError) as exc:
+        reason = _why(exc) if isinstance(exc, urllib3.exceptions.HTTPError) else "not a URL"
+        raise _Unanswered(f"cannot reach {target.registry}'s token service ({reason})") from None
     if response.status != 200:
         raise _Unanswered(_refused(target, response.status, secret))
     try:
-        answer: dict[str, Any] = json.loads(response.data)
-        return str(answer.get("token") or answer["access_token"])
-    except (ValueError, KeyError, TypeError):
+        answer = json.loads(response.data)
+        token = answer.get("token") or answer["access_token"]
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise _Unanswered(f"{target.registry}'s token service answered no token") from None
+    return {"Authorization": f"Bearer {token}"}
 
 
 def check_images(refs: list[str]) -> list[str]:
-    """Refuses (CxrtlError) when a registry says an image in ``refs`` does not exist; one warning line for each
-    image that could not be checked."""
-    http = urllib3.PoolManager(timeout=TIMEOUT_S, retries=False)
+    """Refuses (CxrtlError) an image in ``refs`` that is not a valid reference or that its registry says it
+    does not have; one warning line for each image that could not be checked."""
+    http = urllib3.PoolManager(timeout=TIMEOUT_S, retries=RETRIES)
     warnings = []
     for ref in sorted(set(refs)):
         try:
@@ -202,7 +253,8 @@ def check_images(refs: list[str]) -> list[str]:
         if not found:
             raise CxrtlError(
                 f"image {ref} is not in its registry ({Reference.parse(ref).registry} has no such manifest): "
-                "push it first (make push REGISTRY=...) or name images that exist in manifests/base/kustomization.yaml"
+                "push it first (make push REGISTRY=...), name images that exist in manifests/base/kustomization.yaml, "
+                "or pass --skip-image-check where the registry hides it from this machine's credentials"
             )
     return warnings
 

@@ -34,6 +34,8 @@ from cryptography.x509.oid import NameOID
 BINARY = "docker-registry"
 SERVICE = "cxrtl-test-registry"
 ISSUER = "cxrtl-test-token-service"
+# A guard against a registry that hangs while starting, not a speed check.
+START_LIMIT_S = 120
 MISSING = (
     f"{BINARY} is not installed: make test installs it as root with apt (Debian's docker-registry package); "
     "elsewhere install CNCF distribution's registry as docker-registry on PATH"
@@ -71,6 +73,13 @@ class TokenService:
         self.port = free_port()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> TokenService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
     @property
     def realm(self) -> str:
@@ -152,21 +161,63 @@ def registry(storage: Path, *, basic: dict[str, str] | None = None, token: Token
     process = subprocess.Popen([BINARY, "serve", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         http = urllib3.PoolManager(retries=False, timeout=2)
-        for _ in range(200):
+        deadline = time.monotonic() + START_LIMIT_S
+        while True:
             try:
-                if http.request("GET", f"http://127.0.0.1:{port}/v2/").status in (200, 401):
+                if "Docker-Distribution-Api-Version" in http.request("GET", f"http://127.0.0.1:{port}/v2/").headers:
                     break
             except urllib3.exceptions.HTTPError:
                 pass
             if process.poll() is not None:
                 raise RuntimeError(f"{BINARY} exited: {process.stderr.read().decode() if process.stderr else ''}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{BINARY} did not answer on port {port}")
             time.sleep(0.05)
-        else:
-            raise RuntimeError(f"{BINARY} did not answer on port {port}")
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextmanager
+def hiding_proxy(address: str, user: str, password: str, open_ping: bool = False) -> Iterator[str]:
+    """In front of an open registry, what Nexus, Artifactory ("hide existence of unauthorized resources") or an
+    nginx with Basic auth do: ``/v2/`` asks for Basic credentials (or answers anyone, with ``open_ping``, as
+    where anonymous access is on), and a manifest is 404 to a client without them, existing or not. Yields its
+    ``127.0.0.1:PORT``."""
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    upstream = urllib3.PoolManager(retries=False, timeout=10)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            authorised = self.headers.get("Authorization") == expected
+            if self.path == "/v2/" and open_ping:
+                self.send_response(200)
+            elif self.path == "/v2/" and not authorised:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="hiding"')
+            elif not authorised:
+                self.send_response(404)
+            else:
+                accept = self.headers.get("Accept", "")
+                self.send_response(
+                    upstream.request(self.command, f"http://{address}{self.path}", headers={"Accept": accept}).status
+                )
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def push(address: str, repository: str, tag: str) -> str:
