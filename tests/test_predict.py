@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import json
+import os
 import re
 import shutil
 import socket
@@ -416,7 +417,11 @@ def test_a_local_run_predicts_every_image_under_the_prefix_and_keeps_the_outputs
         f"local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root={str(tmp_path / 'root')!r}); "
         f"build_predict_pipeline()(images={moto_env + '/incoming'!r}, store={moto_env!r})"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False)
+    # TMPDIR: kfp.local leaves its workspace and each task's code folder there.
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     [kept] = [k for k in store.list("predictions/") if k.endswith("/predictions.csv")]
     assert store.exists(kept.replace("predictions.csv", "predictions.html"))

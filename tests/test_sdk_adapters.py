@@ -141,7 +141,9 @@ local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root={str(tmp
 tiny()
 """
     (tmp_path / "tiny.py").write_text(script)  # a file: KFP reads the component's source back from it
-    subprocess.run([sys.executable, str(tmp_path / "tiny.py")], check=True, capture_output=True, timeout=300)
+    # TMPDIR: kfp.local leaves its workspace and each task's code folder there.
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    subprocess.run([sys.executable, str(tmp_path / "tiny.py")], env=env, check=True, capture_output=True, timeout=300)
     (run,) = kfp_adapter.local_run_folders(tmp_path / "root")
     assert kfp_adapter.local_task_parameters(run, "answer") == {"changed": False, "reason": "nothing new"}
     assert kfp_adapter.local_task_parameters(run, "never-ran") is None
