@@ -69,7 +69,8 @@ class TaskLogs(io.TextIOBase):
         self.tasks: list[_Task] = []
         self._current: dict[int, _Task] = {}
         self._partial: dict[int, str] = {}
-        self._lock = threading.Lock()
+        # Re-entrant: the stop handler takes it in the main thread, which a signal may interrupt inside write().
+        self._lock = threading.RLock()
         self._muted = False
         folder.mkdir(parents=True, exist_ok=True)
         self._pipeline_log = (folder / "pipeline.log").open("w")
