@@ -5,13 +5,15 @@ Ctrl-C takes (aborted multipart uploads, removed temporary files, the CLI's non-
 Inside :func:`deferred` (the training loop, and the checkpoint writes it waits for) SIGTERM and SIGINT alike
 only set an event: the loop finishes its step, checkpoints and then raises :class:`Terminated` itself.
 Ctrl-C reaches every process of a terminal's job; a SIGTERM reaches one, so a process that started others
-passes it on with :func:`stop_descendants`.
+passes it on with :func:`stop_descendants`, having first called :func:`adopt_orphans`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -76,10 +78,11 @@ def deferred() -> Iterator[Stop]:
 
 
 def stop_until_quiet(
-    running: Callable[[], Collection[T]], stop: Callable[[T], None], timeout_s: float, quiet_s: float = 1.0
+    running: Callable[[], Collection[T]], stop: Callable[[T], bool], timeout_s: float, quiet_s: float = 1.0
 ) -> list[T]:
-    """``stop`` each thing ``running`` lists, once, and the ones that appear meanwhile too, until none has
-    been running for ``quiet_s`` or ``timeout_s`` has passed; returns those still running then.
+    """``stop`` each thing ``running`` lists, once (again at each look while it returns False: nothing in it
+    to stop yet), and the ones that appear meanwhile too, until none has been running for ``quiet_s`` or
+    ``timeout_s`` has passed; returns those still running then.
 
     The quiet time is for threads that start new ones as the stopped ones end (kfp.local's)."""
     stopped: set[T] = set()
@@ -88,8 +91,7 @@ def stop_until_quiet(
     while True:
         now_running = list(running())
         for item in now_running:
-            if item not in stopped:
-                stop(item)
+            if item not in stopped and stop(item):
                 stopped.add(item)
         now = time.monotonic()
         if now_running:
@@ -99,10 +101,27 @@ def stop_until_quiet(
         time.sleep(0.05)
 
 
+_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def adopt_orphans() -> None:
+    """Make this process the parent of its descendants' orphans (Linux; elsewhere a no-op).
+
+    kfp.local starts each task as ``sh -ec '...; python3 -m ...'``: a SIGTERM ends the shell at once, and a
+    Python it forked after :func:`stop_descendants` last looked would pass to init, out of reach, and run on
+    after the run has ended. Adopted, it stays a descendant and is found and stopped with the rest."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
 def stop_descendants(of: int, timeout_s: float, quiet_s: float = 1.0) -> list[int]:
     """Send SIGTERM to every process ``of`` started, directly or not, and wait up to ``timeout_s`` for them
-    to end (a training step checkpoints first); see :func:`stop_until_quiet`. Linux only (it reads /proc);
-    elsewhere it finds none."""
+    to end (a training step checkpoints first); see :func:`stop_until_quiet`. ``of`` must have called
+    :func:`adopt_orphans` before starting any, or those a stopped one starts as it ends escape. Linux only (it
+    reads /proc); elsewhere it finds none."""
     seen: set[int] = set()
 
     def running() -> list[int]:
@@ -110,9 +129,10 @@ def stop_descendants(of: int, timeout_s: float, quiet_s: float = 1.0) -> list[in
         seen.update(_descendants(of))
         return [pid for pid in seen if _state(pid) not in (None, "Z")]
 
-    def terminate(pid: int) -> None:
+    def terminate(pid: int) -> bool:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+        return True
 
     return stop_until_quiet(running, terminate, timeout_s, quiet_s)
 

@@ -7,7 +7,6 @@ engine's record of how each task's container exited afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from pathlib import Path
@@ -105,10 +104,13 @@ def stop_tasks(out: Path, timeout_s: float) -> list[str]:
         def running() -> list[Container]:  # equal, and hashed, by id
             return client.containers.list(filters={"label": f"{RUN_LABEL}={out}"})
 
-        def terminate(container: Container) -> None:
-            # kill -1 reaches every process of the container's PID namespace but its first one (and itself).
-            with contextlib.suppress(docker.errors.APIError):  # it ended meanwhile
-                container.exec_run(["sh", "-c", "kill -TERM -1"])
+        def terminate(container: Container) -> bool:
+            # kill -1 reaches every process of the container's PID namespace but its first one (and itself);
+            # it fails where there is none: the sh has not started the step yet, and would start it unwarned.
+            try:
+                return container.exec_run(["sh", "-c", "kill -TERM -1"]).exit_code == 0
+            except docker.errors.APIError:  # it ended meanwhile
+                return True
 
         return [c.short_id for c in signals.stop_until_quiet(running, terminate, timeout_s)]
 

@@ -124,7 +124,11 @@ def run(args: argparse.Namespace, pipeline: Callable[[], Callable[..., Any]]) ->
             runner = containers.runner(out, pipeline_root, arguments)
         else:
             runner = local.SubprocessRunner(use_venv=False)
-        local.init(runner=runner, pipeline_root=str(pipeline_root))
+        # Its workspace in the tasks' folder: kfp.local removes it only when the pipeline returns, not when a
+        # signal ends the run.
+        workspace = task_temp / "kfp-workspace"
+        workspace.mkdir()
+        local.init(runner=runner, pipeline_root=str(pipeline_root), workspace_root=str(workspace))
         earlier = kfp_adapter.local_run_folders(pipeline_root)
         failed = None
         try:
@@ -292,6 +296,8 @@ def _stopped_by_signals(task_logs: Any, docker_run: Path | None, task_temp: Path
         print(f"pipeline.py: stopped by {name}{left}; the tasks' logs: {task_logs.folder}", file=sys.stderr, flush=True)
         os._exit(128 + signum)  # the only way past kfp.local's worker threads
 
+    if not docker_run:
+        signals.adopt_orphans()
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import processes
+
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = ("imagenet", "moco-v2")  # two train at once
-WAITING = "chexpert"  # waits for a free slot, and must never start
+WAITING = "chexpert"  # waits for a free slot: kfp.local may start it as one frees, but it must never train
 # Never reached: enough that neither training ends before the other has started, however late its start.
 EPOCHS = 20
 # A guard against a hung run, not a speed check (an hour: a loaded machine runs it many times slower).
@@ -21,9 +24,12 @@ def stop_in_training(out: Path, *args: str, tasks: Callable[[int], list]) -> lis
     """Run the demo into ``out``, SIGTERM it once both trainings ended their first epoch, check how it ended;
     returns what ``tasks`` (given the run's pid) listed as running at the signal."""
     demo = ["--demo", "--sources", ",".join((*TRAINING, WAITING)), "--per-class", "60", "--epochs", str(EPOCHS)]
+    temp = out.with_name(f"{out.name}-tmp")  # the run's TMPDIR: a stopped run leaves nothing there
+    temp.mkdir()
     run = subprocess.Popen(
         [sys.executable, "pipeline.py", "run", *demo, *args, "--output", str(out)],
         cwd=REPO,
+        env={**os.environ, "TMPDIR": str(temp)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -42,6 +48,8 @@ def stop_in_training(out: Path, *args: str, tasks: Callable[[int], list]) -> lis
     finally:
         run.kill()
         run.wait()
+    # Every process the run started was started by now: one still running was lost when the run ended.
+    assert not processes.killed(processes.naming(str(out))), "a task outlived the run"
 
     assert run.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == f"pipeline.py: stopped by SIGTERM; the tasks' logs: {out / 'logs'}"
@@ -53,4 +61,6 @@ def stop_in_training(out: Path, *args: str, tasks: Callable[[int], list]) -> lis
         assert f"{source}: stopped by SIGTERM after epoch" in log
     assert not (run / WAITING).exists() and not (trainings / WAITING).exists()
     assert not (out / "store" / "models").exists()
+    left = list(temp.iterdir())
+    assert not left, left
     return running

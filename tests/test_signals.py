@@ -7,6 +7,8 @@ import sys
 import time
 from collections.abc import Callable
 
+import processes
+
 from cxrtl import signals
 
 # Writes ``ready`` once SIGTERM is handled, and on SIGTERM takes a moment (as a checkpoint would) before
@@ -20,6 +22,28 @@ def stop(signum, frame):
     sys.exit(143)
 signal.signal(signal.SIGTERM, stop)
 Path(sys.argv[1], "ready").touch()
+time.sleep(600)
+"""
+
+# On SIGTERM it starts its argv as a process and ends at once, as kfp.local's ``sh -ec`` ends having just
+# forked its task's Python, unseen. Writes ``armed`` once SIGTERM is handled.
+_STARTS_AS_IT_ENDS = """
+import os, signal, subprocess, sys, time
+from pathlib import Path
+def stop(signum, frame):
+    subprocess.Popen(sys.argv[1:])
+    os._exit(143)
+signal.signal(signal.SIGTERM, stop)
+Path(sys.argv[-1], "armed").touch()
+time.sleep(600)
+"""
+
+# The process that stops its descendants, as pipeline.py does: adopts orphans, starts its argv, then stays.
+_ADOPTING_ROOT = """
+import subprocess, sys, time
+from cxrtl import signals
+signals.adopt_orphans()
+subprocess.run(sys.argv[1:])
 time.sleep(600)
 """
 
@@ -62,3 +86,32 @@ def test_a_descendant_that_outlives_the_wait_is_named(tmp_path):
             subprocess.run(["kill", "-KILL", str(pid)], check=False)
         root.kill()
         root.wait()
+
+
+def test_a_process_started_by_one_ending_on_sigterm_is_stopped_too(tmp_path):
+    (tmp_path / "starts.py").write_text(_STARTS_AS_IT_ENDS)
+    (tmp_path / "graceful.py").write_text(_GRACEFUL)
+    graceful = [sys.executable, str(tmp_path / "graceful.py")]
+    root = subprocess.Popen(
+        [sys.executable, "-c", _ADOPTING_ROOT, sys.executable, str(tmp_path / "starts.py"), *graceful, str(tmp_path)]
+    )
+    try:
+        _wait_until(lambda: (tmp_path / "armed").exists(), "the starting process never handled SIGTERM")
+        assert signals.stop_descendants(root.pid, timeout_s=30) == []
+        assert not processes.killed(processes.naming(str(tmp_path), but=root.pid)), "one escaped, still running"
+    finally:
+        root.kill()
+        root.wait()
+
+
+def test_a_thing_with_nothing_to_stop_yet_is_tried_again_at_each_look_until_it_takes():
+    # A task container whose sh has not started the step: kill -1 finds nothing there to signal.
+    looks = iter([["task"]] * 3)
+    tries: list[str] = []
+
+    def stop(item: str) -> bool:
+        tries.append(item)
+        return len(tries) > 1
+
+    assert signals.stop_until_quiet(lambda: next(looks, []), stop, timeout_s=30, quiet_s=0.1) == []
+    assert tries == ["task", "task"]
