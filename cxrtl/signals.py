@@ -10,7 +10,7 @@ passes it on with :func:`stop_descendants`, having first called :func:`adopt_orp
 
 from __future__ import annotations
 
-import ctypes
+import logging
 import os
 import signal
 import sys
@@ -20,6 +20,8 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
+
+logger = logging.getLogger(__name__)
 
 EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process it ended
 
@@ -112,9 +114,14 @@ def adopt_orphans() -> None:
     after the run has ended. Adopted, it stays a descendant and is found and stopped with the rest."""
     if sys.platform != "linux":
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    import ctypes  # here: every training task imports this module
+
+    try:
+        failed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0
+    except (OSError, AttributeError):  # no C library to ask (a static Python)
+        failed = True
+    if failed:
+        logger.warning("cannot adopt orphaned task processes (prctl): a stopped run may leave one running")
 
 
 def stop_descendants(of: int, timeout_s: float, quiet_s: float = 1.0) -> list[int]:

@@ -276,25 +276,33 @@ def _stopped_by_signals(task_logs: Any, docker_run: Path | None, task_temp: Path
     processes; else the task processes), then this process.
 
     kfp.local's worker threads are joined, never stopped: whatever the main thread does, they go on starting
-    the run's remaining tasks. So the signal is passed on to every task (a train step finishes its step and
-    checkpoints), those started meanwhile too, and the process ends once none is left, without the tasks' TMPDIR
-    (``task_temp``) unless one still runs."""
+    the run's remaining tasks. So those threads are held as they announce a task (``TaskLogs.stopping``), the
+    signal is passed on to every task (a train step finishes its step and checkpoints), and the process ends
+    once none is left, without the tasks' TMPDIR (``task_temp``) unless one still runs."""
     from runners import docker as containers
 
     def stop(signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
-        task_logs.mute()
-        print(f"pipeline.py: {name}: stopping the run's tasks (waiting up to {TASK_STOP_S} s)", file=sys.stderr)
-        if docker_run:
-            running = containers.stop_tasks(docker_run, TASK_STOP_S)
-        else:
-            running = [str(pid) for pid in signals.stop_descendants(os.getpid(), TASK_STOP_S)]
-        task_logs.close()
-        if not running:
-            shutil.rmtree(task_temp, ignore_errors=True)
-        left = f"; tasks still running: {' '.join(running)}" if running else ""
-        print(f"pipeline.py: stopped by {name}{left}; the tasks' logs: {task_logs.folder}", file=sys.stderr, flush=True)
-        os._exit(128 + signum)  # the only way past kfp.local's worker threads
+        try:
+            task_logs.stopping()
+            print(f"pipeline.py: {name}: stopping the run's tasks (waiting up to {TASK_STOP_S} s)", file=sys.stderr)
+            if docker_run:
+                running = containers.stop_tasks(docker_run, TASK_STOP_S)
+            else:
+                running = [str(pid) for pid in signals.stop_descendants(os.getpid(), TASK_STOP_S)]
+            task_logs.close()
+            if not running:
+                shutil.rmtree(task_temp, ignore_errors=True)
+            left = f"; tasks still running: {' '.join(running)}" if running else ""
+            print(
+                f"pipeline.py: stopped by {name}{left}; the tasks' logs: {task_logs.folder}",
+                file=sys.stderr,
+                flush=True,
+            )
+        finally:
+            # The only way past kfp.local's worker threads; also where the above failed (the signal came inside
+            # a write to a stalled terminal, whose buffer then refuses a flush).
+            os._exit(128 + signum)
 
     if not docker_run:
         signals.adopt_orphans()

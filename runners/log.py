@@ -82,6 +82,8 @@ class TaskLogs(io.TextIOBase):
         return False
 
     def write(self, text: str) -> int:
+        if self._muted and any(TASK_START.search(ANSI.sub("", line)) for line in text.split("\n")):
+            threading.Event().wait()  # see stopping(): never returns, the process ends first
         thread = threading.get_ident()
         with self._lock:
             if self.verbose and not self._muted:
@@ -107,9 +109,11 @@ class TaskLogs(io.TextIOBase):
             self._pipeline_log.close()
         super().close()
 
-    def mute(self) -> None:
-        """No more task events or lines on the console (a stopped run's tasks failing one by one); the logs
-        still get everything."""
+    def stopping(self) -> None:
+        """The run is stopping: no more task events or lines on the console (its tasks failing one by one),
+        the logs still get everything, and no task starts. kfp.local announces each task here before it starts
+        it, and its worker threads go on starting the waiting ones as slots free: a thread that announces one
+        now waits in write() until the process ends."""
         with self._lock:
             self._muted = True
 

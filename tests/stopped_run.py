@@ -13,7 +13,7 @@ import processes
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = ("imagenet", "moco-v2")  # two train at once
-WAITING = "chexpert"  # waits for a free slot: kfp.local may start it as one frees, but it must never train
+WAITING = "chexpert"  # waits for a free slot, and must never start
 # Never reached: enough that neither training ends before the other has started, however late its start.
 EPOCHS = 20
 # A guard against a hung run, not a speed check (an hour: a loaded machine runs it many times slower).
@@ -60,6 +60,7 @@ def stop_in_training(out: Path, *args: str, tasks: Callable[[int], list]) -> lis
         log = (out / "logs" / f"train-{source}.log").read_text()
         assert f"{source}: stopped by SIGTERM after epoch" in log
     assert not (run / WAITING).exists() and not (trainings / WAITING).exists()
+    assert sorted(p.name for p in (out / "logs").glob("train*.log")) == sorted(f"train-{s}.log" for s in TRAINING)
     assert not (out / "store" / "models").exists()
     left = list(temp.iterdir())
     assert not left, left
