@@ -82,8 +82,7 @@ def test_a_descendant_that_outlives_the_wait_is_named(tmp_path):
         left = signals.stop_descendants(root.pid, timeout_s=0.5)
         assert left and set(left) <= set(signals._descendants(root.pid))
     finally:
-        for pid in signals._descendants(root.pid):
-            subprocess.run(["kill", "-KILL", str(pid)], check=False)
+        processes.killed(signals._descendants(root.pid))
         root.kill()
         root.wait()
 
