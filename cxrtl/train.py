@@ -457,7 +457,7 @@ def checkpoint(session: Session, progress: Progress) -> None:
         "epoch": progress.epoch,
         "partial": progress.partial.to_dict() if progress.partial else None,
         "model": session.model.state_dict(),
-        "optimizer": _optimizer_state(session, epoch),
+        "optimizer": _optimizer_state(session, next_epoch=progress.epoch + 1),
         "scaler": session.scaler.state_dict() if session.scaler is not None else None,
         "history": progress.history,
         "best": progress.best,
@@ -466,15 +466,16 @@ def checkpoint(session: Session, progress: Progress) -> None:
     session.checkpoints.save(epoch, payload, best)
 
 
-def _optimizer_state(session: Session, epoch: int) -> dict[str, Any]:
-    """The optimizer's state, less that of parameters frozen from here to the end of the run.
+def _optimizer_state(session: Session, next_epoch: int) -> dict[str, Any]:
+    """The optimizer's state, less that of parameters frozen from ``next_epoch`` (the one a resumed run trains
+    first, or the rest of) to the end of the run.
 
     Adam leaves the state of a parameter without a gradient alone and never reads it, and a frozen backbone
     is never unfrozen (``freeze_backbone_after`` is part of the run's identity): so a checkpoint after the
     freeze need not carry the backbone's two moments, two thirds of its size, and a resumed run is still
     exact. The state of the parameters that train (the head) stays."""
     state = session.optimizer.state_dict()
-    if session.config.training.backbone_trainable(epoch + 1):
+    if session.config.training.backbone_trainable(next_epoch):
         return state
     names = [name for name, _ in session.model.named_parameters()]
     kept = {i: s for i, s in state["state"].items() if names[i].startswith("fc.")}

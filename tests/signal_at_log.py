@@ -4,14 +4,17 @@ KILL; group:INT to its whole process group) the first time one of cxrtl's log re
 A stop at an exact point of the run on any machine: a test that watches from outside (a file appearing, a line
 read from a pipe) signals whenever the machine lets it, and a loaded one lets the run go on meanwhile, past
 the point the test meant (a next checkpoint written, the last step done). A signal sent here is still the real
-thing, delivered by the kernel to the real process with its own handlers."""
+thing, delivered by the kernel to the real process with its own handlers. :func:`sending` does the same within
+the test's own process."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from cxrtl.cli import main
@@ -23,7 +26,7 @@ def argv(signal_name: str, marker: str, *cxrtl_args: str, group: bool = False) -
     return [sys.executable, str(Path(__file__)), f"group:{signal_name}" if group else signal_name, marker, *cxrtl_args]
 
 
-class _SignalOnce(logging.Handler):
+class SignalOnce(logging.Handler):
     def __init__(self, signum: signal.Signals, marker: str, group: bool) -> None:
         super().__init__()
         self.signum, self.marker, self.group, self.sent = signum, marker, group, False
@@ -37,12 +40,27 @@ class _SignalOnce(logging.Handler):
                 os.kill(os.getpid(), self.signum)
 
 
+@contextlib.contextmanager
+def sending(signum: signal.Signals, marker: str) -> Iterator[SignalOnce]:
+    """Within this block, this process gets ``signum`` the first time one of cxrtl's log records contains
+    ``marker`` (its INFO records are made meanwhile, whatever the logging set-up)."""
+    logger, handler = logging.getLogger("cxrtl"), SignalOnce(signum, marker, group=False)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 if __name__ == "__main__":
     name, marker, *args = sys.argv[1:]
     group = name.startswith("group:")
     # On cxrtl's logger, not the root's: the CLI's logging.basicConfig adds its stderr handler only to a root
     # logger without handlers.
     logging.getLogger("cxrtl").addHandler(
-        _SignalOnce(signal.Signals[f"SIG{name.removeprefix('group:')}"], marker, group)
+        SignalOnce(signal.Signals[f"SIG{name.removeprefix('group:')}"], marker, group)
     )
     sys.exit(main(args))

@@ -169,7 +169,8 @@ def test_paper_recipe_fine_tunes_epoch_1_then_trains_the_head_only(paper_run, tm
 
 def test_checkpoints_after_the_freeze_leave_out_the_backbone_s_optimizer_state(paper_run, tmp_path):
     """Adam never reads the state of a parameter without a gradient, and the backbone stays frozen from
-    epoch 2 on: epoch 1's checkpoint already leaves its moments out (a resumed run is exact: test_resume)."""
+    epoch 2 on: epoch 1's checkpoint already leaves its moments out (a resumed run is still exact:
+    tests/faults/test_sigterm.py)."""
     saved = _load(paper_run.store, f"{paper_run.training}checkpoints/epoch-001.pt", tmp_path)
     state = saved["optimizer"]["state"]
     assert sorted(PARAMETERS[i] for i in state) == sorted(HEAD_PARAMETERS)
