@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,14 +11,12 @@ from pathlib import Path
 
 import pytest
 import signal_at_log
-import torch
 
-from cxrtl.checkpoints import run_training_prefix
-from cxrtl.store import LocalStore, open_store
-from cxrtl.train import load_model
+from cxrtl.checkpoints import get_payload, run_training_prefix
+from cxrtl.store import open_store
 from cxrtl.weights import put_weights, write_stand_in
 
-pytestmark = pytest.mark.slow  # trains three times
+pytestmark = pytest.mark.slow  # trains twice
 
 RUN_ID = "resume-me"
 EPOCHS = 3
@@ -57,6 +54,7 @@ def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(s
     assert store.list(checkpoints) == [f"{checkpoints}epoch-001.pt"], first_log.read_text()[-3000:]
     assert not store.exists(model_key) and not out.exists()
     assert "resuming" not in first_log.read_text()
+    saved = get_payload(store, f"{checkpoints}epoch-001.pt")
 
     # 2. The same command again: it resumes from epoch 1 and finishes the run.
     rerun = subprocess.run(
@@ -77,23 +75,7 @@ def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(s
     for output in (rerun.stderr, rerun.stdout, first_log.read_text()):
         assert s3_server.secret_key not in output
 
-    # 3. On CPU with the same seed, the interrupted-and-resumed run ends where an uninterrupted one does.
-    # The same command in a process of its own: CPU kernels are bit-exact only for the same thread set-up,
-    # which this test process (shared with other tests) need not have.
-    local = LocalStore(tmp_path / "local-store")
-    put_weights(local, "imagenet", stand_in, stand_in=True)
-    straight_run = subprocess.run(
-        [sys.executable, "-m", "cxrtl", *_train_argv(data, tmp_path / "straight", str(local.root))], env=env,
-        capture_output=True, text=True, timeout=RUN_LIMIT_S,
-    )  # fmt: skip
-    assert straight_run.returncode == 0, straight_run.stderr[-3000:]
-    straight = json.loads((tmp_path / "straight" / "model.json").read_text())
-    assert straight["history"] == metadata["history"]
-    assert straight["best_epoch"] == metadata["best_epoch"]
-    resumed_model, _ = load_model(out)
-    straight_model, _ = load_model(tmp_path / "straight")
-    resumed_state, straight_state = resumed_model.state_dict(), straight_model.state_dict()
-    assert resumed_state.keys() == straight_state.keys()
-    differing = [k for k in resumed_state if not torch.equal(resumed_state[k], straight_state[k])]
-    assert differing == [], f"{len(differing)} tensors differ, e.g. {differing[:3]}"
-    shutil.rmtree(tmp_path / "local-store")
+    # 3. Epoch 1 is the killed process's, carried over from the bucket bit for bit. That a resumed training goes
+    # on exactly as an uninterrupted one is checked within one process (tests/faults/test_sigterm.py): two
+    # processes need not take the same kernel paths, so their numbers need not agree.
+    assert {name: values[:1] for name, values in metadata["history"].items()} == saved["history"]
