@@ -71,8 +71,8 @@ class Batches:
         return dataclasses.replace(self, indices=rng.permutation(self.indices))
 
     def skip(self, batches: int) -> Batches:
-        """These batches without the first ``batches`` of them."""
-        return dataclasses.replace(self, indices=self.indices[batches * self.batch_size :])
+        """These batches without the first ``batches`` of them, counted by their bounds (the last may be longer)."""
+        return dataclasses.replace(self, indices=self.indices[self._bounds()[batches] :])
 
     def on_device(self, fraction_of_free_memory: float = 0.25) -> Batches:
         """These batches drawn from a copy of the whole image array in GPU memory, when it takes no more than

@@ -30,6 +30,8 @@ def test_17_images_in_batches_of_8_are_one_batch_of_8_and_one_of_9():
     batches = _seventeen(8)
     assert [len(y) for _, y in batches] == [8, 9] and len(batches) == 2
     assert [len(y) for _, y in batches.skip(1)] == [9]  # a resumed epoch merges the same way
+    # An epoch stopped during its last step resumes with no step left, not one of the merged image alone.
+    assert [len(y) for _, y in batches.skip(2)] == []
     assert [len(y) for _, y in _seventeen(16)] == [17]
     assert [len(y) for _, y in _seventeen(4)] == [4, 4, 4, 5]
 
