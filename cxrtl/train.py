@@ -302,13 +302,14 @@ def _progress_of(session: Session, saved: dict[str, Any], done: dict[str, Any] |
         best_state = _best_state(session.checkpoints, best["epoch"], done)
         if best_state is None:
             return None
+    partial = Partial.from_dict(saved["partial"]) if saved.get("partial") else None
+    where = f"epoch {saved['epoch']}" + (f" and {partial.tally.steps} steps of the next" if partial else "")
     if "model" in saved:  # a checkpoint: training goes on from it
         session.model.load_state_dict(saved["model"])
         session.optimizer.load_state_dict(saved["optimizer"])
         if session.scaler is not None and saved.get("scaler"):
             session.scaler.load_state_dict(saved["scaler"])
-    partial = Partial.from_dict(saved["partial"]) if saved.get("partial") else None
-    where = f"epoch {saved['epoch']}" + (f" and {partial.tally.steps} steps of the next" if partial else "")
+        _warn_of_missing_moments(session, saved, where)
     writer = done["run_id"] if done is not None and "model" not in saved else None
     if writer is not None:
         logger.info(
@@ -329,6 +330,24 @@ def _progress_of(session: Session, saved: dict[str, Any], done: dict[str, Any] |
         resumed_from=saved["epoch"],
         partial=partial,
     )
+
+
+def _warn_of_missing_moments(session: Session, saved: dict[str, Any], where: str) -> None:
+    """Say so when a checkpoint lacks the optimizer state of parameters that train on: earlier builds of
+    cxrtl 0.1.0 left the backbone's out of a checkpoint taken inside its last trainable epoch. Adam starts
+    them afresh: a sound training, but not the one an uninterrupted run does."""
+    if not session.config.training.backbone_trainable(saved["epoch"] + 1):
+        return
+    optimizer = saved["optimizer"]
+    missing = sum(len(group["params"]) for group in optimizer["param_groups"]) - len(optimizer["state"])
+    if missing:
+        logger.warning(
+            "%s: the checkpoint of %s lacks the optimizer state of %d parameters that still train (an older "
+            "cxrtl left it out); Adam starts theirs afresh, so this run will not match an uninterrupted one",
+            session.source,
+            where,
+            missing,
+        )
 
 
 def _check_stored_model(session: Session) -> None:

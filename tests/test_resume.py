@@ -75,7 +75,7 @@ def test_train_killed_mid_run_resumes_from_the_newest_checkpoint_in_the_bucket(s
     for output in (rerun.stderr, rerun.stdout, first_log.read_text()):
         assert s3_server.secret_key not in output
 
-    # 3. Epoch 1 is the killed process's, carried over from the bucket bit for bit. That a resumed training goes
+    # 3. Epoch 1 is the killed process's, its history carried over from the bucket. That a resumed training goes
     # on exactly as an uninterrupted one is checked within one process (tests/faults/test_sigterm.py): two
     # processes need not take the same kernel paths, so their numbers need not agree.
     assert {name: values[:1] for name, values in metadata["history"].items()} == saved["history"]

@@ -17,6 +17,7 @@ import signal_at_log
 import torch
 
 from cxrtl.checkpoints import get_payload, run_training_prefix
+from cxrtl.model import build_model
 from cxrtl.recipes import TrainConfig
 from cxrtl.signals import EXIT_CODE, Terminated, deferred
 from cxrtl.store import LocalStore, open_store
@@ -70,7 +71,7 @@ def test_sigterm_mid_epoch_checkpoints_that_step_and_the_rerun_resumes_from_it(p
     assert store.list(f"runs/{RUN_ID}/") == [f"runs/{RUN_ID}/imagenet/identity.json"]
     assert store.list(training) == [f"{training}{name}" for name in ("done.json", "identity.json", "owner.json")]
 
-    # Epoch 1 is the stopped process's, carried over bit for bit, not trained again. That the rest goes on
+    # Epoch 1 is the stopped process's, its history carried over, not trained again. That the rest goes on
     # exactly as an uninterrupted run is checked within one process (test_a_stopped_run_resumed_ends_...).
     resumed_meta = json.loads((out / "model.json").read_text())
     assert {name: values[:1] for name, values in resumed_meta["history"].items()} == saved["history"]
@@ -164,13 +165,32 @@ def _store_with_weights(folder: Path) -> LocalStore:
     return store
 
 
+def _last_checkpoint(store: LocalStore) -> dict:
+    """The training's checkpoint of its last epoch: the network and the optimizer as training left them."""
+    return get_payload(store, f"{run_training_prefix(store, RUN_ID, 'imagenet')}checkpoints/epoch-002.pt")
+
+
+def _differing(a: object, b: object, where: str = "") -> list[str]:
+    """Where two checkpoint payloads differ: tensors compared bit for bit, everything else with ==."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{where} (keys)"]
+        return [d for key in a for d in _differing(a[key], b[key], f"{where}/{key}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _differing(x, y, f"{where}/{i}")]
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return [] if torch.equal(a, b) else [where]
+    return [] if a == b else [where]
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(prepared, tmp_path_factory):
-    """The same training as the stopped ones, never stopped, in this process: its metadata and state."""
+    """The same training as the stopped ones, never stopped, in this process: its metadata, its published
+    model's state and its last checkpoint."""
     folder = tmp_path_factory.mktemp("uninterrupted")
-    config = TrainConfig.from_recipe("paper", **EXACT_CONFIG)
-    result = train(prepared["paper"], "imagenet", folder / "model", config, _store_with_weights(folder), RUN_ID)
-    return result.metadata, load_model(folder / "model")[0].state_dict()
+    config, store = TrainConfig.from_recipe("paper", **EXACT_CONFIG), _store_with_weights(folder)
+    result = train(prepared["paper"], "imagenet", folder / "model", config, store, RUN_ID)
+    return result.metadata, load_model(folder / "model")[0].state_dict(), _last_checkpoint(store)
 
 
 @pytest.mark.parametrize("stop", STOPS)
@@ -203,9 +223,38 @@ def test_a_stopped_run_resumed_ends_bit_for_bit_where_an_uninterrupted_one_does(
     [resumed] = [r.getMessage() for r in caplog.records if "resuming run" in r.getMessage()]
     assert resumed.endswith(f"from the checkpoint of epoch {stopped_in - 1}") == lose_partial  # else: and N steps
     assert result.metadata.resumed_from_epoch == stopped_in - 1
-    straight_meta, straight_state = uninterrupted
+    straight_meta, straight_state, straight_last = uninterrupted
     assert result.metadata.history == straight_meta.history
     assert result.metadata.best_epoch == straight_meta.best_epoch
     state = load_model(out)[0].state_dict()
-    differing = [k for k, v in state.items() if not torch.equal(v, straight_state[k])]
-    assert differing == [], f"{len(differing)} tensors differ, e.g. {differing[:3]}"
+    assert [k for k, v in state.items() if not torch.equal(v, straight_state[k])] == []
+    # The published model may be epoch 1's, which the stopped run wrote: the last checkpoint holds what the
+    # resumed run computed, network and optimizer.
+    last = _last_checkpoint(store)
+    assert last["epoch"] == 2 and last["partial"] is None
+    differing = [
+        d for part in ("model", "optimizer", "history") for d in _differing(last[part], straight_last[part], part)
+    ]
+    assert differing == [], f"{len(differing)} differ, e.g. {differing[:3]}"
+
+
+def test_a_checkpoint_without_the_moments_of_parameters_that_train_on_resumes_with_a_warning(
+    prepared, tmp_path, caplog
+):
+    """As earlier builds wrote a checkpoint inside epoch 1: the backbone's Adam moments left out."""
+    config, store, out = TrainConfig.from_recipe("paper", **EXACT_CONFIG), _store_with_weights(tmp_path), tmp_path / "m"
+    with signal_at_log.sending(signal.SIGTERM, "epoch 1/2 [1/"), pytest.raises(Terminated):
+        train(prepared["paper"], "imagenet", out, config, store, RUN_ID)
+    [key] = store.list(f"{run_training_prefix(store, RUN_ID, 'imagenet')}checkpoints/")
+    saved = get_payload(store, key)
+    names = [name for name, _ in build_model().named_parameters()]
+    saved["optimizer"]["state"] = {i: s for i, s in saved["optimizer"]["state"].items() if names[i].startswith("fc.")}
+    torch.save(saved, tmp_path / "old.pt")
+    store.put_file(key, tmp_path / "old.pt")
+
+    with caplog.at_level(logging.WARNING, logger="cxrtl.train"):
+        result = train(prepared["paper"], "imagenet", out, config, store, RUN_ID)
+    kept = len(saved["optimizer"]["state"])
+    [warning] = [r.getMessage() for r in caplog.records if "optimizer state" in r.getMessage()]
+    assert f"lacks the optimizer state of {len(names) - kept} parameters that still train" in warning
+    assert result.metadata.resumed_from_epoch == 0 and len(result.metadata.history["train_loss"]) == 2
