@@ -7,7 +7,9 @@ engine's record of how each task's container exited afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -73,20 +75,64 @@ def runner(out: Path, pipeline_root: Path, arguments: dict) -> local.DockerRunne
     )
 
 
-def check_exits(out: Path, since: float) -> None:
-    """Raise if a task's container of this run exited non-zero since ``since`` (a time.time()).
+class ContainerEvents:
+    """The engine's ``event`` events (start, die, ...) of the run's task containers, from entering on.
+
+    Read live from the start, not asked for at the end: the engine keeps only its last 256 events of every
+    kind to replay (moby's daemon/events), and a ten-source run makes about that many, so the first tasks'
+    could be gone. A replay at the end adds what the live stream had not delivered yet."""
+
+    def __init__(self, out: Path, event: str) -> None:
+        self._filters = {"type": "container", "event": event, "label": f"{RUN_LABEL}={out}"}
+        self._live: list[dict] = []
+        self._leaving = threading.Event()
+        self._cut = False  # the live stream ended before we closed it
+        self._engine = _engine()
+
+    def __enter__(self) -> ContainerEvents:
+        self._client = self._engine.__enter__()
+        self._since = int(time.time())
+        # Asked for here, not in the thread: the engine replays from _since what happens before it reads.
+        self._stream = self._client.events(since=self._since, filters=self._filters, decode=True)
+        self._reader = threading.Thread(target=self._read, name="container-events", daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        try:
+            for event in self._stream:
+                self._live.append(event)
+        except (docker.errors.DockerException, ValueError):  # ValueError: a line that is not JSON
+            pass
+        self._cut = not self._leaving.is_set()
+
+    def seen(self) -> list[dict]:
+        """Every such event so far, once each, in order."""
+        if self._cut:
+            raise CxrtlError(
+                "local run: the Docker engine stopped reporting its containers' events during the run, "
+                "so whether every task's container succeeded is unknown; run it again"
+            )
+        until = int(time.time()) + 1
+        recent = list(self._client.events(since=self._since, until=until, filters=self._filters, decode=True))
+        events = {(e["id"], e["timeNano"]): e for e in [*list(self._live), *recent]}
+        return sorted(events.values(), key=lambda e: e["timeNano"])
+
+    def __exit__(self, *exc) -> None:
+        self._leaving.set()
+        with contextlib.suppress(docker.errors.DockerException):  # over ssh:// it cannot; the reader is a daemon
+            self._stream.close()
+        self._reader.join(timeout=10)
+        self._engine.__exit__(*exc)
+
+
+def check_exits(ends: ContainerEvents) -> None:
+    """Raise if a task's container of the run exited non-zero (``ends``: the run's die events).
 
     kfp.local 2.17 removes each container as it ends and, when the container is gone before it asks for
     the exit code, counts the task a success; the engine's own record of each container's end says.
     """
-    with _engine() as client:
-        ends = client.events(
-            since=int(since),
-            until=int(time.time()) + 1,
-            filters={"type": "container", "event": "die", "label": f"{RUN_LABEL}={out}"},
-            decode=True,
-        )
-        failed = [e["Actor"]["Attributes"] for e in ends if e["Actor"]["Attributes"].get("exitCode") != "0"]
+    failed = [e["Actor"]["Attributes"] for e in ends.seen() if e["Actor"]["Attributes"].get("exitCode") != "0"]
     if failed:
         exits = ", ".join(f"{a.get('image')} exited with code {a.get('exitCode')}" for a in failed)
         raise CxrtlError(f"local run failed: {len(failed)} task container(s) failed ({exits}); their logs are above")

@@ -233,7 +233,6 @@ def _run_logged(
     docker_run = logs.parent if docker else None
     task_logs = TaskLogs(logs, sys.stdout, PER_SOURCE_TASKS, verbose=verbose)
     original_print = builtins.print
-    started = time.time()
     try:
         with contextlib.redirect_stdout(task_logs), root_logging_to(task_logs), warnings.catch_warnings():
             if not verbose:
@@ -241,12 +240,14 @@ def _run_logged(
                 # retries), and our images' packages used from this environment by the subprocess runner.
                 warnings.filterwarnings("ignore", message=r"Task '.*': settings \[", category=UserWarning)
                 warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
-            try:
-                with _stopped_by_signals(task_logs, docker_run, task_temp):
-                    pipeline()(**arguments)
-            finally:
-                if docker_run:
-                    containers.check_exits(docker_run, since=started)
+            with contextlib.ExitStack() as stack:
+                ends = stack.enter_context(containers.ContainerEvents(docker_run, "die")) if docker_run else None
+                try:
+                    with _stopped_by_signals(task_logs, docker_run, task_temp):
+                        pipeline()(**arguments)
+                finally:
+                    if ends is not None:
+                        containers.check_exits(ends)
     except (RuntimeError, CxrtlError) as exc:  # RuntimeError: kfp.local's "a task failed"
         task_logs.close()
         # A task's own one-line error comes last; the end of its log only where it failed unexpectedly.

@@ -11,13 +11,13 @@ empty wheelhouse with one line.
 from __future__ import annotations
 
 import csv
-import datetime
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -26,8 +26,9 @@ import pytest
 from stopped_run import stop_in_training
 
 from components.images import CPU, TRAIN, image
+from cxrtl.errors import CxrtlError
 from cxrtl.weights import SOURCE_NAMES
-from runners.docker import RUN_LABEL
+from runners.docker import RUN_LABEL, ContainerEvents, check_exits
 
 REPO = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the classic builder colours a step's error output
@@ -70,22 +71,16 @@ def engine():
 def demo(engine, tmp_path_factory: pytest.TempPathFactory):
     """The whole demo, all ten sources, in containers; with the engine's container starts during it."""
     out = tmp_path_factory.mktemp("containers") / "out"
-    started = datetime.datetime.now(datetime.UTC)
-    done = subprocess.run(
-        [sys.executable, "pipeline.py", "run", "--demo", "--runner", "docker", "--output", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=_RUN_LIMIT_S,
-    )
-    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    events = engine.events(
-        since=started,
-        until=datetime.datetime.now(datetime.UTC),
-        filters={"type": "container", "event": "start", "label": f"org.cxrtl.run={out}"},
-        decode=True,
-    )
-    return out, list(events)
+    with ContainerEvents(out, "start") as starts:
+        done = subprocess.run(
+            [sys.executable, "pipeline.py", "run", "--demo", "--runner", "docker", "--output", str(out)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=_RUN_LIMIT_S,
+        )
+        assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+        return out, starts.seen()
 
 
 def test_the_images_run_as_uid_1000(engine):
@@ -221,3 +216,23 @@ def test_a_task_failing_in_its_container_fails_the_run_in_one_line(engine, stand
         "is this the Kaggle COVID-19 Radiography Database?"
     )
     assert "CxrtlError" in log.read_text()
+
+
+def test_a_failed_task_container_is_caught_after_more_events_than_the_engine_replays(engine, tmp_path: Path):
+    """The engine replays only its last 256 events; a run's first failed container must not slip past that."""
+    out = tmp_path / "out"
+    ours = {"type": "container", "event": "die", "label": f"{RUN_LABEL}={out}"}
+    with ContainerEvents(out, "die") as ends:
+        since = int(time.time())
+        with pytest.raises(docker.errors.ContainerError):
+            engine.containers.run(
+                image(CPU), entrypoint=["false"], labels={RUN_LABEL: str(out)}, network_mode="none", remove=True
+            )
+        filler = engine.images.get(image(CPU))
+        for i in range(150):  # a tag and an untag event each
+            filler.tag("cxrtl-event-filler", tag=str(i))
+            engine.images.remove(f"cxrtl-event-filler:{i}")
+        replayed = engine.events(since=since, until=int(time.time()) + 1, filters=ours, decode=True)
+        assert list(replayed) == []  # the engine has forgotten it
+        with pytest.raises(CxrtlError, match=r"1 task container\(s\) failed .* exited with code 1"):
+            check_exits(ends)
