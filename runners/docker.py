@@ -1,8 +1,8 @@
 """`pipeline.py run --runner docker`: the local pipeline with each task in its component's image.
 
 kfp.local's DockerRunner does the running; this module checks beforehand that it can work (an engine that
-answers, the images built, nothing that needs a network), mounts the run's folders, and reads the
-engine's record of how each task's container exited afterwards.
+answers, the images built, nothing that needs a network), mounts the run's folders, and follows the
+engine's record of how each task's container exits, from the run's start.
 """
 
 from __future__ import annotations
